@@ -1,0 +1,47 @@
+# `make test` and `make demo` work on a fresh machine: each does its own set-up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps test lint unit integration demo bench proto clean
+
+setup: system-deps $(VENV)/.installed
+
+# Debian's upstream etcd and etcdctl: the reference every compatibility test compares against.
+system-deps:
+	@command -v etcd >/dev/null && command -v etcdctl >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client; }
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+proto: setup
+	$(BIN)/python tools/genproto.py
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/python tools/demo.py
+
+bench: setup
+	$(BIN)/python -m bench.compare
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

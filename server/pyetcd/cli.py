@@ -1,0 +1,5 @@
+"""Placeholder: cli entry point (being written)."""
+
+
+def main() -> None:
+    raise SystemExit("not implemented yet")

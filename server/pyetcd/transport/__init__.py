@@ -1,0 +1,1 @@
+"""pyetcd.transport."""
