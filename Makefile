@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test lint unit integration demo bench proto clean
+.PHONY: setup system-deps test lint unit integration demo demo-down bench proto clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -39,6 +39,9 @@ unit: setup
 
 demo: setup
 	$(BIN)/python tools/demo.py
+
+demo-down:
+	@[ -f .demo/pyetcd.pid ] && kill $$(cat .demo/pyetcd.pid) 2>/dev/null; rm -rf .demo; echo "demo stopped"
 
 bench: setup
 	$(BIN)/python -m bench.compare

@@ -98,7 +98,11 @@ class Backend(Protocol):
         """Number of puts and deletes applied since the last prepare_commit."""
 
     def prepare_commit(self) -> PendingCommit | None:
-        """Spill the current transaction into page images; None if nothing changed."""
+        """Spill the current transaction into page images; None if nothing changed.
+
+        At most one commit is in flight: calling this again before ``finish_commit`` of the
+        previous one raises BackendError. Puts, deletes and reads may go on meanwhile.
+        """
 
     def finish_commit(self, pending: PendingCommit) -> None:
         """Mark ``pending`` durable: it becomes the committed state snapshots read."""
@@ -116,7 +120,11 @@ class Backend(Protocol):
         """Bytes used by reachable pages: size minus free pages."""
 
     def hash(self) -> int:
-        """CRC-32C over every bucket name then its keys and values, in order (etcd's Hash RPC)."""
+        """CRC-32C over every bucket name then its keys and values, in order (etcd's Hash RPC).
+
+        ``BoltBackend.hash`` also takes ``ignore``: (bucket, key) pairs left out, like etcd's
+        ``DefaultIgnores`` (``{(b"meta", b"consistent_index")}`` in 3.4) for the Hash RPC.
+        """
 
     def defrag(self) -> None:
         """Rewrite the file compactly (copy every bucket into a new file, then swap it in)."""

@@ -1,0 +1,223 @@
+"""The client-port multiplexer: gRPC (HTTP/2) and plain HTTP/1.1 on one listening socket.
+
+etcd serves its gRPC API and the HTTP endpoints (/health, /version, /metrics) on the same client
+URL. grpcio owns its own sockets, so the gRPC server listens on a private abstract unix socket and
+this module accepts client connections, looks at the first bytes, and either splices an HTTP/2
+connection through to the gRPC server or answers HTTP/1.1 itself. With ``--listen-client-http-urls``
+(etcd 3.5) the HTTP endpoints move off the client port and gRPC binds the port directly, without
+this hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+log = logging.getLogger(__name__)
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_HTTP_HEADER = 16 * 1024
+# Above this much data queued towards a slow reader, stop reading from the other side.
+HIGH_WATER = 4 * 1024 * 1024
+
+HttpHandler = Callable[[str, str], Awaitable[tuple[int, str, bytes]]]
+
+
+class _Splice(asyncio.Protocol):
+    """One direction's receiving end: forwards everything to ``peer`` with backpressure."""
+
+    def __init__(self, peer: asyncio.Transport, on_lost: Callable[[], None]) -> None:
+        self.transport: asyncio.Transport | None = None
+        # Known before connecting: the gRPC server speaks first (its SETTINGS frame).
+        self.peer = peer
+        self._on_lost = on_lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.peer.write(data)
+
+    def pause_writing(self) -> None:
+        self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.peer.resume_reading()
+
+    def eof_received(self) -> bool | None:
+        if self.peer.can_write_eof():
+            self.peer.write_eof()
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
+
+
+class _ClientConnection(asyncio.Protocol):
+    """A connection accepted on the client port, before and after we know its protocol."""
+
+    def __init__(self, mux: ClientMux) -> None:
+        self._mux = mux
+        self._buf = b""
+        self._mode = ""
+        self.transport: asyncio.Transport | None = None
+        self._upstream: asyncio.Transport | None = None
+        self._closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        if self._mode == "h2":
+            if self._upstream is not None:
+                self._upstream.write(data)
+            else:
+                self._buf += data
+            return
+        self._buf += data
+        if not self._mode:
+            probe = self._buf[: len(H2_PREFACE)]
+            if H2_PREFACE.startswith(probe):
+                if len(probe) < len(H2_PREFACE):
+                    return
+                self._mode = "h2"
+                assert self.transport is not None
+                self.transport.pause_reading()
+                asyncio.get_running_loop().create_task(self._connect_upstream())
+                return
+            self._mode = "http"
+        if self._mode == "http":
+            self._maybe_serve_http()
+
+    async def _connect_upstream(self) -> None:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        try:
+            # Abstract-namespace paths (leading NUL) are not accepted by uvloop's
+            # create_unix_connection, so connect the socket here; it completes at once.
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self._mux.grpc_socket)
+            except OSError:
+                sock.close()
+                raise
+            sock.setblocking(False)
+            transport = self.transport
+            _, proto = await loop.create_unix_connection(
+                lambda: _Splice(transport, self._close), sock=sock
+            )
+        except OSError as exc:
+            log.warning("cannot reach the gRPC server: %s", exc)
+            self._close()
+            return
+        if self._closed:
+            assert proto.transport is not None
+            proto.transport.close()
+            return
+        upstream = proto.transport
+        assert upstream is not None
+        upstream.set_write_buffer_limits(high=HIGH_WATER)
+        self._upstream = upstream
+        upstream.write(self._buf)
+        self._buf = b""
+        self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    def eof_received(self) -> bool | None:
+        if self._upstream is not None and self._upstream.can_write_eof():
+            self._upstream.write_eof()
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.transport is not None:
+            self.transport.close()
+        if self._upstream is not None:
+            self._upstream.close()
+
+    def _maybe_serve_http(self) -> None:
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > MAX_HTTP_HEADER:
+                self._respond(431, "text/plain", b"request header too large\n")
+            return
+        head = self._buf[:end].decode("latin-1")
+        self._mode = "http-busy"
+        request_line = head.split("\r\n", 1)[0]
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._respond(400, "text/plain", b"bad request\n")
+            return
+        method, target = parts[0], parts[1]
+        asyncio.get_running_loop().create_task(self._serve_http(method, target))
+
+    async def _serve_http(self, method: str, target: str) -> None:
+        try:
+            status, ctype, body = await self._mux.http_handler(method, target)
+        except Exception:
+            log.exception("HTTP handler failed for %s %s", method, target)
+            status, ctype, body = 500, "text/plain", b"internal error\n"
+        self._respond(status, ctype, body)
+
+    def _respond(self, status: int, ctype: str, body: bytes) -> None:
+        if self.transport is None or self._closed:
+            return
+        reason = _REASONS.get(status, "")
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode("latin-1") + body)
+        self.transport.close()
+        self._closed = True
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class ClientMux:
+    """Accepts client connections on ``host:port`` and routes them by protocol."""
+
+    def __init__(self, grpc_socket: str, http_handler: HttpHandler) -> None:
+        self.grpc_socket = grpc_socket
+        self.http_handler = http_handler
+        self._servers: list[asyncio.Server] = []
+
+    async def listen(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _ClientConnection(self), host, port, reuse_address=True, backlog=1024
+        )
+        self._servers.append(server)
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()

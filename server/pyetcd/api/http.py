@@ -1,0 +1,53 @@
+"""etcd's plain HTTP endpoints on the client port: /health, /livez, /readyz, /version, /metrics."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pyetcd import __version__
+from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server.etcdserver import EtcdServer
+
+CLUSTER_VERSION = ".".join(__version__.split(".")[:2]) + ".0"
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+
+class HttpEndpoints:
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+    async def handle(self, method: str, target: str) -> tuple[int, str, bytes]:
+        url = urlsplit(target)
+        path = url.path
+        query = parse_qs(url.query)
+        if path not in ("/health", "/livez", "/readyz", "/version", "/metrics"):
+            return 404, TEXT, b"404 page not found\n"
+        if method != "GET":
+            return 405, TEXT, b"Method Not Allowed\n"
+        if path == "/version":
+            body = {"etcdserver": __version__, "etcdcluster": CLUSTER_VERSION}
+            return 200, JSON, json.dumps(body, separators=(",", ":")).encode()
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.server.metrics.registry)
+        ok, reason = self._check(query.get("exclude", []))
+        if path == "/health":
+            body = {"health": "true" if ok else "false", "reason": reason}
+            return (200 if ok else 503), JSON, json.dumps(body, separators=(",", ":")).encode()
+        return (200, TEXT, b"ok\n") if ok else (503, TEXT, (reason + "\n").encode())
+
+    def _check(self, exclude: list[str]) -> tuple[bool, str]:
+        excluded = {e.upper() for e in exclude}
+        for _, alarm in sorted(self.server.alarms):
+            name = rpc_pb2.AlarmType.Name(alarm)  # type: ignore[arg-type]
+            if name not in excluded:
+                return False, f"ALARM {name}"
+        try:
+            # etcd 3.5 probes with a keys-only Range of one key, as the client would.
+            self.server.range(rpc_pb2.RangeRequest(key=b"health", keys_only=True, limit=1))
+        except Exception as exc:
+            return False, f"RANGE ERROR:{exc}"
+        return True, ""

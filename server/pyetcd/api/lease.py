@@ -1,0 +1,52 @@
+"""The etcdserverpb.Lease service: grant and revoke go through the log; keep-alives are local."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from pyetcd.api.rpc import Services
+from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server import errors
+from pyetcd.server.etcdserver import EtcdServer
+
+SERVICE = "etcdserverpb.Lease"
+
+
+def register(services: Services, server: EtcdServer) -> None:
+    async def grant(req: rpc_pb2.LeaseGrantRequest, _ctx: Any) -> rpc_pb2.LeaseGrantResponse:
+        return await server.lease_grant(req)
+
+    async def revoke(req: rpc_pb2.LeaseRevokeRequest, _ctx: Any) -> rpc_pb2.LeaseRevokeResponse:
+        return await server.lease_revoke(req)
+
+    async def time_to_live(
+        req: rpc_pb2.LeaseTimeToLiveRequest, _ctx: Any
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        return server.lease_time_to_live(req)
+
+    async def leases(_req: rpc_pb2.LeaseLeasesRequest, _ctx: Any) -> rpc_pb2.LeaseLeasesResponse:
+        return server.lease_leases()
+
+    async def keep_alive(ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
+        while True:
+            req = await ctx.read()
+            if req is grpc.aio.EOF:
+                return
+            try:
+                ttl = server.lease_renew(req.ID)
+            except errors.EtcdError as err:
+                if err != errors.ErrLeaseNotFound:
+                    raise
+                # etcd answers a keep-alive for an unknown lease with TTL 0, not an error.
+                ttl = 0
+            await ctx.write(
+                rpc_pb2.LeaseKeepAliveResponse(header=server.header(), ID=req.ID, TTL=ttl)
+            )
+
+    services.unary(SERVICE, "LeaseGrant", rpc_pb2.LeaseGrantRequest, grant)
+    services.unary(SERVICE, "LeaseRevoke", rpc_pb2.LeaseRevokeRequest, revoke)
+    services.unary(SERVICE, "LeaseTimeToLive", rpc_pb2.LeaseTimeToLiveRequest, time_to_live)
+    services.unary(SERVICE, "LeaseLeases", rpc_pb2.LeaseLeasesRequest, leases)
+    services.bidi_stream(SERVICE, "LeaseKeepAlive", rpc_pb2.LeaseKeepAliveRequest, keep_alive)

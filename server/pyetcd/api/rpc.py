@@ -1,0 +1,178 @@
+"""gRPC plumbing shared by the services: handlers, etcd's error statuses, metrics, wire helpers.
+
+Handlers may return either a protobuf message or bytes that are already an encoded response: the
+hot paths (Range) assemble their responses from stored ``KeyValue`` bytes without decoding them.
+An ``EtcdError`` becomes a status with etcd's code and message; anything unexpected becomes
+``Unknown`` with a one-line message and a logged traceback, never a traceback to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from pyetcd.server import errors
+from pyetcd.server.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+StreamHandler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
+def serialize(resp: Message | bytes) -> bytes:
+    if type(resp) is bytes:
+        return resp
+    return resp.SerializeToString()  # type: ignore[union-attr]
+
+
+def status_code(err: errors.EtcdError) -> grpc.StatusCode:
+    return grpc.StatusCode[err.code]
+
+
+# ----- hand-rolled protobuf encoding for responses built from stored bytes -----
+
+
+def encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    return encode_varint(field << 3 | 2) + encode_varint(len(payload)) + payload
+
+
+def repeated_bytes_field(field: int, items: list[bytes]) -> bytes:
+    tag = encode_varint(field << 3 | 2)
+    return b"".join(tag + encode_varint(len(item)) + item for item in items)
+
+
+class Services:
+    """Collects method handlers per service and wraps them with errors and metrics."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self.metrics = metrics
+        self._services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def _add(self, service: str, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> None:
+        self._services.setdefault(service, {})[method] = handler
+
+    def _counters(self, kind: str, service: str, method: str) -> tuple[Any, Callable[[str], Any]]:
+        started = self.metrics.grpc_started.labels(kind, service, method)
+        handled = self.metrics.grpc_handled
+
+        def done(code: str) -> Any:
+            return handled.labels(kind, service, method, code)
+
+        return started, done
+
+    def unary(self, service: str, method: str, req_type: type[Message], fn: Handler) -> None:
+        started, done = self._counters("unary", service, method)
+        ok = done("OK")
+
+        async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started.inc()
+            try:
+                resp = await fn(request, context)
+            except errors.EtcdError as err:
+                done(status_code(err).name).inc()
+                await context.abort(status_code(err), err.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                log.exception("%s/%s failed", service, method)
+                done("Unknown").inc()
+                await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+            ok.inc()
+            return resp
+
+        self._add(
+            service,
+            method,
+            grpc.unary_unary_rpc_method_handler(
+                handler,
+                request_deserializer=req_type.FromString,
+                response_serializer=serialize,
+            ),
+        )
+
+    def server_stream(
+        self, service: str, method: str, req_type: type[Message], fn: StreamHandler
+    ) -> None:
+        started, done = self._counters("server_stream", service, method)
+
+        async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started.inc()
+            try:
+                async for resp in fn(request, context):
+                    yield resp
+            except errors.EtcdError as err:
+                done(status_code(err).name).inc()
+                await context.abort(status_code(err), err.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                log.exception("%s/%s failed", service, method)
+                done("Unknown").inc()
+                await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+            done("OK").inc()
+
+        self._add(
+            service,
+            method,
+            grpc.unary_stream_rpc_method_handler(
+                handler,
+                request_deserializer=req_type.FromString,
+                response_serializer=serialize,
+            ),
+        )
+
+    def bidi_stream(
+        self,
+        service: str,
+        method: str,
+        req_type: type[Message],
+        fn: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]],
+    ) -> None:
+        started, done = self._counters("bidi_stream", service, method)
+
+        async def handler(
+            request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> None:
+            started.inc()
+            try:
+                await fn(context)
+            except errors.EtcdError as err:
+                done(status_code(err).name).inc()
+                await context.abort(status_code(err), err.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                log.exception("%s/%s failed", service, method)
+                done("Unknown").inc()
+                await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+            done("OK").inc()
+
+        self._add(
+            service,
+            method,
+            grpc.stream_stream_rpc_method_handler(
+                handler,
+                request_deserializer=req_type.FromString,
+                response_serializer=serialize,
+            ),
+        )
+
+    def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
+        return [
+            grpc.method_handlers_generic_handler(name, methods)
+            for name, methods in self._services.items()
+        ]

@@ -1,0 +1,81 @@
+"""Run a member: the server, its gRPC services, the client-port multiplexer and signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from urllib.parse import urlsplit
+
+import grpc
+import uvloop
+
+from pyetcd.api import cluster, kv, lease, maintenance, watch
+from pyetcd.api.cmux import ClientMux
+from pyetcd.api.http import HttpEndpoints
+from pyetcd.api.rpc import Services
+from pyetcd.server.config import ServerConfig
+from pyetcd.server.etcdserver import EtcdServer
+
+log = logging.getLogger("pyetcd")
+GRPC_OVERHEAD = 512 * 1024  # etcd: max receive = --max-request-bytes + 512 KiB
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or 2379
+
+
+async def serve(cfg: ServerConfig) -> None:
+    server = EtcdServer(cfg)
+    await server.start()
+    services = Services(server.metrics)
+    for module in (kv, lease, cluster, maintenance, watch):
+        module.register(services, server)
+    grpc_server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", cfg.max_request_bytes + GRPC_OVERHEAD),
+            ("grpc.max_send_message_length", 2**31 - 1),
+            ("grpc.max_concurrent_streams", 2**31 - 1),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ]
+    )
+    grpc_server.add_generic_rpc_handlers(services.generic_handlers())
+    http = HttpEndpoints(server)
+    socket_name = f"pyetcd-{os.getpid()}-{id(server):x}"
+    grpc_server.add_insecure_port(f"unix-abstract:{socket_name}")
+    mux = ClientMux("\0" + socket_name, http.handle)
+    await grpc_server.start()
+    for url in cfg.listen_client_urls:
+        host, port = _host_port(url)
+        await mux.listen(host, port)
+    for url in cfg.listen_metrics_urls:
+        host, port = _host_port(url)
+        await mux.listen(host, port)
+    log.info(
+        "pyetcd member %x of cluster %x serving clients on %s",
+        server.member_id,
+        server.cluster_id,
+        ", ".join(cfg.listen_client_urls),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("received a stop signal; shutting down")
+    mux.close()
+    await grpc_server.stop(1.0)
+    await server.stop()
+
+
+def run(cfg: ServerConfig) -> None:
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper(), logging.INFO)
+        if cfg.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
+        else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    uvloop.run(serve(cfg))

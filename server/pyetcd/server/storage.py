@@ -1,0 +1,184 @@
+"""A member's data dir: etcd's layout, and bringing it up new or from what is on disk.
+
+``<data-dir>/member/wal`` holds the WAL, ``<data-dir>/member/snap`` the Raft snapshots and ``db``,
+the bbolt backend. A new member writes its bootstrap entries (one ConfChange per initial member,
+as etcd does) to a fresh WAL; an existing one reads the newest snapshot and the WAL after it. The
+entries the backend has not applied yet (after ``meta/consistent_index``) are handed back for
+replay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyetcd.backend import contract
+from pyetcd.backend.bbolt import BoltBackend
+from pyetcd.proto.etcdserverpb import etcdserver_pb2
+from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.proto.walpb import record_pb2
+from pyetcd.raft.single_node import HardState
+from pyetcd.server.config import ServerConfig
+from pyetcd.server.membership import Cluster, Member
+from pyetcd.snap.snapshotter import Snapshotter
+from pyetcd.wal import files as wal_files
+from pyetcd.wal.wal import WAL
+
+U64 = struct.Struct(">Q")
+CONSISTENT_INDEX = b"consistent_index"
+TERM = b"term"
+
+
+class StorageError(Exception):
+    """The data dir cannot be used; the message says which file and why."""
+
+
+@dataclass
+class Storage:
+    """Everything opened from the data dir, ready for the server to take over."""
+
+    backend: BoltBackend
+    wal: WAL
+    snapshotter: Snapshotter
+    member_id: int
+    cluster_id: int
+    hard_state: HardState
+    entries: list[raft_pb2.Entry]  # the log after the last snapshot
+    snapshot_index: int
+    snapshot_term: int
+    consistent_index: int
+
+    @property
+    def last_index(self) -> int:
+        return self.entries[-1].Index if self.entries else self.snapshot_index
+
+    @property
+    def last_term(self) -> int:
+        return self.entries[-1].Term if self.entries else self.snapshot_term
+
+
+def member_dir(data_dir: str) -> Path:
+    return Path(data_dir) / "member"
+
+
+def read_consistent_index(backend: contract.Backend) -> tuple[int, int]:
+    raw = backend.get(contract.META, CONSISTENT_INDEX)
+    term = backend.get(contract.META, TERM)
+    return (
+        U64.unpack(raw)[0] if raw and len(raw) == 8 else 0,
+        U64.unpack(term)[0] if term and len(term) == 8 else 0,
+    )
+
+
+def write_consistent_index(backend: contract.Backend, index: int, term: int) -> None:
+    backend.put(contract.META, CONSISTENT_INDEX, U64.pack(index))
+    backend.put(contract.META, TERM, U64.pack(term))
+
+
+def conf_change_entry(index: int, term: int, member: Member) -> raft_pb2.Entry:
+    context = member.to_json().encode()
+    cc = raft_pb2.ConfChange(
+        id=0,
+        type=raft_pb2.ConfChangeAddNode,
+        node_id=member.id,
+        context=context,
+    )
+    return raft_pb2.Entry(
+        Term=term, Index=index, Type=raft_pb2.EntryConfChange, Data=cc.SerializeToString()
+    )
+
+
+def _mkdir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def open_storage(cfg: ServerConfig) -> Storage:
+    mdir = member_dir(cfg.data_dir)
+    wal_dir = mdir / "wal"
+    snap_dir = mdir / "snap"
+    have_wal = wal_files.exists(str(wal_dir))
+    if not have_wal and cfg.initial_cluster_state == "existing":
+        raise StorageError(
+            f"{wal_dir}: no WAL found and --initial-cluster-state=existing: joining an existing "
+            "cluster is not supported by this single-member build"
+        )
+    _mkdir(snap_dir)
+    backend = BoltBackend.open(str(snap_dir / "db"))
+    for bucket in contract.ALL_BUCKETS:
+        backend.create_bucket(bucket)
+    snapshotter = Snapshotter(str(snap_dir))
+    if not have_wal:
+        return _bootstrap_new(cfg, backend, snapshotter, wal_dir)
+    snap = snapshotter.load()
+    snap_index = snap.metadata.index if snap is not None else 0
+    snap_term = snap.metadata.term if snap is not None else 0
+    wal = WAL.open(str(wal_dir), record_pb2.Snapshot(index=snap_index, term=snap_term))
+    meta_bytes, hs, entries = wal.read_all()
+    meta = etcdserver_pb2.Metadata.FromString(meta_bytes)
+    ci, _ = read_consistent_index(backend)
+    return Storage(
+        backend=backend,
+        wal=wal,
+        snapshotter=snapshotter,
+        member_id=meta.NodeID,
+        cluster_id=meta.ClusterID,
+        hard_state=HardState(hs.term, hs.vote, hs.commit),
+        entries=list(entries),
+        snapshot_index=snap_index,
+        snapshot_term=snap_term,
+        consistent_index=ci,
+    )
+
+
+def _bootstrap_new(
+    cfg: ServerConfig, backend: BoltBackend, snapshotter: Snapshotter, wal_dir: Path
+) -> Storage:
+    cluster = Cluster.from_initial_cluster(cfg)
+    me = cluster.member_by_name(cfg.name)
+    if me is None:
+        raise StorageError(f"--initial-cluster has no member named {cfg.name!r}")
+    if len(cluster.members) != 1:
+        raise StorageError(
+            "--initial-cluster lists "
+            f"{len(cluster.members)} members; this build runs single-member clusters only"
+        )
+    metadata = etcdserver_pb2.Metadata(NodeID=me.id, ClusterID=cluster.cluster_id)
+    wal = WAL.create(str(wal_dir), metadata.SerializeToString())
+    entries = [conf_change_entry(i + 1, 1, m) for i, m in enumerate(cluster.members_in_order())]
+    hs = HardState(term=1, vote=0, commit=len(entries))
+    wal.save(raft_pb2.HardState(term=hs.term, vote=hs.vote, commit=hs.commit), entries)
+    wal.sync()
+    return Storage(
+        backend=backend,
+        wal=wal,
+        snapshotter=snapshotter,
+        member_id=me.id,
+        cluster_id=cluster.cluster_id,
+        hard_state=hs,
+        entries=entries,
+        snapshot_index=0,
+        snapshot_term=0,
+        consistent_index=0,
+    )
+
+
+def members_from_backend(backend: contract.Backend) -> list[Member]:
+    return [Member.from_json(v.decode()) for _, v in backend.range(contract.MEMBERS, b"\x00")]
+
+
+def save_member(backend: contract.Backend, member: Member) -> None:
+    backend.put(contract.MEMBERS, f"{member.id:x}".encode(), member.to_json().encode())
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["Storage", "StorageError", "json", "open_storage"]
