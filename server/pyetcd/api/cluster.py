@@ -28,7 +28,9 @@ def register(services: Services, server: EtcdServer) -> None:
         return [to_pb(m) for m in server.member_list()]
 
     async def member_list(_req: rpc_pb2.MemberListRequest, _ctx: Any) -> rpc_pb2.MemberListResponse:
-        return rpc_pb2.MemberListResponse(header=server.header(), members=members())
+        # etcd's cluster service fills the header without a revision.
+        header = server.header(0)
+        return rpc_pb2.MemberListResponse(header=header, members=members())
 
     async def unsupported(_req: Any, _ctx: Any) -> Any:
         # Membership changes need the multi-member Raft; until then etcd's own answer for a

@@ -9,9 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pyetcd import __version__
 from pyetcd.proto.etcdserverpb import rpc_pb2
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.etcdserver import CLUSTER_VERSION, EtcdServer
 
-CLUSTER_VERSION = ".".join(__version__.split(".")[:2]) + ".0"
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from urllib.parse import urlsplit
 
 import grpc
@@ -15,8 +16,12 @@ from pyetcd.api import cluster, kv, lease, maintenance, watch
 from pyetcd.api.cmux import ClientMux
 from pyetcd.api.http import HttpEndpoints
 from pyetcd.api.rpc import Services
+from pyetcd.backend.contract import BackendError
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.storage import StorageError
+from pyetcd.snap.snapshotter import SnapError
+from pyetcd.wal.errors import WALError
 
 log = logging.getLogger("pyetcd")
 GRPC_OVERHEAD = 512 * 1024  # etcd: max receive = --max-request-bytes + 512 KiB
@@ -27,8 +32,15 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or 2379
 
 
+class StartupError(Exception):
+    """The member cannot start; the message says why (a file, a port, a setting)."""
+
+
 async def serve(cfg: ServerConfig) -> None:
-    server = EtcdServer(cfg)
+    try:
+        server = EtcdServer(cfg)
+    except (BackendError, WALError, SnapError, StorageError) as exc:
+        raise StartupError(str(exc)) from None
     await server.start()
     services = Services(server.metrics)
     for module in (kv, lease, cluster, maintenance, watch):
@@ -48,12 +60,14 @@ async def serve(cfg: ServerConfig) -> None:
     grpc_server.add_insecure_port(f"unix-abstract:{socket_name}")
     mux = ClientMux("\0" + socket_name, http.handle)
     await grpc_server.start()
-    for url in cfg.listen_client_urls:
-        host, port = _host_port(url)
-        await mux.listen(host, port)
-    for url in cfg.listen_metrics_urls:
-        host, port = _host_port(url)
-        await mux.listen(host, port)
+    try:
+        for url in (*cfg.listen_client_urls, *cfg.listen_metrics_urls):
+            host, port = _host_port(url)
+            await mux.listen(host, port)
+    except OSError as exc:
+        await grpc_server.stop(0)
+        await server.stop()
+        raise StartupError(f"cannot listen on {url}: {exc.strerror or exc}") from None
     log.info(
         "pyetcd member %x of cluster %x serving clients on %s",
         server.member_id,
@@ -78,4 +92,8 @@ def run(cfg: ServerConfig) -> None:
         else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    uvloop.run(serve(cfg))
+    try:
+        uvloop.run(serve(cfg))
+    except StartupError as exc:
+        print(f"pyetcd: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

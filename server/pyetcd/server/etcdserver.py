@@ -30,6 +30,7 @@ from pyetcd.proto.membershippb import membership_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.walpb import record_pb2
 from pyetcd.raft.single_node import Ready, SingleNodeRaft
+from pyetcd.server import compactor as compactor_mod
 from pyetcd.server import errors, storage
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.idutil import Generator
@@ -50,6 +51,8 @@ InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 NOSPACE = rpc_pb2.NOSPACE
 # etcd's per-request cost estimate on top of key and value (etcdserver/quota.go).
 KV_OVERHEAD = 256
+# The cluster version a cluster of this build agrees on: major.minor.0, as etcd decides it.
+CLUSTER_VERSION = ".".join(__version__.split(".")[:2]) + ".0"
 REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 x election timeout with defaults
 LEASE_EXPIRY_INTERVAL = 0.5
 
@@ -162,9 +165,45 @@ class EtcdServer:
         self._sync_wake.set()
         self._compaction_wake.set()
         self._tasks.append(loop.create_task(self._publish()))
+        compactor = self._make_compactor()
+        if compactor is not None:
+            self._tasks.append(loop.create_task(self._auto_compaction_loop(compactor)))
+
+    def _make_compactor(self) -> compactor_mod.Periodic | compactor_mod.Revision | None:
+        now = time.monotonic()
+        if self.cfg.auto_compaction_mode == "revision":
+            if self.cfg.compaction_retention_revisions > 0:
+                return compactor_mod.Revision(self.cfg.compaction_retention_revisions, now)
+        elif self.cfg.compaction_retention_seconds > 0:
+            return compactor_mod.Periodic(self.cfg.compaction_retention_seconds, now)
+        return None
+
+    async def _auto_compaction_loop(
+        self, compactor: compactor_mod.Periodic | compactor_mod.Revision
+    ) -> None:
+        tick = 1.0
+        if isinstance(compactor, compactor_mod.Periodic):
+            tick = min(tick, compactor.sample_every)
+        while True:
+            await asyncio.sleep(tick)
+            target = compactor.tick(time.monotonic(), self.store.current_revision)
+            if target is None or target <= self.store.compact_revision:
+                continue
+            log.info("auto-compacting to revision %d", target)
+            try:
+                await self.compact(rpc_pb2.CompactionRequest(revision=target))
+            except errors.EtcdError as exc:
+                log.warning("auto-compaction to %d failed: %s", target, exc)
 
     async def _publish(self) -> None:
-        """Record this member's name and client URLs in the cluster, as etcd's publish does."""
+        """Record this member's name and client URLs, and the cluster version, as etcd does
+        after it starts (publish, then the leader's cluster-version decision)."""
+        if self.backend.get(contract.CLUSTER, storage.CLUSTER_VERSION) != CLUSTER_VERSION.encode():
+            set_version = membership_pb2.ClusterVersionSetRequest(ver=CLUSTER_VERSION)
+            try:
+                await self.propose(InternalRaftRequest(cluster_version_set=set_version))
+            except errors.EtcdError as exc:
+                log.warning("failed to set the cluster version: %s", exc)
         me = self.members.get(self.member_id)
         urls = tuple(str(u) for u in self.cfg.advertise_client_urls)
         if me is not None and me.name == self.cfg.name and me.client_urls == urls:
@@ -269,7 +308,7 @@ class EtcdServer:
                         fut.set_exception(result)
                     else:
                         fut.set_result(result)
-        storage.write_consistent_index(self.backend, self.applied_index, self.applied_term)
+        storage.write_consistent_index(self.backend, self.applied_index)
         self.metrics.proposals_applied.set(self.applied_index)
         if (
             self._backend_wake is not None
@@ -377,6 +416,11 @@ class EtcdServer:
             return self._apply_alarm(req.alarm)
         if req.HasField("cluster_member_attr_set"):
             return self._apply_member_attributes(req.cluster_member_attr_set)
+        if req.HasField("cluster_version_set"):
+            self.backend.put(
+                contract.CLUSTER, storage.CLUSTER_VERSION, req.cluster_version_set.ver.encode()
+            )
+            return None
         return None
 
     def _apply_member_attributes(self, req: membership_pb2.ClusterMemberAttrSetRequest) -> None:
@@ -519,7 +563,8 @@ class EtcdServer:
     # ----- leases -----
 
     def _on_lease_change(self, key: bytes, old: int, new: int) -> None:
-        if old:
+        # The old lease may already be gone: revoking removes the lease before its keys.
+        if old and old in self.lessor:
             self.lessor.detach(old, key)
         if new:
             self.lessor.attach(new, key)
@@ -598,14 +643,15 @@ class EtcdServer:
         return resp
 
     def _alarm_list(self, alarm: int = 0) -> rpc_pb2.AlarmResponse:
-        resp = rpc_pb2.AlarmResponse(header=self.header())
+        # etcd's alarm responses carry no header.
+        resp = rpc_pb2.AlarmResponse()
         for member_id, kind in sorted(self.alarms):
             if alarm in (0, kind):
                 resp.alarms.add(memberID=member_id, alarm=kind)
         return resp
 
     def _apply_alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
-        resp = rpc_pb2.AlarmResponse(header=self.header())
+        resp = rpc_pb2.AlarmResponse()
         key = (req.memberID, req.alarm)
         record = rpc_pb2.AlarmMember(memberID=req.memberID, alarm=req.alarm).SerializeToString()
         if req.action == rpc_pb2.AlarmRequest.ACTIVATE:

@@ -231,6 +231,8 @@ class KVApplier:
                 nested = op.request_txn
                 ok = compare_all(txn, nested.compare)
                 sub = rpc_pb2.TxnResponse(succeeded=ok)
+                # etcd gives a nested txn response an empty (but present) header.
+                sub.header.SetInParent()
                 self._run_ops(txn, nested.success if ok else nested.failure, sub)
                 out.response_txn.CopyFrom(sub)
 

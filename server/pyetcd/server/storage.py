@@ -30,6 +30,8 @@ from pyetcd.wal.wal import WAL
 U64 = struct.Struct(">Q")
 CONSISTENT_INDEX = b"consistent_index"
 TERM = b"term"
+AUTH_REVISION = b"authRevision"
+CLUSTER_VERSION = b"clusterVersion"
 
 
 class StorageError(Exception):
@@ -73,9 +75,16 @@ def read_consistent_index(backend: contract.Backend) -> tuple[int, int]:
     )
 
 
-def write_consistent_index(backend: contract.Backend, index: int, term: int) -> None:
+def write_consistent_index(backend: contract.Backend, index: int) -> None:
+    # etcd 3.5 also keeps meta/term; nothing here reads it, and leaving it out keeps the file's
+    # contents identical to what etcd 3.4 writes.
     backend.put(contract.META, CONSISTENT_INDEX, U64.pack(index))
-    backend.put(contract.META, TERM, U64.pack(term))
+
+
+def init_auth(backend: contract.Backend) -> None:
+    """etcd's auth store writes revision 1 when it first opens a backend."""
+    if backend.get(contract.AUTH, AUTH_REVISION) is None:
+        backend.put(contract.AUTH, AUTH_REVISION, U64.pack(1))
 
 
 def conf_change_entry(index: int, term: int, member: Member) -> raft_pb2.Entry:
@@ -109,6 +118,7 @@ def open_storage(cfg: ServerConfig) -> Storage:
     backend = BoltBackend.open(str(snap_dir / "db"))
     for bucket in contract.ALL_BUCKETS:
         backend.create_bucket(bucket)
+    init_auth(backend)
     snapshotter = Snapshotter(str(snap_dir))
     if not have_wal:
         return _bootstrap_new(cfg, backend, snapshotter, wal_dir)
