@@ -361,8 +361,10 @@ class EtcdServer:
         walsnap = record_pb2.Snapshot(index=index, term=term, conf_state=conf)
 
         def save() -> None:
-            self._st.snapshotter.save_snap(snap)
+            # The WAL record first: on boot only a .snap that the WAL records is used, so a
+            # crash between the two leaves a usable older snapshot rather than an orphan.
             self.wal.save_snapshot(walsnap)
+            self._st.snapshotter.save_snap(snap)
             self.wal.release_lock_to(index)
             self.wal.purge(5)
             self._st.snapshotter.purge(5)

@@ -25,7 +25,7 @@ from pyetcd.server.config import ServerConfig
 from pyetcd.server.membership import Cluster, Member
 from pyetcd.snap.snapshotter import Snapshotter
 from pyetcd.wal import files as wal_files
-from pyetcd.wal.wal import WAL
+from pyetcd.wal.wal import WAL, valid_snapshot_entries
 
 U64 = struct.Struct(">Q")
 CONSISTENT_INDEX = b"consistent_index"
@@ -122,7 +122,7 @@ def open_storage(cfg: ServerConfig) -> Storage:
     snapshotter = Snapshotter(str(snap_dir))
     if not have_wal:
         return _bootstrap_new(cfg, backend, snapshotter, wal_dir)
-    snap = snapshotter.load()
+    snap = snapshotter.load_newest_available(valid_snapshot_entries(str(wal_dir)))
     snap_index = snap.metadata.index if snap is not None else 0
     snap_term = snap.metadata.term if snap is not None else 0
     wal = WAL.open(str(wal_dir), record_pb2.Snapshot(index=snap_index, term=snap_term))
