@@ -7,15 +7,23 @@ status (2 for a bad command line, 1 for a failure), never a traceback.
 A snapshot file (what `etcdctl snapshot save` writes) is the bbolt db followed by a 32-byte SHA-256
 of it; the trailer is recognised by `size % 512 == 32` (reference §3.9), a db copied from a data
 dir has none.
+
+`snapshot restore` writes what etcd 3.5's `etcdutl snapshot restore` writes: the db with the new
+membership and `consistent_index` = N members, a new WAL (N bootstrap ConfChange entries, HardState,
+snapshot record) and a `.snap` at {term 1, index N} whose data is etcd's v2 store JSON, so that both
+pyetcd and upstream etcd 3.4/3.5 start from the result. The data dir is built under a temporary
+name next to the target and renamed into place when complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -26,6 +34,9 @@ from typing import NoReturn
 import crc32c
 
 from pyetcd import __version__
+from pyetcd.proto.etcdserverpb import etcdserver_pb2
+from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.proto.walpb import record_pb2
 from pyetcd.server.config import (
     URL,
     ConfigError,
@@ -39,12 +50,18 @@ from pyetcd.server.membership import (
     Cluster,
     member_key,
 )
+from pyetcd.server.storage import conf_change_entry
+from pyetcd.server.v2store import raft_attributes_json, v2_store_json
+from pyetcd.snap.snapshotter import Snapshotter
+from pyetcd.wal.errors import WALError
+from pyetcd.wal.wal import WAL
 
 __all__ = [
     "SHA256_SIZE",
     "RestoreOptions",
     "SnapshotStatus",
     "UtlError",
+    "bootstrap_entries",
     "build_parser",
     "compute_status",
     "copy_db",
@@ -52,10 +69,12 @@ __all__ = [
     "format_status",
     "humanize_bytes",
     "main",
+    "raft_attributes_json",
     "restore_backend",
     "restore_options",
     "snapshot_restore",
     "snapshot_status",
+    "v2_store_json",
     "verify_snapshot_hash",
     "write_wal_and_snap",
 ]
@@ -226,24 +245,32 @@ def snapshot_status(path: str) -> SnapshotStatus:
     except OSError as err:
         raise UtlError(f"cannot open snapshot {path}: {err.strerror}") from None
     db_size = size - SHA256_SIZE if size % 512 == SHA256_SIZE else size
+    if db_size == 0:
+        raise UtlError(f"cannot read snapshot {path}: the file is empty")
     with tempfile.TemporaryDirectory(prefix="pyetcdutl-") as tmp:
         copy = os.path.join(tmp, "db")
         copy_db(path, copy, db_size)
         # TODO(lead): etcd runs bbolt's tx.Check() first and fails with "snapshot file integrity
         # check failed. N errors found." plus one line per error; call the backend's consistency
-        # check here once it has one.
-        return _status_of_db(copy, db_size)
+        # check here once it has one. Until then, every page is read by the walk below, and a
+        # page that does not decode fails the command.
+        return _status_of_db(copy, db_size, path)
 
 
-def _status_of_db(db_path: str, total_size: int) -> SnapshotStatus:
+def _status_of_db(db_path: str, total_size: int, shown_path: str) -> SnapshotStatus:
     from pyetcd.backend.bbolt import BoltBackend
+
+    def fail(err: Exception) -> UtlError:
+        return UtlError(f"cannot read snapshot {shown_path}: {_db_reason(err, db_path)}")
 
     try:
         backend = BoltBackend(db_path)
     except Exception as err:
-        raise UtlError(f"cannot read snapshot: {err}") from None
+        raise fail(err) from None
     try:
         buckets = [(name, list(backend.range(name, b""))) for name in backend.bucket_names()]
+    except Exception as err:
+        raise fail(err) from None
     finally:
         backend.close()
     return compute_status(buckets, total_size)
@@ -324,9 +351,14 @@ def snapshot_restore(opts: RestoreOptions) -> None:
     """etcdutl's restore flow (reference §3.9), in order; nothing is written before all checks.
 
     1. refuse a non-empty data dir (and WAL dir); 2. verify the snapshot's SHA-256;
-    3. copy the db to `<data-dir>/member/snap/db`; 4. rewrite membership and the consistent
-    index in it (`restore_backend`); 5. write a WAL and a Raft snapshot for the new cluster
+    3. copy the db to `member/snap/db`; 4. rewrite membership and the consistent index in it
+    (`restore_backend`); 5. write a WAL and a Raft snapshot for the new cluster
     (`write_wal_and_snap`).
+
+    Steps 3-5 build the data dir (and a separate WAL dir) under a temporary name next to the
+    target, which is renamed into place only when everything is written and synced: a failure
+    or an interrupt leaves no data dir behind (only parent directories this call created are
+    left out of that promise when it is killed with SIGKILL).
     """
     for d in (opts.data_dir, opts.wal_dir):
         if d and _dir_not_empty(d):
@@ -334,16 +366,119 @@ def snapshot_restore(opts: RestoreOptions) -> None:
     if not os.path.isfile(opts.snapshot):
         raise UtlError(f"snapshot file {opts.snapshot} does not exist")
     cluster = opts.cluster()
+    me = cluster.member_by_name(opts.name)
+    if me is None:  # restore_options already checked --name against --initial-cluster
+        raise UtlError(f'--initial-cluster: couldn\'t find local name "{opts.name}"')
     db_size = verify_snapshot_hash(opts.snapshot, skip_hash_check=opts.skip_hash_check)
-    if not _wal_and_snap_wired():
-        raise UtlError(
-            "snapshot restore cannot write the WAL and Raft snapshot yet (not wired in this "
-            "build); nothing was written"
-        )
-    copy_db(opts.snapshot, opts.db_path, db_size)
-    members = len(cluster.members)
-    restore_backend(opts.db_path, cluster, consistent_index=members, term=1)
-    write_wal_and_snap(opts, cluster)
+    if db_size == 0:
+        raise UtlError(f"cannot restore snapshot {opts.snapshot}: the file is empty")
+
+    with _Staging() as staging:
+        data_tmp = staging.stage(opts.data_dir)
+        wal_tmp = data_tmp / "member" / "wal"
+        if opts.wal_dir:
+            inside = os.path.relpath(os.path.abspath(opts.wal_dir), os.path.abspath(opts.data_dir))
+            if inside == os.curdir or inside.split(os.sep)[0] == os.pardir:
+                wal_tmp = staging.stage(opts.wal_dir)  # elsewhere: staged and renamed on its own
+            else:
+                wal_tmp = data_tmp / inside
+        snap_dir = data_tmp / "member" / "snap"
+        snap_dir.mkdir(mode=0o700, parents=True)
+        snap_dir.parent.chmod(0o700)  # `member`, as etcd creates it
+        db_path = snap_dir / "db"
+        copy_db(opts.snapshot, str(db_path), db_size)
+        # Read every page once (what `snapshot status` does), so that a damaged db fails here
+        # with a clear message rather than in the server that would start from it.
+        _status_of_db(str(db_path), db_size, opts.snapshot)
+        try:
+            restore_backend(str(db_path), cluster, consistent_index=len(cluster.members), term=1)
+        except UtlError:
+            raise
+        except Exception as err:
+            reason = _db_reason(err, str(db_path))
+            raise UtlError(f"cannot restore snapshot {opts.snapshot}: {reason}") from None
+        write_wal_and_snap(cluster, me.id, wal_dir=str(wal_tmp), snap_dir=str(snap_dir))
+        staging.commit()
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _db_reason(err: BaseException, db_path: str) -> str:
+    """The first line of a backend error, without the (temporary) db path it starts with."""
+    reason = _reason(err)
+    prefix = f"{db_path}: "
+    return reason[len(prefix) :] if reason.startswith(prefix) else reason.replace(db_path, "db")
+
+
+class _Staging:
+    """Directories built under a temporary name next to their target, renamed in on `commit`.
+
+    Leaving the `with` block without `commit` (an error, an interrupt) removes every temporary
+    directory, and any parent directory that `stage` had to create.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []  # (temporary dir, target)
+        self._created_parents: list[Path] = []
+        self._renamed: list[Path] = []
+        self._done = False
+
+    def __enter__(self) -> _Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._done:
+            return
+        for target in reversed(self._renamed):
+            shutil.rmtree(target, ignore_errors=True)
+        for tmp, _ in reversed(self._staged):
+            shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(self._created_parents):
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only if still empty
+
+    def stage(self, target: str) -> Path:
+        """A new empty directory (mode 0700) that will become `target`."""
+        dest = Path(os.path.abspath(target))
+        missing: list[Path] = []
+        parent = dest.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for p in reversed(missing):
+            p.mkdir(mode=0o700)
+            self._created_parents.append(p)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.restore-", dir=dest.parent))
+        self._staged.append((tmp, dest))
+        return tmp
+
+    def commit(self) -> None:
+        """Rename every staged directory over its (absent or empty) target, durably."""
+        for tmp, dest in self._staged:
+            _fsync_tree(tmp)
+            if dest.is_dir() and not any(dest.iterdir()):
+                dest.rmdir()  # rename(2) replaces an empty dir; be explicit for clarity
+            os.rename(tmp, dest)
+            self._renamed.append(dest)
+            _fsync_dir(dest.parent)
+        self._done = True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every directory under `root` (files were synced as they were written)."""
+    for dirpath, _, _ in os.walk(root):
+        _fsync_dir(Path(dirpath))
 
 
 def restore_backend(db_path: str, cluster: Cluster, *, consistent_index: int, term: int) -> None:
@@ -369,27 +504,48 @@ def restore_backend(db_path: str, cluster: Cluster, *, consistent_index: int, te
         backend.close()
 
 
-def _wal_and_snap_wired() -> bool:
-    # TODO(lead): return True once `write_wal_and_snap` is implemented.
-    return False
+# etcd's v2 store (`etcdserver/api/v2store`) as `store.Save` serialises it: the `.snap` data
+# etcd 3.4/3.5 recover their membership from. Paths are etcd's `StoreClusterPrefix` ("/0") and
+# `StoreKeysPrefix` ("/1"); `v2store.New` creates both at index 0.
+def bootstrap_entries(cluster: Cluster, term: int = 1) -> list[raft_pb2.Entry]:
+    """One `ConfChangeAddNode` entry per member, in ID order, at indexes 1..N (etcd's
+    `saveWALAndSnap` peers; context = the member JSON)."""
+    return [conf_change_entry(i + 1, term, m) for i, m in enumerate(cluster.members_in_order())]
 
 
-def write_wal_and_snap(opts: RestoreOptions, cluster: Cluster) -> None:
-    """TODO(lead): write the new cluster's WAL and Raft snapshot (etcd 3.5 `saveWALAndSnap`).
+def write_wal_and_snap(cluster: Cluster, member_id: int, *, wal_dir: str, snap_dir: str) -> None:
+    """etcd 3.5's `saveWALAndSnap` for the restored cluster, into `wal_dir` and `snap_dir`.
 
-    With `members = cluster.members_in_order()` (sorted by ID) and N = len(members):
-    - `WAL.create(opts.effective_wal_dir, Metadata{NodeID: <id of opts.name>,
-      ClusterID: cluster.cluster_id})`;
-    - entries i = 1..N: `Entry{Type: EntryConfChange, Term: 1, Index: i,
-      Data: ConfChange{Type: ConfChangeAddNode, NodeID: m.id, Context: m.to_json()}}`
-      (`storage.conf_change_entry` builds exactly this);
-    - `HardState{term: 1, vote: members[0].id, commit: N}` saved with the entries;
-    - a Raft snapshot `<data-dir>/member/snap/0000000000000001-<N as %016x>.snap` with metadata
-      {index N, term 1, conf_state.voters = all IDs} and Data = the v2 store JSON holding the
-      members (etcd 3.4/3.5 read membership from it; pyetcd reads the `members` bucket);
-    - the WAL snapshot record `{index N, term 1, conf_state}`; sync and close.
+    With N members in ID order: a new WAL with metadata {NodeID, ClusterID}, the N bootstrap
+    ConfChange entries (term 1, index 1..N) and HardState {term 1, vote = first member,
+    commit N}; a `.snap` file at {term 1, index N} with ConfState voters = all members and the
+    v2 store JSON as data; then the WAL snapshot record {N, 1, conf_state}. The server starts
+    from the snapshot: nothing is replayed, the entries are at or below its index.
     """
-    raise UtlError("snapshot restore: writing the WAL and Raft snapshot is not wired yet")
+    entries = bootstrap_entries(cluster)
+    if not entries:
+        raise UtlError("--initial-cluster has no members")
+    commit, term = len(entries), 1
+    metadata = etcdserver_pb2.Metadata(NodeID=member_id, ClusterID=cluster.cluster_id)
+    # etcd votes for the first peer (lowest ID): the term-1 bootstrap is decided, not elected.
+    hard_state = raft_pb2.HardState(term=term, vote=cluster.member_ids()[0], commit=commit)
+    # auto_leave set explicitly: etcd's gogo marshaller always writes it (non-nullable bool).
+    conf = raft_pb2.ConfState(voters=cluster.member_ids(), auto_leave=False)
+    try:
+        wal = WAL.create(wal_dir, metadata.SerializeToString())
+    except (OSError, WALError) as err:
+        raise UtlError(f"cannot create WAL in {wal_dir}: {_reason(err)}") from None
+    try:
+        wal.save(hard_state, entries)
+        wal.sync()
+        raft_snap = raft_pb2.Snapshot(
+            data=v2_store_json(cluster),
+            metadata=raft_pb2.SnapshotMetadata(conf_state=conf, index=commit, term=term),
+        )
+        Snapshotter(snap_dir).save_snap(raft_snap)
+        wal.save_snapshot(record_pb2.Snapshot(index=commit, term=term, conf_state=conf))
+    finally:
+        wal.close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -522,4 +678,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(EXIT_ERROR) from None
     except OSError as err:
         print(f"Error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR) from None
+    except Exception as err:  # a bug or an unforeseen file problem: still one line, no traceback
+        print(f"Error: {type(err).__name__}: {_reason(err)}", file=sys.stderr)
         raise SystemExit(EXIT_ERROR) from None

@@ -473,9 +473,8 @@ class WatchStream:
 
     def _send_compacted(self, w: Watcher, compact_rev: int) -> None:
         self._push(
-            WatchResponse(
-                w.id, self._store.current_revision, compact_revision=compact_rev, canceled=True
-            )
+            # etcd leaves the header revision of this response at 0.
+            WatchResponse(w.id, 0, compact_revision=compact_rev, canceled=True)
         )
 
     def _maybe_deferred_progress(self) -> None:

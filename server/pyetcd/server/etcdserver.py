@@ -42,8 +42,9 @@ from pyetcd.server.kv_apply import (
     mvcc_error,
 )
 from pyetcd.server.lessor import Lessor, lease_bucket_key
-from pyetcd.server.membership import Member
+from pyetcd.server.membership import Cluster, Member
 from pyetcd.server.metrics import FuncGauges, ServerMetrics
+from pyetcd.server.v2store import v2_store_json
 
 log = logging.getLogger(__name__)
 
@@ -354,8 +355,10 @@ class EtcdServer:
         await self.commit_backend()
         index, term = self.applied_index, self.applied_term
         conf = raft_pb2.ConfState(voters=sorted(self.members))
+        # The members as etcd's v2 store JSON, so upstream etcd can also boot from this dir.
+        cluster = Cluster(self.cluster_id, dict(self.members))
         snap = raft_pb2.Snapshot(
-            data=b"{}",
+            data=v2_store_json(cluster),
             metadata=raft_pb2.SnapshotMetadata(conf_state=conf, index=index, term=term),
         )
         walsnap = record_pb2.Snapshot(index=index, term=term, conf_state=conf)

@@ -9,7 +9,7 @@ replay.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import struct
 from dataclasses import dataclass
@@ -23,10 +23,12 @@ from pyetcd.proto.walpb import record_pb2
 from pyetcd.raft.single_node import HardState
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.membership import Cluster, Member
+from pyetcd.server.v2store import members_from_v2_store
 from pyetcd.snap.snapshotter import Snapshotter
 from pyetcd.wal import files as wal_files
 from pyetcd.wal.wal import WAL, valid_snapshot_entries
 
+log = logging.getLogger(__name__)
 U64 = struct.Struct(">Q")
 CONSISTENT_INDEX = b"consistent_index"
 TERM = b"term"
@@ -105,6 +107,15 @@ def _mkdir(path: Path) -> None:
 
 
 def open_storage(cfg: ServerConfig) -> Storage:
+    try:
+        return _open_storage(cfg)
+    except OSError as exc:
+        # A data dir that is a file, a directory where the db belongs, no permission...
+        where = exc.filename or cfg.data_dir
+        raise StorageError(f"{where}: {exc.strerror or exc}") from None
+
+
+def _open_storage(cfg: ServerConfig) -> Storage:
     mdir = member_dir(cfg.data_dir)
     wal_dir = mdir / "wal"
     snap_dir = mdir / "snap"
@@ -119,10 +130,12 @@ def open_storage(cfg: ServerConfig) -> Storage:
     for bucket in contract.ALL_BUCKETS:
         backend.create_bucket(bucket)
     init_auth(backend)
-    snapshotter = Snapshotter(str(snap_dir))
+    snapshotter = Snapshotter(str(snap_dir), on_broken=_report_broken_snap)
     if not have_wal:
         return _bootstrap_new(cfg, backend, snapshotter, wal_dir)
     snap = snapshotter.load_newest_available(valid_snapshot_entries(str(wal_dir)))
+    if snap is not None:
+        _recover_membership(backend, snap.data)
     snap_index = snap.metadata.index if snap is not None else 0
     snap_term = snap.metadata.term if snap is not None else 0
     wal = WAL.open(str(wal_dir), record_pb2.Snapshot(index=snap_index, term=snap_term))
@@ -175,6 +188,34 @@ def _bootstrap_new(
     )
 
 
+def _report_broken_snap(path: str, exc: Exception) -> None:
+    log.warning("snap: skipping corrupted snapshot file %s: %s (kept as .broken)", path, exc)
+
+
+def _recover_membership(backend: contract.Backend, snap_data: bytes) -> None:
+    """Make the backend's member buckets agree with the snapshot's v2 store, as etcd 3.5 does
+    (RaftCluster.Recover prefers the v2 store): a data dir restored by etcdctl 3.4 lists the
+    new members only there."""
+    recorded = members_from_v2_store(snap_data)
+    if recorded is None:
+        return
+    members, removed = recorded
+    if not members:
+        return
+    current = {m.id: m for m in members_from_backend(backend)}
+    for key, _ in list(backend.range(contract.MEMBERS, b"\x00")):
+        backend.delete(contract.MEMBERS, key)
+    for member in members:
+        known = current.get(member.id)
+        if not member.name and known is not None:
+            # Our own snapshots carry only raft attributes; keep the published name and URLs.
+            save_member(backend, member.with_attributes(known.name, known.client_urls))
+        else:
+            save_member(backend, member)
+    for member_id in removed:
+        backend.put(contract.MEMBERS_REMOVED, f"{member_id:x}".encode(), b"removed")
+
+
 def members_from_backend(backend: contract.Backend) -> list[Member]:
     return [Member.from_json(v.decode()) for _, v in backend.range(contract.MEMBERS, b"\x00")]
 
@@ -191,4 +232,4 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-__all__ = ["Storage", "StorageError", "json", "open_storage"]
+__all__ = ["Storage", "StorageError", "open_storage"]

@@ -13,6 +13,7 @@ of one call into a single buffer and a single `write`, and `sync` is one `fdatas
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -48,6 +49,8 @@ from pyetcd.wal.files import SEGMENT_SIZE_BYTES
 
 # The spare segment is prepared under this name and renamed once its header is durable.
 _CUT_TMP_NAME = "0.tmp"
+
+log = logging.getLogger(__name__)
 
 
 def is_empty_hard_state(hs: raft_pb2.HardState) -> bool:
@@ -328,6 +331,12 @@ class WAL:
             # Keep the evidence, as etcd's Repair does, then zero everything after the last
             # good record: a later append over part of a torn record would leave bytes that
             # a future read takes for a corrupt record.
+            log.warning(
+                "wal: repairing %s: torn write after offset %d (a copy is kept as %s.broken)",
+                path,
+                offset,
+                path,
+            )
             shutil.copyfile(path, path + ".broken")
             size = os.fstat(fd).st_size
             os.ftruncate(fd, offset)
