@@ -370,6 +370,14 @@ FLAGS: tuple[Flag, ...] = (
         _P,
     ),
     _f(
+        "listen-client-http-urls",
+        "",
+        "List of URLs to listen on for http only client traffic. Enabling this flag removes "
+        "http services from --listen-client-urls.",
+        _urls_optional,
+        _P,
+    ),
+    _f(
         "listen-metrics-urls",
         "",
         "List of URLs to listen on for the metrics and health endpoints.",
@@ -583,6 +591,7 @@ def parse_args(
         listen_peer_urls=cast("tuple[URL, ...]", v["listen-peer-urls"]),
         initial_advertise_peer_urls=apurls,
         listen_metrics_urls=cast("tuple[URL, ...]", v["listen-metrics-urls"]),
+        listen_client_http_urls=cast("tuple[URL, ...]", v["listen-client-http-urls"]),
         initial_cluster=cast("Mapping[str, tuple[URL, ...]]", initial_cluster),
         initial_cluster_state=cast(ClusterState, v["initial-cluster-state"]),
         initial_cluster_token=cast(str, v["initial-cluster-token"]),

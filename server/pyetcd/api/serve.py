@@ -59,15 +59,33 @@ async def serve(cfg: ServerConfig) -> None:
     socket_name = f"pyetcd-{os.getpid()}-{id(server):x}"
     grpc_server.add_insecure_port(f"unix-abstract:{socket_name}")
     mux = ClientMux("\0" + socket_name, http.handle)
+    # With --listen-client-http-urls, gRPC binds the client URLs itself (no mux hop); else the
+    # mux shares each client URL between gRPC and HTTP, as etcd does.
+    direct = bool(cfg.listen_client_http_urls)
+    mux_urls = (*cfg.listen_client_http_urls, *cfg.listen_metrics_urls)
+    if direct:
+        for url in cfg.listen_client_urls:
+            host, port = _host_port(url)
+            try:
+                bound = grpc_server.add_insecure_port(f"{host}:{port}")
+            except RuntimeError:
+                bound = 0
+            if bound == 0:
+                await server.stop()
+                raise StartupError(f"cannot listen on {url}: address in use or not available")
+    else:
+        mux_urls = (*cfg.listen_client_urls, *mux_urls)
     await grpc_server.start()
+    current = ""
     try:
-        for url in (*cfg.listen_client_urls, *cfg.listen_metrics_urls):
+        for url in mux_urls:
+            current = str(url)
             host, port = _host_port(url)
             await mux.listen(host, port)
     except OSError as exc:
         await grpc_server.stop(0)
         await server.stop()
-        raise StartupError(f"cannot listen on {url}: {exc.strerror or exc}") from None
+        raise StartupError(f"cannot listen on {current}: {exc.strerror or exc}") from None
     log.info(
         "pyetcd member %x of cluster %x serving clients on %s",
         server.member_id,

@@ -649,7 +649,8 @@ class BoltBackend:
     # -- maintenance ---------------------------------------------------------------------------
 
     def size(self) -> int:
-        return os.fstat(self._fd).st_size
+        # Tracked rather than fstat'ed: the quota check asks on every write.
+        return self._file_size
 
     def size_in_use(self) -> int:
         """Like etcd's ``dbSizeInUse``: bytes up to the high-water mark minus free pages.

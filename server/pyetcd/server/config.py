@@ -497,6 +497,8 @@ class ServerConfig:
     listen_peer_urls: tuple[URL, ...] = (URL("http", "localhost", 2380),)
     initial_advertise_peer_urls: tuple[URL, ...] = (URL("http", "localhost", 2380),)
     listen_metrics_urls: tuple[URL, ...] = ()
+    # etcd 3.5: when set, the HTTP endpoints move here and gRPC owns the client URLs alone.
+    listen_client_http_urls: tuple[URL, ...] = ()
 
     initial_cluster: Mapping[str, tuple[URL, ...]] = field(default_factory=_cluster_default)
     """name -> sorted peer URLs, in the order the names were given."""
@@ -638,6 +640,7 @@ class ServerConfig:
             ("--listen-peer-urls", self.listen_peer_urls),
             ("--listen-client-urls", self.listen_client_urls),
             ("--listen-metrics-urls", self.listen_metrics_urls),
+            ("--listen-client-http-urls", self.listen_client_http_urls),
         ):
             for u in urls:
                 # embed.checkBindURLs: listeners bind IPs; "localhost" is the one name allowed.

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -101,6 +102,8 @@ class EtcdServer:
             st.member_id, st.hard_state, st.last_index, st.last_term, st.consistent_index
         )
         self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._deadlines: deque[tuple[float, int]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._raft_wake: asyncio.Event | None = None
         self._backend_wake: asyncio.Event | None = None
         self._wal_executor = ThreadPoolExecutor(1, thread_name_prefix="wal")
@@ -147,6 +150,7 @@ class EtcdServer:
         )
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._raft_wake = asyncio.Event()
         self._backend_wake = asyncio.Event()
         self._commit_lock = asyncio.Lock()
@@ -160,6 +164,7 @@ class EtcdServer:
             self._lease_loop(),
             self._watch_sync_loop(),
             self._compaction_loop(),
+            self._timeout_loop(),
         ):
             self._tasks.append(loop.create_task(coro))
         self._raft_wake.set()
@@ -386,16 +391,27 @@ class EtcdServer:
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.ErrRequestTooLarge
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        assert self._loop is not None
+        fut: asyncio.Future[Any] = self._loop.create_future()
         self._waiters[req_id] = fut
+        # One timer for all proposals (the sweep below) instead of one per request.
+        self._deadlines.append((time.monotonic() + REQUEST_TIMEOUT, req_id))
         self.raft.propose(data)
         self._wake_raft()
-        try:
-            return await asyncio.wait_for(fut, REQUEST_TIMEOUT)
-        except TimeoutError:
-            self._waiters.pop(req_id, None)
-            self.metrics.proposals_failed.inc()
-            raise errors.ErrTimeout from None
+        return await fut
+
+    async def _timeout_loop(self) -> None:
+        """Fail proposals that were not applied within etcd's request timeout."""
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            deadlines = self._deadlines
+            while deadlines and deadlines[0][0] <= now:
+                _, req_id = deadlines.popleft()
+                fut = self._waiters.pop(req_id, None)
+                if fut is not None and not fut.done():
+                    self.metrics.proposals_failed.inc()
+                    fut.set_exception(errors.ErrTimeout)
 
     def _apply_request(self, req: raft_internal_pb2.InternalRaftRequest) -> Any:
         if req.HasField("put"):
