@@ -1,0 +1,49 @@
+"""The operator's own settings: image repositories, defaults, timings; read from the environment.
+
+Every setting has an ``ETCD_OPERATOR_*`` variable (set by the Helm chart from its values), so the
+operator Deployment is configured without a config file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from etcd_operator.api.v1alpha1 import DEFAULT_SSD_LABEL
+
+ENV_PREFIX = "ETCD_OPERATOR_"
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pyetcd_image: str = Field(
+        default="ghcr.io/pyetcd/pyetcd", description="Repository of the bundled pyetcd image."
+    )
+    etcd_image: str = Field(
+        default="gcr.io/etcd-development/etcd", description="Repository of upstream etcd images."
+    )
+    image_pull_policy: str = "IfNotPresent"
+    ssd_node_label: str = Field(
+        default=DEFAULT_SSD_LABEL,
+        description="Default node label of SSD nodes, when a cluster does not name its own.",
+    )
+    status_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often each cluster's status is observed from etcd."
+    )
+    etcd_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Deadline of each call the operator makes to etcd."
+    )
+    cluster_domain: str = "cluster.local"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                values[name] = env[key]
+        return cls.model_validate(values)
