@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyetcd.api.rpc import Services, encode_varint, length_delimited, repeated_bytes_field
+from pyetcd.api.rpc import Services, repeated_bytes_field
+from pyetcd.mvcc.events import encode_bytes_field, encode_varint
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import validate
 from pyetcd.server.etcdserver import EtcdServer
@@ -15,7 +16,7 @@ SERVICE = "etcdserverpb.KV"
 
 def encode_range_response(header: bytes, kvs: list[bytes], more: bool, count: int) -> bytes:
     """RangeResponse{header=1, kvs=2, more=3, count=4} without decoding the KeyValues."""
-    out = length_delimited(1, header) + repeated_bytes_field(2, kvs)
+    out = encode_bytes_field(1, header) + repeated_bytes_field(2, kvs)
     if more:
         out += b"\x18\x01"
     if count:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import Message
 
+from pyetcd.mvcc.events import encode_varint
 from pyetcd.server import errors
 from pyetcd.server.metrics import ServerMetrics
 
@@ -35,24 +36,29 @@ def status_code(err: errors.EtcdError) -> grpc.StatusCode:
 
 
 # ----- hand-rolled protobuf encoding for responses built from stored bytes -----
-
-
-def encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def length_delimited(field: int, payload: bytes) -> bytes:
-    return encode_varint(field << 3 | 2) + encode_varint(len(payload)) + payload
+# (the varint encoder is the MVCC layer's, which builds watch events the same way)
 
 
 def repeated_bytes_field(field: int, items: list[bytes]) -> bytes:
     tag = encode_varint(field << 3 | 2)
     return b"".join(tag + encode_varint(len(item)) + item for item in items)
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any],
+    exc: Exception,
+    done: Callable[[str], Any],
+    service: str,
+    method: str,
+) -> NoReturn:
+    """End an RPC with etcd's status for ``exc``; anything unexpected is Unknown, and logged."""
+    if isinstance(exc, errors.EtcdError):
+        code = status_code(exc)
+        done(code.name).inc()
+        await context.abort(code, exc.message)
+    log.exception("%s/%s failed", service, method)
+    done("Unknown").inc()
+    await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
 
 
 class Services:
@@ -82,15 +88,10 @@ class Services:
             started.inc()
             try:
                 resp = await fn(request, context)
-            except errors.EtcdError as err:
-                done(status_code(err).name).inc()
-                await context.abort(status_code(err), err.message)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                log.exception("%s/%s failed", service, method)
-                done("Unknown").inc()
-                await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+                await _abort(context, exc, done, service, method)
             ok.inc()
             return resp
 
@@ -114,15 +115,10 @@ class Services:
             try:
                 async for resp in fn(request, context):
                     yield resp
-            except errors.EtcdError as err:
-                done(status_code(err).name).inc()
-                await context.abort(status_code(err), err.message)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                log.exception("%s/%s failed", service, method)
-                done("Unknown").inc()
-                await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+                await _abort(context, exc, done, service, method)
             done("OK").inc()
 
         self._add(
@@ -150,15 +146,10 @@ class Services:
             started.inc()
             try:
                 await fn(context)
-            except errors.EtcdError as err:
-                done(status_code(err).name).inc()
-                await context.abort(status_code(err), err.message)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                log.exception("%s/%s failed", service, method)
-                done("Unknown").inc()
-                await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+                await _abort(context, exc, done, service, method)
             done("OK").inc()
 
         self._add(
