@@ -34,6 +34,7 @@ from typing import NoReturn
 import crc32c
 
 from pyetcd import __version__
+from pyetcd.fileutil import fsync_dir
 from pyetcd.proto.etcdserverpb import etcdserver_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.walpb import record_pb2
@@ -463,22 +464,14 @@ class _Staging:
                 dest.rmdir()  # rename(2) replaces an empty dir; be explicit for clarity
             os.rename(tmp, dest)
             self._renamed.append(dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         self._done = True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_tree(root: Path) -> None:
     """fsync every directory under `root` (files were synced as they were written)."""
     for dirpath, _, _ in os.walk(root):
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
 def restore_backend(db_path: str, cluster: Cluster, *, consistent_index: int, term: int) -> None:

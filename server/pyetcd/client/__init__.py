@@ -1,1 +1,29 @@
-"""pyetcd.client."""
+"""A thin asyncio etcd v3 client over grpc.aio and the generated stubs.
+
+Used by the operator (``etcd_operator.members``) and by the tests; it speaks only the etcd wire
+protocol (``pyetcd.proto``), so it works the same against upstream etcd and pyetcd, and it never
+imports server internals.
+"""
+
+from __future__ import annotations
+
+from pyetcd.client.client import EtcdClient, normalize_endpoint
+from pyetcd.client.errors import EtcdClientError
+from pyetcd.client.models import (
+    AlarmMember,
+    EndpointHealth,
+    EndpointStatus,
+    Member,
+    MemberList,
+)
+
+__all__ = [
+    "AlarmMember",
+    "EndpointHealth",
+    "EndpointStatus",
+    "EtcdClient",
+    "EtcdClientError",
+    "Member",
+    "MemberList",
+    "normalize_endpoint",
+]

@@ -10,7 +10,6 @@ replay.
 from __future__ import annotations
 
 import logging
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,14 +221,6 @@ def members_from_backend(backend: contract.Backend) -> list[Member]:
 
 def save_member(backend: contract.Backend, member: Member) -> None:
     backend.put(contract.MEMBERS, f"{member.id:x}".encode(), member.to_json().encode())
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["Storage", "StorageError", "open_storage"]

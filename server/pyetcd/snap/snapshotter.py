@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import crc32c
 from google.protobuf.message import DecodeError
 
+from pyetcd.fileutil import fsync_dir
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.snappb import snap_pb2
 from pyetcd.proto.walpb import record_pb2
@@ -49,14 +50,6 @@ def parse_snap_name(name: str) -> tuple[int, int]:
     if len(parts) != 2 or len(parts[0]) != 16 or len(parts[1]) != 16:
         raise ValueError(f"bad snap name: {name!r}")
     return int(parts[0], 16), int(parts[1], 16)
-
-
-def _fsync_dir(dirpath: str) -> None:
-    fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encode_snap_file(snapshot: raft_pb2.Snapshot) -> bytes:
@@ -125,7 +118,7 @@ class Snapshotter:
         # Rename after fsync: a crash leaves either no file or a complete one, never a
         # truncated .snap that a restart would have to recognise as broken.
         os.rename(tmp, path)
-        _fsync_dir(self._dir)
+        fsync_dir(self._dir)
         return path
 
     def snap_names(self) -> list[str]:

@@ -127,15 +127,6 @@ def preallocate(fd: int, size: int) -> None:
             os.ftruncate(fd, size)
 
 
-def fsync_dir(dirpath: str) -> None:
-    """fsync a directory so that a create or rename inside it is durable."""
-    fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_all(fd: int, data: bytes) -> None:
     """os.write until every byte is written (a short write is legal for regular files)."""
     n = os.write(fd, data)

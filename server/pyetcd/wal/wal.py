@@ -22,6 +22,7 @@ from types import TracebackType
 import crc32c
 from google.protobuf.message import DecodeError
 
+from pyetcd.fileutil import fsync_dir
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.walpb import record_pb2
 from pyetcd.wal import files
@@ -136,13 +137,13 @@ class WAL:
             size += append_record(parts, SNAPSHOT_TYPE, crc, snap)
             files.write_all(fd, b"".join(parts))
             os.fdatasync(fd)
-            files.fsync_dir(tmpdir)
+            fsync_dir(tmpdir)
             if os.path.exists(dirpath):
                 # etcd removes the (wal-less) directory too; rename cannot replace a
                 # non-empty one.
                 shutil.rmtree(dirpath)
             os.rename(tmpdir, dirpath)
-            files.fsync_dir(os.path.dirname(os.path.abspath(dirpath)))
+            fsync_dir(os.path.dirname(os.path.abspath(dirpath)))
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -440,7 +441,7 @@ class WAL:
             files.write_all(fd, b"".join(parts))
             os.fdatasync(fd)
             os.rename(tmp_path, new_path)
-            files.fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except BaseException as exc:
             os.close(fd)
             self._failed = exc

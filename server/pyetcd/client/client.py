@@ -1,0 +1,274 @@
+"""EtcdClient: etcd's KV, Cluster and Maintenance calls over one ``grpc.aio`` channel per endpoint.
+
+Cluster-wide calls (member list/add/remove/promote, alarms, KV) go to the configured endpoints in
+order and move on to the next one only when an endpoint is unreachable, as clientv3's balancer
+does; per-member calls (status, health, defragment) go to the endpoint they name, which need not
+be one of the configured ones (the operator learns client URLs from the member list).
+Every call carries the client's deadline. gRPC failures surface as :class:`EtcdClientError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+from grpc import aio
+
+from pyetcd.client.errors import EtcdClientError
+from pyetcd.client.models import (
+    AlarmMember,
+    EndpointHealth,
+    EndpointStatus,
+    Member,
+    MemberList,
+)
+from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+T = TypeVar("T")
+
+# The key etcdctl reads to probe health: any answer (even "permission denied") proves that the
+# member serves linearizable reads, which needs a leader and a quorum.
+HEALTH_KEY = b"health"
+PERMISSION_DENIED = "etcdserver: permission denied"
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """``http://host:port`` or ``host:port`` -> ``host:port`` (the gRPC target)."""
+    text = endpoint.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported endpoint scheme in {endpoint!r}: use http:// or host:port")
+    if not parts.hostname or parts.port is None:
+        raise ValueError(f"endpoint {endpoint!r} needs a host and a port")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port}"
+
+
+def _member(pb: rpc_pb2.Member) -> Member:
+    return Member(
+        id=pb.ID,
+        name=pb.name,
+        peer_urls=tuple(pb.peerURLs),
+        client_urls=tuple(pb.clientURLs),
+        is_learner=pb.isLearner,
+    )
+
+
+def _key(key: bytes | str) -> bytes:
+    return key.encode() if isinstance(key, str) else key
+
+
+class _Stubs:
+    """The three services on one endpoint's channel."""
+
+    def __init__(self, channel: aio.Channel) -> None:
+        self.channel = channel
+        self.kv = rpc_pb2_grpc.KVStub(channel)
+        self.cluster = rpc_pb2_grpc.ClusterStub(channel)
+        self.maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
+
+
+class EtcdClient:
+    """A small etcd v3 client; create and use it inside one running event loop."""
+
+    def __init__(self, endpoints: Sequence[str], timeout: float = 5.0) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is required")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.endpoints: tuple[str, ...] = tuple(normalize_endpoint(e) for e in endpoints)
+        self.timeout = timeout
+        self._stubs: dict[str, _Stubs] = {}
+
+    async def __aenter__(self) -> EtcdClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every channel; the client may be used again (channels are reopened lazily)."""
+        stubs, self._stubs = self._stubs, {}
+        for s in stubs.values():
+            await s.channel.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _on(self, endpoint: str) -> tuple[str, _Stubs]:
+        target = normalize_endpoint(endpoint)
+        stubs = self._stubs.get(target)
+        if stubs is None:
+            # No TLS yet: the operator's members speak plain http (spec.tls is reserved).
+            stubs = _Stubs(aio.insecure_channel(target))
+            self._stubs[target] = stubs
+        return target, stubs
+
+    async def _call(self, endpoint: str, fn: Callable[[_Stubs], Awaitable[T]]) -> T:
+        target, stubs = self._on(endpoint)
+        try:
+            return await fn(stubs)
+        except aio.AioRpcError as err:
+            raise EtcdClientError.from_rpc(err, target) from None
+
+    async def _any(self, fn: Callable[[_Stubs], Awaitable[T]]) -> T:
+        """Run ``fn`` on the first endpoint that answers; only unreachability moves on."""
+        last: EtcdClientError | None = None
+        for endpoint in self.endpoints:
+            try:
+                return await self._call(endpoint, fn)
+            except EtcdClientError as err:
+                if not err.unreachable:
+                    raise
+                last = err
+        assert last is not None
+        raise last
+
+    # -- cluster --------------------------------------------------------------------------
+    async def member_list(self) -> MemberList:
+        resp = await self._any(
+            lambda s: s.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=self.timeout)
+        )
+        return MemberList(
+            cluster_id=resp.header.cluster_id,
+            member_id=resp.header.member_id,
+            members=tuple(_member(m) for m in resp.members),
+        )
+
+    async def member_add(self, peer_urls: Sequence[str], learner: bool = False) -> Member:
+        """Add a member (a learner if ``learner``); returns the new member (no name yet)."""
+        req = rpc_pb2.MemberAddRequest(peerURLs=list(peer_urls), isLearner=learner)
+        resp = await self._any(lambda s: s.cluster.MemberAdd(req, timeout=self.timeout))
+        return _member(resp.member)
+
+    async def member_remove(self, member_id: int) -> None:
+        req = rpc_pb2.MemberRemoveRequest(ID=member_id)
+        await self._any(lambda s: s.cluster.MemberRemove(req, timeout=self.timeout))
+
+    async def member_promote(self, member_id: int) -> None:
+        req = rpc_pb2.MemberPromoteRequest(ID=member_id)
+        await self._any(lambda s: s.cluster.MemberPromote(req, timeout=self.timeout))
+
+    # -- maintenance ----------------------------------------------------------------------
+    async def status(self, endpoint: str) -> EndpointStatus:
+        target = normalize_endpoint(endpoint)
+        resp = await self._call(
+            target, lambda s: s.maintenance.Status(rpc_pb2.StatusRequest(), timeout=self.timeout)
+        )
+        return EndpointStatus(
+            endpoint=target,
+            member_id=resp.header.member_id,
+            cluster_id=resp.header.cluster_id,
+            leader=resp.leader,
+            raft_term=resp.raftTerm,
+            raft_index=resp.raftIndex,
+            raft_applied_index=resp.raftAppliedIndex,
+            db_size=resp.dbSize,
+            db_size_in_use=resp.dbSizeInUse,
+            version=resp.version,
+            revision=resp.header.revision,
+            is_learner=resp.isLearner,
+            errors=tuple(resp.errors),
+        )
+
+    async def health(self, endpoint: str) -> EndpointHealth:
+        """``etcdctl endpoint health``: a linearizable one-key read, then no active alarm.
+
+        Never raises for an RPC failure: the failure is the answer (``healthy=False``).
+        """
+        target = normalize_endpoint(endpoint)
+        started = time.monotonic()
+        req = rpc_pb2.RangeRequest(key=HEALTH_KEY, keys_only=True, limit=1)
+        error: str | None = None
+        try:
+            await self._call(target, lambda s: s.kv.Range(req, timeout=self.timeout))
+        except EtcdClientError as err:
+            if err.message != PERMISSION_DENIED:
+                error = err.message or err.code.name
+        if error is None:
+            try:
+                alarms = await self._alarms_on(target)
+            except EtcdClientError as err:
+                error = err.message or err.code.name
+            else:
+                if alarms:
+                    names = ", ".join(f"memberID:{a.member_id} alarm:{a.alarm}" for a in alarms)
+                    error = f"Active Alarm(s): {names}"
+        return EndpointHealth(
+            endpoint=target,
+            healthy=error is None,
+            took_seconds=time.monotonic() - started,
+            error=error,
+        )
+
+    async def _alarms_on(self, endpoint: str) -> list[AlarmMember]:
+        req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET)
+        resp = await self._call(endpoint, lambda s: s.maintenance.Alarm(req, timeout=self.timeout))
+        return _alarms(resp)
+
+    async def alarm_list(self) -> list[AlarmMember]:
+        req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET)
+        resp = await self._any(lambda s: s.maintenance.Alarm(req, timeout=self.timeout))
+        return _alarms(resp)
+
+    async def move_leader(self, target_id: int) -> None:
+        """Transfer leadership to ``target_id``; the request must reach the current leader."""
+        leader_endpoint = await self._leader_endpoint()
+        req = rpc_pb2.MoveLeaderRequest(targetID=target_id)
+        await self._call(
+            leader_endpoint, lambda s: s.maintenance.MoveLeader(req, timeout=self.timeout)
+        )
+
+    async def _leader_endpoint(self) -> str:
+        """The client URL of the leader: ask the configured endpoints, then the member list."""
+        leader = 0
+        for endpoint in self.endpoints:
+            try:
+                st = await self.status(endpoint)
+            except EtcdClientError as err:
+                if err.unreachable:
+                    continue
+                raise
+            if st.is_leader:
+                return endpoint
+            leader = leader or st.leader
+        if leader:
+            for member in (await self.member_list()).members:
+                if member.id == leader and member.client_urls:
+                    return member.client_urls[0]
+        raise EtcdClientError("no reachable leader", grpc.StatusCode.UNAVAILABLE)
+
+    async def defragment(self, endpoint: str) -> None:
+        # Defragmentation rewrites the whole backend file: allow it the deadline and then some.
+        req = rpc_pb2.DefragmentRequest()
+        await self._call(
+            endpoint, lambda s: s.maintenance.Defragment(req, timeout=max(self.timeout, 60.0))
+        )
+
+    # -- KV (tests and probes) ------------------------------------------------------------
+    async def get(self, key: bytes | str) -> bytes | None:
+        req = rpc_pb2.RangeRequest(key=_key(key))
+        resp = await self._any(lambda s: s.kv.Range(req, timeout=self.timeout))
+        return resp.kvs[0].value if resp.kvs else None
+
+    async def put(self, key: bytes | str, value: bytes | str) -> int:
+        """Write one key; returns the revision of the write."""
+        req = rpc_pb2.PutRequest(key=_key(key), value=_key(value))
+        resp = await self._any(lambda s: s.kv.Put(req, timeout=self.timeout))
+        return resp.header.revision
+
+    async def delete(self, key: bytes | str) -> int:
+        """Delete one key; returns how many keys were deleted (0 or 1)."""
+        req = rpc_pb2.DeleteRangeRequest(key=_key(key))
+        resp = await self._any(lambda s: s.kv.DeleteRange(req, timeout=self.timeout))
+        return resp.deleted
+
+
+def _alarms(resp: rpc_pb2.AlarmResponse) -> list[AlarmMember]:
+    return [
+        AlarmMember(member_id=a.memberID, alarm=rpc_pb2.AlarmType.Name(a.alarm))
+        for a in resp.alarms
+    ]
