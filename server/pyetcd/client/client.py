@@ -41,7 +41,8 @@ def normalize_endpoint(endpoint: str) -> str:
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme != "http":
+        # No TLS yet (spec.tls is reserved): refuse https rather than silently dial plaintext.
         raise ValueError(f"unsupported endpoint scheme in {endpoint!r}: use http:// or host:port")
     if not parts.hostname or parts.port is None:
         raise ValueError(f"endpoint {endpoint!r} needs a host and a port")
@@ -102,7 +103,6 @@ class EtcdClient:
         target = normalize_endpoint(endpoint)
         stubs = self._stubs.get(target)
         if stubs is None:
-            # No TLS yet: the operator's members speak plain http (spec.tls is reserved).
             stubs = _Stubs(aio.insecure_channel(target))
             self._stubs[target] = stubs
         return target, stubs
@@ -128,10 +128,14 @@ class EtcdClient:
         raise last
 
     # -- cluster --------------------------------------------------------------------------
-    async def member_list(self) -> MemberList:
-        resp = await self._any(
-            lambda s: s.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=self.timeout)
-        )
+    async def member_list(self, endpoint: str | None = None) -> MemberList:
+        """The member list from ``endpoint``, or from the first configured endpoint that answers."""
+        req = rpc_pb2.MemberListRequest()
+
+        def call(s: _Stubs) -> Awaitable[rpc_pb2.MemberListResponse]:
+            return s.cluster.MemberList(req, timeout=self.timeout)
+
+        resp = await (self._any(call) if endpoint is None else self._call(endpoint, call))
         return MemberList(
             cluster_id=resp.header.cluster_id,
             member_id=resp.header.member_id,

@@ -1,0 +1,193 @@
+"""The EtcdCluster CustomResourceDefinition, built from the pydantic models in ``v1alpha1``.
+
+Pydantic writes JSON Schema (draft 2020-12); the API server wants a *structural* OpenAPI v3
+schema. This module translates one into the other: ``$ref``s inlined, ``anyOf [X, null]`` of
+optional fields turned into plain optional properties, titles and ``additionalProperties: false``
+dropped (the API server prunes unknown fields instead, and forbids ``additionalProperties`` beside
+``properties``), defaults kept where Kubernetes allows them (never ``null``), and the models'
+``x-kubernetes-*`` extensions passed through. The CRD around it adds the CEL rules of the spec and
+the root, the status and scale subresources and the printer columns.
+
+Only ``tools/gencrd.py`` (which writes ``crds/``) and the tests call this; the operator itself
+never needs the CRD at run time.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic_core import core_schema
+
+from etcd_operator.api import v1alpha1
+
+Json = dict[str, Any]
+
+CRD_NAME = f"{v1alpha1.PLURAL}.{v1alpha1.GROUP}"
+
+# JSON Schema keywords the structural OpenAPI schema has no use for, or forbids.
+_DROPPED = frozenset({"title", "$schema", "$defs", "definitions"})
+
+PRINTER_COLUMNS: list[Json] = [
+    {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+    {"name": "Version", "type": "string", "jsonPath": ".status.currentVersion"},
+    {"name": "Leader", "type": "string", "jsonPath": ".status.leader"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def _has_defaults(made: BaseModel) -> bool:
+    """Whether an empty object of this model gets any field from the API server's defaulting."""
+    return bool(made.model_dump(mode="json", exclude_none=True))
+
+
+class _KubernetesJsonSchema(GenerateJsonSchema):
+    """Defaults as the API server can apply them.
+
+    ``None`` is no default (Kubernetes has no ``null``; an absent field is "unset"). A nested
+    model built by ``default_factory`` defaults to ``{}`` when it has defaults of its own, so
+    that the API server fills them in (it defaults an absent object only from an explicit
+    ``default``, then descends into it). Lists built by a factory get no default: an absent list
+    and an empty one mean the same.
+    """
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        if "default_factory" in schema:
+            if schema.get("default_factory_takes_data"):
+                return NoDefault
+            made = schema["default_factory"]()  # type: ignore[call-arg]
+            if isinstance(made, BaseModel) and _has_defaults(made):
+                return {}
+            return NoDefault
+        default = schema.get("default", NoDefault)
+        return NoDefault if default is None else default
+
+
+def _is_null(node: Json) -> bool:
+    return node.get("type") == "null"
+
+
+def _structural(node: Any, defs: Json) -> Any:
+    """Translate one pydantic JSON Schema node (recursively) into a structural OpenAPI node."""
+    if isinstance(node, list):
+        return [_structural(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    ref = node.pop("$ref", None)
+    if ref is not None:
+        # Keys beside the $ref (a field's description, default) override the definition's.
+        target = defs[ref.removeprefix("#/$defs/")]
+        node = {**target, **node}
+    any_of = node.pop("anyOf", None)
+    if any_of is not None:
+        # Optional[X] is anyOf [X, null]: the field is simply optional. Any other union has no
+        # structural form, and the models must not use one.
+        choices = [c for c in any_of if not _is_null(c)]
+        if len(choices) != 1:
+            raise ValueError(f"union without a structural form: {any_of}")
+        outer = {k: v for k, v in node.items() if k != "default" or v is not None}
+        node = {**_structural(choices[0], defs), **outer}
+    out: Json = {}
+    for key, value in node.items():
+        if key in _DROPPED:
+            continue
+        if key == "additionalProperties" and isinstance(value, bool):
+            # false: unknown fields are pruned by the API server, and false beside properties
+            # is refused. true: said by x-kubernetes-preserve-unknown-fields where meant.
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = _structural(value, defs)
+        elif key == "default" and value is None:
+            continue
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _model_schema(model: type[BaseModel]) -> Json:
+    raw = model.model_json_schema(mode="validation", schema_generator=_KubernetesJsonSchema)
+    defs = raw.get("$defs", {})
+    result: Json = _structural(raw, defs)
+    return result
+
+
+def spec_schema() -> Json:
+    """The structural schema of ``spec``, with the spec-wide CEL rules."""
+    schema = _model_schema(v1alpha1.EtcdClusterSpec)
+    schema.update(copy.deepcopy(v1alpha1.SPEC_RULES))
+    return schema
+
+
+def status_schema() -> Json:
+    return _model_schema(v1alpha1.EtcdClusterStatus)
+
+
+def openapi_schema() -> Json:
+    """The whole object's schema: apiVersion, kind and metadata as every CRD has them."""
+    cluster_doc = (v1alpha1.EtcdCluster.__doc__ or "").strip()
+    return {
+        "description": cluster_doc,
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {
+                "description": "The versioned schema of this representation of an object.",
+                "type": "string",
+            },
+            "kind": {
+                "description": "The REST resource this object represents.",
+                "type": "string",
+            },
+            # The API server validates metadata itself; a CRD may only restrict name and
+            # generateName here, which the root rule below does in CEL instead.
+            "metadata": {"type": "object"},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+        **copy.deepcopy(v1alpha1.ROOT_RULES),
+    }
+
+
+def custom_resource_definition() -> Json:
+    """The CustomResourceDefinition (apiextensions.k8s.io/v1) of EtcdCluster."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME},
+        "spec": {
+            "group": v1alpha1.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": v1alpha1.KIND,
+                "listKind": f"{v1alpha1.KIND}List",
+                "plural": v1alpha1.PLURAL,
+                "singular": v1alpha1.SINGULAR,
+                "shortNames": list(v1alpha1.SHORT_NAMES),
+                "categories": ["all"],
+            },
+            "versions": [
+                {
+                    "name": v1alpha1.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": copy.deepcopy(PRINTER_COLUMNS),
+                }
+            ],
+        },
+    }

@@ -1,0 +1,38 @@
+"""Every Kubernetes object an EtcdCluster owns, in the order to apply them.
+
+Order matters on creation: the ConfigMap comes first (members read it when their containers
+start), the peer Service before the StatefulSet (members resolve each other through it from
+their first start), the PDB before the pods exist, and the StatefulSet last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.components.bootstrap import BootstrapState, bootstrap_configmap
+from etcd_operator.components.pdb import pdb
+from etcd_operator.components.services import client_service, peer_service
+from etcd_operator.components.statefulset import statefulset
+
+
+def children(
+    cluster: EtcdCluster,
+    settings: OperatorSettings,
+    bootstrap_state: BootstrapState,
+    *,
+    replicas: int | None = None,
+) -> list[dict[str, Any]]:
+    """All manifests of ``cluster`` for server-side apply, in apply order.
+
+    ``replicas`` overrides ``spec.replicas`` for the ConfigMap, the PDB and the StatefulSet while
+    the operator steps the membership one member at a time.
+    """
+    return [
+        bootstrap_configmap(cluster, settings, bootstrap_state, replicas=replicas),
+        peer_service(cluster, settings),
+        client_service(cluster, settings),
+        pdb(cluster, settings, replicas=replicas),
+        statefulset(cluster, settings, replicas=replicas),
+    ]

@@ -1,0 +1,252 @@
+"""The StatefulSet that runs the members: one pod and one volume per member.
+
+Choices, each for a reason stated next to it: parallel pod management (a new cluster's members
+must start together), a readiness probe and no liveness probe, a restricted non-root security
+context, required anti-affinity across nodes merged with the SSD placement and the user's own
+affinity, and volume retention as the cluster asks.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.v1alpha1 import DEFAULT_SSD_LABEL, EtcdCluster, PlacementMode
+from etcd_operator.components import flags, naming
+from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
+from etcd_operator.components.owner import object_meta
+
+CONTAINER_NAME = "etcd"
+RUN_AS = 65532  # the conventional "nonroot" uid/gid of distroless images
+TERMINATION_GRACE_SECONDS = 30
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+TMP_VOLUME = "tmp"
+
+Json = dict[str, Any]
+
+
+def ssd_node_label(cluster: EtcdCluster, settings: OperatorSettings) -> tuple[str, str]:
+    """The (key, value) of the SSD node label.
+
+    A cluster that leaves ``storage.placement.nodeLabel`` at the built-in default gets the
+    operator's configured default instead: the CRD may default the field on the server, so
+    "equal to the default" is the only reliable sign that the user did not choose one.
+    """
+    label = cluster.spec.storage.placement.nodeLabel
+    if label == DEFAULT_SSD_LABEL:
+        label = settings.ssd_node_label
+    key, _, value = label.partition("=")
+    return key, value
+
+
+def anti_affinity_term(cluster: EtcdCluster) -> Json:
+    """Never two members of this cluster on one node: a node loss costs at most one vote."""
+    return {
+        "labelSelector": {"matchLabels": naming.selector_labels(cluster.name)},
+        "topologyKey": HOSTNAME_TOPOLOGY,
+    }
+
+
+def affinity(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
+    """The operator's anti-affinity and SSD placement merged into the user's affinity.
+
+    Nothing of either side is dropped. Required node selector terms are ORed by Kubernetes, so
+    the SSD requirement is added to every user term (ANDed within a term) rather than appended
+    as a term of its own, which would let pods land on any node matching either.
+    """
+    user = cluster.spec.podTemplate.affinity
+    merged: Json = copy.deepcopy(user) if user else {}
+
+    anti = merged.setdefault("podAntiAffinity", {})
+    anti.setdefault("requiredDuringSchedulingIgnoredDuringExecution", []).append(
+        anti_affinity_term(cluster)
+    )
+
+    mode = cluster.spec.storage.placement.mode
+    if mode != PlacementMode.OFF:
+        key, value = ssd_node_label(cluster, settings)
+        expression = {"key": key, "operator": "In", "values": [value]}
+        node = merged.setdefault("nodeAffinity", {})
+        if mode == PlacementMode.REQUIRED:
+            required = node.setdefault(
+                "requiredDuringSchedulingIgnoredDuringExecution", {"nodeSelectorTerms": []}
+            )
+            terms = required.setdefault("nodeSelectorTerms", [])
+            if not terms:
+                terms.append({})
+            for term in terms:
+                term.setdefault("matchExpressions", []).append(dict(expression))
+        else:
+            node.setdefault("preferredDuringSchedulingIgnoredDuringExecution", []).append(
+                {"weight": 100, "preference": {"matchExpressions": [expression]}}
+            )
+    return merged
+
+
+def pod_labels(cluster: EtcdCluster) -> dict[str, str]:
+    """User labels first, then ours: a user label can never change what the selectors match."""
+    user = cluster.spec.podTemplate.labels or {}
+    return {**user, **naming.common_labels(cluster.name, naming.COMPONENT_MEMBER)}
+
+
+def env(cluster: EtcdCluster) -> list[Json]:
+    """The pod's identity from the downward API (the flags refer to ``$(POD_NAME)``) and the
+    bootstrap settings from the ConfigMap, resolved at every container start (see bootstrap.py)."""
+    configmap = naming.bootstrap_configmap_name(cluster.name)
+
+    def field(path: str) -> Json:
+        return {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}
+
+    def from_configmap(key: str) -> Json:
+        # Not optional: a member must never start without knowing whether to join.
+        return {"configMapKeyRef": {"name": configmap, "key": key, "optional": False}}
+
+    return [
+        {"name": "POD_NAME", "valueFrom": field("metadata.name")},
+        {"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},
+        {"name": flags.ENV_INITIAL_CLUSTER, "valueFrom": from_configmap(KEY_INITIAL_CLUSTER)},
+        {
+            "name": flags.ENV_INITIAL_CLUSTER_STATE,
+            "valueFrom": from_configmap(KEY_INITIAL_CLUSTER_STATE),
+        },
+    ]
+
+
+def readiness_probe() -> Json:
+    """etcd's /health on the metrics port: false without a leader or with an alarm raised, which
+    is exactly when a member must leave the client Service's endpoints. It also gates the rolling
+    update, so the next member is only restarted once this one is back in the quorum."""
+    return {
+        "httpGet": {"path": "/health", "port": "metrics", "scheme": "HTTP"},
+        "initialDelaySeconds": 5,
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }
+
+
+def container(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
+    spec: Json = {
+        "name": CONTAINER_NAME,
+        "image": flags.image(cluster, settings),
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": flags.command(cluster),
+        "args": flags.args(cluster, settings),
+        "env": env(cluster),
+        "ports": [
+            {"name": "client", "containerPort": naming.CLIENT_PORT, "protocol": "TCP"},
+            {"name": "peer", "containerPort": naming.PEER_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": naming.METRICS_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": readiness_probe(),
+        # No livenessProbe, on purpose: /health fails on every member at once when the cluster
+        # loses its leader or raises an alarm, and restarting members then turns a blip into an
+        # outage (improbable-eng's FAQ). A hung process is left to the operator's health checks.
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": naming.VOLUME_NAME, "mountPath": naming.DATA_MOUNT},
+            # The root filesystem is read-only; the runtime (Python's tempfile in pyetcd) still
+            # needs a scratch directory.
+            {"name": TMP_VOLUME, "mountPath": "/tmp"},
+        ],
+    }
+    resources = cluster.spec.podTemplate.resources
+    if resources:
+        spec["resources"] = copy.deepcopy(resources)
+    return spec
+
+
+def pod_spec(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
+    template = cluster.spec.podTemplate
+    spec: Json = {
+        "containers": [container(cluster, settings)],
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}],
+        "affinity": affinity(cluster, settings),
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            # The volume is made group-writable for the member; only when its root does not
+            # already match, so a large data dir is not chowned again at every start.
+            "fsGroup": RUN_AS,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # Members never call the Kubernetes API.
+        "automountServiceAccountToken": False,
+        # Service links inject <SERVICE>_PORT variables; for a cluster named "etcd" they would be
+        # ETCD_CLIENT_PORT & co., which etcd reads as (unknown) configuration.
+        "enableServiceLinks": False,
+    }
+    if template.nodeSelector:
+        spec["nodeSelector"] = dict(template.nodeSelector)
+    if template.tolerations:
+        spec["tolerations"] = copy.deepcopy(template.tolerations)
+    if template.priorityClassName:
+        spec["priorityClassName"] = template.priorityClassName
+    return spec
+
+
+def volume_claim_template(cluster: EtcdCluster) -> Json:
+    storage = cluster.spec.storage
+    spec: Json = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storageClassName is not None:
+        spec["storageClassName"] = storage.storageClassName
+    return {
+        "metadata": {
+            "name": naming.VOLUME_NAME,
+            "labels": naming.common_labels(cluster.name, naming.COMPONENT_DATA),
+        },
+        "spec": spec,
+    }
+
+
+def statefulset(
+    cluster: EtcdCluster, settings: OperatorSettings, *, replicas: int | None = None
+) -> Json:
+    """The members' StatefulSet; ``replicas`` overrides ``spec.replicas`` while scaling step by
+    step (the operator changes the membership one member at a time)."""
+    name = naming.statefulset_name(cluster.name)
+    template_metadata: Json = {"labels": pod_labels(cluster)}
+    if cluster.spec.podTemplate.annotations:
+        template_metadata["annotations"] = dict(cluster.spec.podTemplate.annotations)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": object_meta(cluster, name, naming.COMPONENT_MEMBER),
+        "spec": {
+            "replicas": cluster.spec.replicas if replicas is None else replicas,
+            "selector": {"matchLabels": naming.selector_labels(cluster.name)},
+            "serviceName": naming.peer_service_name(cluster.name),
+            # A new cluster's members must all start before any can become ready (no quorum
+            # alone); OrderedReady would wait forever for member 0 to be ready first.
+            "podManagementPolicy": "Parallel",
+            # One pod at a time, each waiting for the previous one's readiness (= back in the
+            # quorum with a leader).
+            "updateStrategy": {"type": "RollingUpdate"},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": cluster.spec.storage.volumeRetention,
+                # Scaling in is a membership change the operator makes deliberately, and a replica
+                # count going down must not by itself destroy a member's data. The operator must
+                # then delete the removed member's claim: a later scale-out into that ordinal
+                # would otherwise start on the data dir of a member etcd has removed.
+                "whenScaled": "Retain",
+            },
+            "template": {"metadata": template_metadata, "spec": pod_spec(cluster, settings)},
+            "volumeClaimTemplates": [volume_claim_template(cluster)],
+        },
+    }

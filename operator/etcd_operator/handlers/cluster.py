@@ -1,0 +1,180 @@
+"""kopf entry points for EtcdCluster: thin wrappers that run one reconcile pass.
+
+create, update and resume react to changes; a timer repeats the pass at the configured interval
+because etcd changes (a member dies, the leader moves) produce no Kubernetes event. Every entry
+point does the same level-based pass: observe, ``plan``, execute; a per-cluster lock keeps a
+timer pass and an event pass from interleaving on the same cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import kopf
+from pydantic import ValidationError
+
+from etcd_operator import metrics
+from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.v1alpha1 import GROUP, PLURAL, VERSION, EtcdCluster, EtcdClusterStatus
+from etcd_operator.handlers.execute import execute
+from etcd_operator.handlers.kube import KubeApi, KubernetesApi
+from etcd_operator.handlers.observe import observe
+from etcd_operator.reconcile.plan import plan
+
+log = logging.getLogger(__name__)
+
+
+class EventPoster(Protocol):
+    """``kopf.event``'s shape: post an Event about ``body``."""
+
+    def __call__(self, objs: kopf.Body, /, *, type: str, reason: str, message: str) -> None: ...
+
+
+def parse_cluster(body: Mapping[str, Any]) -> EtcdCluster:
+    """The EtcdCluster model of a kopf body.
+
+    Metadata is kept whole; status fields the model does not know (kopf's own bookkeeping) are
+    dropped, and an unreadable status counts as none: it is recomputed anyway. An invalid spec
+    is a permanent error: retrying cannot fix it, only the user can.
+    """
+    raw_status = dict(body.get("status") or {})
+    status: EtcdClusterStatus | None = None
+    known = {k: v for k, v in raw_status.items() if k in EtcdClusterStatus.model_fields}
+    if known:
+        try:
+            status = EtcdClusterStatus.model_validate(known)
+        except ValidationError:
+            status = None
+    try:
+        return EtcdCluster.model_validate(
+            {"metadata": dict(body.get("metadata") or {}), "spec": dict(body.get("spec") or {})}
+        ).model_copy(update={"status": status})
+    except ValidationError as err:
+        raise kopf.PermanentError(f"invalid spec: {err}") from err
+
+
+def record_metrics(desired: EtcdCluster, status: Mapping[str, Any]) -> None:
+    members = status.get("members") or []
+    available = any(
+        c.get("type") == "Available" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    metrics.record_cluster(
+        desired.namespace,
+        desired.name,
+        members=len(members),
+        healthy=sum(1 for m in members if m.get("healthy")),
+        available=available,
+    )
+
+
+def error_reason(err: BaseException) -> str:
+    """A short, bounded label for the errors metric."""
+    module = type(err).__module__
+    if module.startswith("kubernetes") or module.startswith("urllib3"):
+        return "kubernetes"
+    if module.startswith("pyetcd") or module.startswith("grpc"):
+        return "etcd"
+    return "unexpected"
+
+
+class Reconciler:
+    """Runs reconcile passes for all clusters with one Kubernetes API and one settings object."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: KubeApi | None = None,
+        post_event: EventPoster = kopf.event,
+    ) -> None:
+        self.settings = settings
+        self._kube = kube
+        self._post_event = post_event
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def kube(self) -> KubeApi:
+        if self._kube is None:
+            # Created on first use, inside the operator: importing the module needs no cluster.
+            self._kube = KubernetesApi.from_environment()
+        return self._kube
+
+    def forget(self, uid: str) -> None:
+        self._locks.pop(uid, None)
+
+    async def reconcile(self, body: kopf.Body, patch: kopf.Patch) -> None:
+        """One pass for one cluster; failures become ``kopf.TemporaryError`` (retried later)."""
+        desired = parse_cluster(body)
+        lock = self._locks.setdefault(
+            str(desired.metadata.get("uid", desired.name)), asyncio.Lock()
+        )
+        started = time.monotonic()
+        async with lock:
+            try:
+                observed = await observe(desired, self.kube, self.settings)
+                actions = plan(desired, observed, self.settings, datetime.now(UTC))
+
+                def post_event(type_: str, reason: str, message: str) -> None:
+                    self._post_event(body, type=type_, reason=reason, message=message)
+
+                def write_status(status: dict[str, Any]) -> None:
+                    # kopf sends this patch after the handler returns, as one merge patch; the
+                    # dict keeps observedGeneration last.
+                    patch.status.update(status)
+                    record_metrics(desired, status)
+
+                await execute(actions, self.kube, post_event, write_status)
+            except kopf.PermanentError:
+                metrics.RECONCILES.labels("error").inc()
+                metrics.RECONCILE_ERRORS.labels("invalid").inc()
+                raise
+            except Exception as err:
+                metrics.RECONCILES.labels("error").inc()
+                metrics.RECONCILE_ERRORS.labels(error_reason(err)).inc()
+                log.warning("reconcile of %s/%s failed: %s", desired.namespace, desired.name, err)
+                raise kopf.TemporaryError(
+                    f"reconcile failed: {err}", delay=self.retry_delay
+                ) from err
+            else:
+                metrics.RECONCILES.labels("success").inc()
+            finally:
+                metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
+
+    @property
+    def retry_delay(self) -> float:
+        return min(10.0, self.settings.status_interval_seconds)
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Reconciler:
+    """Register the EtcdCluster handlers on ``registry``; returns the reconciler they share."""
+    reconciler = Reconciler(settings)
+    resource = (GROUP, VERSION, PLURAL)
+
+    # Explicit ids: kopf keys its progress annotations by handler id.
+    @kopf.on.resume(*resource, id="resume", registry=registry)
+    @kopf.on.create(*resource, id="create", registry=registry)
+    @kopf.on.update(*resource, id="update", registry=registry)
+    async def changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        await reconciler.reconcile(body, patch)
+
+    @kopf.timer(
+        *resource, id="status", interval=settings.status_interval_seconds, registry=registry
+    )
+    async def periodic(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        await reconciler.reconcile(body, patch)
+
+    @kopf.on.event(*resource, id="forget-deleted", registry=registry)
+    async def deleted(event: kopf.RawEvent, **_: Any) -> None:
+        # Watch events, not a delete handler: a delete handler would add a finalizer, and the
+        # cluster has nothing to finalize (owner references collect the children).
+        if event.get("type") == "DELETED":
+            meta = event["object"].get("metadata") or {}
+            metrics.forget_cluster(str(meta.get("namespace")), str(meta.get("name")))
+            reconciler.forget(str(meta.get("uid")))
+
+    return reconciler

@@ -1,0 +1,142 @@
+"""Gather the observed state of one EtcdCluster: its children and pods from Kubernetes, and the
+etcd view from ``etcd_operator.members``; then translate both into ``reconcile.observed`` types.
+
+The translation functions are pure (API object dicts in, dataclasses out) and tested as such;
+only ``observe`` does I/O. etcd is asked only once the StatefulSet exists: before that there is
+no member to reach, and waiting for a deadline on every creation would only slow it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pyetcd.client import EtcdClient
+
+from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.components import naming
+from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER_STATE, BootstrapState
+from etcd_operator.handlers.kube import KubeApi
+from etcd_operator.members import ClusterObservation
+from etcd_operator.members import observe as observe_etcd
+from etcd_operator.reconcile.observed import (
+    FINGERPRINT_ANNOTATION,
+    ChildKey,
+    EtcdMember,
+    EtcdView,
+    Observed,
+    PodState,
+    StatefulSetState,
+)
+from etcd_operator.reconcile.plan import desired_children, key_of
+from etcd_operator.reconcile.status import selector
+
+Json = Mapping[str, Any]
+
+
+def fingerprint_of(obj: Json) -> str | None:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(FINGERPRINT_ANNOTATION)
+    return str(value) if value is not None else None
+
+
+def pod_state(pod: Json) -> PodState:
+    status = pod.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    return PodState(
+        name=str(pod["metadata"]["name"]),
+        ready=ready,
+        phase=str(status.get("phase") or "Pending"),
+        node=(pod.get("spec") or {}).get("nodeName"),
+    )
+
+
+def statefulset_state(sts: Json) -> StatefulSetState:
+    status = sts.get("status") or {}
+    return StatefulSetState(
+        generation=int(sts["metadata"].get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        replicas=int((sts.get("spec") or {}).get("replicas") or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        current_revision=status.get("currentRevision"),
+        update_revision=status.get("updateRevision"),
+    )
+
+
+def etcd_view(observation: ClusterObservation) -> EtcdView:
+    return EtcdView(
+        cluster_id=observation.cluster_id,
+        members=tuple(
+            EtcdMember(
+                id=m.id,
+                name=m.name,
+                peer_urls=m.peer_urls,
+                client_urls=m.client_urls,
+                learner=m.learner,
+                healthy=m.healthy,
+                leader=m.leader,
+                version=m.version,
+                db_size=m.db_size,
+                revision=m.revision,
+                error=m.error,
+            )
+            for m in observation.members
+        ),
+        alarms=observation.alarms,
+    )
+
+
+def member_endpoints(desired: EtcdCluster, settings: OperatorSettings) -> list[str]:
+    """Each desired member's client URL, then the client Service as a last resort."""
+    domain = settings.cluster_domain
+    urls = [
+        naming.client_url(desired.name, desired.namespace, i, domain)
+        for i in range(desired.spec.replicas)
+    ]
+    return [*urls, naming.client_service_url(desired.name, desired.namespace, domain)]
+
+
+def assemble(
+    children: Mapping[ChildKey, Json | None],
+    pods: Iterable[Json],
+    etcd: ClusterObservation | None,
+    bootstrap_key: ChildKey,
+) -> Observed:
+    """Observed state from the live objects (``None`` for an absent child) and the etcd view."""
+    existing = {key: obj for key, obj in children.items() if obj is not None}
+    configmap = existing.get(bootstrap_key)
+    state = (configmap.get("data") or {}).get(KEY_INITIAL_CLUSTER_STATE) if configmap else None
+    sts = next((obj for key, obj in existing.items() if key.kind == "StatefulSet"), None)
+    return Observed(
+        children={key: fingerprint_of(obj) for key, obj in existing.items()},
+        pods=tuple(sorted((pod_state(p) for p in pods), key=lambda p: p.name)),
+        bootstrap_state=str(state) if state is not None else None,
+        statefulset=statefulset_state(sts) if sts is not None else None,
+        etcd=etcd_view(etcd) if etcd is not None else None,
+    )
+
+
+async def observe(desired: EtcdCluster, kube: KubeApi, settings: OperatorSettings) -> Observed:
+    """One look at the world: the children (concurrently), the member pods, then etcd."""
+    ns = desired.namespace
+    manifests = desired_children(desired, settings, BootstrapState.NEW)  # only kinds and names
+    live = await asyncio.gather(
+        *(kube.get(m["apiVersion"], m["kind"], ns, m["metadata"]["name"]) for m in manifests)
+    )
+    children = {key_of(m): obj for m, obj in zip(manifests, live, strict=True)}
+    pods = await kube.list("v1", "Pod", ns, selector(desired.name))
+    etcd: ClusterObservation | None = None
+    if children.get(ChildKey("StatefulSet", naming.statefulset_name(desired.name))) is not None:
+        client = EtcdClient(member_endpoints(desired, settings), settings.etcd_timeout_seconds)
+        try:
+            etcd = await observe_etcd(client, settings.etcd_timeout_seconds)
+        finally:
+            await client.close()
+    bootstrap_key = ChildKey("ConfigMap", naming.bootstrap_configmap_name(desired.name))
+    return assemble(children, pods, etcd, bootstrap_key)

@@ -1,0 +1,176 @@
+"""Observe an etcd cluster: the member list, then status and health of every member at once.
+
+A member that does not answer in time is reported unhealthy with the reason, never raised: the
+operator decides on what it sees, and a dead member is exactly what it must see. Only when no
+endpoint answers the member list is the whole cluster unobservable (``None``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pyetcd.client import (
+    EndpointHealth,
+    EndpointStatus,
+    EtcdClient,
+    EtcdClientError,
+    Member,
+    MemberList,
+)
+
+
+@dataclass(frozen=True)
+class MemberObservation:
+    """One member as etcd's member list, status and health report it."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    learner: bool
+    healthy: bool
+    leader: bool = False
+    version: str | None = None
+    db_size: int | None = None
+    revision: int | None = None
+    raft_term: int | None = None
+    raft_index: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterObservation:
+    """The etcd view of a cluster at one moment."""
+
+    cluster_id: int
+    members: tuple[MemberObservation, ...]
+    leader_id: int | None
+    alarms: tuple[str, ...] = ()
+
+
+async def _status(client: EtcdClient, endpoint: str, seconds: float) -> EndpointStatus | str:
+    try:
+        return await asyncio.wait_for(client.status(endpoint), seconds)
+    except EtcdClientError as err:
+        return err.message or err.code.name
+    except TimeoutError:
+        return f"no status within {seconds:g}s"
+
+
+async def _health(client: EtcdClient, endpoint: str, seconds: float) -> EndpointHealth:
+    try:
+        return await asyncio.wait_for(client.health(endpoint), seconds)
+    except TimeoutError:
+        return EndpointHealth(endpoint, False, seconds, f"no answer within {seconds:g}s")
+
+
+async def _observe_member(
+    client: EtcdClient, member: Member, seconds: float
+) -> tuple[Member, EndpointStatus | str, EndpointHealth | None]:
+    if not member.client_urls:
+        # Added to the membership but never started: nothing to ask.
+        return member, "member has not started (no client URL)", None
+    endpoint = member.client_urls[0]
+    status, health = await asyncio.gather(
+        _status(client, endpoint, seconds), _health(client, endpoint, seconds)
+    )
+    return member, status, health
+
+
+async def _first_member_list(client: EtcdClient, seconds: float) -> MemberList | None:
+    """Ask every endpoint at once and take the first answer: a member that hangs (a blackholed
+    node) must not cost the others their deadline, as asking in turn would."""
+
+    async def one(endpoint: str) -> MemberList:
+        return await asyncio.wait_for(client.member_list(endpoint), seconds)
+
+    tasks = [asyncio.ensure_future(one(e)) for e in client.endpoints]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                return await next_done
+            except (EtcdClientError, TimeoutError):
+                continue
+        return None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def observe(client: EtcdClient, deadline_seconds: float) -> ClusterObservation | None:
+    """The cluster as etcd sees it, or ``None`` when no endpoint answers the member list.
+
+    Each member's status and health are asked concurrently, each call within
+    ``deadline_seconds``, so one slow member never delays the view of the others.
+    """
+    listed = await _first_member_list(client, deadline_seconds)
+    if listed is None:
+        return None
+    results = await asyncio.gather(
+        *(_observe_member(client, m, deadline_seconds) for m in listed.members)
+    )
+    leader_id = _leader(s for _, s, _ in results)
+    alarms: tuple[str, ...] = ()
+    try:
+        found = await asyncio.wait_for(client.alarm_list(), deadline_seconds)
+        alarms = tuple(f"{a.alarm}:{a.member_id:x}" for a in found)
+    except (EtcdClientError, TimeoutError):
+        pass  # the health of each member already reports alarms; this is only detail
+    members = tuple(_member_observation(m, s, h, leader_id) for m, s, h in results)
+    return ClusterObservation(
+        cluster_id=listed.cluster_id, members=members, leader_id=leader_id, alarms=alarms
+    )
+
+
+def _leader(statuses: Iterable[EndpointStatus | str]) -> int | None:
+    """The leader as the member with the highest Raft term reports it (older terms are stale)."""
+    best: EndpointStatus | None = None
+    for s in statuses:
+        if (
+            isinstance(s, EndpointStatus)
+            and s.leader
+            and (best is None or s.raft_term > best.raft_term)
+        ):
+            best = s
+    return best.leader if best is not None else None
+
+
+def _member_observation(
+    member: Member,
+    status: EndpointStatus | str,
+    health: EndpointHealth | None,
+    leader_id: int | None,
+) -> MemberObservation:
+    healthy = health is not None and health.healthy
+    error = health.error if health is not None else None
+    if isinstance(status, EndpointStatus):
+        if status.errors:
+            error = error or "; ".join(status.errors)
+        return MemberObservation(
+            id=member.id,
+            name=member.name,
+            peer_urls=member.peer_urls,
+            client_urls=member.client_urls,
+            learner=member.is_learner,
+            healthy=healthy and not status.errors,
+            leader=leader_id is not None and member.id == leader_id,
+            version=status.version or None,
+            db_size=status.db_size,
+            revision=status.revision,
+            raft_term=status.raft_term,
+            raft_index=status.raft_index,
+            error=error,
+        )
+    return MemberObservation(
+        id=member.id,
+        name=member.name,
+        peer_urls=member.peer_urls,
+        client_urls=member.client_urls,
+        learner=member.is_learner,
+        healthy=False,
+        leader=leader_id is not None and member.id == leader_id,
+        error=error or status,
+    )

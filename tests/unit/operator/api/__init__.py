@@ -1,0 +1,1 @@
+"""Unit tests of the EtcdCluster API: models, the generated CRD and the examples."""

@@ -1,0 +1,1 @@
+"""Unit tests of the components: the manifests an EtcdCluster owns."""
