@@ -109,7 +109,7 @@ def main() -> None:
         "\nKeep exploring:\n"
         f"  export ETCDCTL_API=3 ETCDCTL_ENDPOINTS={endpoint}\n"
         "  etcdctl get / --prefix\n"
-        f"Stop it with: kill {proc.pid}   (data dir: {STATE / 'data'})"
+        f"Stop it with: make demo-down   (pid {proc.pid}, data dir: {STATE / 'data'})"
     )
 
 
