@@ -30,9 +30,9 @@ def min_available(members: int) -> int:
 def pdb(
     cluster: EtcdCluster, settings: OperatorSettings, *, replicas: int | None = None
 ) -> dict[str, Any]:
-    """The budget for ``replicas`` voting members (``spec.replicas`` by default). While scaling,
-    pass the larger of the current and the target membership: the quorum of the larger one is
-    the one at stake."""
+    """The budget for ``replicas`` members (``spec.replicas`` by default). While scaling, the
+    reconciler passes the membership etcd lists now: a budget sized for a target that cannot be
+    reached (a blocked scale-out) would block node drains forever."""
     members = cluster.spec.replicas if replicas is None else replicas
     return {
         "apiVersion": "policy/v1",

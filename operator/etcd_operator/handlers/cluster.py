@@ -1,30 +1,43 @@
 """kopf entry points for EtcdCluster: thin wrappers that run one reconcile pass.
 
 create, update and resume react to changes; a timer repeats the pass at the configured interval
-because etcd changes (a member dies, the leader moves) produce no Kubernetes event. Every entry
-point does the same level-based pass: observe, ``plan``, execute; a per-cluster lock keeps a
-timer pass and an event pass from interleaving on the same cluster.
+because etcd changes (a member dies, the leader moves, a learner catches up) produce no
+Kubernetes event. Every entry point does the same level-based pass: observe, ``plan``, execute;
+a per-cluster lock keeps a timer pass and an event pass from interleaving on the same cluster.
+A pass whose membership change etcd refuses as "not capable" is planned again with that
+knowledge, so the status reports it instead of the pass failing and being retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import kopf
 from pydantic import ValidationError
+from pyetcd.client import EtcdClient
 
 from etcd_operator import metrics
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import GROUP, PLURAL, VERSION, EtcdCluster, EtcdClusterStatus
-from etcd_operator.handlers.execute import execute
+from etcd_operator.handlers.execute import MembershipNotSupportedError, execute
 from etcd_operator.handlers.kube import KubeApi, KubernetesApi
-from etcd_operator.handlers.observe import observe
-from etcd_operator.reconcile.plan import plan
+from etcd_operator.handlers.observe import membership_endpoints, observe
+from etcd_operator.members import ClusterClient
+from etcd_operator.reconcile.observed import Observed
+from etcd_operator.reconcile.plan import (
+    Action,
+    AddMember,
+    MoveLeader,
+    PromoteMember,
+    RemoveMember,
+    plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +46,26 @@ class EventPoster(Protocol):
     """``kopf.event``'s shape: post an Event about ``body``."""
 
     def __call__(self, objs: kopf.Body, /, *, type: str, reason: str, message: str) -> None: ...
+
+
+class EtcdConnection(ClusterClient, Protocol):
+    """A client for membership changes that is closed after the pass."""
+
+    async def close(self) -> None: ...
+
+
+def connect_etcd(endpoints: Sequence[str], timeout: float) -> EtcdConnection:
+    return EtcdClient(endpoints, timeout)
+
+
+Connect = Callable[[Sequence[str], float], EtcdConnection]
+"""(endpoints, timeout) -> a client for membership changes; ``connect_etcd`` but in tests."""
+
+
+def changes_membership(actions: Sequence[Action]) -> bool:
+    return any(
+        isinstance(a, AddMember | PromoteMember | MoveLeader | RemoveMember) for a in actions
+    )
 
 
 def parse_cluster(body: Mapping[str, Any]) -> EtcdCluster:
@@ -91,10 +124,12 @@ class Reconciler:
         settings: OperatorSettings,
         kube: KubeApi | None = None,
         post_event: EventPoster = kopf.event,
+        connect: Connect = connect_etcd,
     ) -> None:
         self.settings = settings
         self._kube = kube
         self._post_event = post_event
+        self._connect = connect
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -117,7 +152,6 @@ class Reconciler:
         async with lock:
             try:
                 observed = await observe(desired, self.kube, self.settings)
-                actions = plan(desired, observed, self.settings, datetime.now(UTC))
 
                 def post_event(type_: str, reason: str, message: str) -> None:
                     self._post_event(body, type=type_, reason=reason, message=message)
@@ -128,7 +162,15 @@ class Reconciler:
                     patch.status.update(status)
                     record_metrics(desired, status)
 
-                await execute(actions, self.kube, post_event, write_status)
+                try:
+                    await self._run(desired, observed, post_event, write_status)
+                except MembershipNotSupportedError as err:
+                    # Not a failure to retry: plan the pass again knowing that the engine
+                    # cannot change membership; its status says so (Degraded) and the
+                    # following passes of this generation do not ask again.
+                    log.warning("%s/%s: %s", desired.namespace, desired.name, err)
+                    refused = dataclasses.replace(observed, membership_unsupported=err.message)
+                    await self._run(desired, refused, post_event, write_status)
             except kopf.PermanentError:
                 metrics.RECONCILES.labels("error").inc()
                 metrics.RECONCILE_ERRORS.labels("invalid").inc()
@@ -144,6 +186,25 @@ class Reconciler:
                 metrics.RECONCILES.labels("success").inc()
             finally:
                 metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
+
+    async def _run(
+        self,
+        desired: EtcdCluster,
+        observed: Observed,
+        post_event: Callable[[str, str, str], None],
+        write_status: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """Plan one pass and execute it, with an etcd client only if the plan needs one."""
+        actions = plan(desired, observed, self.settings, datetime.now(UTC))
+        if not changes_membership(actions):
+            await execute(actions, self.kube, post_event, write_status)
+            return
+        endpoints = membership_endpoints(desired, self.settings, observed)
+        etcd = self._connect(endpoints, self.settings.etcd_timeout_seconds)
+        try:
+            await execute(actions, self.kube, post_event, write_status, etcd)
+        finally:
+            await etcd.close()
 
     @property
     def retry_delay(self) -> float:

@@ -33,10 +33,14 @@ class KubeApi(Protocol):
         """Server-side apply of a namespaced manifest; returns the live object."""
         ...
 
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete an object; ``False`` when it did not exist (already deleted)."""
+        ...
+
 
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     """The REST path of a namespaced object (or collection) of a built-in kind."""
-    plural = kind.lower() + "s"  # true of every kind we manage (Pod, Service, StatefulSet, ...)
+    plural = kind.lower() + "s"  # true of every kind we manage (Pod, PVC, StatefulSet, ...)
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     path = f"{prefix}/namespaces/{namespace}/{plural}"
     return f"{path}/{name}" if name else path
@@ -107,3 +111,20 @@ class KubernetesApi:
             },
             query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         )
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        path = resource_path(api_version, kind, namespace, name)
+        try:
+            await asyncio.to_thread(
+                self._call,
+                path,
+                "DELETE",
+                header_params={"Accept": "application/json"},
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True

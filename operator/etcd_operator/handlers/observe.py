@@ -2,8 +2,10 @@
 etcd view from ``etcd_operator.members``; then translate both into ``reconcile.observed`` types.
 
 The translation functions are pure (API object dicts in, dataclasses out) and tested as such;
-only ``observe`` does I/O. etcd is asked only once the StatefulSet exists: before that there is
-no member to reach, and waiting for a deadline on every creation would only slow it down.
+only ``observe`` does I/O. The volume claims are listed by the pods' selector labels (the
+claim template carries them), so ``plan`` can delete the claims of removed members. etcd is
+asked only once the StatefulSet exists: before that there is no member to reach, and waiting
+for a deadline on every creation would only slow it down.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ def etcd_view(observation: ClusterObservation) -> EtcdView:
 
 def member_endpoints(desired: EtcdCluster, settings: OperatorSettings) -> list[str]:
     """Each desired member's client URL, then the client Service as a last resort."""
+    # While scaling in, the members beyond spec.replicas are still reachable through the
+    # Service; the lower ordinals answer first anyway.
     domain = settings.cluster_domain
     urls = [
         naming.client_url(desired.name, desired.namespace, i, domain)
@@ -102,13 +106,27 @@ def member_endpoints(desired: EtcdCluster, settings: OperatorSettings) -> list[s
     return [*urls, naming.client_service_url(desired.name, desired.namespace, domain)]
 
 
+def membership_endpoints(
+    desired: EtcdCluster, settings: OperatorSettings, observed: Observed
+) -> list[str]:
+    """Where to send membership changes: the client URLs etcd lists for its started members
+    (these answer), then the usual endpoints."""
+    listed = (
+        [m.client_urls[0] for m in observed.etcd.members if m.client_urls] if observed.etcd else []
+    )
+    rest = [e for e in member_endpoints(desired, settings) if e not in listed]
+    return [*listed, *rest]
+
+
 def assemble(
     children: Mapping[ChildKey, Json | None],
     pods: Iterable[Json],
     etcd: ClusterObservation | None,
     bootstrap_key: ChildKey,
+    pvcs: Iterable[Json] = (),
 ) -> Observed:
-    """Observed state from the live objects (``None`` for an absent child) and the etcd view."""
+    """Observed state from the live objects (``None`` for an absent child), the member pods,
+    the etcd view and the cluster's volume claims."""
     existing = {key: obj for key, obj in children.items() if obj is not None}
     configmap = existing.get(bootstrap_key)
     state = (configmap.get("data") or {}).get(KEY_INITIAL_CLUSTER_STATE) if configmap else None
@@ -119,18 +137,23 @@ def assemble(
         bootstrap_state=str(state) if state is not None else None,
         statefulset=statefulset_state(sts) if sts is not None else None,
         etcd=etcd_view(etcd) if etcd is not None else None,
+        pvcs=tuple(sorted(str(p["metadata"]["name"]) for p in pvcs)),
     )
 
 
 async def observe(desired: EtcdCluster, kube: KubeApi, settings: OperatorSettings) -> Observed:
-    """One look at the world: the children (concurrently), the member pods, then etcd."""
+    """One look at the world: the children, member pods and volume claims (concurrently), then
+    etcd."""
     ns = desired.namespace
     manifests = desired_children(desired, settings, BootstrapState.NEW)  # only kinds and names
     live = await asyncio.gather(
         *(kube.get(m["apiVersion"], m["kind"], ns, m["metadata"]["name"]) for m in manifests)
     )
     children = {key_of(m): obj for m, obj in zip(manifests, live, strict=True)}
-    pods = await kube.list("v1", "Pod", ns, selector(desired.name))
+    pods, pvcs = await asyncio.gather(
+        kube.list("v1", "Pod", ns, selector(desired.name)),
+        kube.list("v1", "PersistentVolumeClaim", ns, selector(desired.name)),
+    )
     etcd: ClusterObservation | None = None
     if children.get(ChildKey("StatefulSet", naming.statefulset_name(desired.name))) is not None:
         client = EtcdClient(member_endpoints(desired, settings), settings.etcd_timeout_seconds)
@@ -139,4 +162,4 @@ async def observe(desired: EtcdCluster, kube: KubeApi, settings: OperatorSetting
         finally:
             await client.close()
     bootstrap_key = ChildKey("ConfigMap", naming.bootstrap_configmap_name(desired.name))
-    return assemble(children, pods, etcd, bootstrap_key)
+    return assemble(children, pods, etcd, bootstrap_key, pvcs)

@@ -1,20 +1,34 @@
 """etcd-side operations of the operator, on top of ``pyetcd.client``.
 
 ``observe`` reads a cluster's membership and each member's status and health, concurrently and
-within a deadline; ``membership`` adds, removes and promotes members idempotently. Nothing here
-knows about Kubernetes: callers pass client URLs and peer URLs.
+within a deadline; ``membership`` adds, removes and promotes members and moves the leader,
+idempotently. Nothing here knows about Kubernetes: callers pass client URLs and peer URLs.
 """
 
 from __future__ import annotations
 
-from etcd_operator.members.membership import add_member, promote_member, remove_member
+from etcd_operator.members.membership import (
+    ClusterClient,
+    Promotion,
+    add_member,
+    move_leader,
+    not_capable,
+    promote_if_ready,
+    promote_member,
+    remove_member,
+)
 from etcd_operator.members.observe import ClusterObservation, MemberObservation, observe
 
 __all__ = [
+    "ClusterClient",
     "ClusterObservation",
     "MemberObservation",
+    "Promotion",
     "add_member",
+    "move_leader",
+    "not_capable",
     "observe",
+    "promote_if_ready",
     "promote_member",
     "remove_member",
 ]

@@ -3,16 +3,58 @@
 The operator may crash between an etcd call and the Kubernetes write that follows it, and then
 repeats the call on the next pass. So each operation first looks at the member list and treats
 "already done" as success: adding a peer URL that is already a member returns that member,
-removing an absent member succeeds, promoting a voter succeeds.
+removing an absent member succeeds, promoting a voter succeeds, moving leadership away from a
+member that no longer leads does nothing.
+
+Two answers of etcd are not failures of the operator: a learner that has not caught up yet
+(``promote_if_ready`` returns ``NOT_IN_SYNC``: try again on a later pass) and an engine that
+cannot change membership at all (``not_capable``: the caller reports it instead of retrying).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol
+
 import grpc
-from pyetcd.client import EtcdClient, EtcdClientError, Member
+from pyetcd.client import EndpointStatus, EtcdClientError, Member, MemberList
 
 # etcd's answer when a peer URL is already taken (rpctypes.ErrGRPCPeerURLExist).
 PEER_URL_EXISTS = "etcdserver: Peer URLs already exists"
+# etcd's answer to promoting a learner that lags the leader (rpctypes.ErrGRPCLearnerNotReady).
+LEARNER_NOT_READY = "etcdserver: can only promote a learner member which is in sync with leader"
+# etcd's answer (ErrNotCapable) from an engine that cannot change membership (pyetcd, for now).
+NOT_CAPABLE = "etcdserver: not capable"
+
+
+class ClusterClient(Protocol):
+    """The calls of ``pyetcd.client.EtcdClient`` that membership changes use."""
+
+    async def member_list(self, endpoint: str | None = None) -> MemberList: ...
+
+    async def member_add(self, peer_urls: Sequence[str], learner: bool = False) -> Member: ...
+
+    async def member_remove(self, member_id: int) -> None: ...
+
+    async def member_promote(self, member_id: int) -> None: ...
+
+    async def move_leader(self, target_id: int) -> None: ...
+
+    async def status(self, endpoint: str) -> EndpointStatus: ...
+
+
+class Promotion(StrEnum):
+    """The outcome of ``promote_if_ready``."""
+
+    PROMOTED = "promoted"
+    ALREADY_VOTER = "already-voter"
+    NOT_IN_SYNC = "not-in-sync"
+
+
+def not_capable(err: BaseException) -> bool:
+    """etcd (pyetcd) answered that it cannot change membership."""
+    return isinstance(err, EtcdClientError) and err.message == NOT_CAPABLE
 
 
 def _by_peer_url(members: tuple[Member, ...], peer_url: str) -> Member | None:
@@ -22,7 +64,7 @@ def _by_peer_url(members: tuple[Member, ...], peer_url: str) -> Member | None:
     return None
 
 
-async def add_member(client: EtcdClient, peer_url: str, *, learner: bool = True) -> Member:
+async def add_member(client: ClusterClient, peer_url: str, *, learner: bool = True) -> Member:
     """Add the member with ``peer_url`` (as a learner by default) unless it is one already."""
     existing = _by_peer_url((await client.member_list()).members, peer_url)
     if existing is not None:
@@ -41,8 +83,10 @@ async def add_member(client: EtcdClient, peer_url: str, *, learner: bool = True)
     return existing
 
 
-async def remove_member(client: EtcdClient, member_id: int) -> bool:
+async def remove_member(client: ClusterClient, member_id: int) -> bool:
     """Remove a member; ``False`` when it was not a member (already removed), ``True`` otherwise."""
+    if member_id not in {m.id for m in (await client.member_list()).members}:
+        return False
     try:
         await client.member_remove(member_id)
     except EtcdClientError as err:
@@ -52,7 +96,7 @@ async def remove_member(client: EtcdClient, member_id: int) -> bool:
     return True
 
 
-async def promote_member(client: EtcdClient, member_id: int) -> bool:
+async def promote_member(client: ClusterClient, member_id: int) -> bool:
     """Promote a learner; ``False`` when it already was a voter.
 
     A learner that has not caught up with the leader is refused by etcd
@@ -65,4 +109,40 @@ async def promote_member(client: EtcdClient, member_id: int) -> bool:
     if not member.is_learner:
         return False
     await client.member_promote(member_id)
+    return True
+
+
+async def promote_if_ready(client: ClusterClient, member_id: int) -> Promotion:
+    """Promote a learner if etcd finds it in sync with the leader; "not yet" is an answer."""
+    try:
+        promoted = await promote_member(client, member_id)
+    except EtcdClientError as err:
+        if err.message == LEARNER_NOT_READY:
+            return Promotion.NOT_IN_SYNC
+        raise
+    return Promotion.PROMOTED if promoted else Promotion.ALREADY_VOTER
+
+
+async def current_leader(client: ClusterClient) -> int | None:
+    """The leader's ID as the first started member that answers its status reports it."""
+    for member in (await client.member_list()).members:
+        if not member.client_urls:
+            continue
+        try:
+            status = await client.status(member.client_urls[0])
+        except EtcdClientError as err:
+            if err.unreachable:
+                continue
+            raise
+        if status.leader:
+            return status.leader
+    return None
+
+
+async def move_leader(client: ClusterClient, from_id: int, to_id: int) -> bool:
+    """Hand leadership from ``from_id`` to ``to_id``; ``False`` when ``from_id`` does not lead
+    (already moved, e.g. by a pass that crashed after the move, or by an election)."""
+    if await current_leader(client) != from_id:
+        return False
+    await client.move_leader(to_id)
     return True

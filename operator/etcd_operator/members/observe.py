@@ -1,7 +1,9 @@
 """Observe an etcd cluster: the member list, then status and health of every member at once.
 
 A member that does not answer in time is reported unhealthy with the reason, never raised: the
-operator decides on what it sees, and a dead member is exactly what it must see. Only when no
+operator decides on what it sees, and a dead member is exactly what it must see. A learner is
+healthy when its status answers without errors and names a leader: etcd serves learners no
+linearizable read, so the voters' health check would always fail on them. Only when no
 endpoint answers the member list is the whole cluster unobservable (``None``).
 """
 
@@ -73,6 +75,10 @@ async def _observe_member(
         # Added to the membership but never started: nothing to ask.
         return member, "member has not started (no client URL)", None
     endpoint = member.client_urls[0]
+    if member.is_learner:
+        # A learner serves no linearizable read ("rpc not supported for learner"): its health
+        # is its status (it answers and knows a leader), see _member_observation.
+        return member, await _status(client, endpoint, seconds), None
     status, health = await asyncio.gather(
         _status(client, endpoint, seconds), _health(client, endpoint, seconds)
     )
@@ -146,6 +152,9 @@ def _member_observation(
 ) -> MemberObservation:
     healthy = health is not None and health.healthy
     error = health.error if health is not None else None
+    if member.is_learner and isinstance(status, EndpointStatus):
+        healthy = status.leader != 0
+        error = None if healthy else "learner knows no leader"
     if isinstance(status, EndpointStatus):
         if status.errors:
             error = error or "; ".join(status.errors)

@@ -76,6 +76,12 @@ class EtcdMember:
     def id_hex(self) -> str:
         return f"{self.id:x}"
 
+    @property
+    def started(self) -> bool:
+        """The member's process has joined: etcd knows its name and client URL (a member that
+        was added but never started has neither)."""
+        return bool(self.name) and bool(self.client_urls)
+
 
 @dataclass(frozen=True)
 class EtcdView:
@@ -102,6 +108,10 @@ class EtcdView:
     def voters(self) -> tuple[EtcdMember, ...]:
         return tuple(m for m in self.members if not m.learner)
 
+    @property
+    def learners(self) -> tuple[EtcdMember, ...]:
+        return tuple(m for m in self.members if m.learner)
+
 
 @dataclass(frozen=True)
 class Observed:
@@ -110,7 +120,11 @@ class Observed:
     ``children`` maps each existing child to the fingerprint annotation it carries (``None``
     when the object exists without one, e.g. created by hand). ``bootstrap_state`` is the
     ``initial-cluster-state`` of the live bootstrap ConfigMap (``None`` when absent). ``etcd`` is
-    ``None`` when no member answered.
+    ``None`` when no member answered. ``pvcs`` are the names of the cluster's existing
+    PersistentVolumeClaims (the StatefulSet keeps them when it scales down).
+    ``membership_unsupported`` is set when, in this pass, etcd answered a membership change with
+    "not capable" (an engine that cannot change its membership yet): the pass is then planned
+    again without membership changes.
     """
 
     children: Mapping[ChildKey, str | None] = field(default_factory=dict)
@@ -118,6 +132,8 @@ class Observed:
     bootstrap_state: str | None = None
     statefulset: StatefulSetState | None = None
     etcd: EtcdView | None = None
+    pvcs: tuple[str, ...] = ()
+    membership_unsupported: str | None = None
 
     def pod(self, name: str) -> PodState | None:
         for pod in self.pods:

@@ -1,10 +1,13 @@
 """One reconcile pass as a decision: (desired, observed, settings, now) -> actions. Pure.
 
-The pass is a sequence of small steps in the style of etcd-druid: decide which children to apply,
-decide the bootstrap state, compute the status, derive events from the transitions between the
-previous status and the new one, and write the status last. The handlers execute the actions in
-order; running ``plan`` again on the world those actions produce yields no ``Apply``: the pass
-is idempotent, which is what lets it run on every event and on a timer.
+The pass is a sequence of small steps in the style of etcd-druid: decide the bootstrap state,
+decide the next membership step of a formed cluster whose replicas change (``scaling``: one
+member at a time, etcd's member list as the truth), decide which children to apply (rendered
+with the members etcd lists), compute the status, derive events from the transitions between
+the previous status and the new one, and write the status last. The handlers execute the
+actions in order; running ``plan`` again on the world those actions produce yields no ``Apply``:
+the pass is idempotent, which is what lets it run on every event and on a timer. The action
+types live in ``actions`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,9 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import (
@@ -26,7 +27,23 @@ from etcd_operator.api.v1alpha1 import (
 from etcd_operator.components import naming
 from etcd_operator.components.bootstrap import BootstrapState, next_state
 from etcd_operator.components.children import children
+from etcd_operator.reconcile.actions import (
+    Action,
+    AddMember,
+    Apply,
+    DeletePVC,
+    Event,
+    Manifest,
+    MembershipAction,
+    MoveLeader,
+    PatchStatus,
+    PromoteMember,
+    RemoveMember,
+    SetBootstrapState,
+    key_of,
+)
 from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, Observed
+from etcd_operator.reconcile.scaling import ScalePlan, decide
 from etcd_operator.reconcile.status import (
     FALSE,
     TRUE,
@@ -36,51 +53,28 @@ from etcd_operator.reconcile.status import (
     status_patch,
 )
 
-Manifest = dict[str, Any]
+__all__ = [
+    "Action",
+    "AddMember",
+    "Apply",
+    "DeletePVC",
+    "Event",
+    "MembershipAction",
+    "MoveLeader",
+    "PatchStatus",
+    "PromoteMember",
+    "RemoveMember",
+    "SetBootstrapState",
+    "desired_children",
+    "fingerprint",
+    "key_of",
+    "plan",
+]
+
+# The Degraded reason of a cluster whose engine cannot change its membership yet.
+MEMBERSHIP_NOT_SUPPORTED = "MembershipNotSupported"
 
 EVEN_MEMBERS = "an even number of members tolerates no more failures than one fewer"
-
-
-@dataclass(frozen=True)
-class Apply:
-    """Server-side apply of one child manifest (it carries its fingerprint annotation)."""
-
-    manifest: Manifest
-
-    @property
-    def key(self) -> ChildKey:
-        return key_of(self.manifest)
-
-
-@dataclass(frozen=True)
-class SetBootstrapState:
-    """Switch the bootstrap ConfigMap to ``state``; ``manifest`` is the whole ConfigMap to apply."""
-
-    state: BootstrapState
-    manifest: Manifest
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event on the EtcdCluster."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class PatchStatus:
-    """A merge patch of the status subresource; always the last action of a pass."""
-
-    status: dict[str, Any]
-
-
-Action = Apply | SetBootstrapState | Event | PatchStatus
-
-
-def key_of(manifest: Manifest) -> ChildKey:
-    return ChildKey(str(manifest["kind"]), str(manifest["metadata"]["name"]))
 
 
 def fingerprint(manifest: Manifest) -> str:
@@ -101,10 +95,15 @@ def with_fingerprint(manifest: Manifest) -> Manifest:
 
 
 def desired_children(
-    desired: EtcdCluster, settings: OperatorSettings, state: BootstrapState
+    desired: EtcdCluster,
+    settings: OperatorSettings,
+    state: BootstrapState,
+    *,
+    replicas: int | None = None,
 ) -> list[Manifest]:
-    """The manifests to apply, in apply order, each annotated with its fingerprint."""
-    return [with_fingerprint(m) for m in children(desired, settings, state)]
+    """The manifests to apply, in apply order, each annotated with its fingerprint;
+    ``replicas`` overrides ``spec.replicas`` (the members etcd lists, while scaling)."""
+    return [with_fingerprint(m) for m in children(desired, settings, state, replicas=replicas)]
 
 
 def _conditions(status: EtcdClusterStatus | None) -> dict[str, Condition]:
@@ -153,6 +152,16 @@ def _events(
                 events.append(
                     Event("Warning", "MemberUnhealthy", f"member {member.name} is unhealthy")
                 )
+        for member in new.members:
+            prior = before.get(member.name)
+            if prior is not None and prior.learner and not member.learner:
+                events.append(
+                    Event(
+                        "Normal",
+                        "MemberPromoted",
+                        f"learner {member.name} was promoted to a voting member",
+                    )
+                )
         if new.leader is not None and new.leader != (old.leader if old else None):
             was = old.leader if old is not None and old.leader else "none"
             events.append(Event("Normal", "LeaderChanged", f"leader is {new.leader} (was {was})"))
@@ -178,10 +187,35 @@ def _events(
     return events
 
 
+def membership_latched(desired: EtcdCluster) -> bool:
+    """The last pass of this generation found that the engine cannot change membership.
+
+    Not retried until the spec changes (a new generation, e.g. a new engine version): retrying
+    every pass would only repeat the same refusal.
+    """
+    status = desired.status
+    generation = desired.metadata.get("generation")
+    if status is None or generation is None:
+        return False
+    return any(
+        c.type == ConditionType.DEGRADED
+        and c.status == TRUE
+        and c.reason == MEMBERSHIP_NOT_SUPPORTED
+        and c.observedGeneration == int(generation)
+        for c in status.conditions
+    )
+
+
 def plan(
     desired: EtcdCluster, observed: Observed, settings: OperatorSettings, now: datetime
 ) -> list[Action]:
-    """The actions of one reconcile pass, in execution order; ``PatchStatus`` comes last."""
+    """The actions of one reconcile pass, in execution order; ``PatchStatus`` comes last.
+
+    Order: etcd membership changes first (each followed by its event), then the children, then
+    the deletion of removed members' volume claims, then the other events and the status. The
+    executor stops at the first failure, so no Kubernetes write of a pass ever runs ahead of the
+    membership change it depends on.
+    """
     if desired.metadata.get("deletionTimestamp"):
         # Owner references let the garbage collector delete the children; nothing to do.
         return []
@@ -192,11 +226,22 @@ def plan(
     has_formed = state == BootstrapState.EXISTING
     bootstrap_key = ChildKey("ConfigMap", naming.bootstrap_configmap_name(desired.name))
 
-    # Step 2: the children whose fingerprint differs from what we applied last.
+    # Step 2: once formed, replica changes go through etcd's membership, one member at a time;
+    # the children follow the members etcd lists (see scaling.py).
+    scale: ScalePlan | None = None
+    if has_formed:
+        blocked = observed.membership_unsupported is not None or membership_latched(desired)
+        scale = decide(desired, observed, settings, blocked=blocked)
     actions: list[Action] = []
+    if scale is not None:
+        actions.extend(scale.steps)
+        actions.extend(scale.events)
+
+    # Step 3: the children whose fingerprint differs from what we applied last.
     updated: list[ChildKey] = []
     flipped = False
-    for manifest in desired_children(desired, settings, state):
+    replicas = scale.replicas if scale is not None else None
+    for manifest in desired_children(desired, settings, state, replicas=replicas):
         key = key_of(manifest)
         exists = key in observed.children
         wanted = manifest["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
@@ -212,8 +257,11 @@ def plan(
             actions.append(Apply(manifest))
             if exists:
                 updated.append(key)
+    if scale is not None:
+        actions.extend(scale.deletes)
+        actions.extend(scale.delete_events)
 
-    # Step 3: status and the events of its transitions; the status goes last.
+    # Step 4: status and the events of its transitions; the status goes last.
     applying_spec = any(k.kind == "StatefulSet" for k in updated)
     status = compute_status(
         desired,
@@ -222,6 +270,8 @@ def plan(
         has_formed=has_formed,
         applying_spec=applying_spec,
         timeout_seconds=settings.etcd_timeout_seconds,
+        scaling=(scale.reason, scale.message) if scale is not None and scale.reason else None,
+        blocked=scale.blocked if scale is not None else None,
     )
     actions.extend(
         _events(desired, observed, desired.status, status, flipped=flipped, updated=updated)

@@ -139,11 +139,15 @@ def compute_status(
     has_formed: bool,
     applying_spec: bool,
     timeout_seconds: float,
+    scaling: tuple[str, str] | None = None,
+    blocked: str | None = None,
 ) -> EtcdClusterStatus:
     """The status for this pass.
 
     ``has_formed``: the cluster formed at some point (now, or the bootstrap ConfigMap says
-    ``existing``). ``applying_spec``: this pass applies a changed StatefulSet.
+    ``existing``). ``applying_spec``: this pass applies a changed StatefulSet. ``scaling``: the
+    (reason, message) of the membership step in progress (``ScalingOut``/``ScalingIn``), if any.
+    ``blocked``: why a needed membership change cannot be made (the engine cannot do it yet).
     """
     previous = desired.status or EtcdClusterStatus()
     generation_raw = desired.metadata.get("generation")
@@ -159,7 +163,6 @@ def compute_status(
     leader: str | None = None
     current_version = previous.currentVersion
     cluster_id = previous.clusterID
-    scaling = False
     if etcd is None:
         if has_formed:
             why = f"no member answered within {timeout_seconds:g}s"
@@ -196,14 +199,17 @@ def compute_status(
                 "QuorumHealthy",
                 f"{len(healthy_voters)} of {len(voters)} voting members healthy, leader {leader}",
             )
-        missing = [n for n in wanted if n not in by_name]
+        # Desired members beyond the current count are still to be added (scaling, not
+        # missing); a gap below it is a member that is gone.
+        missing = [n for n in wanted[: len(etcd.members)] if n not in by_name]
+        # A learner is a member being added: not yet ready is expected, and the Progressing
+        # condition tells about it.
         unhealthy = [
             f"{name} ({m.error})" if m.error else name
             for name, m in sorted(by_name.items())
-            if not m.healthy
+            if not m.healthy and not m.learner
         ]
-        extra = sorted(n for n in by_name if n not in wanted)
-        scaling = bool(extra) or (has_formed and bool(missing))
+        learners = sorted(name for name, m in by_name.items() if m.learner)
         if not has_formed:
             degraded = cond(
                 ConditionType.DEGRADED,
@@ -211,6 +217,8 @@ def compute_status(
                 "Bootstrapping",
                 f"waiting for {len(wanted)} members to form the cluster",
             )
+        elif blocked is not None:
+            degraded = cond(ConditionType.DEGRADED, TRUE, "MembershipNotSupported", blocked)
         elif missing:
             degraded = cond(
                 ConditionType.DEGRADED,
@@ -233,18 +241,22 @@ def compute_status(
                 "active alarms: " + ", ".join(etcd.alarms),
             )
         else:
-            degraded = cond(
-                ConditionType.DEGRADED,
-                FALSE,
-                "AllMembersHealthy",
-                f"{len(by_name)} members healthy",
-            )
+            healthy_message = f"{len(by_name)} members healthy"
+            if learners:
+                healthy_message = (
+                    f"{len(voters)} voting members healthy; learner: {', '.join(learners)}"
+                )
+            degraded = cond(ConditionType.DEGRADED, FALSE, "AllMembersHealthy", healthy_message)
 
     rolling = observed.statefulset is not None and observed.statefulset.rolling
     if not has_formed:
         progressing = cond(
             ConditionType.PROGRESSING, TRUE, "Creating", f"creating {len(wanted)} members"
         )
+    elif blocked is not None:
+        progressing = cond(ConditionType.PROGRESSING, FALSE, "MembershipNotSupported", blocked)
+    elif scaling is not None:
+        progressing = cond(ConditionType.PROGRESSING, TRUE, scaling[0], scaling[1])
     elif applying_spec:
         progressing = cond(
             ConditionType.PROGRESSING,
@@ -261,13 +273,6 @@ def compute_status(
             "RollingUpdate",
             f"{sts.updated_replicas} of {sts.replicas} members run the current template",
         )
-    elif scaling:
-        progressing = cond(
-            ConditionType.PROGRESSING,
-            TRUE,
-            "Scaling",
-            f"{len(etcd.members) if etcd else 0} members, {len(wanted)} desired",
-        )
     else:
         progressing = cond(
             ConditionType.PROGRESSING, FALSE, "Reconciled", "the members match the spec"
@@ -279,7 +284,7 @@ def compute_status(
         phase = Phase.DEGRADED
     elif progressing.status == TRUE and not same_version(desired.spec.version, current_version):
         phase = Phase.UPGRADING
-    elif scaling:
+    elif scaling is not None:
         phase = Phase.SCALING
     else:
         phase = Phase.RUNNING

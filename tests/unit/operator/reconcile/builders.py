@@ -1,5 +1,7 @@
 """Test-object builders for the reconcile tables: clusters, etcd views, and a world that applies
-the planned actions the way the executor would (without any server)."""
+the planned actions the way the executor would (without any server): Kubernetes writes, etcd
+membership changes, and (``settle``) what the StatefulSet controller, the kubelet and etcd do
+next."""
 
 from __future__ import annotations
 
@@ -21,11 +23,17 @@ from etcd_operator.reconcile.observed import (
 )
 from etcd_operator.reconcile.plan import (
     Action,
+    AddMember,
     Apply,
+    DeletePVC,
     Event,
+    MoveLeader,
     PatchStatus,
+    PromoteMember,
+    RemoveMember,
     SetBootstrapState,
     key_of,
+    plan,
 )
 
 SETTINGS = OperatorSettings()
@@ -129,23 +137,114 @@ def condition(actions: list[Action], type_: str) -> dict[str, Any]:
     return found[0]
 
 
+def _ordinal(name: str) -> int:
+    return int(name.rsplit("-", 1)[1])
+
+
+def _membership(etcd: EtcdView, action: Action, *, in_sync: bool) -> EtcdView:
+    """etcd's answer to one membership action (idempotent, as ``members.membership`` is)."""
+    members = list(etcd.members)
+    if isinstance(action, AddMember):
+        if not any(action.peer_url in m.peer_urls for m in members):
+            unstarted = EtcdMember(
+                id=0x100 + _ordinal(action.name),
+                name="",
+                peer_urls=(action.peer_url,),
+                learner=True,
+                error="member has not started (no client URL)",
+            )
+            members.append(unstarted)
+    elif isinstance(action, PromoteMember):
+        if in_sync:
+            members = [
+                dataclasses.replace(m, learner=False) if m.id == action.member_id else m
+                for m in members
+            ]
+    elif isinstance(action, MoveLeader):
+        if any(m.id == action.from_id and m.leader for m in members):
+            members = [dataclasses.replace(m, leader=m.id == action.to_id) for m in members]
+    elif isinstance(action, RemoveMember):
+        members = [m for m in members if m.id != action.member_id]
+    return dataclasses.replace(etcd, members=tuple(members))
+
+
 def execute(
-    desired: EtcdCluster, observed: Observed, actions: list[Action]
+    desired: EtcdCluster, observed: Observed, actions: list[Action], *, in_sync: bool = True
 ) -> tuple[EtcdCluster, Observed]:
     """The world after the executor ran ``actions``: children carry the applied fingerprints,
-    the ConfigMap the applied state, the cluster the patched status."""
+    the ConfigMap the applied state, the StatefulSet the applied replicas, etcd the membership
+    changes, the cluster the patched status. ``in_sync=False``: etcd refuses to promote."""
     children = dict(observed.children)
     bootstrap = observed.bootstrap_state
     status = desired.status
+    etcd = observed.etcd
+    sts = observed.statefulset
+    pvcs = list(observed.pvcs)
     for action in actions:
         if isinstance(action, Apply | SetBootstrapState):
             manifest = action.manifest
             children[key_of(manifest)] = manifest["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
             if manifest["kind"] == "ConfigMap":
                 bootstrap = manifest["data"][KEY_INITIAL_CLUSTER_STATE]
+            if manifest["kind"] == "StatefulSet" and sts is not None:
+                sts = dataclasses.replace(sts, replicas=manifest["spec"]["replicas"])
+        elif isinstance(action, AddMember | PromoteMember | MoveLeader | RemoveMember):
+            assert etcd is not None, f"{action} planned without an etcd view"
+            etcd = _membership(etcd, action, in_sync=in_sync)
+        elif isinstance(action, DeletePVC):
+            pvcs = [p for p in pvcs if p != action.name]
         elif isinstance(action, PatchStatus):
             status = EtcdClusterStatus.model_validate(action.status)
     return (
         desired.model_copy(update={"status": status}),
-        dataclasses.replace(observed, children=children, bootstrap_state=bootstrap),
+        dataclasses.replace(
+            observed,
+            children=children,
+            bootstrap_state=bootstrap,
+            etcd=etcd,
+            statefulset=sts,
+            pvcs=tuple(pvcs),
+        ),
     )
+
+
+def settle(observed: Observed, *, start_learners: bool = True) -> Observed:
+    """What happens between two passes: the StatefulSet controller makes the pods match its
+    replicas (creating claims, never deleting them: whenScaled Retain), a removed member's
+    pod goes away, and a learner whose pod runs starts and catches up."""
+    sts = observed.statefulset
+    if sts is None:
+        return observed
+    replicas = sts.replicas
+    pod_list = pods(replicas)
+    pvcs = sorted(set(observed.pvcs) | {f"data-{NAME}-{i}" for i in range(replicas)})
+    etcd = observed.etcd
+    if etcd is not None and start_learners:
+        started = []
+        for m in etcd.members:
+            index = _ordinal(m.peer_urls[0].split("//", 1)[1].split(".", 1)[0])
+            unstarted = m.learner and not m.name and index < replicas
+            started.append(dataclasses.replace(member(index), learner=True) if unstarted else m)
+        etcd = dataclasses.replace(etcd, members=tuple(started))
+    return dataclasses.replace(
+        observed,
+        pods=pod_list,
+        pvcs=tuple(pvcs),
+        statefulset=rolled_out(replicas),
+        etcd=etcd,
+    )
+
+
+def converge(
+    desired: EtcdCluster, observed: Observed, *, start: int = 0, passes: int = 30
+) -> tuple[EtcdCluster, Observed, list[list[Action]]]:
+    """Plan, execute and settle until a pass changes nothing in etcd or Kubernetes."""
+    history: list[list[Action]] = []
+    for step in range(passes):
+        actions = plan(desired, observed, SETTINGS, at(start + step))
+        history.append(actions)
+        desired, observed = execute(desired, observed, actions)
+        observed = settle(observed)
+        if all(isinstance(a, Event | PatchStatus) for a in actions):
+            return desired, observed, history
+    raise AssertionError(f"no convergence in {passes} passes; last: {history[-1]}")

@@ -19,6 +19,7 @@ from etcd_operator.reconcile.plan import (
     Apply,
     Event,
     PatchStatus,
+    RemoveMember,
     desired_children,
     fingerprint,
     plan,
@@ -160,7 +161,13 @@ def test_never_flips_back_to_new() -> None:
     actions = plan(desired, observed, SETTINGS, at(100))
 
     assert flips(actions) == []
-    assert applied_keys(actions) == []
+    # The children follow the two members etcd lists (pod demo-2 is beyond them); the
+    # ConfigMap keeps "existing".
+    for apply in [a for a in actions if isinstance(a, Apply)]:
+        if apply.manifest["kind"] == "ConfigMap":
+            assert apply.manifest["data"][KEY_INITIAL_CLUSTER_STATE] == "existing"
+        if apply.manifest["kind"] == "StatefulSet":
+            assert apply.manifest["spec"]["replicas"] == 2
 
 
 def test_missing_configmap_after_formation_is_recreated_as_existing() -> None:
@@ -251,21 +258,23 @@ def test_rolling_update_in_progress_is_progressing() -> None:
 
 
 def test_member_missing_from_etcd_is_degraded() -> None:
+    # A gap in the ordinals (demo-1 removed by hand): not a scaling state, nothing is touched.
     desired, observed = running()
-    observed = dataclasses.replace(observed, etcd=view(member(0, leader=True), member(1)))
+    observed = dataclasses.replace(observed, etcd=view(member(0, leader=True), member(2)))
 
     actions = plan(desired, observed, SETTINGS, at(100))
 
     degraded = condition(actions, "Degraded")
     assert degraded["status"] == "True"
     assert degraded["reason"] == "MemberMissing"
-    assert degraded["message"] == "not in etcd's member list: demo-2"
+    assert degraded["message"] == "not in etcd's member list: demo-1"
     assert condition(actions, "Available")["status"] == "True"  # 2 of 2 voters, quorum holds
     assert status_of(actions)["phase"] == "Degraded"
-    assert Event("Warning", "Degraded", "MemberMissing: not in etcd's member list: demo-2") in (
+    assert Event("Warning", "Degraded", "MemberMissing: not in etcd's member list: demo-1") in (
         events(actions)
     )
     assert applied_keys(actions) == []
+    assert [a for a in actions if not isinstance(a, Apply | Event | PatchStatus)] == []
 
 
 def test_unhealthy_member_and_lost_quorum() -> None:
@@ -393,8 +402,12 @@ def test_unstarted_learner_is_named_after_its_pod() -> None:
     assert status["members"][3]["learner"] is True
     assert condition(actions, "Available")["status"] == "True"  # learners do not vote
     progressing = condition(actions, "Progressing")
-    assert (progressing["status"], progressing["reason"]) == ("True", "Scaling")
-    assert status["phase"] == "Degraded"  # the learner is unhealthy
+    # Three members are desired: the learner is the highest ordinal and is removed.
+    assert (progressing["status"], progressing["reason"]) == ("True", "ScalingIn")
+    assert progressing["message"] == "removing member demo-3 (4 members, 3 desired)"
+    assert actions[0] == RemoveMember(0x103, "demo-3")
+    assert condition(actions, "Degraded")["status"] == "False"  # a learner is not degraded
+    assert status["phase"] == "Scaling"
 
 
 # -- idempotence -----------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The actions a reconcile pass decides on: small immutable values, executed in order by
+``etcd_operator.handlers.execute``.
+
+Kubernetes writes (``Apply``, ``SetBootstrapState``, ``DeletePVC``), etcd membership changes
+(``AddMember``, ``PromoteMember``, ``MoveLeader``, ``RemoveMember``), ``Event`` and
+``PatchStatus`` (always last). Every membership action is idempotent on the etcd side (see
+``etcd_operator.members.membership``), so a pass that crashed half-way can simply be planned and
+run again from what is observed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from etcd_operator.components.bootstrap import BootstrapState
+from etcd_operator.reconcile.observed import ChildKey
+
+Manifest = dict[str, Any]
+
+
+def key_of(manifest: Manifest) -> ChildKey:
+    return ChildKey(str(manifest["kind"]), str(manifest["metadata"]["name"]))
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Server-side apply of one child manifest (it carries its fingerprint annotation)."""
+
+    manifest: Manifest
+
+    @property
+    def key(self) -> ChildKey:
+        return key_of(self.manifest)
+
+
+@dataclass(frozen=True)
+class SetBootstrapState:
+    """Switch the bootstrap ConfigMap to ``state``; ``manifest`` is the whole ConfigMap to apply."""
+
+    state: BootstrapState
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event on the EtcdCluster."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    """A merge patch of the status subresource; always the last action of a pass."""
+
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AddMember:
+    """Add the member ``name`` with ``peer_url`` to etcd as a learner (no-op if it is listed)."""
+
+    name: str
+    peer_url: str
+
+
+@dataclass(frozen=True)
+class PromoteMember:
+    """Promote the learner ``member_id`` to a voter. etcd refuses while the learner lags behind
+    the leader; the executor treats that refusal as "not yet", not as a failure."""
+
+    member_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class MoveLeader:
+    """Hand leadership from ``from_id`` to ``to_id`` (no-op if ``from_id`` no longer leads)."""
+
+    from_id: int
+    to_id: int
+    to_name: str
+
+
+@dataclass(frozen=True)
+class RemoveMember:
+    """Remove ``member_id`` from etcd (no-op if it is no longer listed)."""
+
+    member_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class DeletePVC:
+    """Delete a removed member's PersistentVolumeClaim (no-op if it is already gone)."""
+
+    name: str
+    namespace: str
+
+
+MembershipAction = AddMember | PromoteMember | MoveLeader | RemoveMember
+Action = Apply | SetBootstrapState | Event | PatchStatus | MembershipAction | DeletePVC
