@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test lint unit integration demo demo-down bench proto crds clean
+.PHONY: setup system-deps test lint unit integration e2e demo demo-down bench proto crds clean
 
 setup: system-deps $(VENV)/.installed .tools/.installed
 
@@ -45,6 +45,15 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) e2e
+
+E2E_ARGS ?=
+# End to end: a real Kubernetes control plane on loopback, with etcd and with pyetcd as its
+# storage. The first run builds kube-apiserver/-controller-manager/-scheduler from the Go modules
+# (~6 min on 2 cores); later runs reuse ~/.cache/pyetcd-e2e.
+e2e: setup
+	$(BIN)/python -m e2e.k8s.build build
+	$(BIN)/pytest e2e $(E2E_ARGS)
 
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -1,0 +1,103 @@
+"""Fixtures of the end-to-end suite: a real control plane per storage backend, kubectl, namespaces.
+
+``--storage`` picks the API server's storage: ``etcd`` (Debian's upstream etcd), ``pyetcd`` (this
+project's server), or both (comma-separated; the default). Tests that take ``control_plane`` run
+once per backend; pytest brings each plane up once and stops it before starting the next one.
+
+The Kubernetes binaries are built (or found in the cache) and kubectl/helm unpacked at session
+start, outside any test's timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.controlplane import ControlPlane, Storage
+from e2e.k8s.build import ensure_binaries
+from e2e.kube import Kubectl
+from tools.tools import ensure_tools
+
+STORAGES: tuple[Storage, ...] = ("etcd", "pyetcd")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--storage",
+        default=",".join(STORAGES),
+        help="storage of the API server: etcd, pyetcd or both, comma-separated (default: both)",
+    )
+
+
+def _storages(config: pytest.Config) -> list[Storage]:
+    chosen: list[Storage] = []
+    for item in str(config.getoption("--storage")).split(","):
+        name = item.strip()
+        if name == "etcd":
+            chosen.append("etcd")
+        elif name == "pyetcd":
+            chosen.append("pyetcd")
+        elif name:
+            raise pytest.UsageError(f"--storage: unknown storage {name!r} (etcd, pyetcd)")
+    return chosen
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    _storages(session.config)
+    ensure_binaries()
+    ensure_tools()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"e2e storage: {', '.join(_storages(config))}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "control_plane" in metafunc.fixturenames:
+        storages = _storages(metafunc.config)
+        metafunc.parametrize(
+            "control_plane", storages, ids=storages, indirect=True, scope="session"
+        )
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    storage: Storage = request.param
+    workdir = tmp_path_factory.mktemp(f"controlplane-{storage}")
+    plane = ControlPlane(workdir, storage=storage)
+    with pytest.MonkeyPatch.context() as patch:
+        try:
+            plane.start()
+            # kubectl and helm subprocesses started by tests inherit this.
+            patch.setenv("KUBECONFIG", str(plane.kubeconfig))
+            yield plane
+        finally:
+            plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl_binary() -> Path:
+    return ensure_tools().kubectl
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane, kubectl_binary: Path) -> Kubectl:
+    assert os.environ["KUBECONFIG"] == str(control_plane.kubeconfig)
+    return Kubectl(kubectl_binary, control_plane.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace, deleted afterwards (without waiting for the namespace controller)."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
