@@ -469,6 +469,14 @@ FLAGS: tuple[Flag, ...] = (
         _X,
     ),
     _f(
+        "experimental-snapshot-catchup-entries",
+        "5000",
+        "Number of entries for a slow follower to catch up after compacting the raft storage "
+        "entries.",
+        _uint,
+        _X,
+    ),
+    _f(
         "experimental-warning-apply-duration",
         "100ms",
         "Warning is generated if requests take more than this duration.",
@@ -624,6 +632,7 @@ def parse_args(
             float, v["experimental-watch-progress-notify-interval"]
         ),
         experimental_enable_lease_checkpoint=cast(bool, v["experimental-enable-lease-checkpoint"]),
+        snapshot_catchup_entries=cast(int, v["experimental-snapshot-catchup-entries"]),
         auth_token=cast(str, v["auth-token"]),
         bcrypt_cost=cast(int, v["bcrypt-cost"]),
         auth_token_ttl=cast(int, v["auth-token-ttl"]),

@@ -121,6 +121,7 @@ class Member:
         initial_cluster: str | None = None,
         cluster_token: str = "pyetcd-test",
         env: Mapping[str, str] | None = None,
+        initial_cluster_state: Literal["new", "existing"] = "new",
     ) -> None:
         self.flavour: Flavour = flavour
         self.workdir = workdir
@@ -131,6 +132,7 @@ class Member:
         self.peer_port = peer_port if peer_port is not None else free_port()
         self.initial_cluster = initial_cluster or f"{name}={self.peer_url}"
         self.cluster_token = cluster_token
+        self.initial_cluster_state: Literal["new", "existing"] = initial_cluster_state
         self.env = dict(env or {})
         self.data_dir = workdir / "data"
         self.log_path = workdir / "member.log"
@@ -157,7 +159,7 @@ class Member:
     # -- process control -------------------------------------------------------------------
     def command(self) -> list[str]:
         """The full command line: the same etcd flags for both flavours."""
-        state = "new"
+        state = self.initial_cluster_state
         return [
             str(binary_for(self.flavour)),
             f"--name={self.name}",
@@ -366,7 +368,12 @@ def etcdctl_env(**extra: str) -> dict[str, str]:
 
 
 class Cluster:
-    """``size`` members of one flavour forming one Raft cluster on loopback."""
+    """``size`` members of one flavour forming one Raft cluster on loopback.
+
+    Members can be added later (:meth:`new_member`: a member that joins with
+    ``--initial-cluster-state=existing``, after ``member add``) and are then part of
+    :attr:`members` for :meth:`stop` and :attr:`endpoints`.
+    """
 
     def __init__(
         self,
@@ -376,7 +383,13 @@ class Cluster:
         *,
         timing: Timing = FAST,
         extra_flags: Sequence[str] = (),
+        cluster_token: str = "pyetcd-test",
     ) -> None:
+        self.flavour: Flavour = flavour
+        self.workdir = workdir
+        self.timing = timing
+        self.extra_flags = tuple(extra_flags)
+        self.cluster_token = cluster_token
         names = [f"m{i}" for i in range(size)]
         peer_ports = [free_port() for _ in names]
         initial = ",".join(
@@ -391,6 +404,7 @@ class Cluster:
                 extra_flags=extra_flags,
                 peer_port=port,
                 initial_cluster=initial,
+                cluster_token=cluster_token,
             )
             for name, port in zip(names, peer_ports, strict=True)
         ]
@@ -405,6 +419,28 @@ class Cluster:
     def stop(self) -> None:
         for member in self.members:
             member.stop()
+
+    def new_member(self, name: str, *, peer_port: int | None = None) -> Member:
+        """A member to join this cluster (not started): ``--initial-cluster`` lists the running
+        members and this one, ``--initial-cluster-state=existing``. Add it with ``etcdctl member
+        add`` (its :attr:`Member.peer_url`) before starting it."""
+        member = Member(
+            self.flavour,
+            self.workdir / name,
+            name=name,
+            timing=self.timing,
+            extra_flags=self.extra_flags,
+            peer_port=peer_port,
+            cluster_token=self.cluster_token,
+            initial_cluster_state="existing",
+        )
+        listed = [m for m in self.members if m.running] + [member]
+        member.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in listed)
+        self.members.append(member)
+        return member
+
+    def member(self, name: str) -> Member:
+        return next(m for m in self.members if m.name == name)
 
     @property
     def endpoints(self) -> str:

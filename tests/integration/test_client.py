@@ -1,8 +1,7 @@
 """pyetcd.client against real servers: every call on upstream etcd and on pyetcd.
 
-Each test runs once per flavour through the ``member`` fixture (a fresh single member). Where
-the two servers differ by design (pyetcd runs single-member Raft and refuses membership changes
-with etcd's own "not capable"), the test asserts each server's actual answer.
+Each test runs once per flavour through the ``member`` fixture (a fresh single member), with the
+same assertions for both.
 """
 
 from __future__ import annotations
@@ -126,7 +125,7 @@ def test_unreachable_endpoint(member: Member) -> None:
 def test_membership_changes(member: Member) -> None:
     learner_peer = f"http://127.0.0.1:{free_port()}"
 
-    async def upstream(client: EtcdClient) -> None:
+    async def scenario(client: EtcdClient) -> None:
         added = await client.member_add([learner_peer], learner=True)
         assert added.is_learner
         assert added.peer_urls == (learner_peer,)
@@ -145,20 +144,7 @@ def test_membership_changes(member: Member) -> None:
         assert gone.value.message == "etcdserver: member not found"
         assert gone.value.code == grpc.StatusCode.NOT_FOUND
 
-    async def pyetcd(client: EtcdClient) -> None:
-        # Single-member pyetcd refuses reconfiguration with etcd's own answer.
-        for call in (
-            client.member_add([learner_peer], learner=True),
-            client.member_promote(1),
-            client.member_remove(1),
-        ):
-            with pytest.raises(EtcdClientError) as refused:
-                await call
-            assert refused.value.message == "etcdserver: not capable"
-            assert refused.value.code == grpc.StatusCode.UNAVAILABLE
-        assert len((await client.member_list()).members) == 1
-
-    run(member, upstream if member.flavour == "etcd" else pyetcd)
+    run(member, scenario)
 
 
 # -- etcd_operator.members on top of the client ----------------------------------------------

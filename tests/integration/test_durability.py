@@ -125,8 +125,12 @@ def tear_wal_tail(data_dir: Path) -> None:
     tail = sorted((data_dir / "member" / "wal").glob("*.wal"))[-1]
     offset = wal_tail_offset(tail)
     assert offset > 0
-    # A length field promising 512 bytes, then only part of them.
-    frame = (512).to_bytes(8, "little") + os.urandom(100)
+    # A length field promising 1 KiB, then only part of it. Sectors are written whole or not
+    # at all, so the bytes that made it end at a sector boundary and the record's later sectors
+    # read as zeros: that is what tells a torn write from corruption (etcd's isTornEntry).
+    start = offset + 8
+    written = min(100, 512 - start % 512)
+    frame = (1024).to_bytes(8, "little") + os.urandom(written)
     with tail.open("r+b") as f:
         f.seek(offset)
         f.write(frame)

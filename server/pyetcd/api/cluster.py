@@ -1,4 +1,4 @@
-"""The etcdserverpb.Cluster service (membership)."""
+"""The etcdserverpb.Cluster service (membership): list, add, remove, update, promote."""
 
 from __future__ import annotations
 
@@ -7,38 +7,64 @@ from typing import Any
 from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.config import ConfigError, parse_url
+from pyetcd.server.etcdserver import EtcdServer, member_pb
 from pyetcd.server.membership import Member
 
 SERVICE = "etcdserverpb.Cluster"
 
 
 def to_pb(m: Member) -> rpc_pb2.Member:
-    return rpc_pb2.Member(
-        ID=m.id,
-        name=m.name,
-        peerURLs=list(m.peer_urls),
-        clientURLs=list(m.client_urls),
-        isLearner=m.is_learner,
-    )
+    return member_pb(m)
+
+
+def _peer_urls(urls: list[str]) -> list[str]:
+    """etcd's types.NewURLs on the request's peer URLs: invalid ones are refused."""
+    try:
+        return sorted(str(parse_url(u)) for u in urls)
+    except ConfigError:
+        raise errors.ErrMemberBadURLs from None
 
 
 def register(services: Services, server: EtcdServer) -> None:
-    def members() -> list[rpc_pb2.Member]:
-        return [to_pb(m) for m in server.member_list()]
+    def members(listed: list[Member] | None = None) -> list[rpc_pb2.Member]:
+        return [to_pb(m) for m in (listed if listed is not None else server.member_list())]
+
+    def header() -> rpc_pb2.ResponseHeader:
+        # etcd's cluster service fills the header without a revision.
+        return server.header(0)
 
     async def member_list(_req: rpc_pb2.MemberListRequest, _ctx: Any) -> rpc_pb2.MemberListResponse:
-        # etcd's cluster service fills the header without a revision.
-        header = server.header(0)
-        return rpc_pb2.MemberListResponse(header=header, members=members())
+        return rpc_pb2.MemberListResponse(header=header(), members=members())
 
-    async def unsupported(_req: Any, _ctx: Any) -> Any:
-        # Membership changes need the multi-member Raft; until then etcd's own answer for a
-        # member that cannot take part in reconfiguration.
-        raise errors.ErrNotCapable
+    async def member_add(req: rpc_pb2.MemberAddRequest, _ctx: Any) -> rpc_pb2.MemberAddResponse:
+        urls = _peer_urls(list(req.peerURLs))
+        added, listed = await server.member_add(urls, req.isLearner)
+        return rpc_pb2.MemberAddResponse(
+            header=header(), member=to_pb(added), members=members(listed)
+        )
+
+    async def member_remove(
+        req: rpc_pb2.MemberRemoveRequest, _ctx: Any
+    ) -> rpc_pb2.MemberRemoveResponse:
+        listed = await server.member_remove(req.ID)
+        return rpc_pb2.MemberRemoveResponse(header=header(), members=members(listed))
+
+    async def member_update(
+        req: rpc_pb2.MemberUpdateRequest, _ctx: Any
+    ) -> rpc_pb2.MemberUpdateResponse:
+        urls = _peer_urls(list(req.peerURLs))
+        listed = await server.member_update(req.ID, urls)
+        return rpc_pb2.MemberUpdateResponse(header=header(), members=members(listed))
+
+    async def member_promote(
+        req: rpc_pb2.MemberPromoteRequest, _ctx: Any
+    ) -> rpc_pb2.MemberPromoteResponse:
+        listed = await server.member_promote(req.ID)
+        return rpc_pb2.MemberPromoteResponse(header=header(), members=members(listed))
 
     services.unary(SERVICE, "MemberList", rpc_pb2.MemberListRequest, member_list)
-    services.unary(SERVICE, "MemberAdd", rpc_pb2.MemberAddRequest, unsupported)
-    services.unary(SERVICE, "MemberRemove", rpc_pb2.MemberRemoveRequest, unsupported)
-    services.unary(SERVICE, "MemberUpdate", rpc_pb2.MemberUpdateRequest, unsupported)
-    services.unary(SERVICE, "MemberPromote", rpc_pb2.MemberPromoteRequest, unsupported)
+    services.unary(SERVICE, "MemberAdd", rpc_pb2.MemberAddRequest, member_add)
+    services.unary(SERVICE, "MemberRemove", rpc_pb2.MemberRemoveRequest, member_remove)
+    services.unary(SERVICE, "MemberUpdate", rpc_pb2.MemberUpdateRequest, member_update)
+    services.unary(SERVICE, "MemberPromote", rpc_pb2.MemberPromoteRequest, member_promote)

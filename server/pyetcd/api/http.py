@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +14,7 @@ from pyetcd.server.etcdserver import CLUSTER_VERSION, EtcdServer
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
+HEALTH_TIMEOUT = 1.0  # etcd gives the health probe's read one second
 
 
 class HttpEndpoints:
@@ -32,21 +34,29 @@ class HttpEndpoints:
             return 200, JSON, json.dumps(body, separators=(",", ":")).encode()
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.server.metrics.registry)
-        ok, reason = self._check(query.get("exclude", []))
+        serializable = query.get("serializable", ["false"])[-1] == "true"
+        ok, reason = await self._check(query.get("exclude", []), serializable)
         if path == "/health":
             body = {"health": "true" if ok else "false", "reason": reason}
             return (200 if ok else 503), JSON, json.dumps(body, separators=(",", ":")).encode()
         return (200, TEXT, b"ok\n") if ok else (503, TEXT, (reason + "\n").encode())
 
-    def _check(self, exclude: list[str]) -> tuple[bool, str]:
+    async def _check(self, exclude: list[str], serializable: bool) -> tuple[bool, str]:
         excluded = {e.upper() for e in exclude}
         for _, alarm in sorted(self.server.alarms):
             name = rpc_pb2.AlarmType.Name(alarm)  # type: ignore[arg-type]
             if name not in excluded:
                 return False, f"ALARM {name}"
+        if self.server.lead == 0:
+            return False, "RAFT NO LEADER"
         try:
             # etcd 3.5 probes with a keys-only Range of one key, as the client would.
-            self.server.range(rpc_pb2.RangeRequest(key=b"health", keys_only=True, limit=1))
+            req = rpc_pb2.RangeRequest(
+                key=b"health", keys_only=True, limit=1, serializable=serializable
+            )
+            await asyncio.wait_for(self.server.range_linearizable(req), HEALTH_TIMEOUT)
+        except TimeoutError:
+            return False, "RANGE ERROR:context deadline exceeded"
         except Exception as exc:
             return False, f"RANGE ERROR:{exc}"
         return True, ""

@@ -27,7 +27,7 @@ def encode_range_response(header: bytes, kvs: list[bytes], more: bool, count: in
 def register(services: Services, server: EtcdServer) -> None:
     async def range_(req: rpc_pb2.RangeRequest, _ctx: Any) -> bytes:
         validate.check_range(req)
-        rr = server.range(req)
+        rr = await server.range_linearizable(req)
         header = server.header(rr.revision).SerializeToString()
         return encode_range_response(header, rr.kvs, rr.more, rr.count)
 
@@ -67,6 +67,6 @@ def _fill_header(server: EtcdServer, header: rpc_pb2.ResponseHeader) -> None:
     """etcd fills cluster, member and term at the API layer; the revision comes from apply."""
     header.cluster_id = server.cluster_id
     header.member_id = server.member_id
-    header.raft_term = server.raft.term
+    header.raft_term = server.term
     if header.revision == 0:
         header.revision = server.store.current_revision

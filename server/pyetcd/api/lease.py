@@ -1,4 +1,5 @@
-"""The etcdserverpb.Lease service: grant and revoke go through the log; keep-alives are local."""
+"""The etcdserverpb.Lease service: grant and revoke go through the log; keep-alives and
+time-to-live are served by the leader's lessor (a follower forwards them)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def register(services: Services, server: EtcdServer) -> None:
     async def time_to_live(
         req: rpc_pb2.LeaseTimeToLiveRequest, _ctx: Any
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
-        return server.lease_time_to_live(req)
+        return await server.lease_time_to_live(req)
 
     async def leases(_req: rpc_pb2.LeaseLeasesRequest, _ctx: Any) -> rpc_pb2.LeaseLeasesResponse:
         return server.lease_leases()
@@ -35,7 +36,7 @@ def register(services: Services, server: EtcdServer) -> None:
             if req is grpc.aio.EOF:
                 return
             try:
-                ttl = server.lease_renew(req.ID)
+                ttl = await server.lease_renew(req.ID)
             except errors.EtcdError as err:
                 if err != errors.ErrLeaseNotFound:
                     raise

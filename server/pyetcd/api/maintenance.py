@@ -41,8 +41,8 @@ def register(services: Services, server: EtcdServer) -> None:
         )
 
     async def move_leader(req: rpc_pb2.MoveLeaderRequest, _ctx: Any) -> rpc_pb2.MoveLeaderResponse:
-        if req.targetID != server.member_id:
-            raise errors.ErrBadLeaderTransferee
+        # etcd answers on the leader only; etcdctl finds the leader through Status first.
+        await server.move_leader(req.targetID)
         return rpc_pb2.MoveLeaderResponse(header=server.header())
 
     async def downgrade(_req: rpc_pb2.DowngradeRequest, _ctx: Any) -> rpc_pb2.DowngradeResponse:

@@ -22,6 +22,9 @@ from pyetcd.server.metrics import ServerMetrics
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+# Checked before a handler runs (etcd's interceptors): (service, method, request or None for a
+# stream, context); raises an EtcdError to refuse the call.
+Guard = Callable[[str, str, Any, grpc.aio.ServicerContext[Any, Any]], None]
 StreamHandler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 
 
@@ -64,8 +67,9 @@ async def _abort(
 class Services:
     """Collects method handlers per service and wraps them with errors and metrics."""
 
-    def __init__(self, metrics: ServerMetrics) -> None:
+    def __init__(self, metrics: ServerMetrics, guard: Guard | None = None) -> None:
         self.metrics = metrics
+        self.guard = guard
         self._services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     def _add(self, service: str, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> None:
@@ -87,6 +91,8 @@ class Services:
         async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started.inc()
             try:
+                if self.guard is not None:
+                    self.guard(service, method, request, context)
                 resp = await fn(request, context)
             except grpc.aio.AbortError:
                 raise
@@ -113,6 +119,8 @@ class Services:
         async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started.inc()
             try:
+                if self.guard is not None:
+                    self.guard(service, method, None, context)
                 async for resp in fn(request, context):
                     yield resp
             except grpc.aio.AbortError:
@@ -145,6 +153,8 @@ class Services:
         ) -> None:
             started.inc()
             try:
+                if self.guard is not None:
+                    self.guard(service, method, None, context)
                 await fn(context)
             except grpc.aio.AbortError:
                 raise

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import grpc
 import uvloop
 
-from pyetcd.api import cluster, kv, lease, maintenance, watch
+from pyetcd.api import cluster, guard, kv, lease, maintenance, watch
 from pyetcd.api.cmux import ClientMux
 from pyetcd.api.http import HttpEndpoints
 from pyetcd.api.rpc import Services
@@ -41,8 +41,14 @@ async def serve(cfg: ServerConfig) -> None:
         server = EtcdServer(cfg)
     except (BackendError, WALError, SnapError, StorageError) as exc:
         raise StartupError(str(exc)) from None
-    await server.start()
-    services = Services(server.metrics)
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.stop()
+        raise StartupError(
+            f"cannot listen on {', '.join(cfg.listen_peer_urls)}: {exc.strerror or exc}"
+        ) from None
+    services = Services(server.metrics, guard=guard.for_server(server))
     for module in (kv, lease, cluster, maintenance, watch):
         module.register(services, server)
     grpc_server = grpc.aio.server(
@@ -96,11 +102,23 @@ async def serve(cfg: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("received a stop signal; shutting down")
+    assert server.exit_event is not None
+    stopped = loop.create_task(stop.wait())
+    exiting = loop.create_task(server.exit_event.wait())
+    await asyncio.wait({stopped, exiting}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    exiting.cancel()
+    failed = server.exit_event.is_set() and not stop.is_set()
+    if failed:
+        # etcd stops a member that was removed from the cluster, or whose Raft loop broke.
+        log.warning("%s; shutting down", server.exit_reason)
+    else:
+        log.info("received a stop signal; shutting down")
     mux.close()
     await grpc_server.stop(1.0)
     await server.stop()
+    if failed and server.exit_code:
+        raise SystemExit(server.exit_code)
 
 
 def run(cfg: ServerConfig) -> None:

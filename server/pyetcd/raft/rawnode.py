@@ -12,8 +12,8 @@ The caller's loop, per iteration:
       ``apply_conf_change`` for each EntryConfChange; serve ``rd.read_states`` once applied;
    d. ``advance(rd)``.
 
-The same ``propose / ready / advance`` shape as ``single_node.SingleNodeRaft``, so the server
-loop can switch to the multi-member Raft without changing its structure.
+The server (``pyetcd.server.etcdserver``) drives it this way, with the WAL and the peer transport
+as the persistence and the network.
 """
 
 from __future__ import annotations

@@ -510,6 +510,9 @@ class ServerConfig:
     initial_election_tick_advance: bool = True
 
     snapshot_count: int = 100000
+    snapshot_catchup_entries: int = 5000
+    """Raft log entries kept after a snapshot for slow followers (etcd's
+    `--experimental-snapshot-catchup-entries`); a follower further behind gets a snapshot."""
     max_snapshots: int = 5
     max_wals: int = 5
     heartbeat_interval: int = 100

@@ -1,21 +1,31 @@
 """The etcd server of one member: proposals through the Raft log, apply, and the work around it.
 
-Every write becomes an ``InternalRaftRequest`` entry. The Raft loop hands entries to the WAL in a
-worker thread (all proposals that arrived during the previous fsync share the next one: group
-commit), applies committed entries to the MVCC store, the lessor and the alarm list on the event
-loop, and wakes the proposers with their results. The backend is committed in batches by its own
-loop (every ``backend_batch_interval`` or ``backend_batch_limit`` writes); replaying the WAL after
-``meta/consistent_index`` makes that safe across crashes.
+Every write becomes an ``InternalRaftRequest`` entry proposed to the Raft node (``RawNode``); a
+follower's Raft forwards it to the leader. The Raft loop takes each ``Ready``: it hands the
+entries and hard state to the WAL in a worker thread (everything proposed while the previous fsync
+ran goes into the next Ready: group commit), applies the committed entries to the MVCC store, the
+lessor and the alarm list on the event loop meanwhile, appends the persisted entries to the Raft
+storage, then sends the Ready's messages through the peer transport (never before they are
+durable) and advances. Proposers are woken by request id when their entry is applied. The backend
+is committed in batches by its own loop (every ``backend_batch_interval`` or
+``backend_batch_limit`` writes); replaying the log after ``meta/consistent_index`` makes that safe
+across crashes.
 
-Reads are served from the applied state without a Raft round: with a single voter every
-acknowledged write has been applied, so the applied state is linearizable.
+Linearizable reads wait for a ReadIndex (one Raft round for every read queued meanwhile) and
+then for the applied index to reach it; serializable reads are served from the applied state.
+Membership changes are ConfChange entries, checked at apply time as etcd does; a lagging member
+receives a snapshot built from the current applied state (the backend's bytes) through the
+transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
+import os
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,13 +34,18 @@ from typing import Any
 
 from pyetcd import __version__, mvcc
 from pyetcd.backend import contract
+from pyetcd.backend.bbolt import BoltBackend
+from pyetcd.fileutil import fsync_dir
 from pyetcd.mvcc import WatchableStore
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.leasepb import lease_pb2
 from pyetcd.proto.membershippb import membership_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.walpb import record_pb2
-from pyetcd.raft.single_node import Ready, SingleNodeRaft
+from pyetcd.raft.raft import NONE, ProposalDroppedError, StateType
+from pyetcd.raft.raft import Config as RaftConfig
+from pyetcd.raft.rawnode import RawNode, Ready, SnapshotStatus, StepPeerNotFoundError
+from pyetcd.raft.storage import CompactedError, MemoryStorage, StorageError
 from pyetcd.server import compactor as compactor_mod
 from pyetcd.server import errors, storage
 from pyetcd.server.config import ServerConfig
@@ -42,10 +57,26 @@ from pyetcd.server.kv_apply import (
     is_txn_readonly,
     mvcc_error,
 )
-from pyetcd.server.lessor import Lessor, lease_bucket_key
-from pyetcd.server.membership import Cluster, Member
+from pyetcd.server.lessor import Lessor, NotPrimaryError, lease_bucket_key
+from pyetcd.server.membership import (
+    Cluster,
+    Member,
+    MembershipError,
+    change_context,
+    promote_context,
+    ready_to_add_voter,
+    ready_to_promote,
+    ready_to_remove_voter,
+    validate_change,
+)
 from pyetcd.server.metrics import FuncGauges, ServerMetrics
 from pyetcd.server.v2store import v2_store_json
+from pyetcd.transport import (
+    PeerRequestError,
+    Transport,
+    TransportError,
+    fetch_cluster,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,85 +88,227 @@ KV_OVERHEAD = 256
 CLUSTER_VERSION = ".".join(__version__.split(".")[:2]) + ".0"
 REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 x election timeout with defaults
 LEASE_EXPIRY_INTERVAL = 0.5
+# etcd retries a ReadIndex that got no answer every 500 ms (readIndexRetryTime).
+READ_INDEX_RETRY = 0.5
+# A learner may be promoted once its log matches 90% of the leader's (etcd's readyPercent).
+LEARNER_READY_PERCENT = 0.9
+# etcd's HealthInterval: a peer counts as active if its stream was up for this long.
+HEALTH_INTERVAL = 5.0
+JOIN_FETCH_TIMEOUT = 30.0
+
+ErrTimeoutLeaderTransfer = errors.EtcdError(
+    "etcdserver: request timed out, leader transfer took too long", errors.UNAVAILABLE
+)
+
+_CC_KIND = {
+    raft_pb2.ConfChangeAddNode: "add",
+    raft_pb2.ConfChangeAddLearnerNode: "add_learner",
+    raft_pb2.ConfChangeRemoveNode: "remove",
+    raft_pb2.ConfChangeUpdateNode: "update",
+}
+
+# Peer request operations (forwarded to the leader).
+OP_LEASE_RENEW = "lease_renew"
+OP_LEASE_TTL = "lease_ttl"
+OP_PROMOTE = "member_promote"
 
 
 class EtcdServer:
-    """One member: owns the storage, the Raft log, the applied state and the background loops."""
+    """One member: owns the storage, the Raft node, the applied state and the background loops."""
 
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         self.metrics = ServerMetrics()
-        st = storage.open_storage(cfg)
+        existing = self._fetch_existing_cluster() if not storage.has_wal(cfg) else None
+        # A joining member talks to the members it was told about until the log it receives
+        # lists them (etcd adds them as transport "remotes").
+        self._remotes: dict[int, tuple[str, ...]] = (
+            {i: m.peer_urls for i, m in existing.members.items()} if existing else {}
+        )
+        st = storage.open_storage(cfg, existing)
         self._st = st
-        self.backend = st.backend
         self.wal = st.wal
         self.member_id = st.member_id
         self.cluster_id = st.cluster_id
         self.lessor = Lessor(min_ttl=cfg.min_lease_ttl)
-        self.lessor.restore(
-            [lease_pb2.Lease.FromString(v) for _, v in self.backend.range(contract.LEASE, b"\x00")],
-            time.monotonic(),
-        )
         self._sync_wake: asyncio.Event | None = None
         self._compaction_wake: asyncio.Event | None = None
+        self.backend: BoltBackend = st.backend
         self.store = WatchableStore(
             self.backend,
             compaction_batch_limit=cfg.experimental_compaction_batch_limit,
             on_lease_change=self._on_lease_change,
             on_sync_needed=self._wake_sync,
         )
-        for key, lease_id in self.store.leased_keys():
-            if lease_id in self.lessor:
-                self.lessor.attach(lease_id, key)
-        self.alarms: set[tuple[int, int]] = {
-            _alarm_key(rpc_pb2.AlarmMember.FromString(k))
-            for k, _ in self.backend.range(contract.ALARM, b"\x00")
-        }
-        self.members: dict[int, Member] = {
-            m.id: m for m in storage.members_from_backend(self.backend)
-        }
+        self.alarms: set[tuple[int, int]] = set()
+        self.members: dict[int, Member] = {}
+        self.removed: set[int] = set()
+        self.applied_index = 0
+        self.applied_term = 0
+        self._load_state_machine()
         self.kv_applier = KVApplier(self.store, self.lessor)
         self.idgen = Generator(self.member_id, time.time())
-        self.applied_index = st.consistent_index
-        self.applied_term = 0
-        self.raft = SingleNodeRaft(
-            st.member_id, st.hard_state, st.last_index, st.last_term, st.consistent_index
+
+        # The Raft node over a MemoryStorage holding what the WAL and snap files hold.
+        self.raft_storage = MemoryStorage()
+        self.conf_state = raft_pb2.ConfState()
+        if st.snapshot is not None:
+            snap = raft_pb2.Snapshot()
+            snap.CopyFrom(st.snapshot)
+            if not snap.metadata.conf_state.voters:
+                # A snapshot written without a ConfState: the members are the voters.
+                snap.metadata.conf_state.voters.extend(
+                    sorted(i for i, m in self.members.items() if not m.is_learner)
+                )
+                snap.metadata.conf_state.learners.extend(
+                    sorted(i for i, m in self.members.items() if m.is_learner)
+                )
+            self.raft_storage.apply_snapshot(snap)
+            self.conf_state.CopyFrom(snap.metadata.conf_state)
+        self.raft_storage.append(st.entries)
+        self.raft_storage.set_hard_state(st.hard_state)
+        self._snapshot_at = st.snapshot_index
+        self.raw = RawNode(
+            RaftConfig(
+                id=self.member_id,
+                storage=self.raft_storage,
+                election_tick=cfg.election_ticks,
+                heartbeat_tick=1,
+                pre_vote=cfg.pre_vote,
+                check_quorum=True,
+                max_size_per_msg=1 << 20,
+                max_inflight_msgs=512,
+                # Bounded memory for proposals a slow quorum has not committed yet.
+                max_uncommitted_entries_size=1 << 30,
+                rng=random.Random(),
+            )
         )
+        self.lead = NONE
+        self.raft_state = StateType.FOLLOWER
+
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._deadlines: deque[tuple[float, int]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._raft_wake: asyncio.Event | None = None
         self._backend_wake: asyncio.Event | None = None
+        self._leader_wake: asyncio.Event | None = None
+        self._read_wake: asyncio.Event | None = None
+        self._read_waiters: list[asyncio.Future[None]] = []
+        self._read_states: dict[bytes, asyncio.Future[int]] = {}
+        self._unsent_proposals: list[tuple[float, raft_pb2.Message]] = []
+        self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._applied_seq = 0
         self._wal_executor = ThreadPoolExecutor(1, thread_name_prefix="wal")
         self._backend_executor = ThreadPoolExecutor(1, thread_name_prefix="backend")
         self._commit_lock: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
-        self._snapshot_at = st.snapshot_index
-        self._replay(st.entries)
-        self.raft.campaign()
+        # Set when the member must stop by itself; ``exit_reason`` says why.
+        self.exit_event: asyncio.Event | None = None
+        self.exit_reason = ""
+        self.exit_code = 0
+        self.transport = Transport(self.member_id, self.cluster_id, self, st.snapshotter.dir)
+        self._boot()
+        if not self.members and not self._remotes and cfg.initial_cluster_state == "existing":
+            # Restarted before the log told it who the members are: ask the peers again.
+            with contextlib.suppress(storage.StorageError):
+                fetched = self._fetch_existing_cluster(attempts=1)
+                if fetched is not None:
+                    self._remotes = {i: m.peer_urls for i, m in fetched.members.items()}
         self._register_metrics()
 
-    # ----- lifecycle -----
+    # ----- start-up -----
+
+    def _fetch_existing_cluster(self, attempts: int = 0) -> Cluster | None:
+        """For ``--initial-cluster-state existing``: the members of the running cluster, from
+        the peers named in ``--initial-cluster`` (etcd's GetClusterFromRemotePeers); retried
+        until JOIN_FETCH_TIMEOUT, or ``attempts`` times if given."""
+        if self.cfg.initial_cluster_state != "existing":
+            return None
+        mine = {str(u) for u in self.cfg.initial_advertise_peer_urls}
+        urls = [
+            str(u)
+            for name, peer_urls in self.cfg.initial_cluster.items()
+            for u in peer_urls
+            if name != self.cfg.name and str(u) not in mine
+        ]
+        deadline = time.monotonic() + JOIN_FETCH_TIMEOUT
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                cluster_id, members_json = fetch_cluster(urls)
+            except TransportError as exc:
+                if time.monotonic() >= deadline or tried == attempts:
+                    raise storage.StorageError(
+                        f"cannot fetch cluster info from peer urls: {exc}"
+                    ) from None
+                time.sleep(0.2)  # blocking on purpose: nothing else runs before start-up
+                continue
+            members = {m.id: m for m in (Member.from_json(j) for j in members_json)}
+            return Cluster(cluster_id, members)
+
+    def _load_state_machine(self) -> None:
+        """(Re)build the applied state from the backend: MVCC, leases, alarms, members."""
+        backend = self.backend
+        self.lessor.restore(
+            [lease_pb2.Lease.FromString(v) for _, v in backend.range(contract.LEASE, b"\x00")],
+            time.monotonic(),
+        )
+        for key, lease_id in self.store.leased_keys():
+            if lease_id in self.lessor:
+                self.lessor.attach(lease_id, key)
+        self.alarms = {
+            _alarm_key(rpc_pb2.AlarmMember.FromString(k))
+            for k, _ in backend.range(contract.ALARM, b"\x00")
+        }
+        self.members = {m.id: m for m in storage.members_from_backend(backend)}
+        self.removed = {
+            int(k, 16) for k, _ in backend.range(contract.MEMBERS_REMOVED, b"\x00") if k
+        }
+        ci, _ = storage.read_consistent_index(backend)
+        self.applied_index = ci
+
+    def _boot(self) -> None:
+        """Replay the log into the state machine, then, as the only voter, become leader.
+
+        Runs before the loop starts, so nothing is served before the replay is done.
+        """
+        self._drain_sync()
+        if self.raw.raft.trk.voter_nodes() == [self.member_id]:
+            # A single voter elects itself at once instead of waiting for an election timeout.
+            self.raw.campaign()
+            self._drain_sync()
+
+    def _drain_sync(self) -> None:
+        while self.raw.has_ready():
+            rd = self.raw.ready()
+            if rd.soft_state is not None:
+                self._on_soft_state(rd)
+            self._persist(rd)
+            self._stabilize(rd)
+            if rd.committed_entries:
+                self._apply_entries(rd.committed_entries)
+            # Messages before start (none are expected: no peer has spoken yet) are dropped.
+            self.raw.advance(rd)
 
     def _register_metrics(self) -> None:
         m = self.metrics
-        m.has_leader.set(1)
-        m.is_leader.set(1)
-        m.is_learner.set(0)
         m.quota_backend_bytes.set(self.cfg.quota_backend_bytes)
         m.server_id.labels(server_id=f"{self.member_id:x}").set(1)
         m.version.labels(server_version=__version__).set(1)
+        self._update_role_metrics()
         m.add_collector(
             FuncGauges(
                 {
                     "etcd_mvcc_db_total_size_in_bytes": (
                         "Total size of the underlying database physically allocated in bytes.",
-                        self.backend.size,
+                        # Through self: the backend object changes when a snapshot arrives.
+                        lambda: self.backend.size(),  # noqa: PLW0108
                     ),
                     "etcd_mvcc_db_total_size_in_use_in_bytes": (
                         "Total size of the underlying database logically in use in bytes.",
-                        self.backend.size_in_use,
+                        lambda: self.backend.size_in_use(),  # noqa: PLW0108
                     ),
                     "etcd_debugging_mvcc_current_revision": (
                         "The current revision of store.",
@@ -149,24 +322,46 @@ class EtcdServer:
             )
         )
 
+    def _update_role_metrics(self) -> None:
+        m = self.metrics
+        m.has_leader.set(1 if self.lead != NONE else 0)
+        m.is_leader.set(1 if self.is_leader else 0)
+        m.is_learner.set(1 if self.is_learner else 0)
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._raft_wake = asyncio.Event()
         self._backend_wake = asyncio.Event()
+        self._leader_wake = asyncio.Event()
+        self._read_wake = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._sync_wake = asyncio.Event()
         self._compaction_wake = asyncio.Event()
-        self.lessor.promote(time.monotonic(), extend=self.cfg.election_timeout / 1000)
+        self.exit_event = asyncio.Event()
+        if self.is_leader:
+            self.lessor.promote(time.monotonic(), extend=self.cfg.election_timeout / 1000)
+        await self.transport.listen(str(u) for u in self.cfg.listen_peer_urls)
+        self._update_peers()
+        if self.cfg.initial_election_tick_advance and not self.is_leader:
+            # etcd fast-forwards a fresh member's election clock to one tick before the timeout
+            # so that a new cluster elects a leader quickly.
+            for _ in range(max(self.cfg.election_ticks - 1, 0)):
+                self.raw.tick()
         loop = asyncio.get_running_loop()
-        for coro in (
-            self._raft_loop(),
-            self._backend_loop(),
-            self._lease_loop(),
-            self._watch_sync_loop(),
-            self._compaction_loop(),
-            self._timeout_loop(),
-        ):
-            self._tasks.append(loop.create_task(coro))
+        loops = {
+            "raft loop": self._raft_loop(),
+            "tick loop": self._tick_loop(),
+            "read index loop": self._read_loop(),
+            "backend loop": self._backend_loop(),
+            "lease loop": self._lease_loop(),
+            "watch sync loop": self._watch_sync_loop(),
+            "compaction loop": self._compaction_loop(),
+            "timeout loop": self._timeout_loop(),
+        }
+        for name, coro in loops.items():
+            task = loop.create_task(coro, name=name)
+            task.add_done_callback(self._watch_task)
+            self._tasks.append(task)
         self._raft_wake.set()
         self._sync_wake.set()
         self._compaction_wake.set()
@@ -193,7 +388,8 @@ class EtcdServer:
         while True:
             await asyncio.sleep(tick)
             target = compactor.tick(time.monotonic(), self.store.current_revision)
-            if target is None or target <= self.store.compact_revision:
+            if target is None or target <= self.store.compact_revision or not self.is_leader:
+                # etcd runs the compactor on the leader only.
                 continue
             log.info("auto-compacting to revision %d", target)
             try:
@@ -203,13 +399,20 @@ class EtcdServer:
 
     async def _publish(self) -> None:
         """Record this member's name and client URLs, and the cluster version, as etcd does
-        after it starts (publish, then the leader's cluster-version decision)."""
+        after it starts (publish, then the leader's cluster-version decision); retried until it
+        goes through, as etcd's publish is."""
+        while not self._stopped:
+            try:
+                await self._publish_once()
+                return
+            except errors.EtcdError as exc:
+                log.warning("failed to publish member attributes: %s; retrying", exc)
+                await asyncio.sleep(0.5)
+
+    async def _publish_once(self) -> None:
         if self.backend.get(contract.CLUSTER, storage.CLUSTER_VERSION) != CLUSTER_VERSION.encode():
             set_version = membership_pb2.ClusterVersionSetRequest(ver=CLUSTER_VERSION)
-            try:
-                await self.propose(InternalRaftRequest(cluster_version_set=set_version))
-            except errors.EtcdError as exc:
-                log.warning("failed to set the cluster version: %s", exc)
+            await self.propose(InternalRaftRequest(cluster_version_set=set_version))
         me = self.members.get(self.member_id)
         urls = tuple(str(u) for u in self.cfg.advertise_client_urls)
         if me is not None and me.name == self.cfg.name and me.client_urls == urls:
@@ -218,95 +421,242 @@ class EtcdServer:
         req = membership_pb2.ClusterMemberAttrSetRequest(
             member_ID=self.member_id, member_attributes=attrs
         )
-        try:
-            await self.propose(InternalRaftRequest(cluster_member_attr_set=req))
-        except errors.EtcdError as exc:
-            log.warning("failed to publish member attributes: %s", exc)
+        await self.propose(InternalRaftRequest(cluster_member_attr_set=req))
 
     async def stop(self) -> None:
         if self._stopped:
             return
+        if self.is_leader and len(self.raw.raft.trk.voter_nodes()) > 1:
+            # etcd hands leadership over before it stops, so the cluster does not wait for an
+            # election timeout.
+            with contextlib.suppress(Exception):
+                await self._transfer_leadership_on_stop()
         self._stopped = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.transport.stop()
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_exception(errors.ErrStopped)
         self._waiters.clear()
+        for rfut in self._read_waiters:
+            if not rfut.done():
+                rfut.set_exception(errors.ErrStopped)
         self.backend.close()
         self.wal.close()
         self._wal_executor.shutdown()
         self._backend_executor.shutdown()
 
-    # ----- the Raft loop: persist, apply, advance -----
+    async def _transfer_leadership_on_stop(self) -> None:
+        status = self.raw.status()
+        candidates = [
+            (pr.match, i)
+            for i, pr in status.progress.items()
+            if i != self.member_id and not pr.is_learner and self.transport.active_since(i)
+        ]
+        if not candidates:
+            return
+        _, transferee = max(candidates)
+        log.info("transferring leadership to %x before stopping", transferee)
+        await self.move_leader(transferee, wait=self.cfg.election_timeout / 1000 * 2)
+
+    # ----- roles -----
+
+    @property
+    def term(self) -> int:
+        return self.raw.raft.term
+
+    @property
+    def committed_index(self) -> int:
+        return self.raw.raft.raft_log.committed
+
+    @property
+    def is_leader(self) -> bool:
+        return self.raw.raft.state == StateType.LEADER
+
+    @property
+    def is_learner(self) -> bool:
+        return self.raw.raft.is_learner
+
+    def _on_soft_state(self, rd: Ready) -> None:
+        soft = rd.soft_state
+        assert soft is not None
+        was_leader = self.raft_state == StateType.LEADER
+        if soft.lead != self.lead:
+            if soft.lead != NONE:
+                self.metrics.leader_changes.inc()
+                log.info(
+                    "raft: %x elected leader %x at term %d", self.member_id, soft.lead, self.term
+                )
+            else:
+                log.info("raft: %x lost leader at term %d", self.member_id, self.term)
+        self.lead = soft.lead
+        self.raft_state = soft.raft_state
+        is_leader = soft.raft_state == StateType.LEADER
+        if is_leader and not was_leader and self._loop is not None:
+            # Leases restart their clocks on a new leader (etcd's lessor.Promote).
+            self.lessor.promote(time.monotonic(), extend=self.cfg.election_timeout / 1000)
+        elif was_leader and not is_leader:
+            self.lessor.demote()
+        if self.lead != NONE and self._leader_wake is not None:
+            self._leader_wake.set()
+        if self.lead != NONE and self._unsent_proposals:
+            self._repropose_unsent()
+        self._update_role_metrics()
+
+    def _repropose_unsent(self) -> None:
+        unsent, self._unsent_proposals = self._unsent_proposals, []
+        # Only proposals whose proposer still waits: after its timeout the client may have
+        # retried, and a late second copy would surprise it.
+        fresh_since = time.monotonic() - REQUEST_TIMEOUT
+        for since, m in unsent:
+            if since < fresh_since:
+                continue
+            again = raft_pb2.Message(type=raft_pb2.MsgProp, entries=m.entries)
+            setattr(again, "from", self.member_id)
+            # Dropped again (no leader after all): its proposer times out, as with etcd.
+            with contextlib.suppress(ProposalDroppedError):
+                self.raw.step(again)
+
+    async def _wait_leader(self) -> None:
+        """Wait until a leader is known; etcd's `no leader` after two election timeouts."""
+        if self.lead != NONE:
+            return
+        assert self._leader_wake is not None
+        deadline = time.monotonic() + 2 * self.cfg.election_timeout / 1000
+        while self.lead == NONE:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stopped:
+                raise errors.ErrNoLeader
+            self._leader_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leader_wake.wait(), remaining)
+
+    # ----- the Raft loop: persist, apply, send, advance -----
 
     def _wake_raft(self) -> None:
         if self._raft_wake is not None:
             self._raft_wake.set()
 
+    async def _tick_loop(self) -> None:
+        interval = self.cfg.heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval)
+            self.raw.tick()
+            self._wake_raft()
+
     async def _raft_loop(self) -> None:
         assert self._raft_wake is not None
-        loop = asyncio.get_running_loop()
         while True:
             await self._raft_wake.wait()
             self._raft_wake.clear()
-            while self.raft.has_ready():
-                rd = self.raft.ready()
-                persist = None
-                if rd.entries or rd.hard_state is not None:
-                    persist = loop.run_in_executor(self._wal_executor, self._persist, rd)
-                if rd.committed_entries:
-                    self._apply_entries(rd.committed_entries)
-                if persist is not None:
-                    try:
-                        await persist
-                    except Exception:
-                        # etcd panics when the WAL cannot be written: a member that cannot
-                        # persist must not acknowledge anything more.
-                        log.critical("failed to write the WAL; stopping", exc_info=True)
-                        raise SystemExit(1) from None
-                self.raft.advance(rd)
-            self.metrics.proposals_committed.set(self.raft.commit)
+            while self.raw.has_ready():
+                await self._handle_ready(self.raw.ready())
+            self.metrics.proposals_committed.set(self.committed_index)
             if self.applied_index - self._snapshot_at >= self.cfg.snapshot_count:
                 await self._snapshot()
 
+    async def _handle_ready(self, rd: Ready) -> None:
+        loop = asyncio.get_running_loop()
+        if rd.soft_state is not None:
+            self._on_soft_state(rd)
+        persist = None
+        if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+            persist = loop.run_in_executor(self._wal_executor, self._persist, rd)
+        # Committed entries are durable here already: apply them while the fsync runs. A
+        # snapshot must be on disk before it replaces the state machine.
+        if rd.committed_entries and rd.snapshot is None:
+            self._apply_entries(rd.committed_entries)
+        if persist is not None:
+            try:
+                await persist
+            except Exception:
+                # etcd panics when the WAL cannot be written: a member that cannot persist must
+                # not acknowledge anything more.
+                log.critical("failed to write the WAL; stopping", exc_info=True)
+                raise SystemExit(1) from None
+        self._stabilize(rd)
+        if rd.snapshot is not None:
+            await self._apply_snapshot(rd.snapshot)
+            if rd.committed_entries:
+                self._apply_entries(rd.committed_entries)
+        for rs in rd.read_states:
+            fut = self._read_states.pop(rs.request_ctx, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+        if rd.messages:
+            self._send(rd.messages)
+        self.raw.advance(rd)
+
     def _persist(self, rd: Ready) -> None:
-        hs = rd.hard_state
-        hs_pb = (
-            raft_pb2.HardState(term=hs.term, vote=hs.vote, commit=hs.commit)
-            if hs is not None
-            else raft_pb2.HardState()
-        )
-        self.wal.save(hs_pb, rd.entries)
-        if rd.must_sync:
+        """Write a Ready's snapshot, entries and hard state to disk (runs in the WAL thread)."""
+        if rd.snapshot is not None:
+            meta = rd.snapshot.metadata
+            # etcd's SaveSnap: the .snap file, then the WAL record that makes it usable.
+            self._st.snapshotter.save_snap(rd.snapshot)
+            self.wal.save_snapshot(
+                record_pb2.Snapshot(index=meta.index, term=meta.term, conf_state=meta.conf_state)
+            )
+        hs = rd.hard_state if rd.hard_state is not None else raft_pb2.HardState()
+        self.wal.save(hs, rd.entries)
+        if rd.must_sync and not self.cfg.unsafe_no_fsync:
             start = time.perf_counter()
             self.wal.sync()
             self.metrics.wal_fsync.observe(time.perf_counter() - start)
 
-    def _replay(self, entries: list[raft_pb2.Entry]) -> None:
-        todo = [e for e in entries if e.Index > self.applied_index]
-        if todo:
-            log.info("replaying %d WAL entries after index %d", len(todo), self.applied_index)
-            self._apply_entries(todo)
+    def _stabilize(self, rd: Ready) -> None:
+        """What ``_persist`` wrote becomes visible to Raft through its storage (event loop)."""
+        if rd.snapshot is not None:
+            with contextlib.suppress(StorageError):
+                self.raft_storage.apply_snapshot(rd.snapshot)
+        if rd.entries:
+            self.raft_storage.append(rd.entries)
+        if rd.hard_state is not None:
+            self.raft_storage.set_hard_state(rd.hard_state)
+
+    def _send(self, msgs: list[raft_pb2.Message]) -> None:
+        plain: list[raft_pb2.Message] = []
+        for m in msgs:
+            if m.type == raft_pb2.MsgSnap:
+                self._spawn(self._send_merged_snapshot(m))
+            else:
+                plain.append(m)
+        if plain:
+            for m in self.transport.send(plain):
+                if m.type == raft_pb2.MsgProp:
+                    # A proposal forwarded to a leader we have no stream to (it most likely
+                    # died) never left this member: propose it again to the next leader
+                    # instead of letting its client time out. Never sent, so never duplicated.
+                    self._unsent_proposals.append((time.monotonic(), m))
+
+    def _spawn(self, coro: Any) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    # ----- apply -----
 
     def _apply_entries(self, entries: list[raft_pb2.Entry]) -> None:
         for entry in entries:
-            if entry.Index <= self.applied_index:
-                continue
             result: Any = None
             req_id = 0
+            live = entry.Index > self.applied_index
             if entry.Type == raft_pb2.EntryConfChange:
-                self._apply_conf_change(raft_pb2.ConfChange.FromString(entry.Data))
-            elif entry.Data:
+                cc = raft_pb2.ConfChange.FromString(entry.Data)
+                req_id = cc.id
+                result = self._apply_conf_change(cc, live)
+            elif live and entry.Data:
                 req = InternalRaftRequest.FromString(entry.Data)
                 req_id = req.header.ID or req.ID
                 try:
                     result = self._apply_request(req)
                 except errors.EtcdError as exc:
                     result = exc
-            self.applied_index = entry.Index
-            self.applied_term = entry.Term
+            if live:
+                self.applied_index = entry.Index
+                self.applied_term = entry.Term
             if req_id:
                 fut = self._waiters.pop(req_id, None)
                 if fut is not None and not fut.done():
@@ -316,102 +666,139 @@ class EtcdServer:
                         fut.set_result(result)
         storage.write_consistent_index(self.backend, self.applied_index)
         self.metrics.proposals_applied.set(self.applied_index)
+        self._wake_applied()
         if (
             self._backend_wake is not None
             and self.backend.pending_writes() >= self.cfg.backend_batch_limit
         ):
             self._backend_wake.set()
 
-    def _apply_conf_change(self, cc: raft_pb2.ConfChange) -> None:
-        if (
-            cc.type in (raft_pb2.ConfChangeAddNode, raft_pb2.ConfChangeAddLearnerNode)
-            and cc.context
-        ):
-            member = Member.from_json(cc.context.decode())
-            self.members[member.id] = member
-            storage.save_member(self.backend, member)
+    def _apply_conf_change(self, cc: raft_pb2.ConfChange, live: bool) -> Any:
+        """Apply a membership change to the members (if ``live``) and to Raft.
 
-    # ----- the backend's batched commits -----
+        A replayed change (already in the backend) is applied to Raft only if the backend shows
+        it took effect: etcd refuses some changes at apply time, and Raft must skip those.
+        """
+        kind = _CC_KIND.get(cc.type, "")
+        member, is_promote = change_context(cc.context)
+        if live:
+            try:
+                validate_change(
+                    self.members,
+                    self.removed,
+                    change_type=kind,
+                    node_id=cc.node_id,
+                    context=member,
+                    is_promote=is_promote,
+                )
+            except MembershipError as exc:
+                log.warning("rejected membership change for %x: %s", cc.node_id, exc.reason)
+                return _membership_error(exc.reason)
+            self._apply_membership(kind, cc.node_id, member, is_promote)
+        elif not self._took_effect(kind, cc.node_id, is_promote):
+            return None
+        try:
+            self.conf_state = self.raw.apply_conf_change(cc)
+        except Exception:
+            log.exception("raft refused the membership change for %x", cc.node_id)
+            return None
+        if self._loop is not None:
+            self._update_peers()
+        if cc.node_id == self.member_id and kind == "remove" and live:
+            log.warning("the member has been permanently removed from the cluster")
+            if self._loop is not None:
+                # Stop a little later, as etcd does (stopWithDelay, 10 ticks): as leader, this
+                # member still tells the others that its removal is committed.
+                self._loop.call_later(10 * self.cfg.heartbeat_seconds, self.on_removed)
+        self._update_role_metrics()
+        return self.member_list()
 
-    async def _backend_loop(self) -> None:
-        assert self._backend_wake is not None
-        interval = self.cfg.backend_batch_interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._backend_wake.wait(), interval)
-            self._backend_wake.clear()
-            await self.commit_backend()
+    def _took_effect(self, kind: str, node_id: int, is_promote: bool) -> bool:
+        in_raft = node_id in set(self.conf_state.voters) | set(self.conf_state.learners)
+        known = node_id in self.members or node_id in self.removed
+        if kind in ("add", "add_learner"):
+            if is_promote:
+                return node_id in set(self.conf_state.learners)
+            return not in_raft and known
+        if kind == "remove":
+            return in_raft
+        return True
 
-    async def commit_backend(self) -> None:
-        """Commit the backend's current batch; serialised with other commits and defrag."""
+    def _apply_membership(
+        self, kind: str, node_id: int, member: Member | None, is_promote: bool
+    ) -> None:
+        if kind in ("add", "add_learner"):
+            if is_promote:
+                current = self.members[node_id]
+                updated = Member(
+                    current.id, current.peer_urls, current.name, current.client_urls, False
+                )
+            elif member is not None:
+                updated = Member(
+                    node_id,
+                    member.peer_urls,
+                    member.name,
+                    member.client_urls,
+                    kind == "add_learner",
+                )
+            else:
+                updated = Member(node_id, (), is_learner=kind == "add_learner")
+            self.members[node_id] = updated
+            storage.save_member(self.backend, updated)
+            log.info(
+                "added member %x %s (learner: %s)", node_id, updated.peer_urls, updated.is_learner
+            )
+        elif kind == "remove":
+            self.members.pop(node_id, None)
+            self.removed.add(node_id)
+            self.backend.delete(contract.MEMBERS, f"{node_id:x}".encode())
+            self.backend.put(contract.MEMBERS_REMOVED, f"{node_id:x}".encode(), b"removed")
+            log.info("removed member %x", node_id)
+        elif kind == "update" and member is not None:
+            current = self.members[node_id]
+            updated = Member(
+                node_id, member.peer_urls, current.name, current.client_urls, current.is_learner
+            )
+            self.members[node_id] = updated
+            storage.save_member(self.backend, updated)
+            log.info("updated member %x peer URLs to %s", node_id, updated.peer_urls)
+
+    def _update_peers(self) -> None:
+        peers = {i: urls for i, urls in self._remotes.items() if i not in self.removed}
+        peers.update((i, m.peer_urls) for i, m in self.members.items())
+        peers.pop(self.member_id, None)
+        self.transport.set_peers(peers)
+
+    async def _apply_snapshot(self, snap: raft_pb2.Snapshot) -> None:
+        """Install the backend that came with a snapshot from the leader (etcd's
+        applySnapshot): swap ``<index>.snap.db`` in as ``db`` and rebuild the state machine."""
+        index = snap.metadata.index
+        db_path = self._st.snapshotter.db_path_for(index)
+        if not os.path.exists(db_path):  # noqa: ASYNC240 (one stat, on the apply path)
+            log.error("snapshot at index %d arrived without its backend file %s", index, db_path)
+            raise SystemExit(1)
         assert self._commit_lock is not None
         async with self._commit_lock:
-            pending = self.backend.prepare_commit()
-            if pending is None:
-                return
-            start = time.perf_counter()
-            await asyncio.get_running_loop().run_in_executor(self._backend_executor, pending.write)
-            self.backend.finish_commit(pending)
-            self.metrics.backend_commit.observe(time.perf_counter() - start)
-
-    # ----- Raft snapshots: bound the WAL -----
-
-    async def _snapshot(self) -> None:
-        await self.commit_backend()
-        index, term = self.applied_index, self.applied_term
-        conf = raft_pb2.ConfState(voters=sorted(self.members))
-        # The members as etcd's v2 store JSON, so upstream etcd can also boot from this dir.
-        cluster = Cluster(self.cluster_id, dict(self.members))
-        snap = raft_pb2.Snapshot(
-            data=v2_store_json(cluster),
-            metadata=raft_pb2.SnapshotMetadata(conf_state=conf, index=index, term=term),
-        )
-        walsnap = record_pb2.Snapshot(index=index, term=term, conf_state=conf)
-
-        def save() -> None:
-            # The WAL record first: on boot only a .snap that the WAL records is used, so a
-            # crash between the two leaves a usable older snapshot rather than an orphan.
-            self.wal.save_snapshot(walsnap)
-            self._st.snapshotter.save_snap(snap)
-            self.wal.release_lock_to(index)
-            self.wal.purge(5)
-            self._st.snapshotter.purge(5)
-
-        await asyncio.get_running_loop().run_in_executor(self._wal_executor, save)
+            path = self.backend.path
+            self.backend.close()
+            os.replace(db_path, path)
+            fsync_dir(os.path.dirname(path))
+            self.backend = BoltBackend.open(path)
+            self._st.backend = self.backend
+            for bucket in contract.ALL_BUCKETS:
+                self.backend.create_bucket(bucket)
+            self.store.reopen(self.backend)
+            self._load_state_machine()
+        # Whatever the backend holds is applied; entries up to the snapshot are in it.
+        self.applied_index = max(self.applied_index, index)
+        self.applied_term = snap.metadata.term
+        self.conf_state.CopyFrom(snap.metadata.conf_state)
         self._snapshot_at = index
-        log.info("saved snapshot at index %d", index)
-
-    # ----- proposals -----
-
-    async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> Any:
-        if self._stopped:
-            raise errors.ErrStopped
-        req_id = self.idgen.next()
-        req.header.ID = req_id
-        data = req.SerializeToString()
-        if len(data) > self.cfg.max_request_bytes:
-            raise errors.ErrRequestTooLarge
-        assert self._loop is not None
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        self._waiters[req_id] = fut
-        # One timer for all proposals (the sweep below) instead of one per request.
-        self._deadlines.append((time.monotonic() + REQUEST_TIMEOUT, req_id))
-        self.raft.propose(data)
-        self._wake_raft()
-        return await fut
-
-    async def _timeout_loop(self) -> None:
-        """Fail proposals that were not applied within etcd's request timeout."""
-        while True:
-            await asyncio.sleep(0.5)
-            now = time.monotonic()
-            deadlines = self._deadlines
-            while deadlines and deadlines[0][0] <= now:
-                _, req_id = deadlines.popleft()
-                fut = self._waiters.pop(req_id, None)
-                if fut is not None and not fut.done():
-                    self.metrics.proposals_failed.inc()
-                    fut.set_exception(errors.ErrTimeout)
+        self._update_peers()
+        self._update_role_metrics()
+        self._wake_applied()
+        self._wake_sync()
+        log.info("applied snapshot at index %d (revision %d)", index, self.store.current_revision)
 
     def _apply_request(self, req: raft_internal_pb2.InternalRaftRequest) -> Any:
         if req.HasField("put"):
@@ -466,6 +853,319 @@ class EtcdServer:
         if any(a[1] == NOSPACE for a in self.alarms):
             raise errors.ErrNoSpace
 
+    # ----- waiting for the applied index -----
+
+    def _wait_applied(self, index: int) -> asyncio.Future[None]:
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        if self.applied_index >= index:
+            fut.set_result(None)
+            return fut
+        self._applied_seq += 1
+        heapq.heappush(self._applied_waiters, (index, self._applied_seq, fut))
+        return fut
+
+    def _wake_applied(self) -> None:
+        waiters = self._applied_waiters
+        while waiters and waiters[0][0] <= self.applied_index:
+            _, _, fut = heapq.heappop(waiters)
+            if not fut.done():
+                fut.set_result(None)
+
+    # ----- the backend's batched commits -----
+
+    async def _backend_loop(self) -> None:
+        assert self._backend_wake is not None
+        interval = self.cfg.backend_batch_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._backend_wake.wait(), interval)
+            self._backend_wake.clear()
+            await self.commit_backend()
+
+    async def commit_backend(self) -> int:
+        """Commit the backend's current batch; serialised with other commits and defrag.
+
+        Returns the applied index the committed state reflects."""
+        assert self._commit_lock is not None
+        async with self._commit_lock:
+            return await self._commit_backend_locked()
+
+    async def _commit_backend_locked(self) -> int:
+        # Applies run on this loop, so the batch taken here holds exactly what is applied now.
+        index = self.applied_index
+        pending = self.backend.prepare_commit()
+        if pending is None:
+            return index
+        start = time.perf_counter()
+        await asyncio.get_running_loop().run_in_executor(self._backend_executor, pending.write)
+        self.backend.finish_commit(pending)
+        self.metrics.backend_commit.observe(time.perf_counter() - start)
+        return index
+
+    # ----- Raft snapshots: bound the WAL and the in-memory log -----
+
+    async def _snapshot(self) -> None:
+        await self.commit_backend()
+        raft_applied = self.raw.raft.raft_log.applied
+        index = min(self.applied_index, raft_applied)
+        if index <= self._snapshot_at:
+            return
+        try:
+            term = self.raft_storage.term(index)
+        except StorageError:
+            return
+        conf = raft_pb2.ConfState()
+        conf.CopyFrom(self.conf_state)
+        # The members as etcd's v2 store JSON, so upstream etcd can also boot from this dir.
+        data = v2_store_json(Cluster(self.cluster_id, dict(self.members)))
+        snap = self.raft_storage.create_snapshot(index, conf, data)
+        walsnap = record_pb2.Snapshot(index=index, term=term, conf_state=conf)
+        compact_to = index - self.cfg.snapshot_catchup_entries
+        if compact_to > self.raft_storage.first_index():
+            with contextlib.suppress(CompactedError):
+                self.raft_storage.compact(compact_to)
+
+        def save() -> None:
+            # The WAL record first: on boot only a .snap that the WAL records is used, so a
+            # crash between the two leaves a usable older snapshot rather than an orphan.
+            self.wal.save_snapshot(walsnap)
+            self._st.snapshotter.save_snap(snap)
+            self.wal.release_lock_to(index)
+            self.wal.purge(self.cfg.max_wals or 5)
+            self._st.snapshotter.purge(self.cfg.max_snapshots or 5)
+
+        await asyncio.get_running_loop().run_in_executor(self._wal_executor, save)
+        self._snapshot_at = index
+        log.info("saved snapshot at index %d", index)
+
+    async def _send_merged_snapshot(self, msg: raft_pb2.Message) -> None:
+        """Send the current applied state to a lagging member (etcd's
+        createMergedSnapshotMessage): the stored Raft snapshot may predate the member's own
+        addition, so its metadata and the backend are taken from what is applied now."""
+        assert self._commit_lock is not None
+        async with self._commit_lock:
+            index = await self._commit_backend_locked()
+            reader = self.backend.snapshot()
+        try:
+            index = min(index, self.raw.raft.raft_log.applied, self.raw.raft.raft_log.last_index())
+            term = self.raw.raft.raft_log.term(index)
+        except StorageError:
+            reader.close()
+            self.raw.report_snapshot(msg.to, SnapshotStatus.FAILURE)
+            self._wake_raft()
+            return
+        merged = raft_pb2.Snapshot(
+            data=v2_store_json(Cluster(self.cluster_id, dict(self.members))),
+            metadata=raft_pb2.SnapshotMetadata(conf_state=self.conf_state, index=index, term=term),
+        )
+        out = raft_pb2.Message()
+        out.CopyFrom(msg)
+        out.snapshot.CopyFrom(merged)
+        self.transport.send_snapshot(out, reader.size, reader.read, reader.close)
+
+    # ----- the transport's handler -----
+
+    def process(self, msg: raft_pb2.Message) -> None:
+        """A Raft message from a peer."""
+        if self._stopped:
+            return
+        sender: int = getattr(msg, "from")
+        if sender in self.removed:
+            return
+        # A forwarded proposal that cannot be taken now is simply lost (its proposer times out,
+        # as with etcd), and so is a response from a member no longer in the configuration.
+        with contextlib.suppress(ProposalDroppedError, StepPeerNotFoundError):
+            self.raw.step(msg)
+        self._wake_raft()
+
+    def report_unreachable(self, peer_id: int) -> None:
+        if self._stopped:
+            return
+        self.raw.report_unreachable(peer_id)
+        self._wake_raft()
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        if self._stopped:
+            return
+        self.raw.report_snapshot(peer_id, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE)
+        self._wake_raft()
+
+    def peer_lost(self, peer_id: int) -> None:
+        """The stream to a peer broke. If it is our leader, it most likely died (its process
+        closed the connection): bring the election clock to one tick before the timeout, as
+        etcd does for a fresh member, instead of waiting a whole timeout after its last
+        heartbeat. Pre-vote and the leader lease of the other members keep this from
+        disturbing a leader that is in fact alive."""
+        if self._stopped or peer_id != self.lead or self.is_leader:
+            return
+        r = self.raw.raft
+        for _ in range(r.election_timeout):
+            if r.election_elapsed >= r.election_timeout - 1:
+                break
+            self.raw.tick()
+        self._wake_raft()
+
+    def is_removed(self, member_id: int) -> bool:
+        return member_id in self.removed
+
+    def on_removed(self) -> None:
+        self._exit("the member has been permanently removed from the cluster")
+
+    def _exit(self, reason: str, code: int = 0) -> None:
+        if self.exit_event is not None and not self.exit_event.is_set():
+            self.exit_reason = reason
+            self.exit_code = code
+            self.exit_event.set()
+
+    def _watch_task(self, task: asyncio.Task[None]) -> None:
+        """A loop the member cannot run without ended: stop the member (etcd panics)."""
+        if task.cancelled() or self._stopped:
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        log.critical("%s failed", task.get_name(), exc_info=exc)
+        self._exit(f"{task.get_name()} failed: {exc!r}", code=1)
+
+    def members_json(self) -> list[str]:
+        return [m.to_json() for m in self.member_list()]
+
+    async def handle_request(self, op: str, body: bytes) -> bytes:
+        try:
+            if op == OP_LEASE_RENEW:
+                req = rpc_pb2.LeaseKeepAliveRequest.FromString(body)
+                ttl = self._lease_renew_local(req.ID)
+                return rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl).SerializeToString()
+            if op == OP_LEASE_TTL:
+                ttl_req = rpc_pb2.LeaseTimeToLiveRequest.FromString(body)
+                return self._lease_time_to_live_local(ttl_req).SerializeToString()
+            if op == OP_PROMOTE:
+                promote = rpc_pb2.MemberPromoteRequest.FromString(body)
+                members = await self._promote_local(promote.ID)
+                resp = rpc_pb2.MemberPromoteResponse()
+                for m in members:
+                    resp.members.add().CopyFrom(member_pb(m))
+                return resp.SerializeToString()
+        except errors.EtcdError as exc:
+            raise PeerRequestError(exc.message, exc.code) from None
+        raise PeerRequestError(f"unknown peer request {op!r}")
+
+    async def _forward(self, op: str, body: bytes) -> bytes:
+        """Send a request to the leader and return its answer (errors as etcd's)."""
+        await self._wait_leader()
+        try:
+            return await self.transport.request(self.lead, op, body)
+        except PeerRequestError as exc:
+            raise errors.EtcdError(exc.message, exc.code) from None
+        except (TransportError, OSError, TimeoutError):
+            raise errors.ErrTimeoutDueToConnectionLost from None
+
+    # ----- proposals -----
+
+    async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> Any:
+        if self._stopped:
+            raise errors.ErrStopped
+        req_id = self.idgen.next()
+        req.header.ID = req_id
+        data = req.SerializeToString()
+        if len(data) > self.cfg.max_request_bytes:
+            raise errors.ErrRequestTooLarge
+        return await self._propose_data(req_id, lambda: self.raw.propose(data))
+
+    async def _propose_data(self, req_id: int, step: Callable[[], None]) -> Any:
+        assert self._loop is not None
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while True:
+            await self._wait_leader()
+            fut: asyncio.Future[Any] = self._loop.create_future()
+            self._waiters[req_id] = fut
+            try:
+                step()
+            except ProposalDroppedError:
+                # No leader right now, or leadership is moving: wait a tick and retry.
+                self._waiters.pop(req_id, None)
+                if time.monotonic() >= deadline:
+                    raise errors.ErrTimeout from None
+                await asyncio.sleep(self.cfg.heartbeat_seconds)
+                continue
+            break
+        # One timer for all proposals (the sweep below) instead of one per request.
+        self._deadlines.append((deadline, req_id))
+        self._wake_raft()
+        return await fut
+
+    async def _timeout_loop(self) -> None:
+        """Fail proposals that were not applied within etcd's request timeout."""
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            deadlines = self._deadlines
+            while deadlines and deadlines[0][0] <= now:
+                _, req_id = deadlines.popleft()
+                fut = self._waiters.pop(req_id, None)
+                if fut is not None and not fut.done():
+                    self.metrics.proposals_failed.inc()
+                    fut.set_exception(errors.ErrTimeout)
+
+    # ----- linearizable reads -----
+
+    async def linearizable_barrier(self) -> None:
+        """Return once everything committed before the call is applied here (ReadIndex)."""
+        r = self.raw.raft
+        if (
+            r.state == StateType.LEADER
+            and r.trk.is_singleton()
+            and r.committed_entry_in_current_term()
+        ):
+            # The only voter: its commit index is current; no one else can be leader.
+            await self._wait_applied(r.raft_log.committed)
+            return
+        assert self._loop is not None and self._read_wake is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._read_waiters.append(fut)
+        self._read_wake.set()
+        await fut
+
+    async def _read_loop(self) -> None:
+        """etcd's linearizableReadLoop: one ReadIndex serves every read queued before it."""
+        assert self._read_wake is not None and self._loop is not None
+        while True:
+            await self._read_wake.wait()
+            self._read_wake.clear()
+            waiters, self._read_waiters = self._read_waiters, []
+            if not waiters:
+                continue
+            try:
+                index = await self._read_index()
+                await self._wait_applied(index)
+            except errors.EtcdError as exc:
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _read_index(self) -> int:
+        assert self._loop is not None
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while True:
+            await self._wait_leader()
+            ctx = self.idgen.next().to_bytes(8, "big")
+            fut: asyncio.Future[int] = self._loop.create_future()
+            self._read_states[ctx] = fut
+            self.raw.read_index(ctx)
+            self._wake_raft()
+            try:
+                return await asyncio.wait_for(fut, READ_INDEX_RETRY)
+            except TimeoutError:
+                # Lost (leader change, dropped message): ask again, as etcd does.
+                self._read_states.pop(ctx, None)
+                if time.monotonic() >= deadline:
+                    raise errors.ErrTimeout from None
+
     # ----- KV -----
 
     def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
@@ -473,12 +1173,18 @@ class EtcdServer:
             cluster_id=self.cluster_id,
             member_id=self.member_id,
             revision=self.store.current_revision if revision is None else revision,
-            raft_term=self.raft.term,
+            raft_term=self.term,
         )
 
     def range(self, req: rpc_pb2.RangeRequest) -> RangeResult:
+        """A Range on the applied state (serializable; see ``linearizable_barrier``)."""
         self.metrics.range_total.inc()
         return apply_range(self.store, req)
+
+    async def range_linearizable(self, req: rpc_pb2.RangeRequest) -> RangeResult:
+        if not req.serializable:
+            await self.linearizable_barrier()
+        return self.range(req)
 
     def _check_quota(self, cost: int) -> None:
         if self.backend.size() + cost > self.cfg.quota_backend_bytes:
@@ -513,6 +1219,8 @@ class EtcdServer:
 
     async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         if is_txn_readonly(req):
+            if not _txn_serializable(req):
+                await self.linearizable_barrier()
             return self._read_txn(req)
         cost = req.ByteSize() + KV_OVERHEAD
         resp: rpc_pb2.TxnResponse = await self._propose_capped(InternalRaftRequest(txn=req), cost)
@@ -621,10 +1329,24 @@ class EtcdServer:
         self.backend.delete(contract.LEASE, lease_bucket_key(req.ID))
         return rpc_pb2.LeaseRevokeResponse(header=self.header())
 
-    def lease_renew(self, lease_id: int) -> int:
+    def _lease_renew_local(self, lease_id: int) -> int:
+        if not self.is_leader:
+            raise errors.ErrNotLeader
         return self.lessor.renew(lease_id, time.monotonic())
 
-    def lease_time_to_live(
+    async def lease_renew(self, lease_id: int) -> int:
+        """A keep-alive: served by the leader's lessor; a follower forwards it (etcd forwards
+        over the peer URL's /leases)."""
+        if self.is_leader:
+            try:
+                return self.lessor.renew(lease_id, time.monotonic())
+            except NotPrimaryError:
+                pass
+        body = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
+        resp = rpc_pb2.LeaseKeepAliveResponse.FromString(await self._forward(OP_LEASE_RENEW, body))
+        return resp.TTL
+
+    def _lease_time_to_live_local(
         self, req: rpc_pb2.LeaseTimeToLiveRequest
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
         resp = rpc_pb2.LeaseTimeToLiveResponse(header=self.header(), ID=req.ID)
@@ -638,6 +1360,17 @@ class EtcdServer:
             resp.keys.extend(sorted(info.keys))
         return resp
 
+    async def lease_time_to_live(
+        self, req: rpc_pb2.LeaseTimeToLiveRequest
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        """Only the leader knows the remaining TTL; a follower asks it (as etcd does)."""
+        if self.is_leader or (self.lead == NONE and len(self.raw.raft.trk.voter_nodes()) <= 1):
+            return self._lease_time_to_live_local(req)
+        raw = await self._forward(OP_LEASE_TTL, req.SerializeToString())
+        resp = rpc_pb2.LeaseTimeToLiveResponse.FromString(raw)
+        resp.header.CopyFrom(self.header())
+        return resp
+
     def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
         resp = rpc_pb2.LeaseLeasesResponse(header=self.header())
         for lease_id in self.lessor.leases():
@@ -647,6 +1380,9 @@ class EtcdServer:
     async def _lease_loop(self) -> None:
         while True:
             await asyncio.sleep(LEASE_EXPIRY_INTERVAL)
+            if not self.is_leader:
+                # Only the leader revokes expired leases (its lessor is the primary).
+                continue
             for lease_id in self.lessor.expired(time.monotonic(), limit=1000):
                 self.metrics.lease_expired.inc()
                 try:
@@ -699,15 +1435,34 @@ class EtcdServer:
             header=self.header(),
             version=__version__,
             dbSize=self.backend.size(),
-            leader=self.member_id,
-            raftIndex=self.raft.commit,
-            raftTerm=self.raft.term,
+            leader=self.lead,
+            raftIndex=self.committed_index,
+            raftTerm=self.term,
             raftAppliedIndex=self.applied_index,
             dbSizeInUse=self.backend.size_in_use(),
-            isLearner=False,
+            isLearner=self.is_learner,
         )
+        if self.lead == NONE:
+            resp.errors.append(errors.ErrNoLeader.message)
         resp.errors.extend(self.alarm_errors())
         return resp
+
+    async def move_leader(self, transferee: int, wait: float = REQUEST_TIMEOUT) -> None:
+        """etcd's MoveLeader: hand leadership to ``transferee`` and wait until it leads."""
+        if not self.is_leader:
+            raise errors.ErrNotLeader
+        target = self.members.get(transferee)
+        if target is None or target.is_learner:
+            raise errors.ErrBadLeaderTransferee
+        log.info("leadership transfer from %x to %x starting", self.member_id, transferee)
+        self.raw.transfer_leadership(transferee)
+        self._wake_raft()
+        deadline = time.monotonic() + wait
+        while self.lead != transferee:
+            if time.monotonic() >= deadline:
+                raise ErrTimeoutLeaderTransfer
+            await asyncio.sleep(self.cfg.heartbeat_seconds)
+        log.info("leadership transfer from %x to %x finished", self.member_id, transferee)
 
     async def defragment(self) -> None:
         assert self._commit_lock is not None
@@ -732,14 +1487,181 @@ class EtcdServer:
         await self.commit_backend()
         return self.backend.snapshot()
 
-    def member_list(self) -> list[Member]:
-        return sorted(self.members.values(), key=lambda m: m.id)
-
     def is_healthy(self) -> tuple[bool, str]:
         if self.alarms:
             kinds = sorted({rpc_pb2.AlarmType.Name(a) for _, a in self.alarms})  # type: ignore[arg-type]
             return False, "ALARM " + ",".join(kinds)
+        if self.lead == NONE:
+            return False, "RAFT NO LEADER"
         return True, ""
+
+    # ----- membership -----
+
+    def member_list(self) -> list[Member]:
+        return sorted(self.members.values(), key=lambda m: m.id)
+
+    async def _configure(self, cc: raft_pb2.ConfChange) -> list[Member]:
+        """Propose a conf change and wait until it is applied (etcd's configure)."""
+        if self._stopped:
+            raise errors.ErrStopped
+        cc.id = self.idgen.next()
+        result = await self._propose_data(cc.id, lambda: self.raw.propose_conf_change(cc))
+        if isinstance(result, errors.EtcdError):
+            raise result
+        if result is None:
+            # Raft refused to apply it (a change raced another); etcd's answer is a timeout.
+            raise errors.ErrTimeout
+        members: list[Member] = result
+        return members
+
+    def _connected_voters(self) -> int:
+        """Voters this member has been connected to for HealthInterval, itself included
+        (etcd's numConnectedSince)."""
+        since = time.monotonic() - HEALTH_INTERVAL
+        count = 0
+        for i, m in self.members.items():
+            if m.is_learner:
+                continue
+            active = self.transport.active_since(i)
+            if i == self.member_id or (active is not None and active <= since):
+                count += 1
+        return count
+
+    def _voter_count(self) -> int:
+        return sum(1 for m in self.members.values() if not m.is_learner)
+
+    async def member_add(
+        self, peer_urls: list[str], is_learner: bool
+    ) -> tuple[Member, list[Member]]:
+        member = Member.new(
+            "",
+            peer_urls,
+            self.cfg.initial_cluster_token,
+            now_unix=int(time.time()),
+            is_learner=is_learner,
+        )
+        if self.cfg.strict_reconfig_check:
+            if not is_learner and not ready_to_add_voter(self.members):
+                raise errors.ErrMemberNotEnoughStarted
+            # etcd's isConnectedFullySince: connected to every voter for HealthInterval, or
+            # the new member could break the active quorum.
+            if self._connected_voters() != self._voter_count():
+                raise errors.ErrUnhealthy
+        cc = raft_pb2.ConfChange(
+            type=raft_pb2.ConfChangeAddLearnerNode if is_learner else raft_pb2.ConfChangeAddNode,
+            node_id=member.id,
+            context=member.to_json().encode(),
+        )
+        members = await self._configure(cc)
+        return member, members
+
+    async def member_remove(self, member_id: int) -> list[Member]:
+        if self.cfg.strict_reconfig_check:
+            target = self.members.get(member_id)
+            if target is not None and not target.is_learner:
+                if not ready_to_remove_voter(self.members, member_id):
+                    raise errors.ErrMemberNotEnoughStarted
+                # A member that is down is safe to remove: it is not part of the active quorum.
+                down = (
+                    member_id != self.member_id and self.transport.active_since(member_id) is None
+                )
+                if not down and self._connected_voters() - 1 < 1 + (self._voter_count() - 1) // 2:
+                    raise errors.ErrUnhealthy
+        cc = raft_pb2.ConfChange(type=raft_pb2.ConfChangeRemoveNode, node_id=member_id)
+        return await self._configure(cc)
+
+    async def member_update(self, member_id: int, peer_urls: list[str]) -> list[Member]:
+        current = self.members.get(member_id)
+        urls = tuple(sorted(peer_urls))
+        member = Member(
+            member_id,
+            urls,
+            current.name if current else "",
+            current.client_urls if current else (),
+            current.is_learner if current else False,
+        )
+        cc = raft_pb2.ConfChange(
+            type=raft_pb2.ConfChangeUpdateNode,
+            node_id=member_id,
+            context=member.to_json().encode(),
+        )
+        return await self._configure(cc)
+
+    async def member_promote(self, member_id: int) -> list[Member]:
+        """etcd's PromoteMember: the leader decides whether the learner is ready; a follower
+        forwards the request to it."""
+        try:
+            return await self._promote_local(member_id)
+        except errors.EtcdError as exc:
+            if exc != errors.ErrNotLeader:
+                raise
+        body = rpc_pb2.MemberPromoteRequest(ID=member_id).SerializeToString()
+        await self._forward(OP_PROMOTE, body)
+        # Applied on the leader: answer with the member list once it is applied here too.
+        await self.linearizable_barrier()
+        return self.member_list()
+
+    async def _promote_local(self, member_id: int) -> list[Member]:
+        status = self.raw.status()
+        if not status.progress:
+            raise errors.ErrNotLeader
+        learner = status.progress.get(member_id)
+        if learner is not None:
+            leader_match = status.progress[self.member_id].match
+            if learner.match < leader_match * LEARNER_READY_PERCENT:
+                raise errors.ErrLearnerNotReady
+        if self.cfg.strict_reconfig_check and not ready_to_promote(self.members, member_id):
+            raise errors.ErrMemberNotEnoughStarted
+        current = self.members.get(member_id)
+        context = (
+            promote_context(current)
+            if current is not None
+            else (Member(member_id, ()).to_json()[:-1] + ',"isPromote":true}').encode()
+        )
+        cc = raft_pb2.ConfChange(
+            type=raft_pb2.ConfChangeAddNode, node_id=member_id, context=context
+        )
+        return await self._configure(cc)
+
+
+def member_pb(m: Member) -> rpc_pb2.Member:
+    return rpc_pb2.Member(
+        ID=m.id,
+        name=m.name,
+        peerURLs=list(m.peer_urls),
+        clientURLs=list(m.client_urls),
+        isLearner=m.is_learner,
+    )
+
+
+_MEMBERSHIP_ERRORS = {
+    "member ID already exist": errors.ErrMemberExist,
+    "Peer URLs already exists": errors.ErrPeerURLExist,
+    "member not found": errors.ErrMemberNotFound,
+    # etcd's gRPC layer reports a removed ID as not found (v3rpc toGRPCErrorMap).
+    "member already removed": errors.ErrMemberNotFound,
+    "can only promote a learner member": errors.ErrMemberNotLearner,
+    "too many learner members in cluster": errors.ErrTooManyLearners,
+}
+
+
+def _membership_error(reason: str) -> errors.EtcdError:
+    return _MEMBERSHIP_ERRORS.get(
+        reason, errors.EtcdError("etcdserver: " + reason, errors.PRECONDITION)
+    )
+
+
+def _txn_serializable(req: rpc_pb2.TxnRequest) -> bool:
+    """A read-only Txn is served locally only if every Range in it is serializable (etcd's
+    isTxnSerializable)."""
+    for branch in (req.success, req.failure):
+        for op in branch:
+            if op.HasField("request_range"):
+                if not op.request_range.serializable:
+                    return False
+            elif op.HasField("request_txn") and not _txn_serializable(op.request_txn):
+                return False
+    return True
 
 
 def _alarm_key(a: rpc_pb2.AlarmMember) -> tuple[int, int]:

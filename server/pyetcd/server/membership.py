@@ -15,16 +15,24 @@ from dataclasses import dataclass, field
 from pyetcd.server.config import URL, ConfigError, ServerConfig
 
 __all__ = [
+    "MAX_LEARNERS",
     "MEMBERS_BUCKET",
     "MEMBERS_REMOVED_BUCKET",
     "REMOVED_VALUE",
     "Cluster",
     "Member",
+    "MembershipError",
+    "change_context",
     "compute_cluster_id",
     "compute_member_id",
     "go_json_string",
     "member_key",
     "parse_member_key",
+    "promote_context",
+    "ready_to_add_voter",
+    "ready_to_promote",
+    "ready_to_remove_voter",
+    "validate_change",
 ]
 
 MEMBERS_BUCKET = b"members"
@@ -230,3 +238,117 @@ class Cluster:
             (MEMBERS_REMOVED_BUCKET, member_key(i), REMOVED_VALUE) for i in sorted(self.removed)
         ]
         return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Validating a membership change at apply time (etcd's RaftCluster.ValidateConfigurationChange)
+
+MAX_LEARNERS = 1
+"""etcd's `maxLearners`: at most one learner at a time."""
+
+
+class MembershipError(Exception):
+    """A conf change that etcd refuses at apply time; ``reason`` names etcd's error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+ID_EXISTS = "member ID already exist"
+PEER_URL_EXISTS = "Peer URLs already exists"
+ID_NOT_FOUND = "member not found"
+ID_REMOVED = "member already removed"
+NOT_LEARNER = "can only promote a learner member"
+TOO_MANY_LEARNERS = "too many learner members in cluster"
+
+
+def change_context(data: bytes) -> tuple[Member | None, bool]:
+    """The member JSON a conf change carries, and whether it is a promotion (etcd 3.5's
+    ConfigChangeContext adds ``"isPromote":true`` to the member JSON)."""
+    if not data:
+        return None, False
+    try:
+        obj = json.loads(data)
+        member = Member.from_json(data)
+    except ValueError:
+        return None, False
+    return member, bool(isinstance(obj, dict) and obj.get("isPromote"))
+
+
+def promote_context(member: Member) -> bytes:
+    """The context of a promotion: the member as a voter, marked ``isPromote``."""
+    voter = Member(member.id, member.peer_urls, member.name, member.client_urls, False)
+    return (voter.to_json()[:-1] + ',"isPromote":true}').encode()
+
+
+def validate_change(
+    members: Mapping[int, Member],
+    removed: Iterable[int],
+    *,
+    change_type: str,
+    node_id: int,
+    context: Member | None,
+    is_promote: bool,
+) -> None:
+    """Raise MembershipError if etcd would refuse this change; ``change_type`` is one of
+    ``add``, ``add_learner``, ``remove``, ``update``."""
+    if node_id in set(removed):
+        raise MembershipError(ID_REMOVED)
+    if change_type in ("add", "add_learner"):
+        if is_promote:
+            current = members.get(node_id)
+            if current is None:
+                raise MembershipError(ID_NOT_FOUND)
+            if not current.is_learner:
+                raise MembershipError(NOT_LEARNER)
+            return
+        if node_id in members:
+            raise MembershipError(ID_EXISTS)
+        urls = set(context.peer_urls) if context is not None else set()
+        for m in members.values():
+            if urls & set(m.peer_urls):
+                raise MembershipError(PEER_URL_EXISTS)
+        learners = sum(1 for m in members.values() if m.is_learner)
+        if change_type == "add_learner" and learners >= MAX_LEARNERS:
+            raise MembershipError(TOO_MANY_LEARNERS)
+        return
+    if change_type == "remove":
+        if node_id not in members:
+            raise MembershipError(ID_NOT_FOUND)
+        return
+    if change_type == "update":
+        if node_id not in members:
+            raise MembershipError(ID_NOT_FOUND)
+        urls = set(context.peer_urls) if context is not None else set()
+        for m in members.values():
+            if m.id != node_id and urls & set(m.peer_urls):
+                raise MembershipError(PEER_URL_EXISTS)
+
+
+def ready_to_add_voter(members: Mapping[int, Member]) -> bool:
+    """etcd's IsReadyToAddVotingMember: the started voters stay a quorum once one is added."""
+    voters = [m for m in members.values() if not m.is_learner]
+    nmembers = 1 + len(voters)
+    nstarted = sum(1 for m in voters if m.started)
+    if nstarted == 1 and nmembers == 2:
+        # A single-member cluster may always grow to two (etcd's special case).
+        return True
+    return nstarted >= nmembers // 2 + 1
+
+
+def ready_to_remove_voter(members: Mapping[int, Member], node_id: int) -> bool:
+    """etcd's IsReadyToRemoveVotingMember: the started voters left are still a quorum."""
+    voters = [m for m in members.values() if not m.is_learner and m.id != node_id]
+    nstarted = sum(1 for m in voters if m.started)
+    return nstarted >= len(voters) // 2 + 1
+
+
+def ready_to_promote(members: Mapping[int, Member], node_id: int) -> bool:
+    """etcd's IsReadyToPromoteMember: the started voters stay a quorum once it votes."""
+    voters = [m for m in members.values() if not m.is_learner]
+    nmembers = 1 + len(voters)
+    nstarted = 1 + sum(1 for m in voters if m.started)
+    if nstarted == 2 and nmembers == 2:
+        return True
+    return nstarted >= nmembers // 2 + 1

@@ -1,10 +1,12 @@
 """A member's data dir: etcd's layout, and bringing it up new or from what is on disk.
 
 ``<data-dir>/member/wal`` holds the WAL, ``<data-dir>/member/snap`` the Raft snapshots and ``db``,
-the bbolt backend. A new member writes its bootstrap entries (one ConfChange per initial member,
-as etcd does) to a fresh WAL; an existing one reads the newest snapshot and the WAL after it. The
-entries the backend has not applied yet (after ``meta/consistent_index``) are handed back for
-replay.
+the bbolt backend. A member of a new cluster writes its bootstrap entries (one ConfChange per
+initial member, as etcd does) to a fresh WAL; a member joining an existing cluster
+(``--initial-cluster-state existing``) starts an empty WAL with the IDs the cluster gave it, and
+learns the log (or a snapshot) from the leader; a restarted member reads the newest snapshot and
+the WAL after it. The server replays the log into its Raft storage; entries the backend has
+already applied (up to ``meta/consistent_index``) are skipped by the apply.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pyetcd.backend.bbolt import BoltBackend
 from pyetcd.proto.etcdserverpb import etcdserver_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.walpb import record_pb2
-from pyetcd.raft.single_node import HardState
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.membership import Cluster, Member
 from pyetcd.server.v2store import members_from_v2_store
@@ -48,8 +49,10 @@ class Storage:
     snapshotter: Snapshotter
     member_id: int
     cluster_id: int
-    hard_state: HardState
+    hard_state: raft_pb2.HardState
     entries: list[raft_pb2.Entry]  # the log after the last snapshot
+    # The Raft snapshot the log starts after (None: the log starts at index 1).
+    snapshot: raft_pb2.Snapshot | None
     snapshot_index: int
     snapshot_term: int
     consistent_index: int
@@ -105,24 +108,36 @@ def _mkdir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def open_storage(cfg: ServerConfig) -> Storage:
+def has_wal(cfg: ServerConfig) -> bool:
+    """Whether the data dir already holds a WAL (a restart rather than a first start).
+
+    An unreadable data dir counts as none here; ``open_storage`` then says what is wrong."""
     try:
-        return _open_storage(cfg)
+        return wal_files.exists(str(member_dir(cfg.data_dir) / "wal"))
+    except OSError:
+        return False
+
+
+def open_storage(cfg: ServerConfig, existing: Cluster | None = None) -> Storage:
+    """Open the data dir; ``existing`` is the cluster a joining member fetched from its peers
+    (needed only on the first start with ``--initial-cluster-state existing``)."""
+    try:
+        return _open_storage(cfg, existing)
     except OSError as exc:
         # A data dir that is a file, a directory where the db belongs, no permission...
         where = exc.filename or cfg.data_dir
         raise StorageError(f"{where}: {exc.strerror or exc}") from None
 
 
-def _open_storage(cfg: ServerConfig) -> Storage:
+def _open_storage(cfg: ServerConfig, existing: Cluster | None) -> Storage:
     mdir = member_dir(cfg.data_dir)
     wal_dir = mdir / "wal"
     snap_dir = mdir / "snap"
     have_wal = wal_files.exists(str(wal_dir))
-    if not have_wal and cfg.initial_cluster_state == "existing":
+    if not have_wal and cfg.initial_cluster_state == "existing" and existing is None:
         raise StorageError(
-            f"{wal_dir}: no WAL found and --initial-cluster-state=existing: joining an existing "
-            "cluster is not supported by this single-member build"
+            f"{wal_dir}: no WAL found and --initial-cluster-state=existing: the existing "
+            "cluster's members could not be fetched from its peers"
         )
     _mkdir(snap_dir)
     backend = BoltBackend.open(str(snap_dir / "db"))
@@ -131,9 +146,13 @@ def _open_storage(cfg: ServerConfig) -> Storage:
     init_auth(backend)
     snapshotter = Snapshotter(str(snap_dir), on_broken=_report_broken_snap)
     if not have_wal:
+        if existing is not None:
+            return _bootstrap_join(cfg, existing, backend, snapshotter, wal_dir)
         return _bootstrap_new(cfg, backend, snapshotter, wal_dir)
     snap = snapshotter.load_newest_available(valid_snapshot_entries(str(wal_dir)))
-    if snap is not None:
+    if snap is not None and read_consistent_index(backend)[0] <= snap.metadata.index:
+        # Only when the backend is not newer than the snapshot: members added after it are in
+        # the backend, and the log replay skips what the backend already holds.
         _recover_membership(backend, snap.data)
     snap_index = snap.metadata.index if snap is not None else 0
     snap_term = snap.metadata.term if snap is not None else 0
@@ -147,8 +166,9 @@ def _open_storage(cfg: ServerConfig) -> Storage:
         snapshotter=snapshotter,
         member_id=meta.NodeID,
         cluster_id=meta.ClusterID,
-        hard_state=HardState(hs.term, hs.vote, hs.commit),
+        hard_state=hs,
         entries=list(entries),
+        snapshot=snap,
         snapshot_index=snap_index,
         snapshot_term=snap_term,
         consistent_index=ci,
@@ -162,16 +182,13 @@ def _bootstrap_new(
     me = cluster.member_by_name(cfg.name)
     if me is None:
         raise StorageError(f"--initial-cluster has no member named {cfg.name!r}")
-    if len(cluster.members) != 1:
-        raise StorageError(
-            "--initial-cluster lists "
-            f"{len(cluster.members)} members; this build runs single-member clusters only"
-        )
     metadata = etcdserver_pb2.Metadata(NodeID=me.id, ClusterID=cluster.cluster_id)
     wal = WAL.create(str(wal_dir), metadata.SerializeToString())
+    # etcd's StartNode: the initial members as committed ConfChange entries of term 1, so that
+    # a member added later learns the whole membership history from the log.
     entries = [conf_change_entry(i + 1, 1, m) for i, m in enumerate(cluster.members_in_order())]
-    hs = HardState(term=1, vote=0, commit=len(entries))
-    wal.save(raft_pb2.HardState(term=hs.term, vote=hs.vote, commit=hs.commit), entries)
+    hs = raft_pb2.HardState(term=1, vote=0, commit=len(entries))
+    wal.save(hs, entries)
     wal.sync()
     return Storage(
         backend=backend,
@@ -181,6 +198,53 @@ def _bootstrap_new(
         cluster_id=cluster.cluster_id,
         hard_state=hs,
         entries=entries,
+        snapshot=None,
+        snapshot_index=0,
+        snapshot_term=0,
+        consistent_index=0,
+    )
+
+
+def match_joining_member(cfg: ServerConfig, existing: Cluster) -> Member:
+    """The member the cluster added for us: the one whose peer URLs are ours (etcd's
+    ValidateClusterAndAssignIDs matches the local --initial-cluster to the remote members)."""
+    local = Cluster.from_initial_cluster(cfg)
+    if len(local.members) != len(existing.members):
+        raise StorageError(
+            "error validating peerURLs "
+            f"{{ClusterID:{existing.cluster_id:x} Members:[{len(existing.members)} members]}}: "
+            "member count is unequal"
+        )
+    mine = tuple(sorted(str(u) for u in cfg.initial_advertise_peer_urls))
+    for member in existing.members.values():
+        if tuple(sorted(member.peer_urls)) == mine:
+            return member
+    raise StorageError(
+        f"error validating peerURLs: no member of cluster {existing.cluster_id:x} has the "
+        f"peer URLs {', '.join(mine)}; add it first (etcdctl member add)"
+    )
+
+
+def _bootstrap_join(
+    cfg: ServerConfig,
+    existing: Cluster,
+    backend: BoltBackend,
+    snapshotter: Snapshotter,
+    wal_dir: Path,
+) -> Storage:
+    me = match_joining_member(cfg, existing)
+    metadata = etcdserver_pb2.Metadata(NodeID=me.id, ClusterID=existing.cluster_id)
+    wal = WAL.create(str(wal_dir), metadata.SerializeToString())
+    # No bootstrap entries: the leader sends the whole log (or a snapshot) to a new member.
+    return Storage(
+        backend=backend,
+        wal=wal,
+        snapshotter=snapshotter,
+        member_id=me.id,
+        cluster_id=existing.cluster_id,
+        hard_state=raft_pb2.HardState(),
+        entries=[],
+        snapshot=None,
         snapshot_index=0,
         snapshot_term=0,
         consistent_index=0,
@@ -223,4 +287,4 @@ def save_member(backend: contract.Backend, member: Member) -> None:
     backend.put(contract.MEMBERS, f"{member.id:x}".encode(), member.to_json().encode())
 
 
-__all__ = ["Storage", "StorageError", "open_storage"]
+__all__ = ["Storage", "StorageError", "has_wal", "match_joining_member", "open_storage"]

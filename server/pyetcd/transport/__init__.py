@@ -1,1 +1,23 @@
-"""pyetcd.transport."""
+"""pyetcd.transport: the peer transport between the members of one cluster.
+
+Raft messages travel over one persistent TCP stream per peer (``peer.Transport``); snapshots to a
+lagging member travel on a connection of their own, followed by the backend's bytes; a few peer
+requests (the membership of a cluster a new member joins, lease keep-alives forwarded to the
+leader, promotions forwarded to the leader) are one request and one answer on a short connection.
+"""
+
+from pyetcd.transport.peer import (
+    PeerRequestError,
+    Transport,
+    TransportError,
+    TransportHandler,
+    fetch_cluster,
+)
+
+__all__ = [
+    "PeerRequestError",
+    "Transport",
+    "TransportError",
+    "TransportHandler",
+    "fetch_cluster",
+]

@@ -1,0 +1,242 @@
+"""The peer transport on loopback: streams, batching, the cluster-ID check, snapshots, requests.
+
+Two or three ``Transport`` objects run in one event loop with real sockets; the member they
+serve is a recording stand-in (the transport only calls its handler interface).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.transport import PeerRequestError, Transport, TransportError, fetch_cluster
+from pyetcd.transport.peer import ERR_CLUSTER_ID_MISMATCH
+
+from tests.integration.cluster import free_port
+
+pytestmark = pytest.mark.integration
+
+CLUSTER = 0xC1
+DEADLINE = 10.0
+
+
+class Recorder:
+    """The handler side: what the transport delivered and reported."""
+
+    def __init__(self) -> None:
+        self.messages: list[raft_pb2.Message] = []
+        self.unreachable: list[int] = []
+        self.snapshots: list[tuple[int, bool]] = []
+        self.lost: list[int] = []
+        self.removed: set[int] = set()
+        self.told_removed = False
+        self.members = ['{"id":1,"peerURLs":["http://127.0.0.1:1"]}']
+
+    def process(self, msg: raft_pb2.Message) -> None:
+        self.messages.append(msg)
+
+    def report_unreachable(self, peer_id: int) -> None:
+        self.unreachable.append(peer_id)
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        self.snapshots.append((peer_id, ok))
+
+    def peer_lost(self, peer_id: int) -> None:
+        self.lost.append(peer_id)
+
+    def is_removed(self, member_id: int) -> bool:
+        return member_id in self.removed
+
+    def on_removed(self) -> None:
+        self.told_removed = True
+
+    def members_json(self) -> list[str]:
+        return self.members
+
+    async def handle_request(self, op: str, body: bytes) -> bytes:
+        if op == "echo":
+            return body[::-1]
+        raise PeerRequestError("etcdserver: not leader", "FAILED_PRECONDITION")
+
+
+async def until(what: str, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+async def pair(
+    tmp_path: Path, cluster_b: int = CLUSTER
+) -> tuple[Transport, Recorder, Transport, Recorder, int, int]:
+    pa, pb = free_port(), free_port()
+    ra, rb = Recorder(), Recorder()
+    (tmp_path / "a").mkdir(exist_ok=True)
+    (tmp_path / "b").mkdir(exist_ok=True)
+    a = Transport(1, CLUSTER, ra, str(tmp_path / "a"))
+    b = Transport(2, cluster_b, rb, str(tmp_path / "b"))
+    await a.listen([url(pa)])
+    await b.listen([url(pb)])
+    a.set_peers({2: [url(pb)]})
+    b.set_peers({1: [url(pa)]})
+    return a, ra, b, rb, pa, pb
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
+
+
+def app(to: int, frm: int, index: int) -> raft_pb2.Message:
+    m = raft_pb2.Message(type=raft_pb2.MsgApp, to=to, index=index, term=1)
+    setattr(m, "from", frm)
+    return m
+
+
+def test_messages_arrive_in_order_over_one_stream(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, _ra, b, rb, _pa, _pb = await pair(tmp_path)
+        try:
+            await until("the stream", lambda: a.active_since(2) is not None)
+            a.send([app(2, 1, i) for i in range(1, 501)])
+            a.send([app(2, 1, i) for i in range(501, 1001)])
+            await until("all messages", lambda: len(rb.messages) == 1000)
+            assert [m.index for m in rb.messages] == list(range(1, 1001))
+            assert {getattr(m, "from") for m in rb.messages} == {1}
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
+
+
+def test_unreachable_peer_is_reported_and_the_stream_comes_back(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, ra, b, rb, _pa, pb = await pair(tmp_path)
+        try:
+            await until("the stream", lambda: a.active_since(2) is not None)
+            await b.stop()
+            await until("the stream to drop", lambda: a.active_since(2) is None)
+            assert ra.lost == [2]
+            a.send([app(2, 1, 7)])
+            assert ra.unreachable == [2]
+            # The peer comes back on the same URL: the sender re-dials with its back-off.
+            b2 = Transport(2, CLUSTER, rb, str(tmp_path / "b"))
+            await b2.listen([url(pb)])
+            b2.set_peers({1: []})
+            try:
+                await until("the stream again", lambda: a.active_since(2) is not None)
+                a.send([app(2, 1, 8)])
+                await until("the message", lambda: [m.index for m in rb.messages] == [8])
+            finally:
+                await b2.stop()
+        finally:
+            await a.stop()
+
+    run(scenario)
+
+
+def test_a_member_of_another_cluster_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pyetcd.transport.peer")
+
+    async def scenario() -> None:
+        a, _ra, b, rb, _pa, _pb = await pair(tmp_path, cluster_b=0xBAD)
+        try:
+            await until(
+                "the refusal on both sides",
+                lambda: (
+                    "request cluster ID mismatch" in caplog.text
+                    and "ignored by remote peer due to cluster ID mismatch" in caplog.text
+                ),
+            )
+            assert a.active_since(2) is None
+            a.send([app(2, 1, 1)])
+            assert rb.messages == []
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
+    assert ERR_CLUSTER_ID_MISMATCH == "cluster ID mismatch"
+
+
+def test_a_removed_member_is_told_so(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, ra, b, rb, _pa, _pb = await pair(tmp_path)
+        rb.removed.add(1)
+        try:
+            await until("the removed member to be told", lambda: ra.told_removed)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
+
+
+def test_snapshot_transfer_writes_the_db_file_before_raft_sees_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, ra, b, rb, _pa, _pb = await pair(tmp_path)
+        data = os.urandom(3 * 1024 * 1024 + 123)
+        pos = 0
+        closed = []
+
+        def read(n: int) -> bytes:
+            nonlocal pos
+            chunk = data[pos : pos + n]
+            pos += len(chunk)
+            return chunk
+
+        msg = raft_pb2.Message(type=raft_pb2.MsgSnap, to=2, term=3)
+        setattr(msg, "from", 1)
+        msg.snapshot.metadata.index = 0x42
+        msg.snapshot.metadata.term = 3
+        try:
+            await until("the stream", lambda: a.active_since(2) is not None)
+            a.send_snapshot(msg, len(data), read, lambda: closed.append(True))
+            await until("the outcome", lambda: ra.snapshots == [(2, True)])
+            assert closed == [True]
+            received = tmp_path / "b" / f"{0x42:016x}.snap.db"
+            assert received.read_bytes() == data
+            (delivered,) = rb.messages
+            assert delivered.type == raft_pb2.MsgSnap
+            assert delivered.snapshot.metadata.index == 0x42
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
+
+
+def test_requests_and_the_membership_fetch(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, _ra, b, _rb, _pa, pb = await pair(tmp_path)
+        try:
+            assert await a.request(2, "echo", b"abc") == b"cba"
+            with pytest.raises(PeerRequestError) as err:
+                await a.request(2, "promote", b"")
+            assert err.value.message == "etcdserver: not leader"
+            assert err.value.code == "FAILED_PRECONDITION"
+            loop = asyncio.get_running_loop()
+            cluster_id, members = await loop.run_in_executor(None, fetch_cluster, [url(pb)])
+            assert cluster_id == CLUSTER
+            assert members == ['{"id":1,"peerURLs":["http://127.0.0.1:1"]}']
+            with pytest.raises(TransportError):
+                await loop.run_in_executor(None, fetch_cluster, [f"http://127.0.0.1:{free_port()}"])
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
