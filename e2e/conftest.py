@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end suite: a real control plane per storage backend, kubectl, namespaces.
+"""Fixtures of the end-to-end suite: a control plane per storage backend, the kubelet, kubectl.
 
 ``--storage`` picks the API server's storage: ``etcd`` (Debian's upstream etcd), ``pyetcd`` (this
 project's server), or both (comma-separated; the default). Tests that take ``control_plane`` run
@@ -20,6 +20,7 @@ import pytest
 from e2e.controlplane import ControlPlane, Storage
 from e2e.k8s.build import ensure_binaries
 from e2e.kube import Kubectl
+from e2e.kubelet.faults import KubeletHandle
 from tools.tools import ensure_tools
 
 STORAGES: tuple[Storage, ...] = ("etcd", "pyetcd")
@@ -81,6 +82,25 @@ def control_plane(
             yield plane
         finally:
             plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kubelet(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KubeletHandle]:
+    """The process kubelet on the session's control plane: nodes node-a..c (SSD), node-d.
+
+    Stopped at the end of the session (every pod process, every namespace it made), and any
+    namespace of its run left behind is deleted and reported as a failure.
+    """
+    workdir = tmp_path_factory.mktemp(f"kubelet-{control_plane.storage}")
+    handle = KubeletHandle(control_plane, workdir)
+    try:
+        handle.start()
+        yield handle
+    finally:
+        handle.stop()
+    assert handle.leftovers == [], "the kubelet left network namespaces behind"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,277 @@
+"""The process kubelet: nodes, their pods, cluster DNS, ClusterIPs and the volume provisioner.
+
+:class:`Kubelet` runs in one asyncio loop. At start it creates the cluster network namespace,
+issues one client certificate per node (``system:node:<name>``, group ``system:nodes``), one for
+the service proxy (``system:kube-proxy``) and one for the provisioner (``system:masters``),
+starts the DNS responder and the service proxy, installs the StorageClass, registers the nodes,
+and serves a small control API on loopback (:mod:`e2e.kubelet.control`) for tests' faults.
+Each node watches its own pods (``fieldSelector=spec.nodeName=<node>``) and runs one
+:class:`~e2e.kubelet.pods.PodWorker` per pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from e2e import pki
+from e2e.kubelet import netns
+from e2e.kubelet.api import Api, Json
+from e2e.kubelet.dns import DnsServer
+from e2e.kubelet.node import CAPACITY, Node
+from e2e.kubelet.pods import PodContext, PodWorker
+from e2e.kubelet.provisioner import Provisioner
+from e2e.kubelet.services import DNS_SERVICE_IP, ServiceView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KubeletConfig:
+    server: str
+    ca: pki.KeyPair
+    workdir: Path
+    nodes: tuple[NodeSpec, ...]
+    prefix: str
+    domain: str = "cluster.local"
+    backoff_base: float = 10.0
+
+
+class IpPool:
+    """Pod addresses of one node: ``10.244.<index>.2`` .. ``.254``."""
+
+    def __init__(self, index: int) -> None:
+        self.free = [f"10.244.{index}.{host}" for host in range(2, 255)]
+        self.used: set[str] = set()
+
+    def allocate(self) -> str:
+        address = self.free.pop(0)
+        self.used.add(address)
+        return address
+
+    def release(self, address: str) -> None:
+        if address in self.used:
+            self.used.discard(address)
+            self.free.append(address)
+
+
+class NodeAgent:
+    """One node: its heartbeat and its pods."""
+
+    def __init__(self, kubelet: Kubelet, spec: NodeSpec, index: int, api: Api) -> None:
+        self.kubelet = kubelet
+        self.node = Node(spec.name, api, dict(spec.labels))
+        self.api = api
+        pool = IpPool(index)
+        self.ctx = PodContext(
+            node=spec.name,
+            api=api,
+            network=kubelet.network,
+            services=kubelet.services,
+            pods_dir=kubelet.config.workdir / "pods",
+            domain=kubelet.config.domain,
+            allocate_ip=pool.allocate,
+            release_ip=pool.release,
+            backoff_base=kubelet.config.backoff_base,
+            allocatable=dict(CAPACITY),
+        )
+        self.workers: dict[str, PodWorker] = {}
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    async def start(self) -> None:
+        self.node.stopped = False
+        await self.node.register()
+        self._watch = asyncio.create_task(self._pods(), name=f"pods of {self.name}")
+
+    async def stop(self) -> None:
+        """Power off: no heartbeats, no pod processes, no reports."""
+        self.node.stopped = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        workers = list(self.workers.values())
+        self.workers.clear()
+        await asyncio.gather(*(w.abandon() for w in workers))
+
+    async def _pods(self) -> None:
+        params = {"fieldSelector": f"spec.nodeName={self.name}"}
+        async for kind, obj in self.api.watch("/api/v1/pods", params):
+            if kind == "SYNC":
+                present = {p["metadata"]["uid"]: p for p in obj["items"]}
+                for uid in list(self.workers):
+                    if uid not in present:
+                        await self._gone(uid)
+                for pod in present.values():
+                    self._seen(pod)
+            elif kind == "DELETED":
+                await self._gone(obj["metadata"]["uid"])
+            else:
+                self._seen(obj)
+
+    def _seen(self, pod: Json) -> None:
+        uid = pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.update(pod)
+            return
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        worker = PodWorker(self.ctx, pod)
+        self.workers[uid] = worker
+        worker.update(pod)  # already being deleted: the worker goes straight to its end
+        worker.start()
+        assert worker.task is not None
+
+        def forget(_: object, worker: PodWorker = worker) -> None:
+            if self.workers.get(uid) is worker:
+                del self.workers[uid]
+
+        worker.task.add_done_callback(forget)
+
+    async def _gone(self, uid: str) -> None:
+        worker = self.workers.pop(uid, None)
+        if worker is not None:
+            await worker.deleted()
+
+
+class Kubelet:
+    """Everything the process kubelet runs."""
+
+    def __init__(self, config: KubeletConfig) -> None:
+        self.config = config
+        self.network = netns.ClusterNetwork(config.prefix)
+        self.services: ServiceView
+        self.nodes: dict[str, NodeAgent] = {}
+        self._apis: list[Api] = []
+        self._dns: DnsServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _api(self, name: str, user: str, groups: tuple[str, ...] = ()) -> Api:
+        pair = pki.issue(self.config.ca, name, user, organizations=groups)
+        api = Api(self.config.server, self.config.ca.cert, pair.cert, pair.key)
+        self._apis.append(api)
+        return api
+
+    @property
+    def apiserver(self) -> tuple[str, int]:
+        host, _, port = self.config.server.removeprefix("https://").rpartition(":")
+        return host, int(port)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        (self.config.workdir / "pods").mkdir(parents=True, exist_ok=True)
+        await loop.run_in_executor(None, self.network.create)
+        proxy_api = await loop.run_in_executor(None, self._api, "kube-proxy", "system:kube-proxy")
+        self.services = ServiceView(
+            proxy_api, self.network.name, self.apiserver, self.config.domain
+        )
+        self._tasks.append(asyncio.create_task(self.services.run(), name="services"))
+        await self._start_dns()
+        provisioner_api = await loop.run_in_executor(
+            None, self._api, "e2e-provisioner", "e2e-provisioner", ("system:masters",)
+        )
+        provisioner = Provisioner(provisioner_api, self.config.workdir / "volumes")
+        await provisioner.install()
+        self._tasks.append(asyncio.create_task(provisioner.run(), name="provisioner"))
+        await self.services.wait_synced()
+        for index, spec in enumerate(self.config.nodes, start=1):
+            api = await loop.run_in_executor(
+                None,
+                self._api,
+                f"kubelet-{spec.name}",
+                f"system:node:{spec.name}",
+                ("system:nodes",),
+            )
+            agent = NodeAgent(self, spec, index, api)
+            self.nodes[spec.name] = agent
+            await agent.start()
+            self._tasks.append(asyncio.create_task(agent.node.heartbeat(), name=spec.name))
+
+    async def _start_dns(self) -> None:
+        udp = await netns.socket_in(self.network.name, socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind((DNS_SERVICE_IP, 53))
+        udp.setblocking(False)
+        tcp = await netns.socket_in(self.network.name)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((DNS_SERVICE_IP, 53))
+        tcp.listen(64)
+        tcp.setblocking(False)
+        self._dns = DnsServer(self.services.lookup)
+        await self._dns.start(udp, tcp)
+
+    def worker(self, namespace: str, name: str) -> PodWorker:
+        for agent in self.nodes.values():
+            for worker in agent.workers.values():
+                if worker.namespace == namespace and worker.name == name and not worker.finished:
+                    return worker
+        raise KeyError(f"no pod {namespace}/{name} runs here")
+
+    def pods(self) -> list[Json]:
+        return [w.info() for a in self.nodes.values() for w in a.workers.values()]
+
+    async def shutdown(self) -> None:
+        """Stop every pod's processes (no API calls), then remove every namespace made."""
+        for task in self._tasks:
+            task.cancel()
+        for agent in self.nodes.values():
+            with contextlib.suppress(Exception):
+                await agent.stop()
+        if self._dns is not None:
+            self._dns.close()
+        with contextlib.suppress(AttributeError):
+            self.services.close()
+        for api in self._apis:
+            await api.close()
+        self.network.destroy()
+        shutil.rmtree(self.config.workdir / "pods", ignore_errors=True)
+
+
+def valid_prefix(prefix: str) -> str:
+    """Names are ``<prefix>v<n>`` for veths: keep room in Linux's 15 characters."""
+    if not prefix.isalnum() or len(prefix) > 6:
+        raise ValueError("prefix: up to 6 letters or digits")
+    return prefix
+
+
+async def serve(config: KubeletConfig, control_port: int, state_file: Path) -> None:
+    """Run until SIGTERM/SIGINT; write ``state_file`` once everything is up."""
+    from e2e.kubelet.control import ControlServer
+
+    kubelet = Kubelet(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    control = ControlServer(kubelet)
+    try:
+        await kubelet.start()
+        url = await control.start(control_port)
+        tmp = state_file.with_suffix(".tmp")
+        tmp.write_text(
+            f'{{"control": "{url}", "prefix": "{config.prefix}", "pid": {os.getpid()}}}\n'
+        )
+        tmp.replace(state_file)
+        log.info("kubelet up: nodes %s, control %s", ", ".join(kubelet.nodes), url)
+        await stop.wait()
+    finally:
+        await control.stop()
+        await kubelet.shutdown()
