@@ -11,8 +11,10 @@ start, outside any test's timeout.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,53 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
     kubectl.run("create", "namespace", name)
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+OPERATOR_NAMESPACE = "etcd-operator"
+OPERATOR_RELEASE = "etcd-operator"
+CHART = Path(__file__).resolve().parent.parent / "charts" / "etcd-operator"
+
+
+@dataclass(frozen=True)
+class OperatorRelease:
+    """The chart installed by ``helm``: its release name, namespace and Deployment name."""
+
+    release: str
+    namespace: str
+    deployment: str
+
+
+@pytest.fixture(scope="session")
+def operator(kubectl: Kubectl, kubelet: KubeletHandle) -> Iterator[OperatorRelease]:
+    """``helm install`` of the chart, its Deployment Available; ``helm uninstall`` afterwards.
+
+    The chart's default images (``ghcr.io/pyetcd/etcd-operator``, ``ghcr.io/pyetcd/pyetcd``,
+    ``gcr.io/etcd-development/etcd``) are the ones the kubelet's image table maps; they are
+    passed explicitly so that a change of the defaults cannot silently break the suite.
+    """
+    helm = str(ensure_tools().helm)
+    kubeconfig = f"--kubeconfig={kubectl.kubeconfig}"
+    subprocess.run(
+        [
+            helm, "install", OPERATOR_RELEASE, str(CHART), kubeconfig,
+            f"--namespace={OPERATOR_NAMESPACE}", "--create-namespace",
+            "--set=image.repository=ghcr.io/pyetcd/etcd-operator",
+            "--set=members.pyetcdImage=ghcr.io/pyetcd/pyetcd",
+            "--set=members.etcdImage=gcr.io/etcd-development/etcd",
+            # Status read every 5 s rather than 30: the scenarios wait for it.
+            "--set=members.statusIntervalSeconds=5",
+        ],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    release = OperatorRelease(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_RELEASE)
+    try:
+        yield release
+    finally:
+        subprocess.run(
+            [
+                helm, "uninstall", OPERATOR_RELEASE, kubeconfig,
+                f"--namespace={OPERATOR_NAMESPACE}", "--wait", "--timeout=60s",
+            ],
+            check=False, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        kubectl.run("delete", "namespace", OPERATOR_NAMESPACE, "--wait=false", check=False)

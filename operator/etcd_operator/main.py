@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import kopf
+from kopf._core.intents.registries import SmartOperatorRegistry
 
 from etcd_operator import metrics
 from etcd_operator.api.settings import ENV_PREFIX, OperatorSettings
@@ -89,6 +90,18 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """The operator's handlers, plus kopf's default logins.
+
+    A plain ``kopf.OperatorRegistry`` has no login handler at all, so the operator could not
+    authenticate in-cluster (``LoginError: Ran out of valid credentials``); the smart registry
+    adds kopf's piggy-backing logins (in-cluster service account, else kubeconfig).
+    """
+    registry: kopf.OperatorRegistry = SmartOperatorRegistry()
+    register(registry, settings)
+    return registry
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
     args = parse_args(argv, env)
@@ -96,8 +109,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     kopf.configure(verbose=args.verbose, debug=args.debug)
     if args.metrics_port:
         metrics.serve(args.metrics_port)
-    registry = kopf.OperatorRegistry()
-    register(registry, settings)
+    registry = build_registry(settings)
     namespaces = [] if args.all_namespaces else list(args.namespace)
     kopf.run(
         registry=registry,

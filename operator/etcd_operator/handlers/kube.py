@@ -64,17 +64,52 @@ class KubernetesApi:
             config.load_kube_config()  # type: ignore[no-untyped-call]
         return cls(client.ApiClient())
 
-    def _call(self, path: str, method: str, **kwargs: Any) -> Json:
-        data = self._api.call_api(
-            path,
-            method,
-            response_type="object",
+    def _call(
+        self,
+        path: str,
+        method: str,
+        *,
+        query_params: list[tuple[str, str]] | None = None,
+        header_params: dict[str, str] | None = None,
+        body: str | None = None,
+    ) -> Json:
+        """One request; the decoded JSON answer, or ``ApiException`` for a non-2xx status.
+
+        Newer clients (37 here) split the generated ``call_api`` into ``param_serialize``, a
+        ``call_api(method, url, ...)`` returning the raw response, and ``response_deserialize``;
+        the old single ``call_api(path, method, response_type=...)`` is kept for older ones.
+        """
+        headers = {"Accept": "application/json", **(header_params or {})}
+        if not hasattr(self._api, "param_serialize"):  # the older generated client
+            data = self._api.call_api(
+                path,
+                method,
+                query_params=query_params or [],
+                header_params=headers,
+                body=body,
+                response_type="object",
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=self._timeout,
+            )
+            return dict(data or {})
+        from kubernetes.client.exceptions import ApiException
+
+        method_, url, headers_, body_ = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query_params or [],
+            header_params=headers,
+            body=body,
             auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _request_timeout=self._timeout,
-            **kwargs,
+        )[:4]
+        response = self._api.call_api(
+            method_, url, header_params=headers_, body=body_, _request_timeout=self._timeout
         )
-        return dict(data or {})
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return dict(json.loads(response.data) if response.data else {})
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Json | None:
         from kubernetes.client.exceptions import ApiException
