@@ -32,6 +32,7 @@ import pytest
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 from tests.integration.cluster import FAST, Cluster, Flavour, Member, Timing, free_port
+from tests.integration.test_durability import Ledger
 
 pytestmark = pytest.mark.integration
 
@@ -466,19 +467,6 @@ def test_not_enough_started_members_matches_upstream(tmp_path: Path) -> None:
 
 WRITERS = 6
 PREFIX = b"/failover/"
-
-
-@dataclass
-class Ledger:
-    """What the clients know: acknowledged writes and writes whose outcome is unknown."""
-
-    acked: dict[bytes, bytes] = field(default_factory=dict)
-    uncertain: dict[bytes, bytes] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.acked)
 
 
 def writer(endpoints: list[str], name: str, ledger: Ledger, stop: threading.Event) -> None:
