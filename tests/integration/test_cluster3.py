@@ -658,3 +658,41 @@ def test_no_leader_once_the_quorum_is_gone(tmp_path: Path) -> None:
         assert "etcdserver: no leader" in st.errors
         health = last.etcdctl("endpoint", "health", "--command-timeout=3s")
         assert health.returncode != 0
+
+
+@pytest.mark.parametrize("flavour", ["etcd", "pyetcd"])
+def test_require_leader_watches_end_when_the_quorum_is_gone(
+    flavour: Flavour, tmp_path: Path
+) -> None:
+    # clientv3.WithRequireLeader: a watch opened with the metadata hasleader=true ends with
+    # "no leader" a few election timeouts after its member lost the leader, so that the client
+    # moves to a member that still has one; a plain watch on the same member stays open.
+    with running_cluster(flavour, tmp_path) as cluster:
+        last = cluster.members[0]
+        channel = grpc.insecure_channel(last.host_port)
+        with channel:
+            watch = rpc_pb2_grpc.WatchStub(channel)
+            create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"/w"))
+            hold = threading.Event()
+
+            def requests() -> Iterator[rpc_pb2.WatchRequest]:
+                yield create
+                hold.wait(60)  # keep the request side open, as a watching client does
+
+            guarded = watch.Watch(requests(), metadata=(("hasleader", "true"),))
+            plain = watch.Watch(requests())
+            assert next(guarded).created
+            assert next(plain).created
+            killed_at = time.monotonic()
+            for m in cluster.members[1:]:
+                m.kill(signal.SIGKILL)
+            with pytest.raises(grpc.RpcError) as ended:
+                next(guarded)
+            elapsed = time.monotonic() - killed_at
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert ended.value.details() == "etcdserver: no leader"
+            # etcd waits 3 election timeouts without a leader (at most ~5 with detection).
+            assert elapsed < 10 * FAST.election_ms / 1000 + 2.0
+            assert plain.is_active()
+            plain.cancel()
+            hold.set()

@@ -29,6 +29,10 @@ from tests.linearizability.harness import run
 pytestmark = pytest.mark.integration
 
 ROUNDS = int(os.environ.get("LIN_ROUNDS", "6"))
+# Members talking directly (no proxies): kill -9 and SIGSTOP only. This mode found a peer
+# stream writer that died silently and left a restarted member without a leader (seed 6).
+DIRECT_ROUNDS = int(os.environ.get("LIN_DIRECT_ROUNDS", "8"))
+DIRECT_SEED = int(os.environ.get("LIN_DIRECT_SEED", "6"))
 SEED = int(os.environ.get("LIN_SEED", "1"))  # picks members, pause/cut lengths and operations
 
 
@@ -71,3 +75,11 @@ def test_linearizable_under_faults(flavour: Flavour, checker: Path, tmp_path: Pa
     make_stale_read(result.history_path, tampered)
     verdict = check_history(checker, tampered)
     assert verdict.returncode == 1, verdict
+
+
+def test_pyetcd_linearizable_with_members_talking_directly(checker: Path, tmp_path: Path) -> None:
+    result = run("pyetcd", tmp_path, checker, DIRECT_ROUNDS, seed=DIRECT_SEED, network_faults=False)
+    print(result.summary())
+    assert len(result.faults.entries) == DIRECT_ROUNDS
+    assert result.verdict.returncode == 0, f"{result.summary()}\n{result.verdict.stdout}"
+    assert result.verdict.stdout.strip() == "linearizable"

@@ -8,9 +8,11 @@ An ``EtcdError`` becomes a status with etcd's code and message; anything unexpec
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import grpc
 from google.protobuf.message import Message
@@ -26,6 +28,34 @@ Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 # stream, context); raises an EtcdError to refuse the call.
 Guard = Callable[[str, str, Any, grpc.aio.ServicerContext[Any, Any]], None]
 StreamHandler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
+class StreamMonitor(Protocol):
+    """Ends long-lived streams from outside (etcd's monitorLeader); see ``guard``."""
+
+    def track(self, context: grpc.aio.ServicerContext[Any, Any]) -> asyncio.Event | None: ...
+
+    def release(self, lost: asyncio.Event) -> None: ...
+
+
+async def run_until(work: Awaitable[None], lost: asyncio.Event | None) -> None:
+    """Await ``work``; if ``lost`` is set first, cancel it and raise etcd's ``no leader``."""
+    if lost is None:
+        await work
+        return
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise errors.ErrNoLeader
+    task.result()
 
 
 def serialize(resp: Message | bytes) -> bytes:
@@ -67,9 +97,15 @@ async def _abort(
 class Services:
     """Collects method handlers per service and wraps them with errors and metrics."""
 
-    def __init__(self, metrics: ServerMetrics, guard: Guard | None = None) -> None:
+    def __init__(
+        self,
+        metrics: ServerMetrics,
+        guard: Guard | None = None,
+        monitor: StreamMonitor | None = None,
+    ) -> None:
         self.metrics = metrics
         self.guard = guard
+        self.monitor = monitor
         self._services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     def _add(self, service: str, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> None:
@@ -152,14 +188,20 @@ class Services:
             request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> None:
             started.inc()
+            lost = None
             try:
                 if self.guard is not None:
                     self.guard(service, method, None, context)
-                await fn(context)
+                if self.monitor is not None:
+                    lost = self.monitor.track(context)
+                await run_until(fn(context), lost)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
                 await _abort(context, exc, done, service, method)
+            finally:
+                if lost is not None and self.monitor is not None:
+                    self.monitor.release(lost)
             done("OK").inc()
 
         self._add(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import signal
@@ -48,7 +49,8 @@ async def serve(cfg: ServerConfig) -> None:
         raise StartupError(
             f"cannot listen on {', '.join(cfg.listen_peer_urls)}: {exc.strerror or exc}"
         ) from None
-    services = Services(server.metrics, guard=guard.for_server(server))
+    monitor = guard.leader_monitor(server)
+    services = Services(server.metrics, guard=guard.for_server(server), monitor=monitor)
     for module in (kv, lease, cluster, maintenance, watch):
         module.register(services, server)
     grpc_server = grpc.aio.server(
@@ -100,8 +102,11 @@ async def serve(cfg: ServerConfig) -> None:
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    monitoring = loop.create_task(monitor.run(), name="leader monitor")
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # What a stuck member is waiting on, without a debugger: kill -USR1 <pid>.
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     assert server.exit_event is not None
     stopped = loop.create_task(stop.wait())
     exiting = loop.create_task(server.exit_event.wait())
@@ -114,11 +119,24 @@ async def serve(cfg: ServerConfig) -> None:
         log.warning("%s; shutting down", server.exit_reason)
     else:
         log.info("received a stop signal; shutting down")
+    monitoring.cancel()
     mux.close()
     await grpc_server.stop(1.0)
     await server.stop()
     if failed and server.exit_code:
         raise SystemExit(server.exit_code)
+
+
+def dump_tasks() -> None:
+    """Log the stack of every task of the running loop."""
+    tasks = asyncio.all_tasks()
+    out = io.StringIO()
+    for task in tasks:
+        out.write(f"{task.get_name()} {task.get_coro()!r}\n")
+        for frame in task.get_stack(limit=8):
+            code = frame.f_code
+            out.write(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}\n")
+    log.warning("SIGUSR1: %d tasks\n%s", len(tasks), out.getvalue())
 
 
 def run(cfg: ServerConfig) -> None:

@@ -72,12 +72,16 @@ def register(services: Services, server: EtcdServer) -> None:
                 while True:
                     req = await ctx.read()
                     if req is grpc.aio.EOF:
+                        # etcd keeps serving the watchers of a client that half-closed its
+                        # side (its recvLoop ends with nil on io.EOF); the stream ends when
+                        # the client cancels it.
                         return
                     _handle(stream, req)
                     ready.set()
-            finally:
+            except BaseException:
                 done.set()
                 ready.set()
+                raise
 
         async def progress() -> None:
             while True:

@@ -53,6 +53,7 @@ class PendingCommit(Protocol):
     """Page images of one transaction, ready to be written."""
 
     txid: int
+    written: bool  # write() completed
 
     def write(self) -> None:
         """Write the pages, fdatasync, write the meta page, fdatasync. Blocking; thread-safe."""

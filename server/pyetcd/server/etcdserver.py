@@ -201,6 +201,8 @@ class EtcdServer:
         self._wal_executor = ThreadPoolExecutor(1, thread_name_prefix="wal")
         self._backend_executor = ThreadPoolExecutor(1, thread_name_prefix="backend")
         self._commit_lock: asyncio.Lock | None = None
+        # The backend commit whose write runs on the backend executor, if any.
+        self._pending_commit: contract.PendingCommit | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         # Set when the member must stop by itself; ``exit_reason`` says why.
@@ -443,10 +445,20 @@ class EtcdServer:
         for rfut in self._read_waiters:
             if not rfut.done():
                 rfut.set_exception(errors.ErrStopped)
-        self.backend.close()
+        # A cancelled task does not stop the write it handed to an executor thread: let those
+        # writes finish before their files close.
+        self._wal_executor.shutdown(wait=True)
+        self._backend_executor.shutdown(wait=True)
+        pending, self._pending_commit = self._pending_commit, None
+        try:
+            if pending is not None and pending.written:
+                self.backend.finish_commit(pending)
+            if pending is None or pending.written:
+                self.backend.close()
+        except contract.BackendError as exc:
+            # The WAL holds everything applied; the next start replays what the backend lacks.
+            log.error("closing the backend: %s", exc)
         self.wal.close()
-        self._wal_executor.shutdown()
-        self._backend_executor.shutdown()
 
     async def _transfer_leadership_on_stop(self) -> None:
         status = self.raw.status()
@@ -898,7 +910,9 @@ class EtcdServer:
         if pending is None:
             return index
         start = time.perf_counter()
+        self._pending_commit = pending
         await asyncio.get_running_loop().run_in_executor(self._backend_executor, pending.write)
+        self._pending_commit = None
         self.backend.finish_commit(pending)
         self.metrics.backend_commit.observe(time.perf_counter() - start)
         return index

@@ -56,6 +56,7 @@ SNAPSHOT_CHUNK = 1 << 20
 DIAL_TIMEOUT = 1.0
 HANDSHAKE_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 5.0
+WRITE_TIMEOUT = 5.0
 # Messages queued for a peer beyond this are dropped (etcd: "sending buffer is full").
 MAX_QUEUED = 8192
 BACKOFF_MIN = 0.05
@@ -277,7 +278,13 @@ class Transport:
             try:
                 writer.write(MAGIC + _json_frame(hello))
                 answer = await asyncio.wait_for(_read_json(reader), HANDSHAKE_TIMEOUT)
-            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                asyncio.IncompleteReadError,
+                ValueError,
+                RuntimeError,
+            ) as exc:
                 writer.close()
                 last = exc if isinstance(exc, Exception) else TransportError(str(exc))
                 continue
@@ -316,7 +323,12 @@ class Transport:
                 log.warning("peer %x refused the stream: %s", peer.id, exc.message)
 
     async def _stream_writer(self, peer: _Peer) -> None:
+        """Keep a stream to ``peer`` up for as long as it is a peer: dial, send, re-dial.
+
+        Nothing may end this task but ``stop()`` or the peer's removal: a writer that died
+        silently once left a restarted member without a leader forever."""
         backoff = BACKOFF_MIN
+        unreachable_since: float | None = None
         while not self._stopped:
             try:
                 reader, writer = await self._dial(peer, self._hello("stream", peer.id))
@@ -324,41 +336,83 @@ class Transport:
                 self._refused(peer, exc)
                 await asyncio.sleep(BACKOFF_MAX)
                 continue
-            except TransportError:
+            except Exception as exc:  # any failure to connect is a failed dial
+                if not isinstance(exc, TransportError):
+                    log.warning("peer %x: dial failed: %r", peer.id, exc)
+                if unreachable_since is None:
+                    unreachable_since = time.monotonic()
+                    log.warning("peer %x: cannot dial: %s; retrying", peer.id, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            if unreachable_since is not None:
+                log.info(
+                    "peer %x: reachable again after %.1fs",
+                    peer.id,
+                    time.monotonic() - unreachable_since,
+                )
+                unreachable_since = None
             backoff = BACKOFF_MIN
-            peer.active_since = time.monotonic()
-            log.info("peer %x: stream established", peer.id)
-            self._conns.add(writer)
-            # The listener never writes after the handshake: EOF means it closed the stream
-            # (it stopped, or removed us), which an idle writer would not notice otherwise.
-            closed = asyncio.get_running_loop().create_task(reader.read(1))
-            closed.add_done_callback(functools.partial(_set_event, peer.wake))
             try:
-                while True:
-                    if not peer.queue:
-                        peer.wake.clear()
-                        if not closed.done():
-                            await peer.wake.wait()
-                    if closed.done():
-                        raise ConnectionError("closed by the peer")
-                    batch, peer.queue = peer.queue, []
-                    writer.write(b"".join(batch))
-                    await writer.drain()
-            except (OSError, ConnectionError) as exc:
-                log.warning("peer %x: stream lost: %s", peer.id, exc)
+                await self._run_stream(peer, reader, writer)
+            except (OSError, ConnectionError, RuntimeError) as exc:
+                # RuntimeError: uvloop refuses a write on a transport that closed between two
+                # checks; the stream is gone all the same.
+                log.warning("peer %x: stream lost: %s", peer.id, exc or type(exc).__name__)
+            except Exception:
+                log.exception("peer %x: stream failed; re-dialling", peer.id)
+                await asyncio.sleep(backoff)
             finally:
-                closed.cancel()
-                self._conns.discard(writer)
-                peer.active_since = None
-                writer.close()
-                if peer.queue:
-                    peer.queue = []
-                    self.handler.report_unreachable(peer.id)
                 if not self._stopped and peer_id_is_current(self._peers, peer):
-                    self.handler.peer_lost(peer.id)
+                    try:
+                        self.handler.peer_lost(peer.id)
+                    except Exception:
+                        log.exception("peer %x: handling the lost stream failed", peer.id)
+
+    async def _run_stream(
+        self, peer: _Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Write ``peer``'s queue to one established stream until it breaks."""
+        peer.active_since = time.monotonic()
+        log.info("peer %x: stream established", peer.id)
+        self._conns.add(writer)
+        # The listener never writes after the handshake: EOF means it closed the stream
+        # (it stopped, or removed us), which an idle writer would not notice otherwise.
+        closed = asyncio.get_running_loop().create_task(reader.read(1))
+        closed.add_done_callback(functools.partial(_set_event, peer.wake))
+        # Messages written but not yet drained when the stream breaks may not have arrived.
+        unsure = False
+        try:
+            while True:
+                if not peer.queue:
+                    peer.wake.clear()
+                    if not closed.done():
+                        await peer.wake.wait()
+                if closed.done():
+                    raise ConnectionError("closed by the peer")
+                if writer.is_closing():
+                    raise ConnectionError("connection closed")
+                batch, peer.queue = peer.queue, []
+                unsure = True
+                writer.write(b"".join(batch))
+                # A peer that stopped reading (paused, or its host gone) must not hold this
+                # stream forever: etcd gives a stream write 5 s too.
+                try:
+                    await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+                except TimeoutError:
+                    raise ConnectionError(f"write blocked for {WRITE_TIMEOUT:g}s") from None
+                unsure = False
+        finally:
+            if closed.done() and not closed.cancelled():
+                closed.exception()  # retrieved: the reset that ended the stream is no news
+            closed.cancel()
+            self._conns.discard(writer)
+            peer.active_since = None
+            writer.close()
+            if peer.queue or unsure:
+                peer.queue = []
+                if not self._stopped:
+                    self.handler.report_unreachable(peer.id)
 
     # ----- snapshots ---------------------------------------------------------------------------
 

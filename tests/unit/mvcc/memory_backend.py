@@ -17,9 +17,10 @@ from sortedcontainers import SortedDict
 class _Pending:
     def __init__(self, txid: int) -> None:
         self.txid = txid
+        self.written = False
 
     def write(self) -> None:
-        pass
+        self.written = True
 
 
 class _Snapshot:
