@@ -1,23 +1,32 @@
 """Side-by-side benchmark of upstream etcd and pyetcd on this machine: ``python -m bench.compare``.
 
-Starts one single-member server per flavour (``BENCH_FLAVOURS``, default ``etcd,pyetcd``;
-``etcd,etcd`` compares upstream with itself to show the run-to-run noise), keeps both up and
-runs every workload on each in turn, so both see the same machine state:
+Runs one section per cluster size in ``--members`` (env ``BENCH_MEMBERS``, default ``1,3``): a
+single-member server per flavour, then a 3-member cluster per flavour (``--members 3`` alone is
+``make bench-cluster``). The flavours are ``BENCH_FLAVOURS`` (default ``etcd,pyetcd``;
+``etcd,etcd`` compares upstream with itself to show the run-to-run noise). Within a section both
+flavours are up side by side on loopback and every workload runs on each in turn, so both see
+the same machine state:
 
-* ``etcdctl check perf --load=s`` (60 s each; PASS/FAIL, throughput, slowest, stddev);
-* put, range (linearizable and serializable) and txn-put at 1, 16 and 64 clients, bounded in
-  requests and seconds, with etcd's own Go ``tools/benchmark`` (built once into a cache dir by
-  this command) or, when that cannot be built, the Python fallback in ``bench/loadgen.py``.
+* ``etcdctl check perf --load=s`` (60 s each, against every member; PASS/FAIL, throughput,
+  slowest, stddev);
+* workloads at 1, 16 and 64 clients, bounded in requests and seconds, with etcd's own Go
+  ``tools/benchmark`` (built once into a cache dir by this command) or, when that cannot be
+  built, the Python fallback in ``bench/loadgen.py``. Single member: put, range (linearizable
+  and serializable) and txn-put. Cluster: ``put@leader`` (every connection to the leader),
+  ``put@all``, ``range-l@all`` and ``range-s@all`` (connections spread round-robin over the
+  members, followers first: with one client that is one follower, whose puts are forwarded).
 
-Prints a table (ops/s, p50, p99 per flavour, ratio second/first) and writes JSON to
-``bench/results/<timestamp>.json``. The load generator shares the two cores with the servers:
-compare ratios from one run, never absolute numbers across runs. Only loopback addresses.
+Prints a table per section (ops/s, p50, p99 per flavour, ratio second/first) and writes JSON to
+``bench/results/<timestamp>.json`` (single member) and ``<timestamp>-<n>members.json``. The load
+generator shares the two cores with the servers: compare ratios from one run, never absolute
+numbers across runs. Only loopback addresses.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -28,12 +37,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 from tests.integration.cluster import (
     ETCDCTL_BIN,
+    Cluster,
     Flavour,
     Member,
     MemberError,
@@ -42,15 +56,25 @@ from tests.integration.cluster import (
     etcdctl_env,
 )
 
+T = TypeVar("T")
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 BENCHMARK_MODULE = "go.etcd.io/etcd/v3"
 BENCHMARK_VERSION = "v3.5.17"
 BENCHMARK_PACKAGE = f"{BENCHMARK_MODULE}/tools/benchmark"
 CACHE_DIR = Path(os.environ.get("PYETCD_BENCH_CACHE", str(Path.home() / ".cache" / "pyetcd-bench")))
+# A workload is ``kind`` or ``kind@place``: where its connections go (default ``all``).
 WORKLOADS = ("put", "range-l", "range-s", "txn-put")
+PLACES = ("leader", "all")
+CLUSTER_WORKLOADS = ("put@leader", "put@all", "range-l@all", "range-s@all")
 CLIENTS = (1, 16, 64)
+MEMBERS = (1, 3)
 DEFAULT_TIMING = Timing()  # etcd's defaults (100 ms heartbeat, 1 s election): a fair comparison
+START_TIMEOUT = 60.0
+SEED_KEY = "bench-key"
+SEED_VALUE = "v" * 256
+POLL = 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +132,8 @@ class Measurement:
     errors: int = 0
     requests: int = 0
     failure: str | None = None
+    members: int = 1
+    note: str | None = None  # e.g. the leader changed during the run
 
 
 @dataclass
@@ -159,13 +185,154 @@ def parse_check_perf(text: str, result: CheckPerf) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# the servers
+
+
+def wait_until(what: str, fn: Callable[[], T | None], timeout: float) -> T:
+    """Poll ``fn`` until it returns something other than None; MemberError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value is not None:
+            return value
+        if time.monotonic() >= deadline:
+            raise MemberError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(POLL)
+
+
+def member_status(member: Member, timeout: float = 2.0) -> rpc_pb2.StatusResponse | None:
+    try:
+        with grpc.insecure_channel(member.host_port) as channel:
+            resp: rpc_pb2.StatusResponse = rpc_pb2_grpc.MaintenanceStub(channel).Status(
+                rpc_pb2.StatusRequest(), timeout=timeout
+            )
+            return resp
+    except grpc.RpcError:
+        return None
+
+
+@dataclass(frozen=True)
+class Leadership:
+    member: Member
+    member_id: int
+    term: int
+
+
+class Target:
+    """One flavour's servers in a section: a single member, or one cluster's members."""
+
+    def __init__(self, label: str, members: Sequence[Member], cluster: Cluster | None) -> None:
+        self.label = label
+        self.members = list(members)
+        self.cluster = cluster
+
+    def __repr__(self) -> str:
+        return f"Target({self.label}, {len(self.members)} members)"
+
+    @property
+    def running(self) -> bool:
+        return all(m.running for m in self.members)
+
+    def leadership(self) -> Leadership | None:
+        """The leader that every member names, with its term; None while they disagree."""
+        statuses = [member_status(m) for m in self.members]
+        named = {s.leader for s in statuses if s is not None}
+        if None in statuses or len(named) != 1 or 0 in named:
+            return None
+        for member, st in zip(self.members, statuses, strict=True):
+            if st is not None and st.header.member_id in named:
+                return Leadership(member, st.header.member_id, st.raftTerm)
+        return None
+
+    def leader(self, timeout: float = 30.0) -> Leadership:
+        return wait_until(f"{self.label} to agree on a leader", self.leadership, timeout)
+
+    def endpoints(self, place: str) -> list[str]:
+        """``leader``: the leader's endpoint; ``all``: every member's, followers first."""
+        if len(self.members) == 1:
+            return [self.members[0].host_port]
+        lead = self.leader().member
+        if place == "leader":
+            return [lead.host_port]
+        return [m.host_port for m in self.members if m is not lead] + [lead.host_port]
+
+    def start(self) -> None:
+        """Start every member and wait until each serves; a cluster also agrees on a leader."""
+        if self.cluster is None:
+            self.members[0].start_and_wait(START_TIMEOUT)
+        else:
+            self.cluster.start(START_TIMEOUT)
+            self.leader()
+
+    def seed(self) -> None:
+        """Write the key the range workloads read; wait until every member serves it."""
+        first = self.members[0]
+        put = first.etcdctl("put", SEED_KEY, SEED_VALUE)
+        if put.returncode != 0:
+            raise MemberError(f"{first} cannot seed {SEED_KEY}: {put.stderr}")
+
+        def serves(member: Member) -> bool | None:
+            got = member.etcdctl("get", SEED_KEY, "--consistency=s", "--print-value-only")
+            return True if got.stdout == SEED_VALUE + "\n" else None
+
+        for member in self.members:
+            wait_until(f"{member} to serve {SEED_KEY}", functools.partial(serves, member), 30.0)
+
+    def stop(self) -> None:
+        if self.cluster is None:
+            self.members[0].stop()
+        else:
+            self.cluster.stop()
+
+
+def new_target(flavour: Flavour, label: str, workdir: Path, size: int, index: int) -> Target:
+    if size == 1:
+        return Target(label, [Member(flavour, workdir, timing=DEFAULT_TIMING)], None)
+    cluster = Cluster(
+        flavour, workdir, size, timing=DEFAULT_TIMING, cluster_token=f"bench-{index}-{flavour}"
+    )
+    return Target(label, cluster.members, cluster)
+
+
+@contextlib.contextmanager
+def started(
+    flavours: Sequence[Flavour], workdir: Path, size: int = 1
+) -> Iterator[list[tuple[str, Target | str]]]:
+    """Start one member (``size`` 1) or one cluster per flavour; one that cannot start is
+    kept as its error text."""
+    out: list[tuple[str, Target | str]] = []
+    try:
+        for i, flavour in enumerate(flavours):
+            label = flavour if flavours.index(flavour) == i else f"{flavour}#{i + 1}"
+            target = new_target(flavour, label, workdir / f"{size}m-{i}-{flavour}", size, i)
+            try:
+                target.start()
+                target.seed()
+                out.append((label, target))
+            except MemberError as exc:
+                target.stop()
+                out.append((label, f"{exc}"))
+        yield out
+    finally:
+        for _label, item in out:
+            if isinstance(item, Target):
+                item.stop()
+
+
+# ---------------------------------------------------------------------------------------------
 # running
 
 
-def run_check_perf(member: Member, label: str, timeout: float) -> CheckPerf:
-    result = CheckPerf(label)
+def split_workload(workload: str) -> tuple[str, str]:
+    kind, _, place = workload.partition("@")
+    return kind, place or "all"
+
+
+def run_check_perf(target: Target, timeout: float) -> CheckPerf:
+    result = CheckPerf(target.label)
+    endpoints = ",".join(m.host_port for m in target.members)
     proc = subprocess.run(
-        [str(ETCDCTL_BIN), f"--endpoints={member.host_port}", "check", "perf", "--load=s"],
+        [str(ETCDCTL_BIN), f"--endpoints={endpoints}", "check", "perf", "--load=s"],
         capture_output=True,
         text=True,
         env=etcdctl_env(),
@@ -178,8 +345,7 @@ def run_check_perf(member: Member, label: str, timeout: float) -> CheckPerf:
 
 
 def run_workload(
-    member: Member,
-    label: str,
+    target: Target,
     *,
     workload: str,
     clients: int,
@@ -187,73 +353,80 @@ def run_workload(
     max_seconds: float,
     go_binary: Path | None,
 ) -> Measurement:
-    m = Measurement(label, workload, clients)
-    if not member.running:
+    """Run one workload cell; on a cluster, note it when the leadership changed meanwhile."""
+    m = Measurement(target.label, workload, clients, members=len(target.members))
+    if not target.running:
         m.failure = "server is not running"
         return m
+    kind, place = split_workload(workload)
+    try:
+        before = target.leader() if len(target.members) > 1 else None
+        endpoints = target.endpoints(place)
+    except MemberError as exc:
+        m.failure = str(exc)
+        return m
+    run_load_cell(
+        m, endpoints, kind=kind, total=total, max_seconds=max_seconds, go_binary=go_binary
+    )
+    if before is not None:
+        after = target.leadership()
+        if after is None or (after.member_id, after.term) != (before.member_id, before.term):
+            now = "none" if after is None else f"{after.member.name} term {after.term}"
+            m.note = f"leader changed during the run: {before.member.name} term {before.term}"
+            m.note += f" -> {now}"
+    return m
+
+
+def run_load_cell(
+    m: Measurement,
+    endpoints: list[str],
+    *,
+    kind: str,
+    total: int,
+    max_seconds: float,
+    go_binary: Path | None,
+) -> None:
+    """Fill ``m`` with one bounded run of workload ``kind`` over ``endpoints``."""
     if go_binary is None:
         from bench.loadgen import run_load
 
         try:
-            r = run_load(member.host_port, workload, clients, total, max_seconds)
+            r = run_load(endpoints, kind, m.clients, total, max_seconds)
         except Exception as exc:
             m.failure = repr(exc)
-            return m
+            return
         m.ops_per_s, m.p50_ms, m.p99_ms = r.ops_per_s, r.p50_ms, r.p99_ms
         m.errors, m.requests = r.errors, r.requests
-        return m
-    conns = min(clients, 16)
+        return
+    # The Go tool dials connection i to endpoints[i % len(endpoints)]; client i uses
+    # connection i % conns.
+    conns = min(m.clients, 16)
     common = [
         str(go_binary),
-        f"--endpoints={member.host_port}",
+        f"--endpoints={','.join(endpoints)}",
         f"--conns={conns}",
-        f"--clients={clients}",
+        f"--clients={m.clients}",
         "--precise",
     ]
     kv = ["--key-size=8", "--val-size=256", "--key-space-size=1000", f"--total={total}"]
     args = {
         "put": ["put", *kv],
         "txn-put": ["txn-put", *kv],
-        "range-l": ["range", "bench-key", "--consistency=l", f"--total={total}"],
-        "range-s": ["range", "bench-key", "--consistency=s", f"--total={total}"],
-    }[workload]
+        "range-l": ["range", SEED_KEY, "--consistency=l", f"--total={total}"],
+        "range-s": ["range", SEED_KEY, "--consistency=s", f"--total={total}"],
+    }[kind]
     try:
         proc = subprocess.run(
             [*common, *args], capture_output=True, text=True, timeout=max_seconds, check=False
         )
     except subprocess.TimeoutExpired:
         m.failure = f"did not finish {total} requests within {max_seconds:.0f}s"
-        return m
+        return
     if proc.returncode != 0:
         m.failure = f"benchmark exited {proc.returncode}: {proc.stderr.strip()[-500:]}"
-        return m
+        return
     parse_go_benchmark(proc.stdout, m)
     m.requests = total
-    return m
-
-
-@contextlib.contextmanager
-def started(flavours: Sequence[Flavour], workdir: Path) -> Iterator[list[tuple[str, Member | str]]]:
-    """Start one member per flavour; a member that cannot start is kept as its error text."""
-    out: list[tuple[str, Member | str]] = []
-    try:
-        for i, flavour in enumerate(flavours):
-            label = flavour if flavours.index(flavour) == i else f"{flavour}#{i + 1}"
-            member = Member(flavour, workdir / f"{i}-{flavour}", timing=DEFAULT_TIMING)
-            try:
-                member.start_and_wait(60)
-                seed = member.etcdctl("put", "bench-key", "v" * 256)
-                if seed.returncode != 0:
-                    raise MemberError(f"{member} cannot seed bench-key: {seed.stderr}")
-                out.append((label, member))
-            except MemberError as exc:
-                member.stop()
-                out.append((label, f"{exc}"))
-        yield out
-    finally:
-        for _label, item in out:
-            if isinstance(item, Member):
-                item.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,18 +443,38 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}"
 
 
-def render_table(labels: Sequence[str], results: Sequence[Measurement]) -> str:
+def _pair(
+    by_key: dict[tuple[str, str, int], Measurement],
+    first: str,
+    second: str,
+    workload: str,
+    clients: int,
+) -> tuple[Measurement, Measurement] | None:
+    """(second, first) of one cell when both measured it."""
+    a, b = by_key.get((second, workload, clients)), by_key.get((first, workload, clients))
+    if a is None or b is None or a.failure or b.failure:
+        return None
+    return a, b
+
+
+def render_table(
+    labels: Sequence[str],
+    results: Sequence[Measurement],
+    workloads: Sequence[str] = WORKLOADS,
+    clients: Sequence[int] = CLIENTS,
+) -> str:
     first, second = labels[0], labels[-1]
-    head = f"{'workload':<9} {'clients':>7}"
+    width = max(9, *(len(w) for w in workloads))
+    head = f"{'workload':<{width}} {'clients':>7}"
     for label in labels:
         head += f" | {label + ' ops/s':>14} {'p50 ms':>8} {'p99 ms':>8}"
     head += f" | {'ops ratio':>9} {'p99 ratio':>9}"
     lines = [head, "-" * len(head)]
     by_key = {(m.flavour, m.workload, m.clients): m for m in results}
-    for workload in WORKLOADS:
-        for clients in CLIENTS:
-            row = f"{workload:<9} {clients:>7}"
-            cells = [by_key.get((label, workload, clients)) for label in labels]
+    for workload in workloads:
+        for n in clients:
+            row = f"{workload:<{width}} {n:>7}"
+            cells = [by_key.get((label, workload, n)) for label in labels]
             if all(c is None for c in cells):
                 continue
             for cell in cells:
@@ -291,18 +484,42 @@ def render_table(labels: Sequence[str], results: Sequence[Measurement]) -> str:
                     errs = f" ({cell.errors} err)" if cell.errors else ""
                     row += f" | {_fmt(cell.ops_per_s) + errs:>14} {_fmt(cell.p50_ms, 2):>8} "
                     row += f"{_fmt(cell.p99_ms, 2):>8}"
-            a, b = by_key.get((second, workload, clients)), by_key.get((first, workload, clients))
-            ops = (
-                _ratio(a.ops_per_s, b.ops_per_s)
-                if a and b and not (a.failure or b.failure)
-                else "-"
-            )
-            p99 = _ratio(a.p99_ms, b.p99_ms) if a and b and not (a.failure or b.failure) else "-"
+            pair = _pair(by_key, first, second, workload, n)
+            ops = _ratio(pair[0].ops_per_s, pair[1].ops_per_s) if pair else "-"
+            p99 = _ratio(pair[0].p99_ms, pair[1].p99_ms) if pair else "-"
             row += f" | {ops:>9} {p99:>9}"
             lines.append(row)
     lines.append(
         f"(ratios are {second} / {first}; ops ratio > 1 and p99 ratio < 1 favour {second})"
     )
+    lines.extend(
+        f"note: {m.flavour} {m.workload} x{m.clients}: {m.note}" for m in results if m.note
+    )
+    return "\n".join(lines)
+
+
+def render_markdown(
+    labels: Sequence[str],
+    results: Sequence[Measurement],
+    workloads: Sequence[str] = WORKLOADS,
+    clients: Sequence[int] = CLIENTS,
+) -> str:
+    """The README's table: ops/s per flavour and their ratio."""
+    first, second = labels[0], labels[-1]
+    lines = [
+        f"| workload | clients | {first} ops/s | {second} ops/s | ratio |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    by_key = {(m.flavour, m.workload, m.clients): m for m in results}
+    for workload in workloads:
+        for n in clients:
+            a, b = by_key.get((first, workload, n)), by_key.get((second, workload, n))
+            if a is None and b is None:
+                continue
+            cells = ["FAILED" if c is None or c.failure else _fmt(c.ops_per_s) for c in (a, b)]
+            pair = _pair(by_key, first, second, workload, n)
+            ratio = _ratio(pair[0].ops_per_s, pair[1].ops_per_s) if pair else "-"
+            lines.append(f"| {workload} | {n} | {cells[0]} | {cells[1]} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -310,119 +527,230 @@ def render_table(labels: Sequence[str], results: Sequence[Measurement]) -> str:
 # main
 
 
+@dataclass
+class Section:
+    """One side-by-side run at one cluster size."""
+
+    members: int
+    workloads: list[str]
+    clients: list[int]
+    total: int
+    generator: str
+    labels: list[str] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+    checks: list[CheckPerf] = field(default_factory=list)
+    startup_failures: dict[str, str] = field(default_factory=dict)
+    began: float = field(default_factory=time.time)
+
+    @property
+    def title(self) -> str:
+        return "single member" if self.members == 1 else f"{self.members}-member clusters"
+
+    @property
+    def failures(self) -> list[Measurement]:
+        return [m for m in self.measurements if m.failure]
+
+    def report(self, markdown: bool = False) -> str:
+        lines = [
+            f"== {self.title}: load generator {self.generator}; {self.total} requests per run; "
+            f"{os.cpu_count()} CPUs"
+        ]
+        for check in self.checks:
+            lines.append(
+                f"check perf [{check.flavour}]: {check.verdict}  " + "; ".join(check.lines[:-1])
+            )
+        lines.append(render_table(self.labels, self.measurements, self.workloads, self.clients))
+        if markdown:
+            lines.append("")
+            lines.append(
+                render_markdown(self.labels, self.measurements, self.workloads, self.clients)
+            )
+        for label, reason in self.startup_failures.items():
+            lines.append(f"FAILED: {label} did not start: {reason.splitlines()[0]}")
+        for m in self.failures:
+            if m.flavour not in self.startup_failures:
+                lines.append(
+                    f"FAILED {m.flavour} {m.workload} x{m.clients}: {(m.failure or '')[:300]}"
+                )
+        return "\n".join(lines)
+
+    def save(self, results_dir: Path, notes: Sequence[str]) -> Path:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(self.began))
+        suffix = "" if self.members == 1 else f"-{self.members}members"
+        out = results_dir / f"{stamp}{suffix}.json"
+        out.write_text(
+            json.dumps(
+                {
+                    "started": stamp,
+                    "members": self.members,
+                    "flavours": self.labels,
+                    "generator": self.generator,
+                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                    "total_per_run": self.total,
+                    "workloads": self.workloads,
+                    "startup_failures": self.startup_failures,
+                    "check_perf": [asdict(c) for c in self.checks],
+                    "results": [asdict(m) for m in self.measurements],
+                    "notes": list(notes),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return out
+
+
+def run_section(
+    section: Section,
+    flavours: Sequence[Flavour],
+    *,
+    check_perf: bool,
+    max_seconds: float,
+    go_binary: Path | None,
+) -> None:
+    print(f"\n== {section.title} ==", flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="pyetcd-bench-") as tmp,
+        started(flavours, Path(tmp), section.members) as targets,
+    ):
+        section.labels = [label for label, _ in targets]
+        for label, item in targets:
+            if isinstance(item, str):
+                section.startup_failures[label] = item
+                print(
+                    f"\n!! {label} did not start; its workloads are reported as FAILED:\n{item}\n"
+                )
+        live = [t for _, t in targets if isinstance(t, Target)]
+        if check_perf:
+            for target in live:
+                print(f"check perf --load=s on {target.label} (60 s) ...", flush=True)
+                section.checks.append(run_check_perf(target, timeout=180))
+        for workload in section.workloads:
+            for n in section.clients:
+                for label, item in targets:
+                    if isinstance(item, str):
+                        section.measurements.append(
+                            Measurement(
+                                label,
+                                workload,
+                                n,
+                                failure="server did not start",
+                                members=section.members,
+                            )
+                        )
+                        continue
+                    print(f"{workload} x{n} on {label} ...", flush=True)
+                    section.measurements.append(
+                        run_workload(
+                            item,
+                            workload=workload,
+                            clients=n,
+                            total=section.total,
+                            max_seconds=max_seconds,
+                            go_binary=go_binary,
+                        )
+                    )
+
+
+def _list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--flavours",
         default=os.environ.get("BENCH_FLAVOURS", "etcd,pyetcd"),
         help="two comma-separated flavours (env BENCH_FLAVOURS; default etcd,pyetcd)",
+    )
+    parser.add_argument(
+        "--members",
+        default=os.environ.get("BENCH_MEMBERS", ",".join(map(str, MEMBERS))),
+        help="cluster sizes, one section each (env BENCH_MEMBERS; default 1,3)",
     )
     parser.add_argument("--total", type=int, default=2000, help="requests per workload run")
     parser.add_argument(
         "--max-seconds", type=float, default=60.0, help="time bound per workload run"
     )
     parser.add_argument("--clients", default=",".join(map(str, CLIENTS)))
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="single-member workloads")
+    parser.add_argument(
+        "--cluster-workloads",
+        default=",".join(CLUSTER_WORKLOADS),
+        help="cluster workloads: kind@leader or kind@all (kinds: " + ", ".join(WORKLOADS) + ")",
+    )
     parser.add_argument("--skip-check-perf", action="store_true", help="skip the 60 s check perf")
     parser.add_argument(
         "--python-loadgen", action="store_true", help="use bench/loadgen.py instead of Go"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print each table as README markdown"
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)
 
 
+def check_workloads(workloads: Sequence[str]) -> None:
+    for workload in workloads:
+        kind, place = split_workload(workload)
+        if kind not in WORKLOADS or place not in PLACES:
+            raise SystemExit(
+                f"unknown workload {workload!r}: expected kind[@place], kind one of "
+                f"{', '.join(WORKLOADS)}, place one of {', '.join(PLACES)}"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    flavours = [as_flavour(f.strip()) for f in args.flavours.split(",") if f.strip()]
+    flavours = [as_flavour(f) for f in _list(args.flavours)]
     if len(flavours) != 2:
         raise SystemExit(f"need two flavours, got {args.flavours!r}")
-    clients = [int(c) for c in args.clients.split(",")]
-    workloads = [w for w in args.workloads.split(",") if w]
-    unknown = set(workloads) - set(WORKLOADS)
-    if unknown:
-        raise SystemExit(f"unknown workloads: {sorted(unknown)}")
+    sizes = [int(n) for n in _list(args.members)]
+    if not sizes or any(n < 1 for n in sizes):
+        raise SystemExit(f"--members takes cluster sizes >= 1, got {args.members!r}")
+    clients = [int(c) for c in _list(args.clients)]
+    single, cluster = _list(args.workloads), _list(args.cluster_workloads)
+    check_workloads(single)
+    check_workloads(cluster)
     notes: list[str] = []
     go_binary = None if args.python_loadgen else go_benchmark_binary(notes)
     generator = f"{BENCHMARK_PACKAGE}@{BENCHMARK_VERSION}" if go_binary else "bench/loadgen.py"
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
-    measurements: list[Measurement] = []
-    checks: list[CheckPerf] = []
-    startup_failures: dict[str, str] = {}
-    began = time.time()
-    with (
-        tempfile.TemporaryDirectory(prefix="pyetcd-bench-") as tmp,
-        started(flavours, Path(tmp)) as members,
-    ):
-        labels = [label for label, _ in members]
-        for label, item in members:
-            if isinstance(item, str):
-                startup_failures[label] = item
-                print(
-                    f"\n!! {label} did not start; its workloads are reported as FAILED:\n{item}\n"
-                )
-        live = [(label, m) for label, m in members if isinstance(m, Member)]
-        if not args.skip_check_perf:
-            for label, member in live:
-                print(f"check perf --load=s on {label} (60 s) ...", flush=True)
-                checks.append(run_check_perf(member, label, timeout=180))
-        for workload in workloads:
-            for n in clients:
-                for label, item in members:
-                    if isinstance(item, str):
-                        measurements.append(
-                            Measurement(label, workload, n, failure="server did not start")
-                        )
-                        continue
-                    print(f"{workload} x{n} on {label} ...", flush=True)
-                    measurements.append(
-                        run_workload(
-                            item,
-                            label,
-                            workload=workload,
-                            clients=n,
-                            total=args.total,
-                            max_seconds=args.max_seconds,
-                            go_binary=go_binary,
-                        )
-                    )
-
-    print()
-    print(f"load generator: {generator}; {args.total} requests per run; {os.cpu_count()} CPUs")
-    for check in checks:
-        print(f"check perf [{check.flavour}]: {check.verdict}  " + "; ".join(check.lines[:-1]))
-    print(render_table(labels, measurements))
-    failures = [m for m in measurements if m.failure]
-    for label, reason in startup_failures.items():
-        print(f"FAILED: {label} did not start: {reason.splitlines()[0]}")
-    for m in failures:
-        if m.flavour in startup_failures:
-            continue
-        print(f"FAILED {m.flavour} {m.workload} x{m.clients}: {(m.failure or '')[:300]}")
-
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(began))
-    out = args.results_dir / f"{stamp}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "started": stamp,
-                "flavours": labels,
-                "generator": generator,
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                "total_per_run": args.total,
-                "startup_failures": startup_failures,
-                "check_perf": [asdict(c) for c in checks],
-                "results": [asdict(m) for m in measurements],
-                "notes": notes,
-            },
-            indent=2,
-            default=str,
+    sections: list[Section] = []
+    written: list[Path] = []
+    for size in sizes:
+        section = Section(
+            members=size,
+            workloads=single if size == 1 else cluster,
+            clients=clients,
+            total=args.total,
+            generator=generator,
         )
-    )
-    print(f"results written to {out}")
-    return 1 if startup_failures or failures else 0
+        sections.append(section)
+        run_section(
+            section,
+            flavours,
+            check_perf=not args.skip_check_perf,
+            max_seconds=args.max_seconds,
+            go_binary=go_binary,
+        )
+        written.append(section.save(args.results_dir, notes))
+
+    for section in sections:
+        print()
+        print(section.report(markdown=args.markdown))
+    print()
+    for path in written:
+        print(f"results written to {path}")
+    failed = any(s.startup_failures or s.failures for s in sections)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ module produces the same measurements (ops/s, p50, p99, errors) from Python when
 impossible. It shares the CPU with the servers, so it is slower than the Go tool: only ratios
 measured with one generator in one run mean anything.
 
-Requests are bounded in count and in time; the target is always a loopback address.
+Requests are bounded in count and in time; the targets are always loopback addresses (one
+member, or several: connections are spread over them round-robin, as etcd's tool does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -35,12 +37,21 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 async def _run(
-    endpoint: str, workload: str, clients: int, total: int, max_seconds: float
+    endpoints: Sequence[str], workload: str, clients: int, total: int, max_seconds: float
 ) -> LoadResult:
-    if not endpoint.startswith("127.0.0.1:"):
-        raise ValueError(f"loopback endpoints only, got {endpoint}")
+    if not endpoints:
+        raise ValueError("no endpoints")
+    for endpoint in endpoints:
+        if not endpoint.startswith("127.0.0.1:"):
+            raise ValueError(f"loopback endpoints only, got {endpoint}")
     conns = max(1, min(clients, 16))
-    channels = [grpc.aio.insecure_channel(endpoint) for _ in range(conns)]
+    # As etcd's tool: connection i goes to endpoints[i % len(endpoints)], client i uses
+    # connection i % conns; a channel of its own per connection (no shared subchannel).
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [
+        grpc.aio.insecure_channel(endpoints[i % len(endpoints)], options=options)
+        for i in range(conns)
+    ]
     # the generated .pyi types a stub built on an aio channel as KVAsyncStub (a stub-only name)
     stubs = [rpc_pb2_grpc.KVStub(ch) for ch in channels]
     value = b"v" * 256
@@ -95,7 +106,14 @@ async def _run(
 
 
 def run_load(
-    endpoint: str, workload: str, clients: int, total: int, max_seconds: float = 60.0
+    endpoints: str | Sequence[str],
+    workload: str,
+    clients: int,
+    total: int,
+    max_seconds: float = 60.0,
 ) -> LoadResult:
-    """Run one bounded workload against ``endpoint`` (host:port) and summarise it."""
-    return asyncio.run(_run(endpoint, workload, clients, total, max_seconds))
+    """Run one bounded workload against ``endpoints`` (host:port, one or a sequence, or
+    comma-separated) and summarise it."""
+    if isinstance(endpoints, str):
+        endpoints = [e for e in endpoints.split(",") if e]
+    return asyncio.run(_run(list(endpoints), workload, clients, total, max_seconds))
