@@ -42,9 +42,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import grpc
-from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-
 from tests.integration.cluster import (
     ETCDCTL_BIN,
     Cluster,
@@ -54,6 +51,7 @@ from tests.integration.cluster import (
     Timing,
     as_flavour,
     etcdctl_env,
+    status,
 )
 
 T = TypeVar("T")
@@ -200,17 +198,6 @@ def wait_until(what: str, fn: Callable[[], T | None], timeout: float) -> T:
         time.sleep(POLL)
 
 
-def member_status(member: Member, timeout: float = 2.0) -> rpc_pb2.StatusResponse | None:
-    try:
-        with grpc.insecure_channel(member.host_port) as channel:
-            resp: rpc_pb2.StatusResponse = rpc_pb2_grpc.MaintenanceStub(channel).Status(
-                rpc_pb2.StatusRequest(), timeout=timeout
-            )
-            return resp
-    except grpc.RpcError:
-        return None
-
-
 @dataclass(frozen=True)
 class Leadership:
     member: Member
@@ -235,7 +222,7 @@ class Target:
 
     def leadership(self) -> Leadership | None:
         """The leader that every member names, with its term; None while they disagree."""
-        statuses = [member_status(m) for m in self.members]
+        statuses = [status(m) for m in self.members]
         named = {s.leader for s in statuses if s is not None}
         if None in statuses or len(named) != 1 or 0 in named:
             return None

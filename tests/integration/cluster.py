@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+import grpc
+from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
 Flavour = Literal["etcd", "pyetcd"]
 FLAVOURS: tuple[Flavour, ...] = ("etcd", "pyetcd")
 
@@ -471,3 +474,15 @@ if __name__ == "__main__":  # manual smoke check: python -m tests.integration.cl
         running(Member(as_flavour(sys.argv[1] if len(sys.argv) > 1 else "etcd"), Path(tmp))) as m,
     ):
         print(m.etcdctl("endpoint", "status", "-w", "table").stdout)
+
+
+def status(member: Member, timeout: float = 2.0) -> rpc_pb2.StatusResponse | None:
+    """The member's Maintenance.Status, or None while it does not answer."""
+    try:
+        with grpc.insecure_channel(member.host_port) as channel:
+            resp: rpc_pb2.StatusResponse = rpc_pb2_grpc.MaintenanceStub(channel).Status(
+                rpc_pb2.StatusRequest(), timeout=timeout
+            )
+            return resp
+    except grpc.RpcError:
+        return None

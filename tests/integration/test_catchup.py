@@ -31,8 +31,8 @@ import grpc
 import pytest
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from tests.integration.cluster import Cluster, Member, MemberError, Timing
-from tests.integration.test_cluster3 import leader, status
+from tests.integration.cluster import Cluster, Member, MemberError, Timing, status
+from tests.integration.test_cluster3 import leader
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -31,7 +31,7 @@ import grpc
 import pytest
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from tests.integration.cluster import FAST, Cluster, Flavour, Member, Timing, free_port
+from tests.integration.cluster import FAST, Cluster, Flavour, Member, Timing, free_port, status
 from tests.integration.test_durability import Ledger
 
 pytestmark = pytest.mark.integration
@@ -70,17 +70,6 @@ def running_cluster(
         yield cluster
     finally:
         cluster.stop()
-
-
-def status(member: Member, timeout: float = 2.0) -> rpc_pb2.StatusResponse | None:
-    try:
-        with grpc.insecure_channel(member.host_port) as channel:
-            resp: rpc_pb2.StatusResponse = rpc_pb2_grpc.MaintenanceStub(channel).Status(
-                rpc_pb2.StatusRequest(), timeout=timeout
-            )
-            return resp
-    except grpc.RpcError:
-        return None
 
 
 def member_ids(cluster: Cluster) -> dict[str, int]:
