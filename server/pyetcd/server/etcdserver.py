@@ -576,6 +576,14 @@ class EtcdServer:
         persist = None
         if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
             persist = loop.run_in_executor(self._wal_executor, self._persist, rd)
+        # A leader replicates while it writes its own log (Raft thesis 10.2.1, as etcd does):
+        # its own entries count towards a commit only once persisted, so nothing is committed
+        # early, and the followers' fsyncs overlap the leader's. A follower's answers must
+        # wait until what they acknowledge is on disk.
+        sent = False
+        if rd.messages and self.raft_state == StateType.LEADER:
+            self._send(rd.messages)
+            sent = True
         # Committed entries are durable here already: apply them while the fsync runs. A
         # snapshot must be on disk before it replaces the state machine.
         if rd.committed_entries and rd.snapshot is None:
@@ -597,7 +605,7 @@ class EtcdServer:
             fut = self._read_states.pop(rs.request_ctx, None)
             if fut is not None and not fut.done():
                 fut.set_result(rs.index)
-        if rd.messages:
+        if rd.messages and not sent:
             self._send(rd.messages)
         self.raw.advance(rd)
 
