@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test lint unit integration e2e demo demo-down bench proto crds clean
+.PHONY: setup system-deps test lint unit integration e2e demo demo-local demo-down bench proto crds clean
 
 setup: system-deps $(VENV)/.installed .tools/.installed
 
@@ -58,14 +58,29 @@ e2e: setup
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# The operator on the e2e control plane (Debian etcd storage) and the process kubelet, left
+# running in the background with its state in .demo/ (see tools/demo.py); the first run builds
+# the Kubernetes binaries like `make e2e`. `make demo-down` stops it (and `make demo-local`).
 demo: setup
-	$(BIN)/python tools/demo.py
+	$(BIN)/python -m tools.demo up
+
+# pyetcd alone: one member on loopback, Debian's etcdctl against it (state in .demo-local/).
+demo-local: setup
+	$(BIN)/python tools/demo_local.py
 
 demo-down:
-	@[ -f .demo/pyetcd.pid ] && kill $$(cat .demo/pyetcd.pid) 2>/dev/null; rm -rf .demo; echo "demo stopped"
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.demo down; \
+	else rm -rf .demo .demo-local; echo "demo stopped"; fi
 
+BENCH_ARGS ?=
+# Side by side with upstream etcd: a single-member section, then 3-member clusters
+# (`bench-cluster`: the 3-member section alone). E.g. BENCH_ARGS="--total 500 --skip-check-perf".
+.PHONY: bench-cluster
 bench: setup
-	$(BIN)/python -m bench.compare
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
+
+bench-cluster: setup
+	$(BIN)/python -m bench.compare --members 3 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -4,6 +4,17 @@
 project's server), or both (comma-separated; the default). Tests that take ``control_plane`` run
 once per backend; pytest brings each plane up once and stops it before starting the next one.
 
+``--kubeconfig=PATH`` (or ``E2E_KUBECONFIG``) runs the scenarios marked ``any_cluster`` (the
+operator's, in ``test_operator.py``) against that cluster instead: nothing is built, the chart is
+installed into a fresh namespace and uninstalled afterwards, and every other test is deselected.
+Three fixtures differ between the modes: ``kubeconfig``, ``pod_exec`` (``kubectl exec``, or the
+process kubelet's control API when the process kubelet runs the cluster's nodes) and
+``operator_names``; they come from ``e2e.cluster_built`` or ``e2e.cluster_given``, registered as
+a plugin at configure time.
+
+Tests marked ``own_control_plane`` start (and stop) a control plane of their own: they run
+before all others, while no session plane is up, as only one plane and kubelet run at a time.
+
 The Kubernetes binaries are built (or found in the cache) and kubectl/helm unpacked at session
 start, outside any test's timeout.
 """
@@ -11,21 +22,25 @@ start, outside any test's timeout.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from e2e import chart, cluster_built, cluster_given
+from e2e.chart import OperatorRelease
+from e2e.cluster_built import OPERATOR_NAMESPACE, OPERATOR_RELEASE
 from e2e.controlplane import ControlPlane, Storage
 from e2e.k8s.build import ensure_binaries
-from e2e.kube import Kubectl
+from e2e.kube import Kubectl, PodExec, eventually
 from e2e.kubelet.faults import KubeletHandle
 from tools.tools import ensure_tools
 
+__all__ = ["OPERATOR_NAMESPACE", "OPERATOR_RELEASE", "OperatorRelease"]
+
 STORAGES: tuple[Storage, ...] = ("etcd", "pyetcd")
+KUBECONFIG_ENV = "E2E_KUBECONFIG"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,6 +49,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=",".join(STORAGES),
         help="storage of the API server: etcd, pyetcd or both, comma-separated (default: both)",
     )
+    parser.addoption(
+        "--kubeconfig",
+        default=os.environ.get(KUBECONFIG_ENV, ""),
+        help=f"run the operator scenarios against this cluster instead (env {KUBECONFIG_ENV})",
+    )
+
+
+def given_kubeconfig(config: pytest.Config) -> Path | None:
+    value = str(config.getoption("--kubeconfig") or "")
+    return Path(value).resolve() if value else None
 
 
 def _storages(config: pytest.Config) -> list[Storage]:
@@ -49,24 +74,55 @@ def _storages(config: pytest.Config) -> list[Storage]:
     return chosen
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "any_cluster: a scenario that also runs against a cluster given --kubeconfig"
+    )
+    config.addinivalue_line(
+        "markers", "own_control_plane: starts its own control plane; runs before all others"
+    )
+    path = given_kubeconfig(config)
+    if path is not None and not path.is_file():
+        raise pytest.UsageError(f"--kubeconfig: {path} does not exist")
+    mode = cluster_built if path is None else cluster_given
+    config.pluginmanager.register(mode, mode.__name__)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     _storages(session.config)
-    ensure_binaries()
+    if given_kubeconfig(session.config) is None:
+        ensure_binaries()
     ensure_tools()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
+    path = given_kubeconfig(config)
+    if path is not None:
+        return f"e2e cluster: given, kubeconfig {path}"
     return f"e2e storage: {', '.join(_storages(config))}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "control_plane" in metafunc.fixturenames:
+    if "control_plane" in metafunc.fixturenames and given_kubeconfig(metafunc.config) is None:
         storages = _storages(metafunc.config)
         metafunc.parametrize(
             "control_plane", storages, ids=storages, indirect=True, scope="session"
         )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the items by control plane
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if given_kubeconfig(config) is not None:
+        keep = [i for i in items if i.get_closest_marker("any_cluster")]
+        dropped = [i for i in items if not i.get_closest_marker("any_cluster")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+        return
+    own = [i for i in items if i.get_closest_marker("own_control_plane")]
+    items[:] = own + [i for i in items if not i.get_closest_marker("own_control_plane")]
 
 
 @pytest.fixture(scope="session")
@@ -111,65 +167,71 @@ def kubectl_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def kubectl(control_plane: ControlPlane, kubectl_binary: Path) -> Kubectl:
-    assert os.environ["KUBECONFIG"] == str(control_plane.kubeconfig)
-    return Kubectl(kubectl_binary, control_plane.kubeconfig)
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl) -> Iterator[str]:
-    """A fresh namespace, deleted afterwards (without waiting for the namespace controller)."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    kubectl.run("create", "namespace", name)
-    yield name
-    kubectl.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
-
-
-OPERATOR_NAMESPACE = "etcd-operator"
-OPERATOR_RELEASE = "etcd-operator"
-CHART = Path(__file__).resolve().parent.parent / "charts" / "etcd-operator"
-
-
-@dataclass(frozen=True)
-class OperatorRelease:
-    """The chart installed by ``helm``: its release name, namespace and Deployment name."""
-
-    release: str
-    namespace: str
-    deployment: str
+def helm_binary() -> Path:
+    return ensure_tools().helm
 
 
 @pytest.fixture(scope="session")
-def operator(kubectl: Kubectl, kubelet: KubeletHandle) -> Iterator[OperatorRelease]:
-    """``helm install`` of the chart, its Deployment Available; ``helm uninstall`` afterwards.
+def kubectl(kubeconfig: Path, kubectl_binary: Path) -> Kubectl:
+    assert os.environ["KUBECONFIG"] == str(kubeconfig)
+    return Kubectl(kubectl_binary, kubeconfig)
 
-    The chart's default images (``ghcr.io/pyetcd/etcd-operator``, ``ghcr.io/pyetcd/pyetcd``,
-    ``gcr.io/etcd-development/etcd``) are the ones the kubelet's image table maps; they are
-    passed explicitly so that a change of the defaults cannot silently break the suite.
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace, deleted afterwards.
+
+    Ready once its ``default`` ServiceAccount exists: the controller-manager makes it a moment
+    after the namespace, and the ServiceAccount admission refuses pods until then.
+
+    Its EtcdClusters go first, while the operator still runs: they carry kopf's finalizer (the
+    operator's status timer needs one), so once the session's operator is uninstalled they, and
+    the namespace, could not go any more. On a given cluster the namespace's deletion is
+    waited for (the cluster is left as found); here the session's plane is thrown away anyway.
     """
-    helm = str(ensure_tools().helm)
-    kubeconfig = f"--kubeconfig={kubectl.kubeconfig}"
-    subprocess.run(
-        [
-            helm, "install", OPERATOR_RELEASE, str(CHART), kubeconfig,
-            f"--namespace={OPERATOR_NAMESPACE}", "--create-namespace",
-            "--set=image.repository=ghcr.io/pyetcd/etcd-operator",
-            "--set=members.pyetcdImage=ghcr.io/pyetcd/pyetcd",
-            "--set=members.etcdImage=gcr.io/etcd-development/etcd",
-            # Status read every 5 s rather than 30: the scenarios wait for it.
-            "--set=members.statusIntervalSeconds=5",
-        ],
-        check=True, capture_output=True, text=True, timeout=120,
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", name)
+    eventually(
+        f"the default ServiceAccount of {name}",
+        lambda: kubectl.exists("serviceaccount", "default", name),
+        timeout=60,
+    )
+    yield name
+    kubectl.run(
+        "delete", "etcdclusters", "--all", f"--namespace={name}", "--wait=true", "--timeout=120s",
+        check=False,  # also where the CRD is not installed
     )  # fmt: skip
-    release = OperatorRelease(OPERATOR_RELEASE, OPERATOR_NAMESPACE, OPERATOR_RELEASE)
+    wait = given_kubeconfig(request.config) is not None
+    kubectl.run(
+        "delete", "namespace", name, f"--wait={str(wait).lower()}", "--timeout=240s",
+        "--ignore-not-found",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def operator(
+    request: pytest.FixtureRequest,
+    kubectl: Kubectl,
+    pod_exec: PodExec,
+    helm_binary: Path,
+    operator_names: tuple[str, str],
+) -> Iterator[OperatorRelease]:
+    """``helm install`` of the chart (see ``e2e.chart``); ``helm uninstall`` afterwards, and its
+    namespace deleted (waited for on a given cluster, which is left as it was found).
+
+    Takes ``pod_exec`` for its side effect on a built cluster: the kubelet runs, so the
+    operator's pod does.
+    """
+    release_name, namespace = operator_names
+    release = chart.install(helm_binary, kubectl.kubeconfig, release_name, namespace)
     try:
         yield release
     finally:
-        subprocess.run(
-            [
-                helm, "uninstall", OPERATOR_RELEASE, kubeconfig,
-                f"--namespace={OPERATOR_NAMESPACE}", "--wait", "--timeout=60s",
-            ],
-            check=False, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        kubectl.run("delete", "namespace", OPERATOR_NAMESPACE, "--wait=false", check=False)
+        try:
+            chart.uninstall(helm_binary, kubectl.kubeconfig, release)
+        finally:
+            given = given_kubeconfig(request.config) is not None
+            kubectl.run(
+                "delete", "namespace", namespace, f"--wait={str(given).lower()}",
+                "--timeout=180s", "--ignore-not-found", check=False,
+            )  # fmt: skip

@@ -1,7 +1,9 @@
 """Drive the cluster the way users do: the real ``kubectl`` (``.tools/bin``), plus polling helpers.
 
-Everything here works against any kubeconfig, so the scenarios can also run against an existing
-cluster (kind, a real one) later.
+Everything here works against any kubeconfig, so the scenarios also run against an existing
+cluster (``pytest e2e --kubeconfig=PATH``). Running a command inside a pod is :class:`PodExec`:
+``kubectl exec`` on a real cluster (:class:`KubectlExec`), the process kubelet's control API
+on the e2e control plane (``e2e.kubelet.faults``), which has no ``kubectl exec``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,38 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+class PodExec(Protocol):
+    """Runs a command inside a pod's container, as the pod's image names it."""
+
+    def exec(
+        self,
+        namespace: str,
+        name: str,
+        argv: list[str],
+        container: str | None = None,
+        timeout: float = 30.0,
+    ) -> ExecResult: ...
+
+
+def condition(obj: Json, kind: str) -> str | None:
+    """The status (``"True"``, ``"False"``, ``"Unknown"``) of condition ``kind``, else None."""
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item["type"] == kind:
+            return str(item["status"])
+    return None
 
 
 class KubectlError(RuntimeError):
@@ -77,3 +108,29 @@ def eventually(
                 f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})"
             )
         time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class KubectlExec:
+    """:class:`PodExec` through ``kubectl exec`` (a cluster with real kubelets)."""
+
+    kubectl: Kubectl
+
+    def exec(
+        self,
+        namespace: str,
+        name: str,
+        argv: list[str],
+        container: str | None = None,
+        timeout: float = 30.0,
+    ) -> ExecResult:
+        which = [f"--container={container}"] if container else []
+        args = ["exec", f"--namespace={namespace}", name, *which, "--", *argv]
+        command = [str(self.kubectl.binary), f"--kubeconfig={self.kubectl.kubeconfig}", *args]
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"kubectl {' '.join(args)}: no answer in {timeout:.0f}s") from exc
+        return ExecResult(result.returncode, result.stdout, result.stderr)

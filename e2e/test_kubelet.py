@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e.kube import Kubectl, eventually
+from e2e.kube import Kubectl, condition, eventually
+from e2e.kubelet import images
 from e2e.kubelet.faults import KubeletHandle
 
 TOOL_IMAGE = "e2e.pyetcd.io/python:1"
@@ -36,13 +37,6 @@ def tool_pod(name: str, namespace: str, **spec: Any) -> Json:
             **spec,
         },
     }
-
-
-def condition(pod: Json, kind: str) -> str | None:
-    for item in (pod.get("status") or {}).get("conditions") or []:
-        if item["type"] == kind:
-            return str(item["status"])
-    return None
 
 
 def wait_ready(kubectl: Kubectl, namespace: str, name: str, timeout: float = 60) -> Json:
@@ -482,3 +476,69 @@ def test_upstream_etcd_member_and_etcdctl_through_client_service(
     got = kubelet.exec(namespace, "etcd-client", ["etcdctl", endpoint, "get", "k", "-w", "json"])
     assert got.code == 0, got.stderr
     assert json.loads(got.stdout)["count"] == 1
+
+
+def test_volume_above_the_checkout_does_not_hide_the_image_commands(
+    kubectl: Kubectl, kubelet: KubeletHandle, namespace: str
+) -> None:
+    """A pod's emptyDir over a parent of the checkout (as ``/tmp`` is of a checkout cloned to
+    ``/tmp/x``) and over a parent of the Python installation: the pyetcd image still runs from
+    the checkout's virtualenv, and the volumes are still the pod's own."""
+    checkout = Path(images.ROOT)
+    parents = sorted({str(Path(p).parent) for p in images.RUNTIME_PATHS} - {"/"})
+    assert str(checkout.parent) in parents
+    # The parent holds more than the checkout on the host: the pod must not see the rest.
+    assert set(os.listdir(checkout.parent)) != {checkout.name}
+    volumes = [{"name": f"above-{i}", "emptyDir": {}} for i in range(len(parents))]
+    mounts = [{"name": f"above-{i}", "mountPath": path} for i, path in enumerate(parents)]
+    url = "http://$(POD_IP):2380"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "hidden", "namespace": namespace},
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "volumes": [*volumes, {"name": "data", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "etcd",
+                    "image": "ghcr.io/pyetcd/pyetcd:3.5.17",
+                    "args": [
+                        "--name=solo",
+                        "--data-dir=/var/lib/etcd",
+                        "--listen-client-urls=http://0.0.0.0:2379",
+                        "--advertise-client-urls=http://$(POD_IP):2379",
+                        "--listen-peer-urls=http://0.0.0.0:2380",
+                        f"--initial-advertise-peer-urls={url}",
+                        f"--initial-cluster=solo={url}",
+                    ],
+                    "env": [
+                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+                    ],
+                    "volumeMounts": [*mounts, {"name": "data", "mountPath": "/var/lib/etcd"}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/health", "port": 2379},
+                        "periodSeconds": 1,
+                    },
+                }
+            ],
+        },
+    }
+    kubectl.apply(pod)
+    wait_ready(kubectl, namespace, "hidden", timeout=120)
+    put = kubelet.exec(namespace, "hidden", ["etcdctl", "put", "greeting", "hello"])
+    assert put.code == 0, put.stderr
+    got = kubelet.exec(namespace, "hidden", ["etcdctl", "get", "greeting", "--print-value-only"])
+    assert got.stdout == "hello\n", got.stderr
+    # Inside, the checkout's parent is the emptyDir: only the checkout's mount point is there.
+    listing = kubelet.exec(namespace, "hidden", ["ls", "-A", str(checkout.parent)])
+    assert listing.stdout.split() == [checkout.name], listing.stderr
+    # Writes there land in the pod's volume, not on the host.
+    marker = f"{checkout.parent}/marker-{namespace}"
+    wrote = kubelet.exec(namespace, "hidden", ["sh", "-c", f"echo kept > {marker}"])
+    assert wrote.code == 0, wrote.stderr
+    info = kubelet.pod(namespace, "hidden")
+    assert info is not None
+    index = parents.index(str(checkout.parent))
+    assert (Path(info["volumes"][f"above-{index}"]) / Path(marker).name).read_text() == "kept\n"
+    assert not Path(marker).exists()

@@ -12,6 +12,7 @@ import pytest
 from e2e.controlplane import ControlPlane, ControlPlaneError, Process, wait_until
 
 
+@pytest.mark.own_control_plane
 def test_failed_start_stops_what_already_runs(tmp_path: Path) -> None:
     plane = ControlPlane(tmp_path, apiserver_args=["--no-such-flag"], start_timeout=60)
     with pytest.raises(ControlPlaneError, match="kube-apiserver exited with code") as failure:

@@ -4,22 +4,33 @@ The operator runs as a pod of the chart's Deployment (in-cluster config, through
 kubelet), and every assertion reads what a user would: the EtcdCluster's status and printer
 columns, where its pods landed, and etcdctl through the client Service from another pod.
 Deadlines through ``eventually``, never fixed sleeps.
+
+Every scenario here is marked ``any_cluster``: ``pytest e2e --kubeconfig=PATH`` runs them on
+that cluster (see e2e/README.md), so they exec through ``pod_exec`` and use images a real
+cluster can pull.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from e2e.conftest import OperatorRelease
-from e2e.kube import Kubectl, eventually
-from e2e.kubelet.faults import KubeletHandle
-from e2e.test_kubelet import SSD_LABEL, condition, tool_pod, wait_ready
+from e2e import etcdclusters
+from e2e.chart import OPERATOR_IMAGE, OperatorRelease
+from e2e.chart import wait_available as operator_available
+from e2e.etcdclusters import CLIENT_POD, client_endpoint, client_pod
+from e2e.kube import Kubectl, PodExec, condition, eventually
+from e2e.test_kubelet import SSD_LABEL, wait_ready
+
+pytestmark = pytest.mark.any_cluster
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+INVALID = sorted((EXAMPLES / "invalid").glob("*.yaml"))
 PRINTER_COLUMNS = ["NAME", "REPLICAS", "READY", "VERSION", "LEADER", "PHASE", "AGE"]
 
 Json = dict[str, Any]
@@ -31,36 +42,25 @@ def example(name: str, namespace: str) -> Json:
     return manifest
 
 
-def available(kubectl: Kubectl, namespace: str, name: str, replicas: int) -> Json | None:
-    """The cluster once Available with ``replicas`` healthy, Ready members in its status."""
-    cluster: Json = kubectl.get("etcdcluster", name, namespace)
-    status = cluster.get("status") or {}
-    members = status.get("members") or []
-    healthy = [m for m in members if m.get("healthy")]
-    # Available and healthy come from etcd, Ready (readyReplicas) from the pods' readiness.
-    ready = status.get("readyReplicas") == replicas
-    if (
-        condition(cluster, "Available") == "True"
-        and ready
-        and len(healthy) == replicas == len(members)
-    ):
-        return cluster
-    return None
-
-
 def wait_available(
-    kubectl: Kubectl, namespace: str, name: str, replicas: int, timeout: float = 180
+    kubectl: Kubectl, namespace: str, name: str, replicas: int, timeout: float = 240
 ) -> Json:
+    """The cluster once Available with ``replicas`` healthy members and Ready pods."""
+
+    def probe() -> Json | None:
+        cluster: Json = kubectl.get("etcdcluster", name, namespace)
+        return cluster if etcdclusters.available(cluster, replicas) else None
+
     try:
         result: Json = eventually(
             f"EtcdCluster {name} Available with {replicas} healthy members",
-            lambda: available(kubectl, namespace, name, replicas),
+            probe,
             timeout=timeout,
             interval=1,
         )
     except AssertionError as err:
-        status = kubectl.get("etcdcluster", name, namespace).get("status")
-        raise AssertionError(f"{err}; status: {json.dumps(status)}") from None
+        cluster = kubectl.get("etcdcluster", name, namespace)
+        raise AssertionError(f"{err}; status: {etcdclusters.describe(cluster)}") from None
     return result
 
 
@@ -71,20 +71,24 @@ def member_pods(kubectl: Kubectl, namespace: str, name: str) -> list[Json]:
     return pods
 
 
+def start_client(kubectl: Kubectl, namespace: str) -> None:
+    kubectl.apply(client_pod(namespace))
+    wait_ready(kubectl, namespace, CLIENT_POD, timeout=120)
+
+
 def etcdctl_reads_and_writes(
-    kubectl: Kubectl, kubelet: KubeletHandle, namespace: str, name: str
+    kubectl: Kubectl, pod_exec: PodExec, namespace: str, name: str
 ) -> None:
-    kubectl.apply(tool_pod("etcd-client", namespace))
-    wait_ready(kubectl, namespace, "etcd-client")
-    endpoint = f"--endpoints=http://{name}-client.{namespace}.svc.cluster.local:2379"
+    start_client(kubectl, namespace)
+    endpoint = client_endpoint(name, namespace)
 
     def put() -> bool:
         argv = ["etcdctl", endpoint, "put", "greeting", "hello"]
-        return kubelet.exec(namespace, "etcd-client", argv).code == 0
+        return pod_exec.exec(namespace, CLIENT_POD, argv).code == 0
 
     eventually("etcdctl put through the client Service", put)
-    got = kubelet.exec(
-        namespace, "etcd-client", ["etcdctl", endpoint, "get", "greeting", "-w", "json"]
+    got = pod_exec.exec(
+        namespace, CLIENT_POD, ["etcdctl", endpoint, "get", "greeting", "-w", "json"]
     )
     assert got.code == 0, got.stderr
     kvs = json.loads(got.stdout)["kvs"]
@@ -92,31 +96,38 @@ def etcdctl_reads_and_writes(
     assert kvs[0]["value"] == "aGVsbG8="
 
 
+def member_list(pod_exec: PodExec, namespace: str, name: str) -> list[Json] | None:
+    """etcd's member list through the client Service, from the client pod; None on failure."""
+    argv = ["etcdctl", client_endpoint(name, namespace), "member", "list", "-w", "json"]
+    result = pod_exec.exec(namespace, CLIENT_POD, argv)
+    return list(json.loads(result.stdout)["members"]) if result.code == 0 else None
+
+
+def voting_members(pod_exec: PodExec, namespace: str, name: str) -> list[str] | None:
+    """The names of started, voting members (None while etcd lists a learner or an unstarted
+    member, or does not answer)."""
+    members = member_list(pod_exec, namespace, name)
+    if members is None or any(m.get("isLearner") or not m.get("name") for m in members):
+        return None
+    return sorted(str(m["name"]) for m in members)
+
+
 def test_helm_install_runs_the_operator_in_cluster(
     kubectl: Kubectl, operator: OperatorRelease
 ) -> None:
-    def deployment_available() -> bool:
-        deployment = kubectl.get("deployment", operator.deployment, operator.namespace)
-        return condition(deployment, "Available") == "True"
-
-    eventually("the operator Deployment Available", deployment_available, timeout=120)
-    pods = kubectl.json(
-        "get", "pods", f"--namespace={operator.namespace}",
-        "-l", f"app.kubernetes.io/instance={operator.release}",
-    )["items"]  # fmt: skip
-    operator_pods = [p for p in pods if p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"]
-    assert len(operator_pods) == 1
-    pod = operator_pods[0]
+    name = operator_available(kubectl, operator)
+    pod = kubectl.get("pod", name, operator.namespace)
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
     assert condition(pod, "Ready") == "True"
     container = pod["spec"]["containers"][0]
-    assert container["image"].startswith("ghcr.io/pyetcd/etcd-operator:")
+    assert container["image"].startswith(f"{OPERATOR_IMAGE}:")
     # In-cluster config: no kubeconfig given, the service account's token instead.
     assert "KUBECONFIG" not in {e["name"] for e in container.get("env") or []}
     assert pod["spec"]["serviceAccountName"] == operator.deployment
 
 
 def test_upstream_etcd_example_reaches_available(
-    kubectl: Kubectl, kubelet: KubeletHandle, operator: OperatorRelease, namespace: str
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
 ) -> None:
     manifest = example("etcdcluster-etcd.yaml", namespace)
     name = manifest["metadata"]["name"]
@@ -139,7 +150,7 @@ def test_upstream_etcd_example_reaches_available(
     assert row[:4] == [name, "3", "3", cluster["status"]["currentVersion"]]
     assert row[4] in {p["metadata"]["name"] for p in pods}
     assert row[5] == cluster["status"]["phase"]
-    etcdctl_reads_and_writes(kubectl, kubelet, namespace, name)
+    etcdctl_reads_and_writes(kubectl, pod_exec, namespace, name)
 
 
 def children(kubectl: Kubectl, namespace: str, name: str) -> dict[str, list[str]]:
@@ -170,7 +181,7 @@ def expected_children(name: str, replicas: int) -> dict[str, list[str]]:
 
 
 def test_pyetcd_dev_example_reaches_available(
-    kubectl: Kubectl, kubelet: KubeletHandle, operator: OperatorRelease, namespace: str
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
 ) -> None:
     manifest = example("etcdcluster-dev.yaml", namespace)
     name = manifest["metadata"]["name"]
@@ -182,7 +193,7 @@ def test_pyetcd_dev_example_reaches_available(
     assert pod["spec"]["containers"][0]["image"].startswith("ghcr.io/pyetcd/pyetcd:")
     row = kubectl.run("get", "etcdclusters", name, f"--namespace={namespace}").stdout.splitlines()
     assert row[1].split()[:6] == [name, "1", "1", "3.5.17", f"{name}-0", "Running"]
-    etcdctl_reads_and_writes(kubectl, kubelet, namespace, name)
+    etcdctl_reads_and_writes(kubectl, pod_exec, namespace, name)
 
 
 def test_deleting_the_cluster_removes_every_child(
@@ -203,17 +214,9 @@ def test_deleting_the_cluster_removes_every_child(
 
 
 def test_operator_restarted_mid_creation_finishes_without_duplicates(
-    kubectl: Kubectl, kubelet: KubeletHandle, operator: OperatorRelease, namespace: str
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
 ) -> None:
-    selector = f"app.kubernetes.io/instance={operator.release}"
-
-    def operator_pod() -> str | None:
-        pods = kubectl.json("get", "pods", f"--namespace={operator.namespace}", "-l", selector)
-        ready = [p for p in pods["items"] if condition(p, "Ready") == "True"]
-        ready = [p for p in ready if not p["metadata"].get("deletionTimestamp")]
-        return str(ready[0]["metadata"]["name"]) if len(ready) == 1 else None
-
-    first = eventually("one Ready operator pod", operator_pod, timeout=120)
+    first = operator_available(kubectl, operator)
     manifest = example("etcdcluster-etcd.yaml", namespace)
     name = manifest["metadata"]["name"]
     kubectl.apply(manifest)
@@ -224,22 +227,93 @@ def test_operator_restarted_mid_creation_finishes_without_duplicates(
     )  # fmt: skip
 
     def replacement() -> str | None:
-        pod = operator_pod()
-        return pod if pod not in (None, first) else None
+        pods = kubectl.json(
+            "get", "pods", f"--namespace={operator.namespace}", "-l", operator.selector
+        )["items"]
+        ready = [
+            str(p["metadata"]["name"])
+            for p in pods
+            if condition(p, "Ready") == "True" and not p["metadata"].get("deletionTimestamp")
+        ]
+        return ready[0] if len(ready) == 1 and ready[0] != first else None
 
     eventually("a new operator pod Ready", replacement, timeout=120)
     cluster = wait_available(kubectl, namespace, name, 3)
     assert children(kubectl, namespace, name) == expected_children(name, 3)
     assert len({m["id"] for m in cluster["status"]["members"]}) == 3
     # etcd itself: exactly three members, none added twice.
-    kubectl.apply(tool_pod("etcd-client", namespace))
-    wait_ready(kubectl, namespace, "etcd-client")
-    endpoint = f"--endpoints=http://{name}-client.{namespace}.svc.cluster.local:2379"
-
-    def member_list() -> list[Json] | None:
-        argv = ["etcdctl", endpoint, "member", "list", "-w", "json"]
-        result = kubelet.exec(namespace, "etcd-client", argv)
-        return list(json.loads(result.stdout)["members"]) if result.code == 0 else None
-
-    members = eventually("etcdctl member list", member_list)
+    start_client(kubectl, namespace)
+    members = eventually("etcdctl member list", lambda: member_list(pod_exec, namespace, name))
     assert sorted(m["name"] for m in members) == [f"{name}-{i}" for i in range(3)]
+
+
+def expected_error(path: Path) -> str:
+    match = re.search(r"^# expect: (.+)$", path.read_text(), re.M)
+    assert match, f"{path} has no '# expect:' line"
+    return match.group(1).strip()
+
+
+def test_invalid_examples_are_refused_and_nothing_is_created(
+    kubectl: Kubectl, operator: OperatorRelease, namespace: str
+) -> None:
+    """With the CRD as the chart installs it: each invalid example is refused by the API server
+    with its message, and neither the API server nor the operator creates anything for it."""
+    names = []
+    for path in INVALID:
+        manifest: Json = yaml.safe_load(path.read_text())
+        names.append(manifest["metadata"]["name"])
+        result = kubectl.run("apply", f"--namespace={namespace}", "-f", str(path), check=False)
+        assert result.returncode != 0, f"{path.name} was accepted: {result.stdout}"
+        assert expected_error(path) in result.stderr, (path.name, result.stderr)
+    # A valid cluster after them, as a barrier: once the operator has brought it up, it has
+    # seen every event there was to see in this namespace.
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    valid = manifest["metadata"]["name"]
+    kubectl.apply(manifest)
+    wait_available(kubectl, namespace, valid, 1)
+    clusters = kubectl.json("get", "etcdclusters", f"--namespace={namespace}")["items"]
+    assert [c["metadata"]["name"] for c in clusters] == [valid]
+    created = kubectl.json(
+        "get", "statefulsets,services,poddisruptionbudgets,configmaps,pods,pvc",
+        f"--namespace={namespace}",
+    )["items"]  # fmt: skip
+    for item in created:
+        assert not any(item["metadata"]["name"].startswith(n) for n in names), item["metadata"]
+    events = kubectl.json("get", "events", f"--namespace={namespace}")["items"]
+    involved = {e["involvedObject"].get("name") for e in events}
+    assert not involved & set(names), sorted(involved & set(names))
+
+
+def test_pyetcd_cluster_scales_out_and_in(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
+) -> None:
+    """1 -> 3 -> 1 members through the scale subresource, as ``kubectl scale`` does it: the
+    operator adds (as learners, then promotes) and removes one member at a time, and etcd's own
+    member list agrees with the status at each end."""
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest)
+    wait_available(kubectl, namespace, name, 1)
+    etcdctl_reads_and_writes(kubectl, pod_exec, namespace, name)
+
+    for replicas in (3, 1):
+        kubectl.run("scale", "etcdcluster", name, f"--replicas={replicas}", f"-n={namespace}")
+        cluster = wait_available(kubectl, namespace, name, replicas, timeout=420)
+        want = [f"{name}-{i}" for i in range(replicas)]
+        assert sorted(m["name"] for m in cluster["status"]["members"]) == want
+        assert not any(m.get("learner") for m in cluster["status"]["members"])
+        assert cluster["status"]["replicas"] == replicas
+
+        def listed(want: list[str] = want) -> bool:
+            return voting_members(pod_exec, namespace, name) == want
+
+        eventually(f"etcdctl member list with {want}", listed, timeout=60)
+        assert sorted(p["metadata"]["name"] for p in member_pods(kubectl, namespace, name)) == (
+            want
+        )
+    # The data written at one member survived both changes.
+    got = pod_exec.exec(
+        namespace, CLIENT_POD,
+        ["etcdctl", client_endpoint(name, namespace), "get", "greeting", "--print-value-only"],
+    )  # fmt: skip
+    assert got.stdout == "hello\n", got.stderr

@@ -9,6 +9,7 @@ would find them) to local executables. A container's argv is then the Kubernetes
 from __future__ import annotations
 
 import fnmatch
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+
+
+def _runtime_paths() -> tuple[str, ...]:
+    """What the commands below need from the host besides ``/usr`` and ``/bin``: the checkout
+    (scripts, sources of the editable install), the virtualenv and the Python installation its
+    interpreter links to (``sys.base_prefix``), each once, outermost only."""
+    candidates = {
+        os.path.realpath(p)
+        for p in (ROOT, sys.prefix, sys.base_prefix, Path(os.path.realpath(PYTHON)).parent.parent)
+    }
+    return tuple(
+        sorted(
+            path
+            for path in candidates
+            if not any(path.startswith(other.rstrip("/") + "/") for other in candidates)
+        )
+    )
+
+
+# The launcher binds these back when a pod's volume hides them (an emptyDir at /tmp over a
+# checkout in /tmp/x): the image table's commands must resolve wherever volumes mount.
+RUNTIME_PATHS = _runtime_paths()
 
 # Plain tools every image here can run (for exec probes and debugging).
 _SHELL_TOOLS = {

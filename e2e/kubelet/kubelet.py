@@ -25,7 +25,7 @@ from e2e import pki
 from e2e.kubelet import netns
 from e2e.kubelet.api import Api, Json
 from e2e.kubelet.dns import DnsServer
-from e2e.kubelet.node import CAPACITY, Node
+from e2e.kubelet.node import CAPACITY, CONTROL_ANNOTATION, Node
 from e2e.kubelet.pods import PodContext, PodWorker
 from e2e.kubelet.provisioner import Provisioner
 from e2e.kubelet.services import DNS_SERVICE_IP, ServiceView
@@ -73,7 +73,8 @@ class NodeAgent:
 
     def __init__(self, kubelet: Kubelet, spec: NodeSpec, index: int, api: Api) -> None:
         self.kubelet = kubelet
-        self.node = Node(spec.name, api, dict(spec.labels))
+        annotations = {CONTROL_ANNOTATION: kubelet.control_url} if kubelet.control_url else {}
+        self.node = Node(spec.name, api, dict(spec.labels), annotations)
         self.api = api
         pool = IpPool(index)
         self.ctx = PodContext(
@@ -164,6 +165,8 @@ class Kubelet:
         self._apis: list[Api] = []
         self._dns: DnsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # The control API's URL, announced on the Nodes; set before start().
+        self.control_url = ""
 
     def _api(self, name: str, user: str, groups: tuple[str, ...] = ()) -> Api:
         pair = pki.issue(self.config.ca, name, user, organizations=groups)
@@ -263,8 +266,11 @@ async def serve(config: KubeletConfig, control_port: int, state_file: Path) -> N
         loop.add_signal_handler(signum, stop.set)
     control = ControlServer(kubelet)
     try:
-        await kubelet.start()
+        # The control API first: the Nodes announce its URL (it answers "no such pod" until the
+        # nodes run pods).
         url = await control.start(control_port)
+        kubelet.control_url = url
+        await kubelet.start()
         tmp = state_file.with_suffix(".tmp")
         tmp.write_text(
             f'{{"control": "{url}", "prefix": "{config.prefix}", "pid": {os.getpid()}}}\n'

@@ -10,11 +10,17 @@ In order:
 3. ``unshare`` a private mount namespace and UTS namespace, make every mount private (nothing
    propagates back to the host), set the pod's hostname;
 4. bind-mount each volume and the pod's ``/etc/hosts`` and ``/etc/resolv.conf`` over their
-   paths, from file descriptors opened before the first mount (a volume over ``/tmp`` must not
-   hide later sources under the host's ``/tmp``). A path that does not exist on the host is
-   made without touching the host: its nearest existing ancestor is shadowed by a tmpfs that
-   re-binds every entry of the original, and the missing directories are made in that tmpfs;
-5. ``chdir`` and ``execve`` the container's argv with exactly the environment the kubelet built.
+   paths, parents before children (as container runtimes sort mounts), from file descriptors
+   opened before the first mount (a volume over ``/tmp`` must not hide later sources under the
+   host's ``/tmp``). A path that does not exist on the host is made without touching the host:
+   its nearest existing ancestor is shadowed by a tmpfs that re-binds every entry of the
+   original, and the missing directories are made in that tmpfs;
+5. in the same parent-first order, bind the host's ``keep`` paths (the checkout and the Python
+   installation the image table execs from) back over any volume mounted above them (see
+   :func:`mount_plan`): a pod's emptyDir at ``/tmp`` must not hide a checkout in ``/tmp/x``.
+   Their mount points are made inside that volume (a directory in the pod's own emptyDir), not
+   in a tmpfs shadow, so that the volume stays the one the container writes to;
+6. ``chdir`` and ``execve`` the container's argv with exactly the environment the kubelet built.
 
 Any failure before exec exits with status 128 and a message on stderr (the container's log).
 """
@@ -83,9 +89,44 @@ def shadow(missing: str, staging: str) -> None:
     os.makedirs(missing, exist_ok=True)
 
 
-def bind(source: str, target: str, read_only: bool, staging: str) -> None:
+def depth(path: str) -> int:
+    """Components of an absolute path: ``/`` is 0, ``/tmp`` 1, ``/tmp/x`` 2."""
+    return len([part for part in os.path.normpath(path).split("/") if part])
+
+
+def under(path: str, ancestor: str) -> bool:
+    """``path`` lies strictly below ``ancestor``."""
+    path, ancestor = os.path.normpath(path), os.path.normpath(ancestor)
+    return path != ancestor and path.startswith(ancestor.rstrip("/") + "/")
+
+
+def mount_plan(mounts: list[dict[str, Any]], keep: list[str]) -> list[dict[str, Any]]:
+    """The binds in the order they are made: each volume (and file) mount, plus a bind of each
+    ``keep`` path onto itself when some mount lands strictly above it (else it is not hidden and
+    left alone, and a mount exactly on it wins, as the pod asked).
+
+    Sorted by depth, stably: a parent is mounted before anything under it, so a ``keep`` bind
+    comes after the volume that hid it and before any volume mounted inside it.
+    """
+    plan = [{**item, "keep": False} for item in mounts]
+    for path in keep:
+        if any(under(path, item["target"]) for item in mounts):
+            plan.append({"source": path, "target": path, "readOnly": False, "keep": True})
+    return sorted(plan, key=lambda item: depth(item["target"]))
+
+
+def make_in_place(directory: str) -> bool:
+    """Make ``directory`` in whatever is mounted there now (see the module docstring, 5.)."""
+    try:
+        os.makedirs(directory)
+    except OSError:  # a read-only volume: the caller shadows it instead
+        return False
+    return True
+
+
+def bind(source: str, target: str, read_only: bool, staging: str, in_place: bool = False) -> None:
     if os.path.isdir(source):
-        if not os.path.isdir(target):
+        if not os.path.isdir(target) and not (in_place and make_in_place(target)):
             shadow(target, staging)
     elif not os.path.exists(target):
         shadow(os.path.dirname(target), staging)
@@ -112,14 +153,16 @@ def main() -> None:
     _check(libc.sethostname(hostname, len(hostname)), "sethostname")
     # Sources and staging directories are opened before any mount: a volume mounted over /tmp
     # must not hide the sources of later mounts that live under /tmp on the host.
+    plan = mount_plan(spec["mounts"], spec.get("keep") or [])
     staging = os.open(spec["staging"], os.O_PATH | os.O_DIRECTORY)
-    sources = [os.open(item["source"], os.O_PATH) for item in spec["mounts"]]
-    for index, item in enumerate(spec["mounts"]):
+    sources = [os.open(item["source"], os.O_PATH) for item in plan]
+    for index, item in enumerate(plan):
         bind(
             f"/proc/self/fd/{sources[index]}",
             item["target"],
             bool(item.get("readOnly")),
             f"/proc/self/fd/{staging}/{index}",
+            in_place=bool(item["keep"]),
         )
     for fd in (staging, *sources):
         os.close(fd)

@@ -22,6 +22,9 @@ HEARTBEAT = 10.0
 LEASE_SECONDS = 40
 KUBELET_VERSION = "v1.34.0-e2e"
 CAPACITY = {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"}
+# On every Node of the process kubelet: its control API's URL, so that tests given only a
+# kubeconfig (``pytest e2e --kubeconfig``) can exec in pods without ``kubectl exec``.
+CONTROL_ANNOTATION = "e2e.pyetcd.io/kubelet-control"
 
 
 def now() -> str:
@@ -40,6 +43,7 @@ class Node:
     name: str
     api: Api
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
     stopped: bool = False
     uid: str = ""
     _since: str = field(default_factory=now)
@@ -50,6 +54,7 @@ class Node:
             "kind": "Node",
             "metadata": {
                 "name": self.name,
+                "annotations": dict(self.annotations),
                 "labels": {
                     "kubernetes.io/hostname": self.name,
                     "kubernetes.io/os": "linux",
@@ -104,7 +109,10 @@ class Node:
         except ApiError as exc:
             if exc.status != 409:
                 raise
-            created = await self.api.get(f"/api/v1/nodes/{self.name}")
+            # Registered by an earlier run: this run's annotations (its control URL) win.
+            created = await self.api.patch_merge(
+                f"/api/v1/nodes/{self.name}", {"metadata": {"annotations": self.annotations}}
+            )
         self.uid = created["metadata"]["uid"]
         await self.beat()
 

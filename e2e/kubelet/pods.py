@@ -485,6 +485,7 @@ class PodWorker:
             "netns": os.path.join(netns.NETNS_DIR, self.netns),
             "hostname": self.pod["spec"].get("hostname") or self.name,
             "mounts": self._mounts(container.spec),
+            "keep": list(images.RUNTIME_PATHS),
             "staging": str(staging),
             "workingDir": container.spec.get("workingDir") or "/",
             "argv": argv,

@@ -371,7 +371,14 @@ class EtcdClusterStatus(_Model):
         json_schema_extra=list_map("name"),
     )
     replicas: int | None = Field(default=None, description="Observed members (scale subresource).")
-    readyReplicas: int | None = Field(default=None, description="Healthy voting members.")
+    readyReplicas: int | None = Field(
+        default=None,
+        description=(
+            "Member pods that are Ready (their readiness probe, etcd's /health, passes), counted "
+            "as a StatefulSet counts them, learners included; etcd's own view of each member "
+            "is members[].healthy."
+        ),
+    )
     currentVersion: str | None = Field(default=None, description="The version members run.")
     leader: str | None = Field(default=None, description="Name of the leader member.")
     clusterID: str | None = Field(default=None, description="etcd's cluster ID in hex.")

@@ -327,6 +327,29 @@ def test_etcd_unreachable_reports_from_pods_and_keeps_what_etcd_told_before() ->
     assert "MemberUnhealthy" not in reasons(actions)  # pod readiness does not make member events
 
 
+def test_ready_replicas_counts_ready_pods_not_healthy_voters() -> None:
+    """readyReplicas is the pods' readiness (the StatefulSet convention the CRD documents): a
+    Ready learner's pod counts, and a voter etcd finds unhealthy counts while its pod is Ready;
+    a pod that is not Ready does not count, whatever etcd says."""
+    desired, observed = running(4)
+    learner = dataclasses.replace(member(3), learner=True)
+    etcd = view(member(0, leader=True), member(1, healthy=False), member(2), learner)
+    observed = dataclasses.replace(
+        observed,
+        etcd=etcd,
+        pods=(*pods(3), PodState("demo-3", ready=True, phase="Running", node="node-3")),
+    )
+    status = status_of(plan(desired, observed, SETTINGS, at(100)))
+    voters_healthy = [m for m in status["members"] if m["healthy"] and not m["learner"]]
+    assert len(voters_healthy) == 2
+    assert status["readyReplicas"] == 4
+
+    observed = dataclasses.replace(
+        observed, pods=(*pods(3), PodState("demo-3", ready=False, phase="Running", node="n"))
+    )
+    assert status_of(plan(desired, observed, SETTINGS, at(101)))["readyReplicas"] == 3
+
+
 def test_deletion_plans_nothing() -> None:
     desired, observed = running()
     deleting = desired.model_copy(

@@ -1,0 +1,89 @@
+"""What the scenarios and the demo read from an EtcdCluster, and the pod they run etcdctl in.
+
+Pure: objects in, answers out, so the operator scenarios and ``make demo`` wait for exactly the
+same thing. The client pod uses the upstream etcd image (it carries etcdctl, and any cluster
+can pull it); to keep it running, it runs a throw-away etcd on its own loopback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from e2e.kube import condition
+
+Json = dict[str, Any]
+
+CLIENT_POD = "etcd-client"
+CLIENT_IMAGE = "gcr.io/etcd-development/etcd:v3.5.17"
+
+
+def available(cluster: Json, replicas: int) -> bool:
+    """Available, with ``replicas`` members, all healthy (etcd's view), all pods Ready
+    (``readyReplicas``)."""
+    status = cluster.get("status") or {}
+    members = status.get("members") or []
+    healthy = [m for m in members if m.get("healthy")]
+    return (
+        condition(cluster, "Available") == "True"
+        and status.get("readyReplicas") == replicas
+        and len(healthy) == replicas == len(members)
+    )
+
+
+def describe(cluster: Json) -> str:
+    """One line for an error message: phase, conditions and members."""
+    status = cluster.get("status") or {}
+    conditions = {
+        c["type"]: f"{c['status']} ({c.get('reason', '')}: {c.get('message', '')})"
+        for c in status.get("conditions") or []
+    }
+    members = [
+        f"{m.get('name')}{'' if m.get('healthy') else ' (unhealthy)'}"
+        for m in status.get("members") or []
+    ]
+    return json.dumps(
+        {
+            "phase": status.get("phase"),
+            "readyReplicas": status.get("readyReplicas"),
+            "members": members,
+            "conditions": conditions,
+        }
+    )
+
+
+def client_endpoint(name: str, namespace: str) -> str:
+    """The etcdctl flag for cluster ``name``'s client Service."""
+    return f"--endpoints=http://{name}-client.{namespace}.svc.cluster.local:2379"
+
+
+def client_pod(namespace: str, name: str = CLIENT_POD) -> Json:
+    """A pod to exec etcdctl in (``kubectl exec``, or the process kubelet's exec)."""
+    local = "http://127.0.0.1:2379"
+    peer = "http://127.0.0.1:2380"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "etcdctl",
+                    "image": CLIENT_IMAGE,
+                    "command": [
+                        "/usr/local/bin/etcd",
+                        "--name=scratch",
+                        "--data-dir=/scratch/etcd",
+                        f"--listen-client-urls={local}",
+                        f"--advertise-client-urls={local}",
+                        f"--listen-peer-urls={peer}",
+                        f"--initial-advertise-peer-urls={peer}",
+                        f"--initial-cluster=scratch={peer}",
+                    ],
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                }
+            ],
+        },
+    }
