@@ -184,10 +184,9 @@ def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]
     Ready once its ``default`` ServiceAccount exists: the controller-manager makes it a moment
     after the namespace, and the ServiceAccount admission refuses pods until then.
 
-    Its EtcdClusters go first, while the operator still runs: they carry kopf's finalizer (the
-    operator's status timer needs one), so once the session's operator is uninstalled they, and
-    the namespace, could not go any more. On a given cluster the namespace's deletion is
-    waited for (the cluster is left as found); here the session's plane is thrown away anyway.
+    Its EtcdClusters go first (they carry no finalizer, so this needs no operator), then the
+    namespace. On a given cluster the namespace's deletion is waited for (the cluster is left
+    as found); here the session's plane is thrown away anyway.
     """
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     kubectl.run("create", "namespace", name)

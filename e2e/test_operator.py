@@ -32,6 +32,8 @@ pytestmark = pytest.mark.any_cluster
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 INVALID = sorted((EXAMPLES / "invalid").glob("*.yaml"))
 PRINTER_COLUMNS = ["NAME", "REPLICAS", "READY", "VERSION", "LEADER", "PHASE", "AGE"]
+# kopf's finalizer, which the operator's versions with a per-cluster status timer made kopf add.
+KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
 
 Json = dict[str, Any]
 
@@ -213,6 +215,60 @@ def test_deleting_the_cluster_removes_every_child(
     eventually(f"every child of {name} to be deleted", all_gone, timeout=90)
 
 
+def scale_operator(kubectl: Kubectl, operator: OperatorRelease, replicas: int) -> None:
+    kubectl.run(
+        "scale", "deployment", operator.deployment, f"--replicas={replicas}",
+        f"--namespace={operator.namespace}",
+    )  # fmt: skip
+
+
+def operator_pods(kubectl: Kubectl, operator: OperatorRelease) -> list[str]:
+    pods = kubectl.json(
+        "get", "pods", f"--namespace={operator.namespace}", "-l", operator.selector
+    )["items"]  # fmt: skip
+    return [str(p["metadata"]["name"]) for p in pods]
+
+
+def test_a_cluster_needs_no_operator_to_be_deleted(
+    kubectl: Kubectl, operator: OperatorRelease, namespace: str
+) -> None:
+    """No finalizer: created with kopf's finalizer on it (as clusters of operator versions with a
+    status timer carry it), the cluster loses it as soon as the operator sees it; then, with
+    the operator scaled to zero, deleting the cluster completes at once and the garbage
+    collector removes its children (the claims too: the StatefulSet's retention policy)."""
+    manifest = example("etcdcluster-dev.yaml", namespace)  # volumeRetention: Delete
+    manifest["metadata"]["finalizers"] = [KOPF_FINALIZER]
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest)
+    wait_available(kubectl, namespace, name, 1)
+
+    def finalizers() -> list[str]:
+        meta = kubectl.get("etcdcluster", name, namespace)["metadata"]
+        return list(meta.get("finalizers") or [])
+
+    eventually("kopf's finalizer removed", lambda: finalizers() == [], timeout=60)
+    assert children(kubectl, namespace, name) == expected_children(name, 1)
+
+    scale_operator(kubectl, operator, 0)
+    try:
+        eventually("no operator pod", lambda: operator_pods(kubectl, operator) == [], timeout=120)
+        kubectl.run("delete", "etcdcluster", name, f"--namespace={namespace}", "--wait=false")
+        eventually(
+            f"EtcdCluster {name} deleted with no operator running",
+            lambda: not kubectl.exists("etcdcluster", name, namespace),
+            timeout=30,
+        )
+        eventually(
+            f"every child of {name} collected",
+            lambda: children(kubectl, namespace, name) == {},
+            timeout=120,
+        )
+        assert operator_pods(kubectl, operator) == []  # all of it without an operator
+    finally:
+        scale_operator(kubectl, operator, 1)
+        operator_available(kubectl, operator)
+
+
 def test_operator_restarted_mid_creation_finishes_without_duplicates(
     kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
 ) -> None:
@@ -284,34 +340,123 @@ def test_invalid_examples_are_refused_and_nothing_is_created(
     assert not involved & set(names), sorted(involved & set(names))
 
 
+def full_condition(obj: Json, kind: str) -> Json | None:
+    """Condition ``kind`` of ``obj`` whole (status, reason, message), else None."""
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item["type"] == kind:
+            return dict(item)
+    return None
+
+
+def ssd_nodes(kubectl: Kubectl) -> int:
+    """Schedulable nodes labelled as SSD-backed: where members may run by default."""
+    nodes = kubectl.json("get", "nodes")["items"]
+    return sum(
+        1
+        for n in nodes
+        if n["metadata"].get("labels", {}).get(SSD_LABEL) == "ssd"
+        and not n["spec"].get("unschedulable")
+    )
+
+
+def scale_to(kubectl: Kubectl, pod_exec: PodExec, namespace: str, name: str, replicas: int) -> None:
+    """``kubectl scale`` the cluster, then: Available with ``replicas`` healthy voting members,
+    not Degraded, and etcd's member list, the status and the pods agreeing."""
+    kubectl.run("scale", "etcdcluster", name, f"--replicas={replicas}", f"-n={namespace}")
+
+    def settled() -> Json | None:
+        # Done: no longer Progressing. Available alone comes a pass earlier: the pass that
+        # promotes the last learner writes the status it observed, with that learner in it.
+        cluster: Json = kubectl.get("etcdcluster", name, namespace)
+        done = (
+            etcdclusters.available(cluster, replicas)
+            and condition(cluster, "Degraded") == "False"
+            and condition(cluster, "Progressing") == "False"
+        )
+        return cluster if done else None
+
+    try:
+        cluster = eventually(
+            f"{name} Available with {replicas} members, not Degraded, not Progressing",
+            settled,
+            timeout=420,
+        )
+    except AssertionError as err:
+        now = kubectl.get("etcdcluster", name, namespace)
+        raise AssertionError(f"{err}; status: {etcdclusters.describe(now)}") from None
+    want = [f"{name}-{i}" for i in range(replicas)]
+    assert sorted(m["name"] for m in cluster["status"]["members"]) == want
+    assert not any(m.get("learner") for m in cluster["status"]["members"])
+    assert cluster["status"]["replicas"] == replicas
+    eventually(
+        f"etcdctl member list with {want}",
+        lambda: voting_members(pod_exec, namespace, name) == want,
+        timeout=60,
+    )
+    pods = sorted(p["metadata"]["name"] for p in member_pods(kubectl, namespace, name))
+    assert pods == want
+
+
 def test_pyetcd_cluster_scales_out_and_in(
     kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
 ) -> None:
-    """1 -> 3 -> 1 members through the scale subresource, as ``kubectl scale`` does it: the
-    operator adds (as learners, then promotes) and removes one member at a time, and etcd's own
-    member list agrees with the status at each end."""
+    """1 -> 3 -> (one more than there are SSD nodes) -> 3 -> 1 members through the scale
+    subresource, as ``kubectl scale`` does it: the operator adds (as learners, then promotes)
+    and removes one member at a time, and etcd's own member list agrees with the status at
+    each end. The member that no node can take (required anti-affinity, SSD nodes only) makes
+    the cluster Degraded with reason MemberUnschedulable and a Warning event, both naming the
+    pod with the scheduler's message; scaling back removes it and clears the condition."""
     manifest = example("etcdcluster-dev.yaml", namespace)
+    # SSD nodes only (the default placement; the example runs anywhere): a member beyond their
+    # number cannot be placed, as members keep to distinct nodes.
+    manifest["spec"]["storage"]["placement"] = {"mode": "Required"}
     name = manifest["metadata"]["name"]
     kubectl.apply(manifest)
     wait_available(kubectl, namespace, name, 1)
     etcdctl_reads_and_writes(kubectl, pod_exec, namespace, name)
 
-    for replicas in (3, 1):
-        kubectl.run("scale", "etcdcluster", name, f"--replicas={replicas}", f"-n={namespace}")
-        cluster = wait_available(kubectl, namespace, name, replicas, timeout=420)
-        want = [f"{name}-{i}" for i in range(replicas)]
-        assert sorted(m["name"] for m in cluster["status"]["members"]) == want
-        assert not any(m.get("learner") for m in cluster["status"]["members"])
-        assert cluster["status"]["replicas"] == replicas
+    scale_to(kubectl, pod_exec, namespace, name, 3)
 
-        def listed(want: list[str] = want) -> bool:
-            return voting_members(pod_exec, namespace, name) == want
+    beyond = ssd_nodes(kubectl) + 1
+    assert beyond > 3, "the scenario needs at least 3 SSD nodes"
+    if beyond <= 9:  # spec.replicas' maximum
+        kubectl.run("scale", "etcdcluster", name, f"--replicas={beyond}", f"-n={namespace}")
+        unplaced = f"{name}-{beyond - 1}"
 
-        eventually(f"etcdctl member list with {want}", listed, timeout=60)
-        assert sorted(p["metadata"]["name"] for p in member_pods(kubectl, namespace, name)) == (
-            want
+        def unschedulable() -> tuple[Json, str] | None:
+            """The Degraded condition once it names the pod with the scheduler's message."""
+            if not kubectl.exists("pod", unplaced, namespace):
+                return None
+            scheduled = full_condition(kubectl.get("pod", unplaced, namespace), "PodScheduled")
+            if scheduled is None or scheduled.get("reason") != "Unschedulable":
+                return None
+            cluster = kubectl.get("etcdcluster", name, namespace)
+            degraded = full_condition(cluster, "Degraded") or {}
+            line = f"pod {unplaced} cannot be scheduled: {scheduled['message']}"
+            if (degraded.get("status"), degraded.get("reason")) != ("True", "MemberUnschedulable"):
+                return None
+            return (cluster, line) if line in degraded.get("message", "") else None
+
+        cluster, line = eventually(
+            f"Degraded MemberUnschedulable naming {unplaced}", unschedulable, timeout=420
         )
-    # The data written at one member survived both changes.
+        assert cluster["status"]["phase"] == "Degraded"
+        assert condition(cluster, "Available") == "True"  # the members that run are fine
+
+        def warned() -> list[str] | None:
+            found = kubectl.json(
+                "get", "events", f"--namespace={namespace}", "--field-selector",
+                f"involvedObject.name={name},reason=MemberUnschedulable",
+            )["items"]  # fmt: skip
+            messages = [f"{e['type']}: {e['message']}" for e in found]
+            return messages if f"Warning: {line}" in messages else None
+
+        eventually(f"a Warning MemberUnschedulable event: {line}", warned, timeout=60)
+
+        scale_to(kubectl, pod_exec, namespace, name, 3)
+
+    scale_to(kubectl, pod_exec, namespace, name, 1)
+    # The data written at one member survived every change.
     got = pod_exec.exec(
         namespace, CLIENT_POD,
         ["etcdctl", client_endpoint(name, namespace), "get", "greeting", "--print-value-only"],

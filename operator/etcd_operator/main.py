@@ -19,12 +19,18 @@ from kopf._core.intents.registries import SmartOperatorRegistry
 from etcd_operator import metrics
 from etcd_operator.api.settings import ENV_PREFIX, OperatorSettings
 from etcd_operator.handlers import register
+from etcd_operator.handlers.events import COMPONENT
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 DEFAULT_METRICS_PORT = 9090
 # kopf's bookkeeping goes into annotations under our group, never into the status: the CRD's
 # structural schema would prune unknown status fields.
 KOPF_PREFIX = "etcd.pyetcd.io"
+# kopf's finalizer, by kopf's default name. No handler of ours requires it (no timer, daemon or
+# delete handler), so kopf never adds it and removes it from the clusters that carry it: those
+# of operator versions that had a status timer. The name is pinned so that this removal keeps
+# working should kopf's default ever change.
+KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
 
 
 def _truthy(value: str) -> bool:
@@ -79,6 +85,7 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> argpar
 
 def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX,
@@ -87,6 +94,8 @@ def kopf_settings() -> kopf.OperatorSettings:
     )
     # Our handlers post their own events; kopf's per-handler chatter would drown them.
     settings.posting.level = logging.WARNING
+    # The events' source, as with the events the status refresh posts itself.
+    settings.posting.reporting_component = COMPONENT
     return settings
 
 

@@ -1,6 +1,7 @@
 """The operator's own Prometheus metrics, on a registry of their own, served over HTTP.
 
-Reconcile passes count by result and time themselves; errors count by a short reason; each
+Reconcile passes count by result and time themselves; errors count by a short reason; the
+periodic status refresh counts its rounds and the clusters it could not refresh; each
 cluster's size, health and availability are gauges labelled by namespace and cluster, removed
 when the cluster is deleted so that dashboards do not show clusters that no longer exist.
 """
@@ -29,6 +30,16 @@ RECONCILE_DURATION = Histogram(
     "etcd_operator_reconcile_duration_seconds",
     "Duration of one reconcile pass (observe, plan, execute).",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+STATUS_REFRESH_FAILURES = Counter(
+    "etcd_operator_status_refresh_failures_total",
+    "Periodic status refreshes of one cluster that failed or ran out of time.",
+    registry=REGISTRY,
+)
+STATUS_REFRESH_ROUNDS = Counter(
+    "etcd_operator_status_refresh_rounds_total",
+    "Completed rounds of the periodic status refresh (every cluster once).",
     registry=REGISTRY,
 )
 _CLUSTER_LABELS = ["namespace", "cluster"]

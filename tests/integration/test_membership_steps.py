@@ -177,7 +177,7 @@ class World:
             index = int(action.name.rsplit("-", 1)[1])
             assert action.peer_url == dns_peer(index)
             added = await add_member(client, self.loopback_peer(index), learner=True)
-            assert added.is_learner
+            assert added.is_learner, f"{action}: {added} (members: {await client.member_list()})"
         elif isinstance(action, PromoteMember):
             outcome = await promote_if_ready(client, action.member_id)
             assert outcome in (Promotion.PROMOTED, Promotion.NOT_IN_SYNC, Promotion.ALREADY_VOTER)

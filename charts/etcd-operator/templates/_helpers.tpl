@@ -69,8 +69,8 @@ The operator's image reference; the tag defaults to the chart's appVersion.
 Rules the operator needs inside each namespace it serves: its own resources and what it creates.
 */}}
 {{- define "etcd-operator.namespacedRules" -}}
-# EtcdCluster resources: kopf watches them, keeps its state in annotations and adds its
-# finalizer (patch).
+# EtcdCluster resources: kopf watches them and keeps its state in annotations (patch; also to
+# remove the finalizer that earlier operator versions left); the operator writes the status.
 - apiGroups: ["etcd.pyetcd.io"]
   resources: ["etcdclusters"]
   verbs: ["get", "list", "watch", "patch", "update"]

@@ -1,9 +1,10 @@
 """kopf entry points for EtcdCluster: thin wrappers that run one reconcile pass.
 
-create, update and resume react to changes; a timer repeats the pass at the configured interval
-because etcd changes (a member dies, the leader moves, a learner catches up) produce no
-Kubernetes event. Every entry point does the same level-based pass: observe, ``plan``, execute;
-a per-cluster lock keeps a timer pass and an event pass from interleaving on the same cluster.
+create, update and resume react to changes; the operator-wide status refresh (``refresh``)
+repeats the pass for every cluster at the configured interval, because etcd changes (a member
+dies, the leader moves, a learner catches up) produce no Kubernetes event. Every entry point does
+the same level-based pass: observe, ``plan``, execute; a per-cluster lock keeps a refresh pass
+and an event pass from interleaving on the same cluster.
 A pass whose membership change etcd refuses as "not capable" is planned again with that
 knowledge, so the status reports it instead of the pass failing and being retried.
 """
@@ -24,10 +25,25 @@ from pyetcd.client import EtcdClient
 
 from etcd_operator import metrics
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.v1alpha1 import GROUP, PLURAL, VERSION, EtcdCluster, EtcdClusterStatus
-from etcd_operator.handlers.execute import MembershipNotSupportedError, execute
+from etcd_operator.api.v1alpha1 import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    EtcdCluster,
+    EtcdClusterStatus,
+)
+from etcd_operator.handlers.events import post_events
+from etcd_operator.handlers.execute import (
+    MembershipNotSupportedError,
+    PostEvent,
+    WriteStatus,
+    execute,
+)
 from etcd_operator.handlers.kube import KubeApi, KubernetesApi
 from etcd_operator.handlers.observe import membership_endpoints, observe
+from etcd_operator.handlers.refresh import ClusterRef, PeriodicRefresh, index_entry, indexed
 from etcd_operator.members import ClusterClient
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.plan import (
@@ -117,7 +133,14 @@ def error_reason(err: BaseException) -> str:
 
 
 class Reconciler:
-    """Runs reconcile passes for all clusters with one Kubernetes API and one settings object."""
+    """Runs reconcile passes for all clusters with one Kubernetes API and one settings object.
+
+    Two ways in: ``reconcile`` for kopf's handlers (the body kopf saw; events through
+    ``kopf.event``) and ``refresh`` for the periodic status refresh (the cluster read afresh;
+    events posted through the API, as ``kopf.event`` needs kopf's handler context). Either
+    way the pass runs under the cluster's lock and writes the status itself, before releasing
+    the lock, so a refresh that waited for the lock reads the status the pass before it wrote.
+    """
 
     def __init__(
         self,
@@ -125,11 +148,13 @@ class Reconciler:
         kube: KubeApi | None = None,
         post_event: EventPoster = kopf.event,
         connect: Connect = connect_etcd,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self._kube = kube
         self._post_event = post_event
         self._connect = connect
+        self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -142,60 +167,89 @@ class Reconciler:
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
 
-    async def reconcile(self, body: kopf.Body, patch: kopf.Patch) -> None:
-        """One pass for one cluster; failures become ``kopf.TemporaryError`` (retried later)."""
+    def _lock(self, uid: str) -> asyncio.Lock:
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    async def reconcile(self, body: kopf.Body) -> None:
+        """One pass for one cluster, as kopf delivered it; failures become
+        ``kopf.TemporaryError`` (kopf retries later)."""
         desired = parse_cluster(body)
-        lock = self._locks.setdefault(
-            str(desired.metadata.get("uid", desired.name)), asyncio.Lock()
-        )
-        started = time.monotonic()
-        async with lock:
+
+        def post_event(type_: str, reason: str, message: str) -> None:
+            self._post_event(body, type=type_, reason=reason, message=message)
+
+        async with self._lock(str(desired.metadata.get("uid", desired.name))):
+            await self._pass(desired, post_event)
+
+    async def refresh(self, ref: ClusterRef) -> None:
+        """One pass of the periodic status refresh: the cluster is read under its lock (never
+        a stale copy), and skipped when it is gone or is another cluster of the same name.
+        Failures raise; the refresh loop logs them and goes on with the other clusters."""
+        async with self._lock(ref.uid):
+            raw = await self.kube.get(API_VERSION, KIND, ref.namespace, ref.name)
+            if raw is None or (raw.get("metadata") or {}).get("uid") != ref.uid:
+                self.forget(ref.uid)  # gone: its lock too (its DELETED event may be past)
+                return
+            desired = parse_cluster(raw)
+            posted: list[tuple[str, str, str]] = []
+
+            def post_event(type_: str, reason: str, message: str) -> None:
+                posted.append((type_, reason, message))
+
             try:
-                observed = await observe(desired, self.kube, self.settings)
-
-                def post_event(type_: str, reason: str, message: str) -> None:
-                    self._post_event(body, type=type_, reason=reason, message=message)
-
-                def write_status(status: dict[str, Any]) -> None:
-                    # kopf sends this patch after the handler returns, as one merge patch; the
-                    # dict keeps observedGeneration last.
-                    patch.status.update(status)
-                    record_metrics(desired, status)
-
-                try:
-                    await self._run(desired, observed, post_event, write_status)
-                except MembershipNotSupportedError as err:
-                    # Not a failure to retry: plan the pass again knowing that the engine
-                    # cannot change membership; its status says so (Degraded) and the
-                    # following passes of this generation do not ask again.
-                    log.warning("%s/%s: %s", desired.namespace, desired.name, err)
-                    refused = dataclasses.replace(observed, membership_unsupported=err.message)
-                    await self._run(desired, refused, post_event, write_status)
-            except kopf.PermanentError:
-                metrics.RECONCILES.labels("error").inc()
-                metrics.RECONCILE_ERRORS.labels("invalid").inc()
-                raise
-            except Exception as err:
-                metrics.RECONCILES.labels("error").inc()
-                metrics.RECONCILE_ERRORS.labels(error_reason(err)).inc()
-                log.warning("reconcile of %s/%s failed: %s", desired.namespace, desired.name, err)
-                raise kopf.TemporaryError(
-                    f"reconcile failed: {err}", delay=self.retry_delay
-                ) from err
-            else:
-                metrics.RECONCILES.labels("success").inc()
+                await self._pass(desired, post_event)
             finally:
-                metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
+                # Also after a failure: the events of the steps that did run.
+                await post_events(self.kube, raw, posted, self._clock())
+
+    async def _pass(self, desired: EtcdCluster, post_event: PostEvent) -> None:
+        """Observe, plan, execute, with metrics; errors become ``kopf.TemporaryError``."""
+        started = time.monotonic()
+        try:
+            observed = await observe(desired, self.kube, self.settings)
+
+            async def write_status(status: dict[str, Any]) -> None:
+                # One merge patch; the dict keeps observedGeneration last.
+                written = await self.kube.patch_status(
+                    API_VERSION, KIND, desired.namespace, desired.name, status
+                )
+                if written:
+                    record_metrics(desired, status)
+                else:
+                    log.info("%s/%s is gone: status not written", desired.namespace, desired.name)
+
+            try:
+                await self._run(desired, observed, post_event, write_status)
+            except MembershipNotSupportedError as err:
+                # Not a failure to retry: plan the pass again knowing that the engine
+                # cannot change membership; its status says so (Degraded) and the
+                # following passes of this generation do not ask again.
+                log.warning("%s/%s: %s", desired.namespace, desired.name, err)
+                refused = dataclasses.replace(observed, membership_unsupported=err.message)
+                await self._run(desired, refused, post_event, write_status)
+        except kopf.PermanentError:
+            metrics.RECONCILES.labels("error").inc()
+            metrics.RECONCILE_ERRORS.labels("invalid").inc()
+            raise
+        except Exception as err:
+            metrics.RECONCILES.labels("error").inc()
+            metrics.RECONCILE_ERRORS.labels(error_reason(err)).inc()
+            log.warning("reconcile of %s/%s failed: %s", desired.namespace, desired.name, err)
+            raise kopf.TemporaryError(f"reconcile failed: {err}", delay=self.retry_delay) from err
+        else:
+            metrics.RECONCILES.labels("success").inc()
+        finally:
+            metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
 
     async def _run(
         self,
         desired: EtcdCluster,
         observed: Observed,
-        post_event: Callable[[str, str, str], None],
-        write_status: Callable[[dict[str, Any]], None],
+        post_event: PostEvent,
+        write_status: WriteStatus,
     ) -> None:
         """Plan one pass and execute it, with an etcd client only if the plan needs one."""
-        actions = plan(desired, observed, self.settings, datetime.now(UTC))
+        actions = plan(desired, observed, self.settings, self._clock())
         if not changes_membership(actions):
             await execute(actions, self.kube, post_event, write_status)
             return
@@ -210,24 +264,55 @@ class Reconciler:
     def retry_delay(self) -> float:
         return min(10.0, self.settings.status_interval_seconds)
 
+    @property
+    def refresh_deadline(self) -> float:
+        """The deadline of one cluster's periodic refresh: generous (a pass makes a few
+        Kubernetes calls and a few etcd calls, each with its own deadline), but finite, so a
+        hung call cannot stall the refresh of every other cluster for good."""
+        return max(60.0, 2 * self.settings.status_interval_seconds)
+
+
+INDEX = "etcdclusters"
+"""The id of the kopf index of EtcdClusters; kopf passes it to handlers under this name."""
+
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Reconciler:
-    """Register the EtcdCluster handlers on ``registry``; returns the reconciler they share."""
+    """Register the EtcdCluster handlers on ``registry``; returns the reconciler they share.
+
+    No handler needs kopf's finalizer: no delete handler (owner references collect the
+    children), no timer and no daemon (kopf makes its finalizer mandatory for those, so an
+    EtcdCluster could not be deleted while no operator runs). The periodic refresh is one task
+    for the operator, started and stopped with it, over an index of the clusters. kopf removes
+    its finalizer from clusters that carry it from an earlier version of the operator, on the
+    first event or listing it sees of them, since no handler requires it any more.
+    """
     reconciler = Reconciler(settings)
+    refresher = PeriodicRefresh(
+        reconciler.refresh,
+        settings.status_interval_seconds,
+        deadline=reconciler.refresh_deadline,
+    )
     resource = (GROUP, VERSION, PLURAL)
 
     # Explicit ids: kopf keys its progress annotations by handler id.
     @kopf.on.resume(*resource, id="resume", registry=registry)
     @kopf.on.create(*resource, id="create", registry=registry)
     @kopf.on.update(*resource, id="update", registry=registry)
-    async def changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        await reconciler.reconcile(body, patch)
+    async def changed(body: kopf.Body, **_: Any) -> None:
+        await reconciler.reconcile(body)
 
-    @kopf.timer(
-        *resource, id="status", interval=settings.status_interval_seconds, registry=registry
-    )
-    async def periodic(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        await reconciler.reconcile(body, patch)
+    @kopf.index(*resource, id=INDEX, registry=registry)
+    async def clusters(body: kopf.Body, **_: Any) -> dict[tuple[str, str], ClusterRef]:
+        return index_entry(body)  # async: kopf would run a plain function in a thread
+
+    @kopf.on.startup(id="start-status-refresh", registry=registry)
+    async def start_refresh(**kwargs: Any) -> None:
+        index = kwargs[INDEX]  # kopf's live index: filled as kopf lists and watches clusters
+        refresher.start(lambda: indexed(index))
+
+    @kopf.on.cleanup(id="stop-status-refresh", registry=registry)
+    async def stop_refresh(**_: Any) -> None:
+        await refresher.stop()
 
     @kopf.on.event(*resource, id="forget-deleted", registry=registry)
     async def deleted(event: kopf.RawEvent, **_: Any) -> None:

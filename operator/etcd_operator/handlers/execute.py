@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 PostEvent = Callable[[str, str, str], None]
 """(type, reason, message) -> None: posts a Kubernetes Event on the EtcdCluster."""
 WriteStatus = Callable[[dict[str, Any]], Awaitable[None] | None]
-"""Writes the status merge patch (kopf's ``patch.status`` in the handlers)."""
+"""Writes the status merge patch (the handlers patch the status subresource directly)."""
 
 
 class MembershipNotSupportedError(Exception):

@@ -37,6 +37,17 @@ class KubeApi(Protocol):
         """Delete an object; ``False`` when it did not exist (already deleted)."""
         ...
 
+    async def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> bool:
+        """A JSON merge patch of the object's status subresource; ``False`` when the object
+        does not exist (deleted meanwhile)."""
+        ...
+
+    async def create(self, manifest: Mapping[str, Any]) -> Json:
+        """Create a namespaced object (an Event); returns the created object."""
+        ...
+
 
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     """The REST path of a namespaced object (or collection) of a built-in kind."""
@@ -71,9 +82,12 @@ class KubernetesApi:
         *,
         query_params: list[tuple[str, str]] | None = None,
         header_params: dict[str, str] | None = None,
-        body: str | None = None,
+        body: str | Json | None = None,
     ) -> Json:
         """One request; the decoded JSON answer, or ``ApiException`` for a non-2xx status.
+
+        ``body``: text is sent as it is (apply's YAML); a dict is JSON-encoded by the client,
+        which it does for every JSON content type (so JSON must not be passed as text).
 
         Newer clients (37 here) split the generated ``call_api`` into ``param_serialize``, a
         ``call_api(method, url, ...)`` returning the raw response, and ``response_deserialize``;
@@ -163,3 +177,35 @@ class KubernetesApi:
                 return False
             raise
         return True
+
+    async def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        path = resource_path(api_version, kind, namespace, name) + "/status"
+        try:
+            await asyncio.to_thread(
+                self._call,
+                path,
+                "PATCH",
+                body={"status": dict(status)},
+                header_params={"Content-Type": "application/merge-patch+json"},
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    async def create(self, manifest: Mapping[str, Any]) -> Json:
+        path = resource_path(
+            manifest["apiVersion"], manifest["kind"], manifest["metadata"]["namespace"]
+        )
+        return await asyncio.to_thread(
+            self._call,
+            path,
+            "POST",
+            body=dict(manifest),
+            header_params={"Content-Type": "application/json"},
+        )

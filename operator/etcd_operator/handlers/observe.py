@@ -44,6 +44,24 @@ def fingerprint_of(obj: Json) -> str | None:
     return str(value) if value is not None else None
 
 
+def unschedulable(pod: Json) -> str | None:
+    """The scheduler's message when it found no node for the pod: a Pending pod, not being
+    deleted, whose ``PodScheduled`` condition is False with reason ``Unschedulable``."""
+    status = pod.get("status") or {}
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    if (status.get("phase") or "Pending") != "Pending" or (pod.get("spec") or {}).get("nodeName"):
+        return None
+    for c in status.get("conditions") or []:
+        if (c.get("type"), c.get("status"), c.get("reason")) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
+            return str(c.get("message") or "no node fits the pod")
+    return None
+
+
 def pod_state(pod: Json) -> PodState:
     status = pod.get("status") or {}
     ready = any(
@@ -55,6 +73,7 @@ def pod_state(pod: Json) -> PodState:
         ready=ready,
         phase=str(status.get("phase") or "Pending"),
         node=(pod.get("spec") or {}).get("nodeName"),
+        unschedulable=unschedulable(pod),
     )
 
 

@@ -26,12 +26,17 @@ class ChildKey:
 
 @dataclass(frozen=True)
 class PodState:
-    """One member pod as the kubelet reports it."""
+    """One member pod as the kubelet (and the scheduler) report it.
+
+    ``unschedulable``: the scheduler's message while the pod is Pending because no node fits it
+    (condition ``PodScheduled`` False with reason ``Unschedulable``), else ``None``.
+    """
 
     name: str
     ready: bool
     phase: str = "Pending"
     node: str | None = None
+    unschedulable: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ member at a time, etcd's member list as the truth), decide which children to app
 with the members etcd lists), compute the status, derive events from the transitions between
 the previous status and the new one, and write the status last. The handlers execute the
 actions in order; running ``plan`` again on the world those actions produce yields no ``Apply``:
-the pass is idempotent, which is what lets it run on every event and on a timer. The action
+the pass is idempotent, which is what lets it run on every event and periodically. The action
 types live in ``actions`` and are re-exported here.
 """
 
@@ -46,11 +46,13 @@ from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, O
 from etcd_operator.reconcile.scaling import ScalePlan, decide
 from etcd_operator.reconcile.status import (
     FALSE,
+    MEMBER_UNSCHEDULABLE,
     TRUE,
     UNKNOWN,
     compute_status,
     formed,
     status_patch,
+    unschedulable_pods,
 )
 
 __all__ = [
@@ -177,9 +179,26 @@ def _events(
         events.append(Event("Warning", "Unavailable", f"{available.reason}: {available.message}"))
     degraded, was_degraded = after_c[ConditionType.DEGRADED], before_c.get(ConditionType.DEGRADED)
     prior_status = was_degraded.status if was_degraded is not None else FALSE
+    unplaced = degraded.reason == MEMBER_UNSCHEDULABLE
+    if unplaced:
+        # One Warning per pod and scheduler message, when first seen: the previous Degraded
+        # message holds what was reported already (the condition is the memory).
+        reported = (
+            was_degraded.message
+            if was_degraded is not None and was_degraded.reason == MEMBER_UNSCHEDULABLE
+            else ""
+        )
+        events.extend(
+            Event("Warning", MEMBER_UNSCHEDULABLE, line)
+            for line in unschedulable_pods(observed)
+            if line not in reported
+        )
     if degraded.status != prior_status:
         if degraded.status == TRUE:
-            events.append(Event("Warning", "Degraded", f"{degraded.reason}: {degraded.message}"))
+            if not unplaced:  # else the MemberUnschedulable events above say it, pod by pod
+                events.append(
+                    Event("Warning", "Degraded", f"{degraded.reason}: {degraded.message}")
+                )
         elif degraded.status == UNKNOWN:
             events.append(Event("Warning", degraded.reason, degraded.message))
         elif was_degraded is not None:
@@ -197,9 +216,10 @@ def membership_latched(desired: EtcdCluster) -> bool:
     generation = desired.metadata.get("generation")
     if status is None or generation is None:
         return False
+    # Progressing says it too (False), and keeps saying it when Degraded names another cause
+    # (a member that cannot be scheduled).
     return any(
-        c.type == ConditionType.DEGRADED
-        and c.status == TRUE
+        c.type in (ConditionType.DEGRADED, ConditionType.PROGRESSING)
         and c.reason == MEMBERSHIP_NOT_SUPPORTED
         and c.observedGeneration == int(generation)
         for c in status.conditions

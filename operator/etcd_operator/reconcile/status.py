@@ -2,8 +2,12 @@
 
 Conditions follow Kubernetes conventions: ``Available`` (a leader and a healthy quorum of voting
 members), ``Progressing`` (the operator is moving the cluster towards its spec), ``Degraded``
-(something is wrong that the spec does not explain). A condition keeps its
-``lastTransitionTime`` while its status stays the same, even if its reason or message change.
+(something is wrong that the spec does not explain). A member pod that the scheduler cannot place
+(no node fits it) makes the cluster Degraded with reason ``MemberUnschedulable`` whatever else
+is seen, etcd unreachable included: it is the cause to act on (add or label nodes, relax the
+placement), and it would stay hidden behind "waiting for the learner" or "unreachable".
+A condition keeps its ``lastTransitionTime`` while its status stays the same, even if its
+reason or message change.
 Fields that only etcd can tell (``clusterID``, ``currentVersion``) keep their last known value
 while etcd is unreachable; the leader is cleared, because a stale leader is misleading.
 """
@@ -26,6 +30,12 @@ from etcd_operator.components import naming
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+
+# The Degraded reason while a member pod cannot be scheduled.
+MEMBER_UNSCHEDULABLE = "MemberUnschedulable"
+# Of each scheduler message, what goes into the condition and the event (an Event's message
+# holds 1024 characters; a condition's 32768, whatever the number of members).
+SCHEDULER_MESSAGE_LIMIT = 960
 
 
 def timestamp(now: datetime) -> str:
@@ -62,6 +72,16 @@ def formed(desired: EtcdCluster, etcd: EtcdView | None) -> bool:
     return all(
         (m := by_name.get(name)) is not None and m.healthy for name in desired_member_names(desired)
     )
+
+
+def unschedulable_pods(observed: Observed) -> list[str]:
+    """One line per member pod the scheduler cannot place, naming it, with the scheduler's
+    message; these lines make the Degraded message and the Warning events."""
+    return [
+        f"pod {p.name} cannot be scheduled: {p.unschedulable[:SCHEDULER_MESSAGE_LIMIT]}"
+        for p in sorted(observed.pods, key=lambda p: p.name)
+        if p.unschedulable is not None
+    ]
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -247,6 +267,9 @@ def compute_status(
                     f"{len(voters)} voting members healthy; learner: {', '.join(learners)}"
                 )
             degraded = cond(ConditionType.DEGRADED, FALSE, "AllMembersHealthy", healthy_message)
+    unplaced = unschedulable_pods(observed)
+    if unplaced:
+        degraded = cond(ConditionType.DEGRADED, TRUE, MEMBER_UNSCHEDULABLE, "; ".join(unplaced))
 
     rolling = observed.statefulset is not None and observed.statefulset.rolling
     if not has_formed:

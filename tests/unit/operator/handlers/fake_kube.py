@@ -1,6 +1,7 @@
 """An in-memory stand-in for the Kubernetes API calls the handlers make (no API server runs in
 unit tests; the e2e suite has a real one). Apply stores the manifest as the live object; pods and
-volume claims are listed from their own lists."""
+volume claims are listed from their own lists; a status patch is merged into the live object
+(when there is one) and recorded; created objects (Events) are recorded."""
 
 from __future__ import annotations
 
@@ -18,7 +19,25 @@ class FakeKube:
         self.pods: list[Json] = []
         self.pvcs: list[Json] = []
         self.deleted: list[tuple[str, str, str]] = []
+        self.status_patches: list[tuple[str, str, Json]] = []
+        self.created: list[Json] = []
         self.fail_apply_of: str | None = None
+
+    def put(self, obj: Mapping[str, Any]) -> None:
+        """Store a live object as it is (e.g. the EtcdCluster itself)."""
+        meta = obj["metadata"]
+        self.objects[(obj["kind"], meta["namespace"], meta["name"])] = copy.deepcopy(dict(obj))
+
+    @property
+    def last_status(self) -> Json:
+        assert self.status_patches, "no status was written"
+        return self.status_patches[-1][2]
+
+    def events(self) -> list[tuple[str, str, str]]:
+        """(type, reason, message) of the created Events, in order."""
+        return [
+            (e["type"], e["reason"], e["message"]) for e in self.created if e["kind"] == "Event"
+        ]
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Json | None:
         found = self.objects.get((kind, namespace, name))
@@ -50,3 +69,19 @@ class FakeKube:
             self.pvcs = [p for p in self.pvcs if p["metadata"]["name"] != name]
             return len(self.pvcs) < before
         return self.objects.pop((kind, namespace, name), None) is not None
+
+    async def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> bool:
+        self.status_patches.append((namespace, name, copy.deepcopy(dict(status))))
+        obj = self.objects.get((kind, namespace, name))
+        if obj is None:
+            return False
+        merged = {**(obj.get("status") or {}), **copy.deepcopy(dict(status))}
+        obj["status"] = {k: v for k, v in merged.items() if v is not None}
+        return True
+
+    async def create(self, manifest: Mapping[str, Any]) -> Json:
+        obj = copy.deepcopy(dict(manifest))
+        self.created.append(obj)
+        return obj

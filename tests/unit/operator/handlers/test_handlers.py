@@ -4,6 +4,8 @@ executor, and whole passes of the reconciler against an in-memory Kubernetes API
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
@@ -21,14 +23,17 @@ from etcd_operator.handlers.observe import (
     pod_state,
     statefulset_state,
 )
+from etcd_operator.handlers.refresh import ClusterRef
 from etcd_operator.main import parse_args
 from etcd_operator.members import ClusterObservation, MemberObservation
 from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, PodState
 from etcd_operator.reconcile.plan import Action, Apply, Event, PatchStatus
+from kopf._core.intents.causes import Activity
 
 from tests.unit.operator.handlers.fake_kube import FakeKube
 
-SETTINGS = OperatorSettings(etcd_timeout_seconds=0.5)
+SETTINGS = OperatorSettings(etcd_timeout_seconds=0.5, status_interval_seconds=5)
+T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def body(**status: Any) -> dict[str, Any]:
@@ -74,6 +79,32 @@ def test_parse_cluster_ignores_an_unreadable_status_and_refuses_an_invalid_spec(
 
 
 # -- translation of API objects -------------------------------------------------------------
+
+
+SCHEDULER_SAYS = (
+    "0/4 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+    "3 node(s) didn't match pod anti-affinity rules."
+)
+
+
+def pending_pod(**condition: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "demo-3"},
+        "spec": {},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", **condition}]},
+    }
+
+
+def test_a_pod_the_scheduler_cannot_place_is_unschedulable_with_its_message() -> None:
+    unplaced = pending_pod(status="False", reason="Unschedulable", message=SCHEDULER_SAYS)
+    assert pod_state(unplaced) == PodState("demo-3", ready=False, unschedulable=SCHEDULER_SAYS)
+    assert pod_state(pending_pod(status="False", reason="Unschedulable")).unschedulable
+    # Waiting for other reasons, or scheduled, or going away: not unschedulable.
+    assert pod_state(pending_pod(status="False", reason="SchedulingGated")).unschedulable is None
+    assert pod_state(pending_pod(status="True")).unschedulable is None
+    deleting = pending_pod(status="False", reason="Unschedulable")
+    deleting["metadata"]["deletionTimestamp"] = "2025-01-02T03:04:05Z"
+    assert pod_state(deleting).unschedulable is None
 
 
 def test_pod_and_statefulset_states() -> None:
@@ -191,10 +222,13 @@ def test_execute_runs_actions_in_order_and_stops_at_the_first_failure() -> None:
 # -- whole passes ----------------------------------------------------------------------------
 
 
-def run_pass(reconciler: Reconciler, obj: dict[str, Any]) -> kopf.Patch:
-    patch = kopf.Patch()
-    asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, obj)), patch))
-    return patch
+def run_pass(reconciler: Reconciler, kube: FakeKube, obj: dict[str, Any]) -> dict[str, Any]:
+    """A kopf-handler pass on ``obj`` (stored as the live cluster); the status it wrote."""
+    kube.put(obj)
+    written = len(kube.status_patches)
+    asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, obj))))
+    assert len(kube.status_patches) == written + 1, "one status patch per pass"
+    return kube.last_status
 
 
 def test_create_then_resume_applies_once() -> None:
@@ -202,14 +236,14 @@ def test_create_then_resume_applies_once() -> None:
     reconciler = Reconciler(SETTINGS, kube, events)
     before = sample("etcd_operator_reconciles_total", result="success")
 
-    patch = run_pass(reconciler, body())
+    status = run_pass(reconciler, kube, body())
 
     kinds = [m["kind"] for m in kube.applied]
     assert kinds == ["ConfigMap", "Service", "Service", "PodDisruptionBudget", "StatefulSet"]
     for manifest in kube.applied:
         assert manifest["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
     assert events.posted == [("Normal", "Creating", "creating 3 members running 3.5.17")]
-    status = dict(patch["status"])
+    assert kube.status_patches[0][:2] == ("ns", "demo")  # the status subresource, written
     assert status["phase"] == "Creating"
     assert list(status)[-1] == "observedGeneration"
     assert sample("etcd_operator_reconciles_total", result="success") == before + 1
@@ -219,10 +253,10 @@ def test_create_then_resume_applies_once() -> None:
     # is an observation, not a failure.
     kube.applied.clear()
     events.posted.clear()
-    second = run_pass(reconciler, body(**status))
+    second = run_pass(reconciler, kube, body(**status))
     assert kube.applied == []
     assert events.posted == []
-    assert second["status"]["phase"] == "Creating"
+    assert second["phase"] == "Creating"
     assert sample("etcd_operator_cluster_available", namespace="ns", cluster="demo") == 0
 
 
@@ -232,14 +266,93 @@ def test_a_failed_pass_is_a_temporary_error_and_counted() -> None:
     reconciler = Reconciler(SETTINGS, kube, Events())
     before = sample("etcd_operator_reconcile_errors_total", reason="unexpected")
 
-    patch = kopf.Patch()
     with pytest.raises(kopf.TemporaryError) as err:
-        asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, body())), patch))
+        asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, body()))))
 
-    assert err.value.delay == 10.0
+    assert err.value.delay == 5.0  # SETTINGS' status interval, below the 10 s cap
     assert "injected failure" in str(err.value)
-    assert "status" not in patch
+    assert kube.status_patches == []  # never a status for an incomplete pass
     assert sample("etcd_operator_reconcile_errors_total", reason="unexpected") == before + 1
+
+
+# -- the periodic refresh's pass -------------------------------------------------------------
+
+REF = ClusterRef("ns", "demo", "uid-1")
+
+
+def test_refresh_reads_the_cluster_and_posts_events_through_the_api() -> None:
+    kube, kopf_events = FakeKube(), Events()
+    kube.put(body())
+    reconciler = Reconciler(SETTINGS, kube, kopf_events, clock=lambda: T0)
+
+    asyncio.run(reconciler.refresh(REF))
+
+    assert [m["kind"] for m in kube.applied][-1] == "StatefulSet"
+    assert kube.last_status["phase"] == "Creating"
+    assert kopf_events.posted == []  # kopf.event works only inside kopf's handler tasks
+    (event,) = kube.created
+    assert kube.events() == [("Normal", "Creating", "creating 3 members running 3.5.17")]
+    assert event["metadata"] == {"generateName": "demo.", "namespace": "ns"}
+    assert event["involvedObject"] == {
+        "apiVersion": "etcd.pyetcd.io/v1alpha1",
+        "kind": "EtcdCluster",
+        "name": "demo",
+        "namespace": "ns",
+        "uid": "uid-1",
+    }
+    assert (event["firstTimestamp"], event["count"]) == ("2025-01-02T03:04:05Z", 1)
+    assert event["source"] == {"component": "etcd-operator"}
+
+
+def test_refresh_plans_from_the_status_the_previous_pass_wrote() -> None:
+    # A kopf pass writes the status before it releases the cluster's lock; the refresh reads
+    # the cluster afresh under that lock, so it does not report the same transitions again.
+    kube, kopf_events = FakeKube(), Events()
+    reconciler = Reconciler(SETTINGS, kube, kopf_events, clock=lambda: T0)
+    run_pass(reconciler, kube, body())
+    assert [reason for _, reason, _ in kopf_events.posted] == ["Creating"]
+
+    asyncio.run(reconciler.refresh(REF))
+
+    assert kube.created == []
+    assert len(kube.status_patches) == 2
+
+
+@pytest.mark.parametrize(
+    "live",
+    [
+        pytest.param(None, id="deleted"),
+        pytest.param(
+            body() | {"metadata": {**body()["metadata"], "uid": "uid-2"}}, id="re-created"
+        ),
+        pytest.param(
+            body()
+            | {"metadata": {**body()["metadata"], "deletionTimestamp": "2025-01-02T03:04:05Z"}},
+            id="being-deleted",
+        ),
+    ],
+)
+def test_refresh_leaves_alone_a_cluster_that_is_gone(live: dict[str, Any] | None) -> None:
+    kube = FakeKube()
+    if live is not None:
+        kube.put(live)
+    reconciler = Reconciler(SETTINGS, kube, Events())
+
+    asyncio.run(reconciler.refresh(REF))
+
+    assert (kube.applied, kube.status_patches, kube.created) == ([], [], [])
+
+
+def test_refresh_of_an_invalid_spec_raises_for_the_loop_to_log() -> None:
+    kube = FakeKube()
+    bad = body()
+    bad["spec"]["replicas"] = 0
+    kube.put(bad)
+    with pytest.raises(kopf.PermanentError):
+        asyncio.run(Reconciler(SETTINGS, kube, Events()).refresh(REF))
+
+
+# -- the registry ----------------------------------------------------------------------------
 
 
 def test_register_puts_every_entry_point_on_the_registry() -> None:
@@ -247,8 +360,42 @@ def test_register_puts_every_entry_point_on_the_registry() -> None:
     register(registry, SETTINGS)
     changing = sorted(h.id for h in registry._changing.get_all_handlers())
     assert changing == ["create", "resume", "update"]
-    assert [h.id for h in registry._spawning.get_all_handlers()] == ["status"]
+    assert [h.id for h in registry._indexing.get_all_handlers()] == ["etcdclusters"]
     assert [h.id for h in registry._watching.get_all_handlers()] == ["forget-deleted"]
+    activities = {h.id: h.activity for h in registry._activities.get_all_handlers()}
+    assert activities == {
+        "start-status-refresh": Activity.STARTUP,
+        "stop-status-refresh": Activity.CLEANUP,
+    }
+
+
+def test_startup_starts_the_refresh_and_cleanup_stops_it() -> None:
+    registry = kopf.OperatorRegistry()
+    register(registry, SETTINGS)
+    handlers = {
+        str(h.id): cast(Callable[..., Awaitable[object]], h.fn)
+        for h in registry._activities.get_all_handlers()
+    }
+
+    async def scenario() -> tuple[int, bool]:
+        index = {("ns", "demo"): [REF]}  # kopf passes its index under the index's id
+        await handlers["start-status-refresh"](etcdclusters=index)
+        tasks = [t for t in asyncio.all_tasks() if t.get_name() == "etcd-operator status refresh"]
+        await handlers["stop-status-refresh"]()
+        return len(tasks), all(t.done() for t in tasks)
+
+    assert asyncio.run(scenario()) == (1, True)
+
+
+def test_no_handler_makes_kopf_add_its_finalizer() -> None:
+    """kopf adds its finalizer for timers, daemons and (non-optional) delete handlers; with it,
+    an EtcdCluster could not be deleted while no operator runs."""
+    registry = kopf.OperatorRegistry()
+    register(registry, SETTINGS)
+    assert registry._spawning.get_all_handlers() == []  # no @kopf.timer, no @kopf.daemon
+    for handler in registry._changing.get_all_handlers():
+        assert not handler.requires_finalizer, handler
+        assert handler.reason != kopf.Reason.DELETE, handler
 
 
 def test_command_line_and_environment() -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from etcd_operator.api.v1alpha1 import API_VERSION, KIND
 from etcd_operator.handlers.kube import KubernetesApi
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -93,3 +94,52 @@ def test_list_passes_the_selector_and_errors_raise() -> None:
     with pytest.raises(ApiException) as err:
         asyncio.run(api.list("v1", "Pod", "ns", "app=x"))
     assert err.value.status == 403
+
+
+@dataclass
+class FakePool:
+    """Stands in for urllib3's pool manager under the client's own REST layer, so that what is
+    recorded is the request body as it goes on the wire."""
+
+    answers: list[FakeResponse]
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> FakeResponse:
+        self.sent.append({"method": method, "url": url, **kwargs})
+        return self.answers.pop(0)
+
+
+def api_over_the_wire(*answers: FakeResponse) -> tuple[KubernetesApi, FakePool]:
+    config = client.Configuration(host="https://kube.test")
+    api_client = client.ApiClient(config)
+    pool = FakePool(list(answers))
+    api_client.rest_client.pool_manager = pool  # type: ignore[assignment]
+    return KubernetesApi(api_client), pool
+
+
+def test_status_patch_and_create_send_json_once_encoded() -> None:
+    api, rest = api_over_the_wire(
+        FakeResponse(200, b"{}"),
+        FakeResponse(404, b'{"kind":"Status","code":404}', reason="Not Found"),
+        FakeResponse(201, b'{"kind": "Event", "metadata": {"name": "demo.x"}}'),
+    )
+    status = {"phase": "Running", "leader": None, "observedGeneration": 2}
+    assert asyncio.run(api.patch_status(API_VERSION, KIND, "ns", "demo", status)) is True
+    assert asyncio.run(api.patch_status(API_VERSION, KIND, "ns", "gone", status)) is False
+    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"namespace": "ns"}, "reason": "R"}
+    assert asyncio.run(api.create(event))["metadata"]["name"] == "demo.x"
+
+    patched, _, created = rest.sent
+    assert (patched["method"], patched["url"]) == (
+        "PATCH",
+        "https://kube.test/apis/etcd.pyetcd.io/v1alpha1/namespaces/ns/etcdclusters/demo/status",
+    )
+    assert patched["headers"]["Content-Type"] == "application/merge-patch+json"
+    # null stays in the merge patch: it clears what is no longer known (the leader).
+    assert json.loads(patched["body"]) == {"status": status}
+    assert list(json.loads(patched["body"])["status"])[-1] == "observedGeneration"
+    assert (created["method"], created["url"]) == (
+        "POST",
+        "https://kube.test/api/v1/namespaces/ns/events",
+    )
+    assert json.loads(created["body"]) == event

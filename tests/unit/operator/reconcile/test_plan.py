@@ -327,6 +327,51 @@ def test_etcd_unreachable_reports_from_pods_and_keeps_what_etcd_told_before() ->
     assert "MemberUnhealthy" not in reasons(actions)  # pod readiness does not make member events
 
 
+NO_SSD_NODE = "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."
+
+
+def unplaced(name: str, why: str = NO_SSD_NODE) -> PodState:
+    return PodState(name, ready=False, phase="Pending", unschedulable=why)
+
+
+def test_members_that_cannot_be_scheduled_while_creating_are_degraded() -> None:
+    # No node carries the SSD label: every member stays Pending, and the status says why.
+    desired = cluster()
+    observed = Observed(pods=tuple(unplaced(f"demo-{i}") for i in range(3)))
+
+    actions = plan(desired, observed, SETTINGS, T0)
+
+    lines = [f"pod demo-{i} cannot be scheduled: {NO_SSD_NODE}" for i in range(3)]
+    degraded = condition(actions, "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == (
+        "True",
+        "MemberUnschedulable",
+        "; ".join(lines),
+    )
+    assert status_of(actions)["phase"] == "Creating"  # still creating: the phase says where
+    assert [e for e in events(actions) if e.type == "Warning"] == [
+        Event("Warning", "MemberUnschedulable", line) for line in lines
+    ]
+    assert "Degraded" not in reasons(actions)  # the per-pod events say it
+
+
+def test_an_unschedulable_member_outranks_an_unreachable_etcd() -> None:
+    # A formed cluster whose pods were evicted and cannot come back: etcd does not answer, and
+    # the reason to act on is the scheduler's.
+    desired, observed = running()
+    observed = dataclasses.replace(
+        observed, etcd=None, pods=tuple(unplaced(f"demo-{i}") for i in range(3))
+    )
+
+    actions = plan(desired, observed, SETTINGS, at(100))
+
+    assert condition(actions, "Available")["reason"] == "EtcdUnreachable"
+    degraded = condition(actions, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "MemberUnschedulable")
+    assert reasons(actions).count("MemberUnschedulable") == 3
+    assert status_of(actions)["phase"] == "Degraded"
+
+
 def test_ready_replicas_counts_ready_pods_not_healthy_voters() -> None:
     """readyReplicas is the pods' readiness (the StatefulSet convention the CRD documents): a
     Ready learner's pod counts, and a voter etcd finds unhealthy counts while its pod is Ready;

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from etcd_operator.api.v1alpha1 import EtcdCluster
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
-from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed
+from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed, PodState
 from etcd_operator.reconcile.plan import (
     Action,
     AddMember,
@@ -413,6 +413,85 @@ def test_any_size_converges_to_any_other(start: int, target: int) -> None:
     assert_settled(desired, observed, target)
 
 
+# -- a member the scheduler cannot place -----------------------------------------------------
+
+NO_NODE = (
+    "0/4 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+    "3 node(s) didn't match pod anti-affinity rules. preemption: 0/4 nodes are available: "
+    "4 Preemption is not helpful for scheduling."
+)
+
+
+def scaled_beyond_the_nodes(why: str = NO_NODE) -> tuple[EtcdCluster, Observed]:
+    """3 -> 5 with 3 suitable nodes: demo-3 was added as a learner and its pod stays Pending."""
+    desired, observed = formed(3)
+    desired = resize(desired, 5)
+    desired, observed = execute(desired, observed, plan(desired, observed, SETTINGS, at(100)))
+    observed = dataclasses.replace(
+        settle(observed, start_learners=False),
+        pods=(*pods(3), PodState("demo-3", ready=False, unschedulable=why)),
+    )
+    return desired, observed
+
+
+def test_a_member_that_cannot_be_scheduled_is_degraded_with_the_schedulers_message() -> None:
+    desired, observed = scaled_beyond_the_nodes()
+
+    actions = plan(desired, observed, SETTINGS, at(101))
+
+    line = f"pod demo-3 cannot be scheduled: {NO_NODE}"
+    assert [a for a in actions if isinstance(a, MEMBERSHIP)] == []  # the same step: waiting
+    assert sts_replicas(actions) is None
+    degraded = condition(actions, "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == (
+        "True",
+        "MemberUnschedulable",
+        line,
+    )
+    progressing = condition(actions, "Progressing")
+    assert (progressing["status"], progressing["reason"], progressing["message"]) == (
+        "True",
+        "ScalingOut",
+        "waiting for learner demo-3 to start and catch up",
+    )
+    assert condition(actions, "Available")["status"] == "True"  # 3 healthy voters
+    assert status_of(actions)["phase"] == "Degraded"
+    assert events(actions) == [Event("Warning", "MemberUnschedulable", line)]
+
+    # Reported once: the next passes say nothing new while the scheduler's answer is the same.
+    desired, observed = execute(desired, observed, actions)
+    again = plan(desired, observed, SETTINGS, at(131))
+    assert events(again) == []
+    assert condition(again, "Degraded")["lastTransitionTime"] == degraded["lastTransitionTime"]
+
+    # A new answer (a node was added, still not one that fits) is a new event.
+    other = "0/5 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+    observed = dataclasses.replace(
+        observed, pods=(*pods(3), PodState("demo-3", ready=False, unschedulable=other))
+    )
+    assert events(plan(desired, observed, SETTINGS, at(161))) == [
+        Event("Warning", "MemberUnschedulable", f"pod demo-3 cannot be scheduled: {other}")
+    ]
+
+
+def test_scaling_back_removes_the_unschedulable_learner_and_clears_the_condition() -> None:
+    desired, observed = scaled_beyond_the_nodes()
+    desired, observed = execute(desired, observed, plan(desired, observed, SETTINGS, at(101)))
+    desired = resize(desired, 3, generation=3)
+
+    actions = plan(desired, observed, SETTINGS, at(102))
+
+    assert [a for a in actions if isinstance(a, MEMBERSHIP)] == [RemoveMember(0x103, "demo-3")]
+    assert sts_replicas(actions) == 3
+    desired, observed, history = converge(desired, observed, start=103)
+    assert_settled(desired, observed, 3)
+    degraded = condition(history[-1], "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("False", "AllMembersHealthy")
+    all_reasons = [r for actions in history for r in reasons(actions)]
+    assert "Recovered" in all_reasons
+    assert "MemberUnschedulable" not in all_reasons
+
+
 # -- an engine that cannot change membership -------------------------------------------------
 
 
@@ -450,6 +529,15 @@ def test_membership_not_supported_is_degraded_and_not_retried_within_a_generatio
     # A new generation (e.g. a newer engine version) tries again.
     retry = plan(resize(desired, 3, generation=3), observed, SETTINGS, at(160))
     assert isinstance(retry[0], AddMember)
+
+    # A member pod that cannot be scheduled takes over the Degraded condition; the refusal is
+    # still remembered (Progressing says it), so etcd is still not asked again.
+    evicted = dataclasses.replace(observed, pods=(PodState("demo-0", False, unschedulable="x"),))
+    desired, _ = execute(desired, evicted, plan(desired, evicted, SETTINGS, at(140)))
+    unchanged = plan(desired, evicted, SETTINGS, at(150))
+    assert condition(unchanged, "Degraded")["reason"] == "MemberUnschedulable"
+    assert [a for a in unchanged if isinstance(a, MEMBERSHIP)] == []
+    assert condition(unchanged, "Progressing")["reason"] == "MembershipNotSupported"
 
     # Back to one member: nothing to change, nothing degraded.
     back = plan(resize(desired, 1, generation=4), observed, SETTINGS, at(190))
