@@ -10,17 +10,33 @@ endpoint answers the member list is the whole cluster unobservable (``None``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pyetcd.client import (
+    AlarmMember,
     EndpointHealth,
     EndpointStatus,
-    EtcdClient,
     EtcdClientError,
     Member,
     MemberList,
 )
+
+
+class ObservingClient(Protocol):
+    """The calls of ``pyetcd.client.EtcdClient`` that observing a cluster uses."""
+
+    @property
+    def endpoints(self) -> Sequence[str]: ...
+
+    async def member_list(self, endpoint: str | None = None) -> MemberList: ...
+
+    async def status(self, endpoint: str) -> EndpointStatus: ...
+
+    async def health(self, endpoint: str) -> EndpointHealth: ...
+
+    async def alarm_list(self) -> list[AlarmMember]: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ class ClusterObservation:
     alarms: tuple[str, ...] = ()
 
 
-async def _status(client: EtcdClient, endpoint: str, seconds: float) -> EndpointStatus | str:
+async def _status(client: ObservingClient, endpoint: str, seconds: float) -> EndpointStatus | str:
     try:
         return await asyncio.wait_for(client.status(endpoint), seconds)
     except EtcdClientError as err:
@@ -61,7 +77,7 @@ async def _status(client: EtcdClient, endpoint: str, seconds: float) -> Endpoint
         return f"no status within {seconds:g}s"
 
 
-async def _health(client: EtcdClient, endpoint: str, seconds: float) -> EndpointHealth:
+async def _health(client: ObservingClient, endpoint: str, seconds: float) -> EndpointHealth:
     try:
         return await asyncio.wait_for(client.health(endpoint), seconds)
     except TimeoutError:
@@ -69,7 +85,7 @@ async def _health(client: EtcdClient, endpoint: str, seconds: float) -> Endpoint
 
 
 async def _observe_member(
-    client: EtcdClient, member: Member, seconds: float
+    client: ObservingClient, member: Member, seconds: float
 ) -> tuple[Member, EndpointStatus | str, EndpointHealth | None]:
     if not member.client_urls:
         # Added to the membership but never started: nothing to ask.
@@ -85,7 +101,7 @@ async def _observe_member(
     return member, status, health
 
 
-async def _first_member_list(client: EtcdClient, seconds: float) -> MemberList | None:
+async def _first_member_list(client: ObservingClient, seconds: float) -> MemberList | None:
     """Ask every endpoint at once and take the first answer: a member that hangs (a blackholed
     node) must not cost the others their deadline, as asking in turn would."""
 
@@ -106,7 +122,7 @@ async def _first_member_list(client: EtcdClient, seconds: float) -> MemberList |
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def observe(client: EtcdClient, deadline_seconds: float) -> ClusterObservation | None:
+async def observe(client: ObservingClient, deadline_seconds: float) -> ClusterObservation | None:
     """The cluster as etcd sees it, or ``None`` when no endpoint answers the member list.
 
     Each member's status and health are asked concurrently, each call within
@@ -119,6 +135,13 @@ async def observe(client: EtcdClient, deadline_seconds: float) -> ClusterObserva
         *(_observe_member(client, m, deadline_seconds) for m in listed.members)
     )
     leader_id = _leader(s for _, s, _ in results)
+    fresher = await _leaders_member_list(client, listed, results, leader_id, deadline_seconds)
+    if fresher is not None:
+        listed = fresher
+        results = await asyncio.gather(
+            *(_observe_member(client, m, deadline_seconds) for m in listed.members)
+        )
+        leader_id = _leader(s for _, s, _ in results)
     alarms: tuple[str, ...] = ()
     try:
         found = await asyncio.wait_for(client.alarm_list(), deadline_seconds)
@@ -129,6 +152,35 @@ async def observe(client: EtcdClient, deadline_seconds: float) -> ClusterObserva
     return ClusterObservation(
         cluster_id=listed.cluster_id, members=members, leader_id=leader_id, alarms=alarms
     )
+
+
+async def _leaders_member_list(
+    client: ObservingClient,
+    listed: MemberList,
+    results: Sequence[tuple[Member, EndpointStatus | str, EndpointHealth | None]],
+    leader_id: int | None,
+    seconds: float,
+) -> MemberList | None:
+    """The leader's member list when it differs from ``listed``, else None.
+
+    etcd serves MemberList from the answering member's own view: a member that lags (a learner
+    catching up, a follower just restarted) can list a membership several changes old, and
+    planning on it would repeat a step that already happened. The leader's view is the newest.
+    """
+    if leader_id is None or listed.member_id == leader_id:
+        return None
+    endpoint = next(
+        (m.client_urls[0] for m, _, _ in results if m.id == leader_id and m.client_urls), None
+    )
+    if endpoint is None:
+        return None
+    try:
+        fresher = await asyncio.wait_for(client.member_list(endpoint), seconds)
+    except (EtcdClientError, TimeoutError):
+        return None
+    if fresher.cluster_id != listed.cluster_id or set(fresher.members) == set(listed.members):
+        return None
+    return fresher
 
 
 def _leader(statuses: Iterable[EndpointStatus | str]) -> int | None:
