@@ -37,10 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from tests.integration.cluster import (
     ETCDCTL_BIN,
@@ -52,9 +51,8 @@ from tests.integration.cluster import (
     as_flavour,
     etcdctl_env,
     status,
+    wait_for,
 )
-
-T = TypeVar("T")
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -72,7 +70,6 @@ DEFAULT_TIMING = Timing()  # etcd's defaults (100 ms heartbeat, 1 s election): a
 START_TIMEOUT = 60.0
 SEED_KEY = "bench-key"
 SEED_VALUE = "v" * 256
-POLL = 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,18 +183,6 @@ def parse_check_perf(text: str, result: CheckPerf) -> None:
 # the servers
 
 
-def wait_until(what: str, fn: Callable[[], T | None], timeout: float) -> T:
-    """Poll ``fn`` until it returns something other than None; MemberError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value is not None:
-            return value
-        if time.monotonic() >= deadline:
-            raise MemberError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(POLL)
-
-
 @dataclass(frozen=True)
 class Leadership:
     member: Member
@@ -232,7 +217,7 @@ class Target:
         return None
 
     def leader(self, timeout: float = 30.0) -> Leadership:
-        return wait_until(f"{self.label} to agree on a leader", self.leadership, timeout)
+        return wait_for(f"{self.label} to agree on a leader", self.leadership, timeout)
 
     def endpoints(self, place: str) -> list[str]:
         """``leader``: the leader's endpoint; ``all``: every member's, followers first."""
@@ -263,7 +248,7 @@ class Target:
             return True if got.stdout == SEED_VALUE + "\n" else None
 
         for member in self.members:
-            wait_until(f"{member} to serve {SEED_KEY}", functools.partial(serves, member), 30.0)
+            wait_for(f"{member} to serve {SEED_KEY}", functools.partial(serves, member), 30.0)
 
     def stop(self) -> None:
         if self.cluster is None:

@@ -20,10 +20,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, TypeVar
 
 import grpc
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
@@ -486,3 +486,27 @@ def status(member: Member, timeout: float = 2.0) -> rpc_pb2.StatusResponse | Non
             return resp
     except grpc.RpcError:
         return None
+
+
+T = TypeVar("T")
+WAIT_POLL = 0.05
+
+
+class WaitTimeoutError(AssertionError):
+    """A condition polled with :func:`wait_for` did not hold before its deadline."""
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float, *alive: Member) -> T:
+    """Call ``fn`` until it returns something other than None; WaitTimeoutError after
+    ``timeout`` seconds. Fails at once (with the log tail) if one of ``alive`` exits meanwhile.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for member in alive:
+            member.check_alive()
+        value = fn()
+        if value is not None:
+            return value
+        if time.monotonic() >= deadline:
+            raise WaitTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(WAIT_POLL)

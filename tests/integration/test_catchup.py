@@ -22,21 +22,18 @@ import random
 import re
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import grpc
 import pytest
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from tests.integration.cluster import Cluster, Member, MemberError, Timing, status
+from tests.integration.cluster import Cluster, Member, MemberError, Timing, status, wait_for
 from tests.integration.test_cluster3 import leader
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-T = TypeVar("T")
 
 WRITES = 100_000
 SNAPSHOT_COUNT = 10_000  # --snapshot-count
@@ -52,7 +49,6 @@ PUT_ATTEMPTS = 5
 WRITE_DEADLINE = 300.0
 CATCHUP_DEADLINE = 180.0
 SAMPLES = 200
-POLL = 0.05
 # etcd's default ticks: a busy two-core machine must not cause elections during the writes.
 TIMING = Timing(heartbeat_ms=100, election_ms=1000)
 RETRYABLE = {
@@ -72,22 +68,6 @@ def value_of(i: int) -> bytes:
 
 def prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float, *alive: Member) -> T:
-    """Call ``fn`` until it returns something other than None; fail after ``timeout``.
-
-    Fails at once (with the log tail) if one of ``alive`` exits meanwhile."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for member in alive:
-            member.check_alive()
-        value = fn()
-        if value is not None:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}", pytrace=False)
-        time.sleep(POLL)
 
 
 # -- the writers ----------------------------------------------------------------------------

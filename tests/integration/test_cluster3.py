@@ -31,14 +31,22 @@ import grpc
 import pytest
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from tests.integration.cluster import FAST, Cluster, Flavour, Member, Timing, free_port, status
+from tests.integration.cluster import (
+    FAST,
+    Cluster,
+    Flavour,
+    Member,
+    Timing,
+    free_port,
+    status,
+    wait_for,
+)
 from tests.integration.test_durability import Ledger
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 DEADLINE = 30.0
-POLL = 0.05
 # etcd's own defaults for the failover test: ticks long enough that scheduling noise on a busy
 # two-core machine is small next to them.
 DEFAULT_TIMING = Timing(heartbeat_ms=100, election_ms=1000)
@@ -46,14 +54,7 @@ DEFAULT_TIMING = Timing(heartbeat_ms=100, election_ms=1000)
 
 def poll(what: str, fn: Callable[[], T | None], timeout: float = DEADLINE) -> T:
     """Call ``fn`` until it returns something other than None; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value is not None:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out waiting for {what}", pytrace=False)
-        time.sleep(POLL)
+    return wait_for(what, fn, timeout)
 
 
 @contextlib.contextmanager
