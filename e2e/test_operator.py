@@ -365,8 +365,9 @@ def scale_to(kubectl: Kubectl, pod_exec: PodExec, namespace: str, name: str, rep
     kubectl.run("scale", "etcdcluster", name, f"--replicas={replicas}", f"-n={namespace}")
 
     def settled() -> Json | None:
-        # Done: no longer Progressing. Available alone comes a pass earlier: the pass that
-        # promotes the last learner writes the status it observed, with that learner in it.
+        # Done: no longer Progressing. Available with every member healthy is not enough: a
+        # learner that has started but that etcd does not let be promoted yet (it lags the
+        # leader) is healthy too, and a scale-in ends with the removed members' claims.
         cluster: Json = kubectl.get("etcdcluster", name, namespace)
         done = (
             etcdclusters.available(cluster, replicas)
@@ -388,6 +389,7 @@ def scale_to(kubectl: Kubectl, pod_exec: PodExec, namespace: str, name: str, rep
     assert sorted(m["name"] for m in cluster["status"]["members"]) == want
     assert not any(m.get("learner") for m in cluster["status"]["members"])
     assert cluster["status"]["replicas"] == replicas
+    assert cluster["status"]["phase"] == "Running"
     eventually(
         f"etcdctl member list with {want}",
         lambda: voting_members(pod_exec, namespace, name) == want,

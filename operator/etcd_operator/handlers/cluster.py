@@ -3,8 +3,13 @@
 create, update and resume react to changes; the operator-wide status refresh (``refresh``)
 repeats the pass for every cluster at the configured interval, because etcd changes (a member
 dies, the leader moves, a learner catches up) produce no Kubernetes event. Every entry point does
-the same level-based pass: observe, ``plan``, execute; a per-cluster lock keeps a refresh pass
-and an event pass from interleaving on the same cluster.
+the same level-based pass: observe, plan the steps, execute them, then report (the status and
+the events of its transitions); a per-cluster lock keeps a refresh pass and an event pass from
+interleaving on the same cluster.
+A pass whose steps changed etcd or Kubernetes observes again before it reports, so the status
+it writes shows the outcome of its own steps (the learner it promoted is a voter, the member it
+removed is gone) instead of the world it planned from; an idle pass (the usual refresh) reports
+on its single observation.
 A pass whose membership change etcd refuses as "not capable" is planned again with that
 knowledge, so the status reports it instead of the pass failing and being retried.
 """
@@ -21,7 +26,6 @@ from typing import Any, Protocol
 
 import kopf
 from pydantic import ValidationError
-from pyetcd.client import EtcdClient
 
 from etcd_operator import metrics
 from etcd_operator.api.settings import OperatorSettings
@@ -42,9 +46,8 @@ from etcd_operator.handlers.execute import (
     execute,
 )
 from etcd_operator.handlers.kube import KubeApi, KubernetesApi
-from etcd_operator.handlers.observe import membership_endpoints, observe
+from etcd_operator.handlers.observe import Connect, connect_etcd, membership_endpoints, observe
 from etcd_operator.handlers.refresh import ClusterRef, PeriodicRefresh, index_entry, indexed
-from etcd_operator.members import ClusterClient
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.plan import (
     Action,
@@ -52,7 +55,8 @@ from etcd_operator.reconcile.plan import (
     MoveLeader,
     PromoteMember,
     RemoveMember,
-    plan,
+    plan_steps,
+    report,
 )
 
 log = logging.getLogger(__name__)
@@ -62,20 +66,6 @@ class EventPoster(Protocol):
     """``kopf.event``'s shape: post an Event about ``body``."""
 
     def __call__(self, objs: kopf.Body, /, *, type: str, reason: str, message: str) -> None: ...
-
-
-class EtcdConnection(ClusterClient, Protocol):
-    """A client for membership changes that is closed after the pass."""
-
-    async def close(self) -> None: ...
-
-
-def connect_etcd(endpoints: Sequence[str], timeout: float) -> EtcdConnection:
-    return EtcdClient(endpoints, timeout)
-
-
-Connect = Callable[[Sequence[str], float], EtcdConnection]
-"""(endpoints, timeout) -> a client for membership changes; ``connect_etcd`` but in tests."""
 
 
 def changes_membership(actions: Sequence[Action]) -> bool:
@@ -203,10 +193,10 @@ class Reconciler:
                 await post_events(self.kube, raw, posted, self._clock())
 
     async def _pass(self, desired: EtcdCluster, post_event: PostEvent) -> None:
-        """Observe, plan, execute, with metrics; errors become ``kopf.TemporaryError``."""
+        """Observe, plan, execute, report, with metrics; errors become ``kopf.TemporaryError``."""
         started = time.monotonic()
         try:
-            observed = await observe(desired, self.kube, self.settings)
+            observed = await observe(desired, self.kube, self.settings, self._connect)
 
             async def write_status(status: dict[str, Any]) -> None:
                 # One merge patch; the dict keeps observedGeneration last.
@@ -248,8 +238,34 @@ class Reconciler:
         post_event: PostEvent,
         write_status: WriteStatus,
     ) -> None:
-        """Plan one pass and execute it, with an etcd client only if the plan needs one."""
-        actions = plan(desired, observed, self.settings, self._clock())
+        """Plan one pass's steps and execute them; then report (events and status) on a fresh
+        look at the world if the steps changed it, else on ``observed``."""
+        steps = plan_steps(desired, observed, self.settings)
+        if steps is None:
+            return
+        await self._execute(desired, observed, steps.actions, post_event, write_status)
+        if steps.acted:
+            # etcd is asked again only if it answered before: otherwise the new look would
+            # wait for the same deadline again (or, on creation, for members not yet started).
+            observed = await observe(
+                desired,
+                self.kube,
+                self.settings,
+                self._connect,
+                ask_etcd=observed.etcd is not None,
+            )
+        conclusion = report(desired, observed, self.settings, self._clock(), steps)
+        await execute(conclusion, self.kube, post_event, write_status)
+
+    async def _execute(
+        self,
+        desired: EtcdCluster,
+        observed: Observed,
+        actions: Sequence[Action],
+        post_event: PostEvent,
+        write_status: WriteStatus,
+    ) -> None:
+        """Execute ``actions``, with an etcd client (closed afterwards) if they need one."""
         if not changes_membership(actions):
             await execute(actions, self.kube, post_event, write_status)
             return

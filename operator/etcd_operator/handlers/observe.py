@@ -5,14 +5,16 @@ The translation functions are pure (API object dicts in, dataclasses out) and te
 only ``observe`` does I/O. The volume claims are listed by the pods' selector labels (the
 claim template carries them), so ``plan`` can delete the claims of removed members. etcd is
 asked only once the StatefulSet exists: before that there is no member to reach, and waiting
-for a deadline on every creation would only slow it down.
+for a deadline on every creation would only slow it down. The etcd client comes from a
+``Connect`` function (``connect_etcd``, or an in-memory etcd in tests); the same connection
+type serves the membership changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from pyetcd.client import EtcdClient
 
@@ -21,7 +23,7 @@ from etcd_operator.api.v1alpha1 import EtcdCluster
 from etcd_operator.components import naming
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER_STATE, BootstrapState
 from etcd_operator.handlers.kube import KubeApi
-from etcd_operator.members import ClusterObservation
+from etcd_operator.members import ClusterClient, ClusterObservation, ObservingClient
 from etcd_operator.members import observe as observe_etcd
 from etcd_operator.reconcile.observed import (
     FINGERPRINT_ANNOTATION,
@@ -36,6 +38,20 @@ from etcd_operator.reconcile.plan import desired_children, key_of
 from etcd_operator.reconcile.status import selector
 
 Json = Mapping[str, Any]
+
+
+class EtcdConnection(ClusterClient, ObservingClient, Protocol):
+    """A client for observing etcd and changing its membership, closed after use."""
+
+    async def close(self) -> None: ...
+
+
+def connect_etcd(endpoints: Sequence[str], timeout: float) -> EtcdConnection:
+    return EtcdClient(endpoints, timeout)
+
+
+Connect = Callable[[Sequence[str], float], EtcdConnection]
+"""(endpoints, timeout) -> an etcd client; ``connect_etcd`` but in tests."""
 
 
 def fingerprint_of(obj: Json) -> str | None:
@@ -160,9 +176,17 @@ def assemble(
     )
 
 
-async def observe(desired: EtcdCluster, kube: KubeApi, settings: OperatorSettings) -> Observed:
+async def observe(
+    desired: EtcdCluster,
+    kube: KubeApi,
+    settings: OperatorSettings,
+    connect: Connect = connect_etcd,
+    *,
+    ask_etcd: bool = True,
+) -> Observed:
     """One look at the world: the children, member pods and volume claims (concurrently), then
-    etcd."""
+    etcd, unless ``ask_etcd`` is False (the etcd view is then ``None``, as if no member
+    answered)."""
     ns = desired.namespace
     manifests = desired_children(desired, settings, BootstrapState.NEW)  # only kinds and names
     live = await asyncio.gather(
@@ -174,8 +198,9 @@ async def observe(desired: EtcdCluster, kube: KubeApi, settings: OperatorSetting
         kube.list("v1", "PersistentVolumeClaim", ns, selector(desired.name)),
     )
     etcd: ClusterObservation | None = None
-    if children.get(ChildKey("StatefulSet", naming.statefulset_name(desired.name))) is not None:
-        client = EtcdClient(member_endpoints(desired, settings), settings.etcd_timeout_seconds)
+    sts_key = ChildKey("StatefulSet", naming.statefulset_name(desired.name))
+    if ask_etcd and children.get(sts_key) is not None:
+        client = connect(member_endpoints(desired, settings), settings.etcd_timeout_seconds)
         try:
             etcd = await observe_etcd(client, settings.etcd_timeout_seconds)
         finally:

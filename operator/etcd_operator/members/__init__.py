@@ -17,12 +17,18 @@ from etcd_operator.members.membership import (
     promote_member,
     remove_member,
 )
-from etcd_operator.members.observe import ClusterObservation, MemberObservation, observe
+from etcd_operator.members.observe import (
+    ClusterObservation,
+    MemberObservation,
+    ObservingClient,
+    observe,
+)
 
 __all__ = [
     "ClusterClient",
     "ClusterObservation",
     "MemberObservation",
+    "ObservingClient",
     "Promotion",
     "add_member",
     "move_leader",

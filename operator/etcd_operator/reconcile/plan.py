@@ -8,6 +8,12 @@ the previous status and the new one, and write the status last. The handlers exe
 actions in order; running ``plan`` again on the world those actions produce yields no ``Apply``:
 the pass is idempotent, which is what lets it run on every event and periodically. The action
 types live in ``actions`` and are re-exported here.
+
+``plan`` is two halves the handlers also use apart: ``plan_steps`` (the changes to etcd and
+Kubernetes) and ``report`` (the status and the events of its transitions). A pass that changed
+something looks at the world again after its steps and reports on that look, so the status it
+writes already shows its own steps (a promoted learner, a removed member); an idle pass reports
+on what it planned from.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from etcd_operator.api.settings import OperatorSettings
@@ -67,10 +74,13 @@ __all__ = [
     "PromoteMember",
     "RemoveMember",
     "SetBootstrapState",
+    "Steps",
     "desired_children",
     "fingerprint",
     "key_of",
     "plan",
+    "plan_steps",
+    "report",
 ]
 
 # The Degraded reason of a cluster whose engine cannot change its membership yet.
@@ -118,12 +128,13 @@ def _events(
     old: EtcdClusterStatus | None,
     new: EtcdClusterStatus,
     *,
+    creating: bool,
     flipped: bool,
-    updated: list[ChildKey],
+    updated: tuple[ChildKey, ...],
 ) -> list[Event]:
     events: list[Event] = []
     spec = desired.spec
-    if not observed.children:
+    if creating:
         events.append(
             Event("Normal", "Creating", f"creating {spec.replicas} members running {spec.version}")
         )
@@ -226,19 +237,52 @@ def membership_latched(desired: EtcdCluster) -> bool:
     )
 
 
-def plan(
-    desired: EtcdCluster, observed: Observed, settings: OperatorSettings, now: datetime
-) -> list[Action]:
-    """The actions of one reconcile pass, in execution order; ``PatchStatus`` comes last.
+@dataclass(frozen=True)
+class Steps:
+    """The changes one pass makes, and what its report needs to know about them.
+
+    ``actions``: membership changes, children, claim deletions, and the events of those
+    steps, in execution order. ``has_formed``: the cluster formed at some point (the bootstrap
+    state is ``existing`` once ``actions`` ran). ``blocked``: membership changes are not to be
+    asked for (etcd refused them as "not capable", in this pass or this generation).
+    ``creating``: no child existed. ``flipped``: the pass switches the bootstrap state to
+    ``existing``. ``updated``: existing children that the pass applies anew.
+    """
+
+    actions: tuple[Action, ...]
+    has_formed: bool
+    blocked: bool
+    creating: bool
+    flipped: bool
+    updated: tuple[ChildKey, ...]
+
+    @property
+    def acted(self) -> bool:
+        """The steps change etcd or Kubernetes (more than posting events)."""
+        return any(not isinstance(a, Event) for a in self.actions)
+
+
+def _scale(
+    desired: EtcdCluster, observed: Observed, settings: OperatorSettings, steps: Steps
+) -> ScalePlan | None:
+    if not steps.has_formed:
+        return None
+    return decide(desired, observed, settings, blocked=steps.blocked)
+
+
+def plan_steps(
+    desired: EtcdCluster, observed: Observed, settings: OperatorSettings
+) -> Steps | None:
+    """Steps 1 to 3 of a pass: what to change in etcd and Kubernetes, in execution order;
+    ``None`` for a cluster being deleted (owner references let the garbage collector delete
+    the children: nothing to do, not even a status).
 
     Order: etcd membership changes first (each followed by its event), then the children, then
-    the deletion of removed members' volume claims, then the other events and the status. The
-    executor stops at the first failure, so no Kubernetes write of a pass ever runs ahead of the
-    membership change it depends on.
+    the deletion of removed members' volume claims. The executor stops at the first failure, so
+    no Kubernetes write of a pass ever runs ahead of the membership change it depends on.
     """
     if desired.metadata.get("deletionTimestamp"):
-        # Owner references let the garbage collector delete the children; nothing to do.
-        return []
+        return None
 
     # Step 1: formation and the bootstrap state (monotonic: never back to "new").
     formed_now = formed(desired, observed.etcd)
@@ -248,10 +292,8 @@ def plan(
 
     # Step 2: once formed, replica changes go through etcd's membership, one member at a time;
     # the children follow the members etcd lists (see scaling.py).
-    scale: ScalePlan | None = None
-    if has_formed:
-        blocked = observed.membership_unsupported is not None or membership_latched(desired)
-        scale = decide(desired, observed, settings, blocked=blocked)
+    blocked = observed.membership_unsupported is not None or membership_latched(desired)
+    scale = decide(desired, observed, settings, blocked=blocked) if has_formed else None
     actions: list[Action] = []
     if scale is not None:
         actions.extend(scale.steps)
@@ -280,21 +322,60 @@ def plan(
     if scale is not None:
         actions.extend(scale.deletes)
         actions.extend(scale.delete_events)
+    return Steps(
+        actions=tuple(actions),
+        has_formed=has_formed,
+        blocked=blocked,
+        creating=not observed.children,
+        flipped=flipped,
+        updated=tuple(updated),
+    )
 
-    # Step 4: status and the events of its transitions; the status goes last.
-    applying_spec = any(k.kind == "StatefulSet" for k in updated)
+
+def report(
+    desired: EtcdCluster,
+    observed: Observed,
+    settings: OperatorSettings,
+    now: datetime,
+    steps: Steps,
+) -> list[Action]:
+    """Step 4 of a pass: the events of the status transitions, then the status (last).
+
+    ``observed`` is what ``steps`` were planned from, or a look at the world taken after they
+    ran: the status then shows their outcome (the membership etcd now lists, the scaling step
+    that comes next), and the events are the transitions from the previous status to the
+    status written, so none is reported twice or lost. What only the pass knows (it created,
+    formed, applied a changed StatefulSet) comes from ``steps``.
+    """
+    scale = _scale(desired, observed, settings, steps)
     status = compute_status(
         desired,
         observed,
         now,
-        has_formed=has_formed,
-        applying_spec=applying_spec,
+        has_formed=steps.has_formed,
+        applying_spec=any(k.kind == "StatefulSet" for k in steps.updated),
         timeout_seconds=settings.etcd_timeout_seconds,
         scaling=(scale.reason, scale.message) if scale is not None and scale.reason else None,
         blocked=scale.blocked if scale is not None else None,
     )
-    actions.extend(
-        _events(desired, observed, desired.status, status, flipped=flipped, updated=updated)
+    events = _events(
+        desired,
+        observed,
+        desired.status,
+        status,
+        creating=steps.creating,
+        flipped=steps.flipped,
+        updated=steps.updated,
     )
-    actions.append(PatchStatus(status_patch(status)))
-    return actions
+    return [*events, PatchStatus(status_patch(status))]
+
+
+def plan(
+    desired: EtcdCluster, observed: Observed, settings: OperatorSettings, now: datetime
+) -> list[Action]:
+    """The actions of one reconcile pass, in execution order: ``plan_steps``, then ``report``
+    on the same observation (so ``PatchStatus`` comes last)."""
+    steps = plan_steps(desired, observed, settings)
+    if steps is None:
+        return []
+    return [*steps.actions, *report(desired, observed, settings, now, steps)]

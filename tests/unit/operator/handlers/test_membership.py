@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from typing import Any, cast
 
-import grpc
 import kopf
 import pytest
 from etcd_operator.api.settings import OperatorSettings
@@ -17,7 +15,7 @@ from etcd_operator.handlers import cluster as cluster_module
 from etcd_operator.handlers.cluster import Reconciler
 from etcd_operator.handlers.execute import MembershipNotSupportedError, execute
 from etcd_operator.handlers.observe import assemble, membership_endpoints
-from etcd_operator.members.membership import LEARNER_NOT_READY, NOT_CAPABLE
+from etcd_operator.members.membership import NOT_CAPABLE
 from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, Observed
 from etcd_operator.reconcile.plan import (
     Action,
@@ -32,67 +30,14 @@ from etcd_operator.reconcile.plan import (
     desired_children,
     key_of,
 )
-from pyetcd.client import EndpointStatus, EtcdClientError, Member, MemberList
 
+from tests.unit.operator.handlers.fake_etcd import FakeEtcd
 from tests.unit.operator.handlers.fake_kube import FakeKube
 from tests.unit.operator.handlers.test_handlers import Events, body
 from tests.unit.operator.reconcile.builders import cluster, healthy_view, pods, rolled_out
 
 SETTINGS = OperatorSettings(etcd_timeout_seconds=0.5)
 PEER = "http://demo-3.demo-peer.ns.svc.cluster.local:2380"
-
-
-class FakeEtcd:
-    """etcd's membership calls on an in-memory member list, with etcd's error answers."""
-
-    def __init__(self, size: int = 3, *, leader: int = 0x100) -> None:
-        self.members = {
-            0x100 + i: Member(0x100 + i, f"demo-{i}", (f"p{i}",), (f"http://c{i}:2379",), False)
-            for i in range(size)
-        }
-        self.leader = leader
-        self.calls: list[str] = []
-        self.in_sync = True
-        self.capable = True
-        self.closed = False
-
-    def _check(self, call: str) -> None:
-        self.calls.append(call)
-        if not self.capable:
-            raise EtcdClientError(NOT_CAPABLE, grpc.StatusCode.UNAVAILABLE)
-
-    async def member_list(self, endpoint: str | None = None) -> MemberList:
-        return MemberList(0xCAFE, self.leader, tuple(self.members.values()))
-
-    async def member_add(self, peer_urls: Sequence[str], learner: bool = False) -> Member:
-        self._check("add")
-        new = Member(0x100 + len(self.members), "", tuple(peer_urls), (), learner)
-        self.members[new.id] = new
-        return new
-
-    async def member_remove(self, member_id: int) -> None:
-        self._check("remove")
-        if self.members.pop(member_id, None) is None:
-            raise EtcdClientError("etcdserver: member not found", grpc.StatusCode.NOT_FOUND)
-
-    async def member_promote(self, member_id: int) -> None:
-        self._check("promote")
-        if not self.in_sync:
-            raise EtcdClientError(LEARNER_NOT_READY, grpc.StatusCode.FAILED_PRECONDITION)
-        self.members[member_id] = dataclasses.replace(self.members[member_id], is_learner=False)
-
-    async def move_leader(self, target_id: int) -> None:
-        self._check("move")
-        self.leader = target_id
-
-    async def status(self, endpoint: str) -> EndpointStatus:
-        member = next(m for m in self.members.values() if endpoint in m.client_urls)
-        return EndpointStatus(
-            endpoint, member.id, 0xCAFE, self.leader, 2, 10, 10, 1, 1, "3.5.17", 5, False, ()
-        )
-
-    async def close(self) -> None:
-        self.closed = True
 
 
 def run(actions: list[Action], etcd: FakeEtcd, kube: FakeKube | None = None) -> list[Any]:
@@ -202,7 +147,7 @@ def formed_one_member_world(monkeypatch: pytest.MonkeyPatch) -> None:
         pvcs=("data-demo-0",),
     )
 
-    async def fake_observe(*_: object) -> Observed:
+    async def fake_observe(*_: object, **__: object) -> Observed:
         return observed
 
     monkeypatch.setattr(cluster_module, "observe", fake_observe)

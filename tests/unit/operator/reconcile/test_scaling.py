@@ -20,6 +20,8 @@ from etcd_operator.reconcile.plan import (
     PromoteMember,
     RemoveMember,
     plan,
+    plan_steps,
+    report,
 )
 from etcd_operator.reconcile.scaling import ordinal, pvc_name, pvc_ordinal
 
@@ -180,6 +182,37 @@ def test_learner_is_promoted_only_once_started_and_a_refusal_is_retried() -> Non
     assert [a for a in again if isinstance(a, MEMBERSHIP)] == [PromoteMember(0x103, "demo-3")]
     desired, observed = execute(desired, observed, again)
     assert "MemberPromoted" in reasons(plan(desired, observed, SETTINGS, at(104)))
+
+
+def test_a_report_on_the_world_after_the_steps_shows_their_outcome() -> None:
+    """What the handlers do after a pass that acted: ``report`` on a fresh look shows the
+    promoted learner as a voter and the scaling done; ``plan`` reports on the world it planned
+    from, one step behind."""
+    desired, observed = formed(3)
+    desired = resize(desired, 4)
+    desired, observed = execute(desired, observed, plan(desired, observed, SETTINGS, at(100)))
+    desired, observed = execute(desired, observed, plan(desired, observed, SETTINGS, at(101)))
+    observed = settle(observed)  # demo-3 has started and caught up
+    planned = plan_steps(desired, observed, SETTINGS)
+    assert planned is not None and planned.acted
+    assert list(planned.actions) == [PromoteMember(0x103, "demo-3")]
+    _, after = execute(desired, observed, list(planned.actions))
+
+    before = report(desired, observed, SETTINGS, at(102), planned)
+    fresh = report(desired, after, SETTINGS, at(102), planned)
+
+    assert plan(desired, observed, SETTINGS, at(102)) == [*planned.actions, *before]
+    assert [m["learner"] for m in status_of(before)["members"]] == [False, False, False, True]
+    assert condition(before, "Progressing")["status"] == "True"
+    assert [m["learner"] for m in status_of(fresh)["members"]] == [False] * 4
+    progressing = condition(fresh, "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "Reconciled")
+    assert condition(fresh, "Available")["message"] == (
+        "4 of 4 voting members healthy, leader demo-0"
+    )
+    assert status_of(fresh)["phase"] == "Running"
+    assert "MemberPromoted" in reasons(fresh)
+    assert "MemberPromoted" not in reasons(before)
 
 
 @pytest.mark.parametrize(
