@@ -41,7 +41,7 @@ from tests.integration.cluster import (
     status,
     wait_for,
 )
-from tests.integration.test_durability import Ledger
+from tests.integration.test_durability import Ledger, check_stored
 
 pytestmark = pytest.mark.integration
 
@@ -482,15 +482,7 @@ def writer(endpoints: list[str], name: str, ledger: Ledger, stop: threading.Even
 
 
 def check_ledger(member: Member, ledger: Ledger) -> None:
-    stored = read_prefix(member, PREFIX)
-    missing = [k for k in ledger.acked if k not in stored]
-    assert not missing, f"{member.name}: {len(missing)} acknowledged writes lost: {missing[:3]}"
-    wrong = [k for k, v in ledger.acked.items() if stored[k] != v]
-    assert not wrong, f"{member.name}: acknowledged writes with the wrong value: {wrong[:3]}"
-    unexpected = [
-        k for k, v in stored.items() if ledger.acked.get(k) != v and ledger.uncertain.get(k) != v
-    ]
-    assert not unexpected, f"{member.name}: keys nobody wrote: {unexpected[:3]}"
+    check_stored(read_prefix(member, PREFIX), ledger, member.name)
 
 
 def test_kill_9_of_the_leader_under_write_load(tmp_path: Path) -> None:

@@ -102,15 +102,19 @@ def load_then_kill(
 
 
 def check(member: Member, ledger: Ledger) -> None:
-    stored = read_all(member)
+    check_stored(read_all(member), ledger, member.name)
+
+
+def check_stored(stored: dict[bytes, bytes], ledger: Ledger, who: str) -> None:
+    """Every acknowledged write is in ``stored`` with its value, and nothing nobody wrote."""
     missing = [k for k in ledger.acked if k not in stored]
-    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:3]}"
+    assert not missing, f"{who}: {len(missing)} acknowledged writes lost, e.g. {missing[:3]}"
     wrong = [k for k, v in ledger.acked.items() if stored[k] != v]
-    assert not wrong, f"acknowledged writes with the wrong value: {wrong[:3]}"
+    assert not wrong, f"{who}: acknowledged writes with the wrong value: {wrong[:3]}"
     unexpected = [
         k for k, v in stored.items() if ledger.acked.get(k) != v and ledger.uncertain.get(k) != v
     ]
-    assert not unexpected, f"keys nobody wrote (or wrong values): {unexpected[:3]}"
+    assert not unexpected, f"{who}: keys nobody wrote (or wrong values): {unexpected[:3]}"
 
 
 def wal_tail_offset(path: Path) -> int:

@@ -47,8 +47,9 @@ class FakeEtcd:
         if i not in self.views:
             raise EtcdClientError("connection refused", grpc.StatusCode.UNAVAILABLE)
         if i != self.answers_first and len(self.list_calls) <= len(self.views):
-            # The first round: the lagging member answers first.
-            await asyncio.sleep(0.05)
+            # The first round: only the lagging member answers; observe takes the first
+            # answer and cancels the calls still waiting.
+            await asyncio.Event().wait()
         return MemberList(CLUSTER, i, self.views[i])
 
     async def status(self, endpoint: str) -> EndpointStatus:
