@@ -16,6 +16,9 @@ The server runs ``sync_step()`` from a task (etcd's sync loops run every 100 ms 
 hook ``on_sync_needed`` to wake that task when there is work (a new past-revision watcher, a new
 victim, or room freed in a stream that has victims). Each call does bounded work and returns
 whether more is pending. Everything is synchronous: no asyncio here.
+
+The store implements ``watcher.Watchable``, the interface its ``WatchStream``s call back through,
+and imports ``watcher.py``, never the other way round.
 """
 
 from __future__ import annotations
@@ -83,9 +86,9 @@ class WatchableStore(KVStore):
     def needs_sync(self) -> bool:
         return bool(self.unsynced.watchers or self.victims)
 
-    # ----------------------------------------------------------------- watcher lifecycle
+    # ------------------------------------------------- watcher lifecycle (``Watchable``)
 
-    def _add_watcher(self, w: Watcher, start_rev: int) -> None:
+    def add_watcher(self, w: Watcher, start_rev: int) -> None:
         """Register ``w`` from ``start_rev`` (etcd ``watchableStore.watch``)."""
         if start_rev > self._current_rev:
             w.min_rev = start_rev
@@ -95,10 +98,17 @@ class WatchableStore(KVStore):
             self.unsynced.add(w)
             self._request_sync()
 
-    def _cancel_watcher(self, w: Watcher) -> None:
+    def cancel_watcher(self, w: Watcher) -> None:
         w.canceled = True
         if not self.synced.delete(w) and not self.unsynced.delete(w):
             self.victims.pop(w, None)
+
+    def is_synced(self, w: Watcher) -> bool:
+        return w in self.synced
+
+    def stream_drained(self) -> None:
+        if self.victims:
+            self._request_sync()  # victims of that stream may fit now
 
     def _request_sync(self) -> None:
         if self.on_sync_needed is not None:
@@ -107,7 +117,7 @@ class WatchableStore(KVStore):
     def _to_synced(self, w: Watcher) -> None:
         self.unsynced.delete(w)
         self.synced.add(w)
-        w.stream._maybe_deferred_progress()
+        w.stream.maybe_send_deferred_progress()
 
     # ----------------------------------------------------------------------- notify path
 
@@ -129,7 +139,7 @@ class WatchableStore(KVStore):
         for w, evs in batches.items():
             # Always advance: a reopen() re-checks synced watchers from here (etcd does too).
             w.min_rev = rev + 1
-            if not w.stream._send_events(w, evs, rev):
+            if not w.stream.send_events(w, evs, rev):
                 # Slow consumer: keep the batch, continue from history after it is delivered.
                 w.victim = True
                 synced.delete(w)
@@ -138,7 +148,7 @@ class WatchableStore(KVStore):
         if new_victims:
             self._request_sync()
 
-    def _resolve_prev_kv(self, ev: Event) -> None:
+    def resolve_prev_kv(self, ev: Event) -> None:
         """Attach the key's KeyValue at ``mod_revision - 1`` (etcd reads it when sending)."""
         if ev.is_create or ev.mod_revision <= 1:
             ev.set_prev_kv(None)
@@ -178,7 +188,7 @@ class WatchableStore(KVStore):
     def _retry_victims(self) -> None:
         cur = self._current_rev
         for w, (evs, rev) in list(self.victims.items()):
-            if not w.stream._send_events(w, evs, rev):
+            if not w.stream.send_events(w, evs, rev):
                 continue
             del self.victims[w]
             w.victim = False
@@ -186,7 +196,7 @@ class WatchableStore(KVStore):
                 self.unsynced.add(w)
             else:
                 self.synced.add(w)
-                w.stream._maybe_deferred_progress()
+                w.stream.maybe_send_deferred_progress()
 
     def _sync_unsynced(self) -> None:
         cur, compact = self._current_rev, self._compact_rev
@@ -199,7 +209,7 @@ class WatchableStore(KVStore):
             elif w.min_rev < compact:
                 self.unsynced.delete(w)
                 w.compacted = True
-                w.stream._send_compacted(w, compact)
+                w.stream.send_compacted(w, compact)
             else:
                 chosen.add(w)
         if not chosen.watchers:
@@ -228,7 +238,7 @@ class WatchableStore(KVStore):
         for w in chosen:
             w.min_rev = max(w.min_rev, upto + 1)
             evs = batches.get(w)
-            if evs and not w.stream._send_events(w, evs, cur):
+            if evs and not w.stream.send_events(w, evs, cur):
                 w.victim = True
                 self.unsynced.delete(w)
                 self.victims[w] = (evs, cur)

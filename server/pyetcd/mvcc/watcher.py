@@ -9,20 +9,21 @@ Event responses count against ``buffer_limit`` (etcd's channel of 128); a watche
 response does not fit becomes a *victim* and catches up later (see ``watchable_store.py``), so a
 slow client never blocks a writer. Control responses (created, canceled, compacted, progress
 requested by the client) always go in, so that each request gets its answer in order.
+
+A stream sees its store only through ``Watchable`` (etcd's ``watchable`` interface), which the
+``WatchableStore`` implements; this module does not import the store, so the store can import
+it. The store in turn drives a stream through its public ``send_*`` methods.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pyetcd.mvcc.errors import ErrCompacted, ErrEmptyWatcherRange, ErrWatcherDuplicateID, MVCCError
 from pyetcd.mvcc.events import DELETE, PUT, Event, encode_bytes_field, encode_varint
 from pyetcd.proto.etcdserverpb import rpc_pb2
-
-if TYPE_CHECKING:
-    from pyetcd.mvcc.watchable_store import WatchableStore
 
 AUTO_WATCH_ID = 0  # etcd AutoWatchID: the server picks the id
 INVALID_WATCH_ID = -1  # etcd InvalidWatchID: failed creates and stream-wide progress
@@ -98,6 +99,33 @@ class Watcher:
         if self.no_delete:
             events = [e for e in events if e.type != DELETE]
         return events
+
+
+class Watchable(Protocol):
+    """What a ``WatchStream`` needs from its store (etcd's ``watchable`` interface)."""
+
+    @property
+    def current_revision(self) -> int: ...
+
+    def add_watcher(self, w: Watcher, start_rev: int) -> None:
+        """Start delivering to ``w`` from ``start_rev``: synced if in the future, else unsynced."""
+        ...
+
+    def cancel_watcher(self, w: Watcher) -> None:
+        """Stop delivering to ``w``, wherever it is (synced, unsynced or victim)."""
+        ...
+
+    def is_synced(self, w: Watcher) -> bool:
+        """``w`` is caught up: it gets each txn's events as the txn ends."""
+        ...
+
+    def stream_drained(self) -> None:
+        """The client took responses off a stream: victims held back by a full buffer may fit."""
+        ...
+
+    def resolve_prev_kv(self, ev: Event) -> None:
+        """Attach ``ev``'s previous KeyValue, read at ``mod_revision - 1``."""
+        ...
 
 
 class WatcherGroup:
@@ -266,7 +294,7 @@ class WatchStream:
 
     def __init__(
         self,
-        store: WatchableStore,
+        store: Watchable,
         wakeup: Callable[[], None] | None = None,
         buffer_limit: int = DEFAULT_BUFFER_LIMIT,
     ) -> None:
@@ -316,7 +344,7 @@ class WatchStream:
             self.reject(str(err))
             return INVALID_WATCH_ID
         self._push(WatchResponse(w.id, wsrev, created=True))
-        store._add_watcher(w, start_revision if start_revision > 0 else wsrev + 1)
+        store.add_watcher(w, start_revision if start_revision > 0 else wsrev + 1)
         return w.id
 
     def _new_watcher(
@@ -378,9 +406,9 @@ class WatchStream:
         w = self.watchers.pop(watch_id, None)
         if w is None:
             return False
-        self._store._cancel_watcher(w)
+        self._store.cancel_watcher(w)
         self._push(WatchResponse(watch_id, self._store.current_revision, canceled=True))
-        self._maybe_deferred_progress()  # the canceled one may have been the last unsynced
+        self.maybe_send_deferred_progress()  # the canceled one may have been the last unsynced
         return True
 
     def request_progress(self) -> None:
@@ -398,20 +426,20 @@ class WatchStream:
     def progress_tick(self) -> None:
         """The server's progress-notify timer fired: an empty response for each synced
         ``progress_notify`` watcher that sent no events since the previous tick."""
-        synced = self._store.synced
+        is_synced = self._store.is_synced
         rev = self._store.current_revision
         for w in self.watchers.values():
             if not w.progress_notify:
                 continue
             if w.sent:
                 w.sent = False
-            elif w in synced and self._events_queued < self.buffer_limit:
+            elif is_synced(w) and self._events_queued < self.buffer_limit:
                 self._push(WatchResponse(w.id, rev), counts=True)
 
     def close(self) -> None:
         """The client went away: drop every watcher; nothing more is queued."""
         for w in self.watchers.values():
-            self._store._cancel_watcher(w)
+            self._store.cancel_watcher(w)
         self.watchers.clear()
         self._queue.clear()
         self._events_queued = 0
@@ -432,15 +460,13 @@ class WatchStream:
         n = len(q) if max_responses <= 0 else min(max_responses, len(q))
         out = [q.popleft() for _ in range(n)]
         self._events_queued -= sum(1 for r in out if r.counted)
-        if out and self._store.victims:
-            self._store._request_sync()  # room freed: victims of this stream can be retried
+        if out:
+            self._store.stream_drained()
         return out
 
-    # ---------------------------------------------------------------- used by the store
-
     def _all_synced(self) -> bool:
-        synced = self._store.synced
-        return all(w in synced for w in self.watchers.values())
+        is_synced = self._store.is_synced
+        return all(is_synced(w) for w in self.watchers.values())
 
     def _push(self, resp: WatchResponse, counts: bool = False) -> None:
         if self.closed:
@@ -453,7 +479,9 @@ class WatchStream:
         if was_empty and self._wakeup is not None:
             self._wakeup()
 
-    def _send_events(self, w: Watcher, events: list[Event], rev: int) -> bool:
+    # ---------------------------------------------------------------- used by the store
+
+    def send_events(self, w: Watcher, events: list[Event], rev: int) -> bool:
         """Queue ``events`` for ``w`` (after its filters); False if the buffer is full."""
         evs = w.filter(events)
         if not evs:
@@ -461,7 +489,7 @@ class WatchStream:
         if self._events_queued >= self.buffer_limit:
             return False
         if w.prev_kv:
-            resolve = self._store._resolve_prev_kv
+            resolve = self._store.resolve_prev_kv
             for ev in evs:
                 if not ev.prev_resolved:
                     resolve(ev)
@@ -471,13 +499,17 @@ class WatchStream:
         )
         return True
 
-    def _send_compacted(self, w: Watcher, compact_rev: int) -> None:
+    def send_compacted(self, w: Watcher, compact_rev: int) -> None:
+        """``w`` needs revisions that compaction removed: queue ``compact_revision`` +
+        ``canceled``; the store has already dropped it."""
         self._push(
             # etcd leaves the header revision of this response at 0.
             WatchResponse(w.id, 0, compact_revision=compact_rev, canceled=True)
         )
 
-    def _maybe_deferred_progress(self) -> None:
+    def maybe_send_deferred_progress(self) -> None:
+        """A watcher of this stream became synced or went away: answer a deferred progress
+        request once every remaining watcher is synced."""
         if self._deferred_progress and self._all_synced():
             self._deferred_progress = False
             self._push(WatchResponse(INVALID_WATCH_ID, self._store.current_revision))
