@@ -12,14 +12,14 @@ import argparse
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import kopf
-from kopf._core.intents.registries import SmartOperatorRegistry
 
 from etcd_operator import metrics
 from etcd_operator.api.settings import ENV_PREFIX, OperatorSettings
 from etcd_operator.handlers import register
-from etcd_operator.handlers.events import COMPONENT
+from etcd_operator.runtime.events import COMPONENT
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 DEFAULT_METRICS_PORT = 9090
@@ -99,14 +99,18 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
-    """The operator's handlers, plus kopf's default logins.
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own logins, through its public API: the in-cluster service account, else the
+    kubeconfig. A plain ``kopf.OperatorRegistry`` has no login handler at all, so without this
+    the operator could not authenticate (``LoginError: Ran out of valid credentials``)."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
 
-    A plain ``kopf.OperatorRegistry`` has no login handler at all, so the operator could not
-    authenticate in-cluster (``LoginError: Ran out of valid credentials``); the smart registry
-    adds kopf's piggy-backing logins (in-cluster service account, else kubeconfig).
-    """
-    registry: kopf.OperatorRegistry = SmartOperatorRegistry()
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """The operator's handlers and its login, on a registry of their own."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(id="login", registry=registry)(login)
     register(registry, settings)
     return registry
 

@@ -158,7 +158,7 @@ def test_members_observe_reports_a_dead_member_unhealthy(member: Member) -> None
         assert view is not None
         (m,) = view.members
         assert (m.name, m.healthy, m.leader, m.learner) == (member.name, True, True, False)
-        assert view.leader_id == m.id
+        assert view.leader == m
         assert m.version and m.db_size and m.revision
         assert view.alarms == ()
         # Nobody answers: no view at all, and no exception.

@@ -22,7 +22,6 @@ import grpc
 import pytest
 from etcd_operator.api.v1alpha1 import EtcdCluster, EtcdClusterStatus
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER
-from etcd_operator.handlers.observe import etcd_view
 from etcd_operator.members import (
     Promotion,
     add_member,
@@ -32,9 +31,9 @@ from etcd_operator.members import (
     remove_member,
 )
 from etcd_operator.reconcile.observed import (
-    FINGERPRINT_ANNOTATION,
     ChildKey,
     EtcdView,
+    Json,
     Observed,
     PodState,
 )
@@ -85,7 +84,7 @@ class World:
         self.members: dict[int, Member] = {}
         self.replicas = 0
         self.initial_cluster = ""
-        self.children: dict[ChildKey, str | None] = {}
+        self.children: dict[ChildKey, Json] = {}
         self.status: EtcdClusterStatus | None = None
         self.done: list[Action] = []
         self.refusals: list[str] = []
@@ -165,7 +164,7 @@ class World:
             ),
             bootstrap_state="existing",
             statefulset=rolled_out(self.replicas),
-            etcd=self.to_dns(etcd_view(seen)) if seen is not None else None,
+            etcd=self.to_dns(seen) if seen is not None else None,
             pvcs=tuple(
                 f"data-demo-{i}" for i, m in sorted(self.members.items()) if m.data_dir.exists()
             ),
@@ -197,9 +196,7 @@ class World:
                 self.done.append(action)
             elif isinstance(action, Apply | SetBootstrapState):
                 manifest = action.manifest
-                self.children[key_of(manifest)] = manifest["metadata"]["annotations"][
-                    FINGERPRINT_ANNOTATION
-                ]
+                self.children[key_of(manifest)] = manifest
                 if manifest["kind"] == "ConfigMap":
                     self.initial_cluster = manifest["data"][KEY_INITIAL_CLUSTER]
                 if manifest["kind"] == "StatefulSet":

@@ -37,6 +37,12 @@ class OperatorSettings(BaseModel):
         default=5.0, gt=0, description="Deadline of each call the operator makes to etcd."
     )
     cluster_domain: str = "cluster.local"
+    max_concurrent_rollouts: int = Field(
+        default=1,
+        ge=1,
+        description="Clusters whose members may restart for a new pod template at the same "
+        "time (an operator upgrade or a change of these settings re-renders every cluster).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:

@@ -1,8 +1,8 @@
-"""kopf entry points for the EtcdCluster resource: thin, they observe, call ``reconcile.plan``
-and execute its actions. ``register`` puts them on a kopf registry (see ``cluster``)."""
+"""kopf entry points only: ``register`` puts the EtcdCluster handlers on a kopf registry and
+hands every pass to ``etcd_operator.runtime``."""
 
 from __future__ import annotations
 
-from etcd_operator.handlers.cluster import Reconciler, register
+from etcd_operator.handlers.cluster import register
 
-__all__ = ["Reconciler", "register"]
+__all__ = ["register"]

@@ -57,6 +57,14 @@ def not_capable(err: BaseException) -> bool:
     return isinstance(err, EtcdClientError) and err.message == NOT_CAPABLE
 
 
+def describe_etcd_error(err: BaseException) -> str | None:
+    """etcd's own message of a failed call, with the endpoint; ``None`` for anything else."""
+    if not isinstance(err, EtcdClientError):
+        return None
+    where = f" ({err.endpoint})" if err.endpoint else ""
+    return f"etcd answered {err.code.name}{where}: {err.message}"
+
+
 def _by_peer_url(members: tuple[Member, ...], peer_url: str) -> Member | None:
     for member in members:
         if peer_url in member.peer_urls:

@@ -5,13 +5,15 @@ operator decides on what it sees, and a dead member is exactly what it must see.
 healthy when its status answers without errors and names a leader: etcd serves learners no
 linearizable read, so the voters' health check would always fail on them. Only when no
 endpoint answers the member list is the whole cluster unobservable (``None``).
+
+The result is ``reconcile.observed.EtcdView`` of ``EtcdMember``s, the one type of a member as
+observed that the reconcile steps and the status read: no copy field by field in between.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from pyetcd.client import (
@@ -22,6 +24,8 @@ from pyetcd.client import (
     Member,
     MemberList,
 )
+
+from etcd_operator.reconcile.observed import EtcdMember, EtcdView
 
 
 class ObservingClient(Protocol):
@@ -37,35 +41,6 @@ class ObservingClient(Protocol):
     async def health(self, endpoint: str) -> EndpointHealth: ...
 
     async def alarm_list(self) -> list[AlarmMember]: ...
-
-
-@dataclass(frozen=True)
-class MemberObservation:
-    """One member as etcd's member list, status and health report it."""
-
-    id: int
-    name: str
-    peer_urls: tuple[str, ...]
-    client_urls: tuple[str, ...]
-    learner: bool
-    healthy: bool
-    leader: bool = False
-    version: str | None = None
-    db_size: int | None = None
-    revision: int | None = None
-    raft_term: int | None = None
-    raft_index: int | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class ClusterObservation:
-    """The etcd view of a cluster at one moment."""
-
-    cluster_id: int
-    members: tuple[MemberObservation, ...]
-    leader_id: int | None
-    alarms: tuple[str, ...] = ()
 
 
 async def _status(client: ObservingClient, endpoint: str, seconds: float) -> EndpointStatus | str:
@@ -122,7 +97,7 @@ async def _first_member_list(client: ObservingClient, seconds: float) -> MemberL
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def observe(client: ObservingClient, deadline_seconds: float) -> ClusterObservation | None:
+async def observe(client: ObservingClient, deadline_seconds: float) -> EtcdView | None:
     """The cluster as etcd sees it, or ``None`` when no endpoint answers the member list.
 
     Each member's status and health are asked concurrently, each call within
@@ -149,9 +124,7 @@ async def observe(client: ObservingClient, deadline_seconds: float) -> ClusterOb
     except (EtcdClientError, TimeoutError):
         pass  # the health of each member already reports alarms; this is only detail
     members = tuple(_member_observation(m, s, h, leader_id) for m, s, h in results)
-    return ClusterObservation(
-        cluster_id=listed.cluster_id, members=members, leader_id=leader_id, alarms=alarms
-    )
+    return EtcdView(cluster_id=listed.cluster_id, members=members, alarms=alarms)
 
 
 async def _leaders_member_list(
@@ -201,7 +174,7 @@ def _member_observation(
     status: EndpointStatus | str,
     health: EndpointHealth | None,
     leader_id: int | None,
-) -> MemberObservation:
+) -> EtcdMember:
     healthy = health is not None and health.healthy
     error = health.error if health is not None else None
     if member.is_learner and isinstance(status, EndpointStatus):
@@ -210,7 +183,7 @@ def _member_observation(
     if isinstance(status, EndpointStatus):
         if status.errors:
             error = error or "; ".join(status.errors)
-        return MemberObservation(
+        return EtcdMember(
             id=member.id,
             name=member.name,
             peer_urls=member.peer_urls,
@@ -225,7 +198,7 @@ def _member_observation(
             raft_index=status.raft_index,
             error=error,
         )
-    return MemberObservation(
+    return EtcdMember(
         id=member.id,
         name=member.name,
         peer_urls=member.peer_urls,

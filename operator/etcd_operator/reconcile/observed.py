@@ -1,19 +1,24 @@
-"""The observed state of one EtcdCluster: what the handlers saw in Kubernetes and in etcd.
+"""The observed state of one EtcdCluster: what the runtime saw in Kubernetes and in etcd.
 
-Plain immutable data with no behaviour beyond lookups, built by the handlers from API responses
-and from ``etcd_operator.members.observe``, and read by ``plan`` and ``status``. Keeping these
-types free of client objects is what lets the decisions be tested as tables.
+Plain immutable data with no behaviour beyond lookups, built by ``etcd_operator.runtime.observe``
+from API responses and by ``etcd_operator.members.observe`` from etcd's answers (``EtcdMember``
+is the one type of a member as observed: etcd's member list, status and health together), and
+read by the reconcile steps and the condition checkers. Keeping these types free of client
+objects is what lets the decisions be tested as tables.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # The annotation each applied child carries: the fingerprint of the manifest we applied. Comparing
 # it with the fingerprint of the manifest we would apply now tells whether to apply, without
 # diffing against fields that the API server and other controllers add.
 FINGERPRINT_ANNOTATION = "etcd.pyetcd.io/applied-fingerprint"
+
+Json = Mapping[str, Any]
 
 
 @dataclass(frozen=True, order=True)
@@ -63,7 +68,11 @@ class StatefulSetState:
 
 @dataclass(frozen=True)
 class EtcdMember:
-    """One member as etcd reports it (member list + status + health)."""
+    """One member as etcd reports it (member list + status + health).
+
+    ``raft_term``/``raft_index`` come from the member's own status (``None`` when it did not
+    answer); ``error`` says why a member is unhealthy.
+    """
 
     id: int
     name: str
@@ -75,6 +84,8 @@ class EtcdMember:
     version: str | None = None
     db_size: int | None = None
     revision: int | None = None
+    raft_term: int | None = None
+    raft_index: int | None = None
     error: str | None = None
 
     @property
@@ -122,23 +133,35 @@ class EtcdView:
 class Observed:
     """Everything one reconcile pass knows about the world besides the desired spec.
 
-    ``children`` maps each existing child to the fingerprint annotation it carries (``None``
-    when the object exists without one, e.g. created by hand). ``bootstrap_state`` is the
+    ``children`` maps each existing child to the live object, as the API server returned it
+    (its fingerprint annotation says what we applied last; its fields show any drift).
+    ``bootstrap_state`` is the
     ``initial-cluster-state`` of the live bootstrap ConfigMap (``None`` when absent). ``etcd`` is
     ``None`` when no member answered. ``pvcs`` are the names of the cluster's existing
     PersistentVolumeClaims (the StatefulSet keeps them when it scales down).
     ``membership_unsupported`` is set when, in this pass, etcd answered a membership change with
     "not capable" (an engine that cannot change its membership yet): the pass is then planned
-    again without membership changes.
+    again without membership changes. ``rollout_slot`` is the operator's own state as seen by
+    this pass: whether the operator-wide limit of clusters rolling their pods at once lets this
+    cluster start (or continue) a rollout now.
     """
 
-    children: Mapping[ChildKey, str | None] = field(default_factory=dict)
+    children: Mapping[ChildKey, Json] = field(default_factory=dict)
     pods: tuple[PodState, ...] = ()
     bootstrap_state: str | None = None
     statefulset: StatefulSetState | None = None
     etcd: EtcdView | None = None
     pvcs: tuple[str, ...] = ()
     membership_unsupported: str | None = None
+    rollout_slot: bool = True
+
+    def fingerprint(self, key: ChildKey) -> str | None:
+        """The fingerprint annotation of a live child (``None``: absent, or not annotated)."""
+        live = self.children.get(key)
+        if live is None:
+            return None
+        value = ((live.get("metadata") or {}).get("annotations") or {}).get(FINGERPRINT_ANNOTATION)
+        return str(value) if value is not None else None
 
     def pod(self, name: str) -> PodState | None:
         for pod in self.pods:

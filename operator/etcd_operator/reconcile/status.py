@@ -1,23 +1,22 @@
-"""The status of an EtcdCluster, computed from what was observed: pure, no I/O.
+"""The status of an EtcdCluster, assembled from the condition checkers: pure, no I/O.
 
-Conditions follow Kubernetes conventions: ``Available`` (a leader and a healthy quorum of voting
-members), ``Progressing`` (the operator is moving the cluster towards its spec), ``Degraded``
-(something is wrong that the spec does not explain). A member pod that the scheduler cannot place
-(no node fits it) makes the cluster Degraded with reason ``MemberUnschedulable`` whatever else
-is seen, etcd unreachable included: it is the cause to act on (add or label nodes, relax the
-placement), and it would stay hidden behind "waiting for the learner" or "unreachable".
-A condition keeps its ``lastTransitionTime`` while its status stays the same, even if its
-reason or message change.
-Fields that only etcd can tell (``clusterID``, ``currentVersion``) keep their last known value
-while etcd is unreachable; the leader is cleared, because a stale leader is misleading.
+Conditions follow Kubernetes conventions (``conditions/``: Available, Progressing, Degraded, one
+checker each). A condition keeps its ``lastTransitionTime`` while its status stays the same, even
+if its reason or message change. Fields that only etcd can tell (``clusterID``,
+``currentVersion``) keep their last known value while etcd is unreachable; the leader is cleared,
+because a stale leader is misleading. ``observedGeneration`` is written last.
+
+A pass that fails (the API server refuses a child, etcd errs) never gets to its status; the
+runtime then writes ``failed_pass``: the previous status with Degraded True, reason
+``ReconcileFailed`` and the error, so a failing cluster never shows old conditions as current.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
+from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import (
     Condition,
     ConditionType,
@@ -27,15 +26,19 @@ from etcd_operator.api.v1alpha1 import (
     Phase,
 )
 from etcd_operator.components import naming
-from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed
+from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
+from etcd_operator.reconcile.membership import member_name
+from etcd_operator.reconcile.observed import EtcdView, Observed
+from etcd_operator.reconcile.pipeline import Decided
+from etcd_operator.reconcile.scaling import SCALING_IN, SCALING_OUT
 
-TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+RECONCILE_FAILED = "ReconcileFailed"
+# What of an error goes into the Degraded message (a condition holds 32768 characters).
+ERROR_MESSAGE_LIMIT = 4096
 
-# The Degraded reason while a member pod cannot be scheduled.
-MEMBER_UNSCHEDULABLE = "MemberUnschedulable"
-# Of each scheduler message, what goes into the condition and the event (an Event's message
-# holds 1024 characters; a condition's 32768, whatever the number of members).
-SCHEDULER_MESSAGE_LIMIT = 960
+
+def failure_message(error: str) -> str:
+    return error[:ERROR_MESSAGE_LIMIT]
 
 
 def timestamp(now: datetime) -> str:
@@ -46,42 +49,6 @@ def timestamp(now: datetime) -> str:
 def selector(cluster: str) -> str:
     """The pod label selector as a string, for the scale subresource (``kubectl scale``/HPA)."""
     return ",".join(f"{k}={v}" for k, v in sorted(naming.selector_labels(cluster).items()))
-
-
-def desired_member_names(desired: EtcdCluster) -> list[str]:
-    return [naming.member_name(desired.name, i) for i in range(desired.spec.replicas)]
-
-
-def member_name(member: EtcdMember) -> str:
-    """The member's name; for one added but never started (no name yet), the pod name taken
-    from its peer URL (``http://<pod>.<peer service>...``), else its ID."""
-    if member.name:
-        return member.name
-    for url in member.peer_urls:
-        host = urlsplit(url).hostname
-        if host:
-            return host.split(".", 1)[0]
-    return member.id_hex
-
-
-def formed(desired: EtcdCluster, etcd: EtcdView | None) -> bool:
-    """Every desired member is listed in etcd and healthy: the cluster has formed."""
-    if etcd is None:
-        return False
-    by_name = {member_name(m): m for m in etcd.members}
-    return all(
-        (m := by_name.get(name)) is not None and m.healthy for name in desired_member_names(desired)
-    )
-
-
-def unschedulable_pods(observed: Observed) -> list[str]:
-    """One line per member pod the scheduler cannot place, naming it, with the scheduler's
-    message; these lines make the Degraded message and the Warning events."""
-    return [
-        f"pod {p.name} cannot be scheduled: {p.unschedulable[:SCHEDULER_MESSAGE_LIMIT]}"
-        for p in sorted(observed.pods, key=lambda p: p.name)
-        if p.unschedulable is not None
-    ]
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -102,12 +69,15 @@ def same_version(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.lstrip("v") == b.lstrip("v")
 
 
+def generation_of(desired: EtcdCluster) -> int | None:
+    raw = desired.metadata.get("generation")
+    return int(raw) if raw is not None else None
+
+
 def condition(
     previous: Sequence[Condition],
     type_: ConditionType,
-    status: str,
-    reason: str,
-    message: str,
+    verdict: Verdict,
     *,
     now: datetime,
     generation: int | None,
@@ -115,19 +85,19 @@ def condition(
     """A condition that keeps its previous lastTransitionTime unless its status changed."""
     since = timestamp(now)
     for old in previous:
-        if old.type == type_ and old.status == status:
+        if old.type == type_ and old.status == verdict.status:
             since = old.lastTransitionTime
     return Condition(
         type=type_,
-        status=status,  # type: ignore[arg-type]  # one of TRUE/FALSE/UNKNOWN
-        reason=reason,
-        message=message,
+        status=verdict.status,
+        reason=verdict.reason,
+        message=verdict.message,
         lastTransitionTime=since,
         observedGeneration=generation,
     )
 
 
-def _members(desired: EtcdCluster, observed: Observed) -> list[MemberStatus]:
+def _members(observed: Observed) -> list[MemberStatus]:
     if observed.etcd is None:
         # Only the kubelet's view is left: readiness is the member's own /health probe.
         return [
@@ -151,174 +121,56 @@ def _members(desired: EtcdCluster, observed: Observed) -> list[MemberStatus]:
     ]
 
 
+def _phase(
+    desired: EtcdCluster, decided: Decided, by_type: dict[str, Condition], version: str | None
+) -> Phase:
+    if not decided.has_formed:
+        return Phase.CREATING
+    available, degraded = by_type[ConditionType.AVAILABLE], by_type[ConditionType.DEGRADED]
+    if degraded.status != FALSE or available.status != TRUE:
+        return Phase.DEGRADED
+    progressing = by_type[ConditionType.PROGRESSING]
+    if progressing.status == TRUE and not same_version(desired.spec.version, version):
+        return Phase.UPGRADING
+    if progressing.reason in (SCALING_OUT, SCALING_IN):
+        return Phase.SCALING
+    return Phase.RUNNING
+
+
 def compute_status(
     desired: EtcdCluster,
     observed: Observed,
+    decided: Decided,
+    settings: OperatorSettings,
     now: datetime,
-    *,
-    has_formed: bool,
-    applying_spec: bool,
-    timeout_seconds: float,
-    scaling: tuple[str, str] | None = None,
-    blocked: str | None = None,
 ) -> EtcdClusterStatus:
-    """The status for this pass.
-
-    ``has_formed``: the cluster formed at some point (now, or the bootstrap ConfigMap says
-    ``existing``). ``applying_spec``: this pass applies a changed StatefulSet. ``scaling``: the
-    (reason, message) of the membership step in progress (``ScalingOut``/``ScalingIn``), if any.
-    ``blocked``: why a needed membership change cannot be made (the engine cannot do it yet).
-    """
+    """The status for this pass, from what was observed and what the steps decided."""
     previous = desired.status or EtcdClusterStatus()
-    generation_raw = desired.metadata.get("generation")
-    generation = int(generation_raw) if generation_raw is not None else None
+    generation = generation_of(desired)
+    conditions = [
+        condition(
+            previous.conditions,
+            type_,
+            check(desired, observed, decided, settings),
+            now=now,
+            generation=generation,
+        )
+        for type_, check in CHECKERS
+    ]
     etcd = observed.etcd
-    wanted = desired_member_names(desired)
-
-    def cond(type_: ConditionType, status: str, reason: str, message: str) -> Condition:
-        return condition(
-            previous.conditions, type_, status, reason, message, now=now, generation=generation
-        )
-
-    leader: str | None = None
-    current_version = previous.currentVersion
-    cluster_id = previous.clusterID
-    if etcd is None:
-        if has_formed:
-            why = f"no member answered within {timeout_seconds:g}s"
-            available = cond(ConditionType.AVAILABLE, UNKNOWN, "EtcdUnreachable", why)
-            degraded = cond(ConditionType.DEGRADED, UNKNOWN, "EtcdUnreachable", why)
-        else:
-            why = f"waiting for {len(wanted)} members to form the cluster"
-            available = cond(ConditionType.AVAILABLE, FALSE, "Bootstrapping", why)
-            degraded = cond(ConditionType.DEGRADED, FALSE, "Bootstrapping", why)
-    else:
+    version, cluster_id, leader = previous.currentVersion, previous.clusterID, None
+    if etcd is not None:
         cluster_id = f"{etcd.cluster_id:x}"
-        current_version = cluster_version(etcd) or current_version
-        by_name = {member_name(m): m for m in etcd.members}
-        if etcd.leader is not None:
-            leader = member_name(etcd.leader)
-        voters = etcd.voters
-        healthy_voters = [m for m in voters if m.healthy]
-        quorum = len(voters) // 2 + 1
-        if leader is None:
-            available = cond(
-                ConditionType.AVAILABLE, FALSE, "NoLeader", "no member reports a leader"
-            )
-        elif len(healthy_voters) < quorum:
-            available = cond(
-                ConditionType.AVAILABLE,
-                FALSE,
-                "QuorumLost",
-                f"{len(healthy_voters)} of {len(voters)} voting members healthy, {quorum} needed",
-            )
-        else:
-            available = cond(
-                ConditionType.AVAILABLE,
-                TRUE,
-                "QuorumHealthy",
-                f"{len(healthy_voters)} of {len(voters)} voting members healthy, leader {leader}",
-            )
-        # Desired members beyond the current count are still to be added (scaling, not
-        # missing); a gap below it is a member that is gone.
-        missing = [n for n in wanted[: len(etcd.members)] if n not in by_name]
-        # A learner is a member being added: not yet ready is expected, and the Progressing
-        # condition tells about it.
-        unhealthy = [
-            f"{name} ({m.error})" if m.error else name
-            for name, m in sorted(by_name.items())
-            if not m.healthy and not m.learner
-        ]
-        learners = sorted(name for name, m in by_name.items() if m.learner)
-        if not has_formed:
-            degraded = cond(
-                ConditionType.DEGRADED,
-                FALSE,
-                "Bootstrapping",
-                f"waiting for {len(wanted)} members to form the cluster",
-            )
-        elif blocked is not None:
-            degraded = cond(ConditionType.DEGRADED, TRUE, "MembershipNotSupported", blocked)
-        elif missing:
-            degraded = cond(
-                ConditionType.DEGRADED,
-                TRUE,
-                "MemberMissing",
-                "not in etcd's member list: " + ", ".join(missing),
-            )
-        elif unhealthy:
-            degraded = cond(
-                ConditionType.DEGRADED,
-                TRUE,
-                "MemberUnhealthy",
-                "unhealthy: " + ", ".join(unhealthy),
-            )
-        elif etcd.alarms:
-            degraded = cond(
-                ConditionType.DEGRADED,
-                TRUE,
-                "AlarmActive",
-                "active alarms: " + ", ".join(etcd.alarms),
-            )
-        else:
-            healthy_message = f"{len(by_name)} members healthy"
-            if learners:
-                healthy_message = (
-                    f"{len(voters)} voting members healthy; learner: {', '.join(learners)}"
-                )
-            degraded = cond(ConditionType.DEGRADED, FALSE, "AllMembersHealthy", healthy_message)
-    unplaced = unschedulable_pods(observed)
-    if unplaced:
-        degraded = cond(ConditionType.DEGRADED, TRUE, MEMBER_UNSCHEDULABLE, "; ".join(unplaced))
-
-    rolling = observed.statefulset is not None and observed.statefulset.rolling
-    if not has_formed:
-        progressing = cond(
-            ConditionType.PROGRESSING, TRUE, "Creating", f"creating {len(wanted)} members"
-        )
-    elif blocked is not None:
-        progressing = cond(ConditionType.PROGRESSING, FALSE, "MembershipNotSupported", blocked)
-    elif scaling is not None:
-        progressing = cond(ConditionType.PROGRESSING, TRUE, scaling[0], scaling[1])
-    elif applying_spec:
-        progressing = cond(
-            ConditionType.PROGRESSING,
-            TRUE,
-            "SpecChanged",
-            "applying the changed spec to the members",
-        )
-    elif rolling:
-        sts = observed.statefulset
-        assert sts is not None
-        progressing = cond(
-            ConditionType.PROGRESSING,
-            TRUE,
-            "RollingUpdate",
-            f"{sts.updated_replicas} of {sts.replicas} members run the current template",
-        )
-    else:
-        progressing = cond(
-            ConditionType.PROGRESSING, FALSE, "Reconciled", "the members match the spec"
-        )
-
-    if not has_formed:
-        phase = Phase.CREATING
-    elif degraded.status != FALSE or available.status != TRUE:
-        phase = Phase.DEGRADED
-    elif progressing.status == TRUE and not same_version(desired.spec.version, current_version):
-        phase = Phase.UPGRADING
-    elif scaling is not None:
-        phase = Phase.SCALING
-    else:
-        phase = Phase.RUNNING
-
+        version = cluster_version(etcd) or version
+        leader = member_name(etcd.leader) if etcd.leader is not None else None
+    by_type = {c.type: c for c in conditions}
     return EtcdClusterStatus(
-        phase=phase,
-        conditions=[available, progressing, degraded],
-        members=_members(desired, observed),
+        phase=_phase(desired, decided, by_type, version),
+        conditions=conditions,
+        members=_members(observed),
         replicas=len(etcd.members) if etcd is not None else len(observed.pods),
         readyReplicas=sum(1 for p in observed.pods if p.ready),
-        currentVersion=current_version,
+        currentVersion=version,
         leader=leader,
         clusterID=cluster_id,
         selector=selector(desired.name),
@@ -337,3 +189,25 @@ def status_patch(status: EtcdClusterStatus) -> dict[str, object]:
     generation = body.pop("observedGeneration")
     body["observedGeneration"] = generation
     return body
+
+
+def failed_pass(
+    previous: EtcdClusterStatus | None, generation: int | None, error: str, now: datetime
+) -> dict[str, object]:
+    """The merge patch of a pass that failed: the previous conditions with Degraded True
+    (``ReconcileFailed``, the error), the phase Degraded; nothing else changes, and
+    ``observedGeneration`` stays, since the spec was not carried out. Takes the status alone:
+    a spec that does not parse fails a pass too."""
+    previous = previous or EtcdClusterStatus()
+    degraded = condition(
+        previous.conditions,
+        ConditionType.DEGRADED,
+        Verdict(TRUE, RECONCILE_FAILED, failure_message(error)),
+        now=now,
+        generation=generation,
+    )
+    others = [c for c in previous.conditions if c.type != ConditionType.DEGRADED]
+    return {
+        "phase": Phase.DEGRADED.value,
+        "conditions": [c.model_dump(mode="json") for c in [*others, degraded]],
+    }

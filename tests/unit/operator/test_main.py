@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
+from pathlib import Path
 from typing import Any, cast
 
 import kopf
 import pytest
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from etcd_operator.main import build_registry, kopf_settings
+from etcd_operator.main import build_registry, kopf_settings, login
 from kopf._cogs.structs import bodies, patches, references
 from kopf._core.actions import lifecycles, loggers
 from kopf._core.engines import indexing
@@ -27,8 +29,32 @@ def test_registry_can_log_in_in_cluster() -> None:
         for h in registry._activities.get_all_handlers()
         if h.activity == Activity.AUTHENTICATION
     ]
-    assert "login_via_client" in logins
+    assert logins == ["login"]
     assert isinstance(registry, kopf.OperatorRegistry)
+
+
+def test_login_falls_back_to_the_kubeconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a pod (no service account token) the login reads the kubeconfig, as kopf's own
+    default logins do; in a pod, the service account comes first."""
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": {"token": "t0k3n"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    info = login(settings=kopf.OperatorSettings())
+    assert info is not None
+    assert (info.server, info.token) == ("https://127.0.0.1:6443", "t0k3n")
 
 
 # -- kopf's finalizer --------------------------------------------------------------------------

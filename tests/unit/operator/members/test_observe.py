@@ -73,7 +73,7 @@ def test_a_lagging_member_list_is_replaced_by_the_leaders() -> None:
     assert view is not None
     assert [m.name for m in view.members] == ["demo-1", "demo-2", "demo-3"]
     assert not any(m.learner for m in view.members)
-    assert view.leader_id == LEADER
+    assert view.leader is not None and view.leader.id == LEADER
     assert etcd.list_calls[-1] == "http://c1:2379"  # asked the leader last
 
 

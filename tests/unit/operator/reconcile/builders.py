@@ -13,7 +13,6 @@ from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, EtcdClusterStatus
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER_STATE
 from etcd_operator.reconcile.observed import (
-    FINGERPRINT_ANNOTATION,
     ChildKey,
     EtcdMember,
     EtcdView,
@@ -183,7 +182,8 @@ def execute(
     for action in actions:
         if isinstance(action, Apply | SetBootstrapState):
             manifest = action.manifest
-            children[key_of(manifest)] = manifest["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
+            # The live object is what was applied (the API server adds fields of its own).
+            children[key_of(manifest)] = manifest
             if manifest["kind"] == "ConfigMap":
                 bootstrap = manifest["data"][KEY_INITIAL_CLUSTER_STATE]
             if manifest["kind"] == "StatefulSet" and sts is not None:

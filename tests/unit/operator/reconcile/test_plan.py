@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -231,7 +232,10 @@ def test_spec_change_applies_the_statefulset(change: dict[str, object], phase: s
 def test_child_edited_by_hand_is_applied_again() -> None:
     desired, observed = running()
     children = dict(observed.children)
-    children[ChildKey("Service", "demo-client")] = None  # annotation removed
+    key = ChildKey("Service", "demo-client")
+    edited = copy.deepcopy(dict(children[key]))
+    del edited["metadata"]["annotations"]  # annotation removed
+    children[key] = edited
     observed = dataclasses.replace(observed, children=children)
 
     assert applied_keys(plan(desired, observed, SETTINGS, at(100))) == [

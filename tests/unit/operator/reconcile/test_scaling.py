@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 from etcd_operator.api.v1alpha1 import EtcdCluster
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
+from etcd_operator.reconcile.membership import ordinal, pvc_name, pvc_ordinal
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed, PodState
 from etcd_operator.reconcile.plan import (
     Action,
@@ -23,7 +24,6 @@ from etcd_operator.reconcile.plan import (
     plan_steps,
     report,
 )
-from etcd_operator.reconcile.scaling import ordinal, pvc_name, pvc_ordinal
 
 from tests.unit.operator.reconcile.builders import (
     NAME,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from etcd_operator.handlers.kube import KubeApi
+from etcd_operator.runtime.kube import KubeApi
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,9 @@
-"""The handler layer: parsing kopf bodies, translating API objects into observed state, the
-executor, and whole passes of the reconciler against an in-memory Kubernetes API."""
+"""The runtime: parsing bodies, translating API objects into observed state, the executor, and
+whole passes of the reconciler against an in-memory Kubernetes API."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -12,25 +11,31 @@ import kopf
 import pytest
 from etcd_operator import metrics
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.handlers import register
-from etcd_operator.handlers.cluster import Reconciler, parse_cluster
-from etcd_operator.handlers.execute import execute
-from etcd_operator.handlers.kube import resource_path
-from etcd_operator.handlers.observe import (
+from etcd_operator.reconcile.observed import (
+    FINGERPRINT_ANNOTATION,
+    ChildKey,
+    EtcdMember,
+    EtcdView,
+    PodState,
+)
+from etcd_operator.reconcile.plan import Action, Apply, Event, PatchStatus
+from etcd_operator.runtime.execute import execute
+from etcd_operator.runtime.kube import resource_path
+from etcd_operator.runtime.observe import (
     assemble,
-    etcd_view,
     member_endpoints,
     pod_state,
     statefulset_state,
 )
-from etcd_operator.handlers.refresh import ClusterRef
-from etcd_operator.main import parse_args
-from etcd_operator.members import ClusterObservation, MemberObservation
-from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, PodState
-from etcd_operator.reconcile.plan import Action, Apply, Event, PatchStatus
-from kopf._core.intents.causes import Activity
+from etcd_operator.runtime.reconciler import (
+    InvalidSpecError,
+    PassFailedError,
+    Reconciler,
+    parse_cluster,
+)
+from etcd_operator.runtime.refresh import ClusterRef
 
-from tests.unit.operator.handlers.fake_kube import FakeKube
+from tests.unit.operator.runtime.fake_kube import FakeKube
 
 SETTINGS = OperatorSettings(etcd_timeout_seconds=0.5, status_interval_seconds=5)
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -74,7 +79,7 @@ def test_parse_cluster_ignores_an_unreadable_status_and_refuses_an_invalid_spec(
     assert parse_cluster(body(members="garbage")).status is None
     bad = body()
     bad["spec"]["replicas"] = 0
-    with pytest.raises(kopf.PermanentError, match="invalid spec"):
+    with pytest.raises(InvalidSpecError, match="invalid spec"):
         parse_cluster(bad)
 
 
@@ -132,17 +137,17 @@ def test_pod_and_statefulset_states() -> None:
     assert (sts.replicas, sts.ready_replicas, sts.updated_replicas) == (3, 3, 1)
 
 
-def test_assemble_reads_fingerprints_bootstrap_state_and_etcd() -> None:
+def test_assemble_keeps_live_children_and_reads_bootstrap_state_and_etcd() -> None:
     cm_key = ChildKey("ConfigMap", "demo-bootstrap")
     configmap = {
         "metadata": {"name": "demo-bootstrap", "annotations": {FINGERPRINT_ANNOTATION: "f1"}},
         "data": {"initial-cluster-state": "existing"},
     }
     unannotated = {"metadata": {"name": "demo-peer"}}
-    observation = ClusterObservation(
+    observation = EtcdView(
         cluster_id=0xAB,
         members=(
-            MemberObservation(
+            EtcdMember(
                 id=1,
                 name="demo-0",
                 peer_urls=("http://p",),
@@ -153,7 +158,6 @@ def test_assemble_reads_fingerprints_bootstrap_state_and_etcd() -> None:
                 version="3.5.17",
             ),
         ),
-        leader_id=1,
         alarms=("NOSPACE:1",),
     )
     observed = assemble(
@@ -166,10 +170,12 @@ def test_assemble_reads_fingerprints_bootstrap_state_and_etcd() -> None:
         observation,
         cm_key,
     )
-    assert observed.children == {cm_key: "f1", ChildKey("Service", "demo-peer"): None}
+    assert observed.children == {cm_key: configmap, ChildKey("Service", "demo-peer"): unannotated}
+    assert observed.fingerprint(cm_key) == "f1"
+    assert observed.fingerprint(ChildKey("Service", "demo-peer")) is None
     assert observed.bootstrap_state == "existing"
     assert observed.statefulset is None
-    assert observed.etcd == etcd_view(observation)
+    assert observed.etcd == observation
     assert observed.etcd is not None
     assert observed.etcd.leader is not None and observed.etcd.leader.name == "demo-0"
     assert observed.etcd.alarms == ("NOSPACE:1",)
@@ -260,19 +266,40 @@ def test_create_then_resume_applies_once() -> None:
     assert sample("etcd_operator_cluster_available", namespace="ns", cluster="demo") == 0
 
 
-def test_a_failed_pass_is_a_temporary_error_and_counted() -> None:
-    kube = FakeKube()
+def test_a_failed_pass_is_retried_with_backoff_counted_and_reported() -> None:
+    kube, events = FakeKube(), Events()
     kube.fail_apply_of = "StatefulSet"
-    reconciler = Reconciler(SETTINGS, kube, Events())
+    reconciler = Reconciler(SETTINGS, kube, events, clock=lambda: T0)
     before = sample("etcd_operator_reconcile_errors_total", reason="unexpected")
 
-    with pytest.raises(kopf.TemporaryError) as err:
-        asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, body()))))
+    delays = []
+    for _ in range(3):
+        with pytest.raises(PassFailedError) as err:
+            asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, kube.live(body())))))
+        delays.append(err.value.delay)
+        assert "injected failure" in str(err.value)
 
-    assert err.value.delay == 5.0  # SETTINGS' status interval, below the 10 s cap
-    assert "injected failure" in str(err.value)
-    assert kube.status_patches == []  # never a status for an incomplete pass
-    assert sample("etcd_operator_reconcile_errors_total", reason="unexpected") == before + 1
+    # SETTINGS' status interval (below the 10 s cap) first, then doubling.
+    assert delays == [5.0, 10.0, 20.0]
+    assert sample("etcd_operator_reconcile_errors_total", reason="unexpected") == before + 3
+    # The failure is on the status (Degraded, ReconcileFailed), never as a completed pass: no
+    # observedGeneration, no members.
+    status = kube.last_status
+    assert set(status) == {"phase", "conditions"}
+    (degraded,) = [c for c in status["conditions"] if c["type"] == "Degraded"]
+    assert (degraded["status"], degraded["reason"]) == ("True", "ReconcileFailed")
+    assert "injected failure" in degraded["message"]
+    # One Warning per distinct error, not one per retry.
+    assert [(t, r) for t, r, _ in events.posted if t == "Warning"] == [
+        ("Warning", "ReconcileFailed")
+    ]
+
+    kube.fail_apply_of = None
+    asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, kube.live(body())))))
+    (degraded,) = [c for c in kube.last_status["conditions"] if c["type"] == "Degraded"]
+    assert degraded["reason"] != "ReconcileFailed"
+    assert ("Normal", "Recovered") in [(t, r) for t, r, _ in events.posted]
+    assert reconciler.retry_delay(1) == 5.0  # the streak ended
 
 
 # -- the periodic refresh's pass -------------------------------------------------------------
@@ -348,60 +375,5 @@ def test_refresh_of_an_invalid_spec_raises_for_the_loop_to_log() -> None:
     bad = body()
     bad["spec"]["replicas"] = 0
     kube.put(bad)
-    with pytest.raises(kopf.PermanentError):
+    with pytest.raises(InvalidSpecError):
         asyncio.run(Reconciler(SETTINGS, kube, Events()).refresh(REF))
-
-
-# -- the registry ----------------------------------------------------------------------------
-
-
-def test_register_puts_every_entry_point_on_the_registry() -> None:
-    registry = kopf.OperatorRegistry()
-    register(registry, SETTINGS)
-    changing = sorted(h.id for h in registry._changing.get_all_handlers())
-    assert changing == ["create", "resume", "update"]
-    assert [h.id for h in registry._indexing.get_all_handlers()] == ["etcdclusters"]
-    assert [h.id for h in registry._watching.get_all_handlers()] == ["forget-deleted"]
-    activities = {h.id: h.activity for h in registry._activities.get_all_handlers()}
-    assert activities == {
-        "start-status-refresh": Activity.STARTUP,
-        "stop-status-refresh": Activity.CLEANUP,
-    }
-
-
-def test_startup_starts_the_refresh_and_cleanup_stops_it() -> None:
-    registry = kopf.OperatorRegistry()
-    register(registry, SETTINGS)
-    handlers = {
-        str(h.id): cast(Callable[..., Awaitable[object]], h.fn)
-        for h in registry._activities.get_all_handlers()
-    }
-
-    async def scenario() -> tuple[int, bool]:
-        index = {("ns", "demo"): [REF]}  # kopf passes its index under the index's id
-        await handlers["start-status-refresh"](etcdclusters=index)
-        tasks = [t for t in asyncio.all_tasks() if t.get_name() == "etcd-operator status refresh"]
-        await handlers["stop-status-refresh"]()
-        return len(tasks), all(t.done() for t in tasks)
-
-    assert asyncio.run(scenario()) == (1, True)
-
-
-def test_no_handler_makes_kopf_add_its_finalizer() -> None:
-    """kopf adds its finalizer for timers, daemons and (non-optional) delete handlers; with it,
-    an EtcdCluster could not be deleted while no operator runs."""
-    registry = kopf.OperatorRegistry()
-    register(registry, SETTINGS)
-    assert registry._spawning.get_all_handlers() == []  # no @kopf.timer, no @kopf.daemon
-    for handler in registry._changing.get_all_handlers():
-        assert not handler.requires_finalizer, handler
-        assert handler.reason != kopf.Reason.DELETE, handler
-
-
-def test_command_line_and_environment() -> None:
-    args = parse_args([], {"ETCD_OPERATOR_NAMESPACES": "a,b", "ETCD_OPERATOR_METRICS_PORT": "9"})
-    assert (args.namespace, args.metrics_port, args.standalone) == (["a", "b"], 9, True)
-    args = parse_args(
-        ["-n", "c", "--no-standalone", "--liveness", ""], {"ETCD_OPERATOR_NAMESPACES": "a"}
-    )
-    assert (args.namespace, args.standalone, args.liveness) == (["c"], False, "")

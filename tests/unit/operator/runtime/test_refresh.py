@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pytest
 from etcd_operator import metrics
-from etcd_operator.handlers.refresh import (
+from etcd_operator.runtime.refresh import (
     ClusterRef,
     PeriodicRefresh,
     index_entry,

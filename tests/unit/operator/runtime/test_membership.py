@@ -11,12 +11,9 @@ import kopf
 import pytest
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.components.bootstrap import BootstrapState
-from etcd_operator.handlers import cluster as cluster_module
-from etcd_operator.handlers.cluster import Reconciler
-from etcd_operator.handlers.execute import MembershipNotSupportedError, execute
-from etcd_operator.handlers.observe import assemble, membership_endpoints
+from etcd_operator.members import MembershipNotSupportedError
 from etcd_operator.members.membership import NOT_CAPABLE
-from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, Observed
+from etcd_operator.reconcile.observed import ChildKey, Json, Observed
 from etcd_operator.reconcile.plan import (
     Action,
     AddMember,
@@ -30,11 +27,15 @@ from etcd_operator.reconcile.plan import (
     desired_children,
     key_of,
 )
+from etcd_operator.runtime import reconciler as reconciler_module
+from etcd_operator.runtime.execute import execute
+from etcd_operator.runtime.observe import assemble, membership_endpoints
+from etcd_operator.runtime.reconciler import Reconciler
 
-from tests.unit.operator.handlers.fake_etcd import FakeEtcd
-from tests.unit.operator.handlers.fake_kube import FakeKube
-from tests.unit.operator.handlers.test_handlers import Events, body
 from tests.unit.operator.reconcile.builders import cluster, healthy_view, pods, rolled_out
+from tests.unit.operator.runtime.fake_etcd import FakeEtcd
+from tests.unit.operator.runtime.fake_kube import FakeKube
+from tests.unit.operator.runtime.test_reconciler import Events, body
 
 SETTINGS = OperatorSettings(etcd_timeout_seconds=0.5)
 PEER = "http://demo-3.demo-peer.ns.svc.cluster.local:2380"
@@ -134,9 +135,8 @@ def test_assemble_lists_volume_claims() -> None:
 def formed_one_member_world(monkeypatch: pytest.MonkeyPatch) -> None:
     """observe() sees a formed one-member cluster whose children are as the operator applied."""
     desired = cluster(replicas=1)
-    children: dict[ChildKey, str | None] = {
-        key_of(m): m["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
-        for m in desired_children(desired, SETTINGS, BootstrapState.EXISTING)
+    children: dict[ChildKey, Json] = {
+        key_of(m): m for m in desired_children(desired, SETTINGS, BootstrapState.EXISTING)
     }
     observed = Observed(
         children=children,
@@ -150,7 +150,7 @@ def formed_one_member_world(monkeypatch: pytest.MonkeyPatch) -> None:
     async def fake_observe(*_: object, **__: object) -> Observed:
         return observed
 
-    monkeypatch.setattr(cluster_module, "observe", fake_observe)
+    monkeypatch.setattr(reconciler_module, "observe", fake_observe)
 
 
 def test_a_not_capable_engine_is_reported_degraded_not_retried(

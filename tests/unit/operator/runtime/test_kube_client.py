@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from etcd_operator.api.v1alpha1 import API_VERSION, KIND
-from etcd_operator.handlers.kube import KubernetesApi
+from etcd_operator.runtime.kube import KubernetesApi
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 

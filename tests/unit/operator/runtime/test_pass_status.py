@@ -13,16 +13,16 @@ import pytest
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.components import naming
 from etcd_operator.components.bootstrap import BootstrapState
-from etcd_operator.handlers import cluster as cluster_module
-from etcd_operator.handlers.cluster import Reconciler, parse_cluster
-from etcd_operator.handlers.observe import observe
-from etcd_operator.handlers.refresh import ClusterRef
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.plan import desired_children
+from etcd_operator.runtime import reconciler as reconciler_module
+from etcd_operator.runtime.observe import observe
+from etcd_operator.runtime.reconciler import Reconciler, parse_cluster
+from etcd_operator.runtime.refresh import ClusterRef
 
-from tests.unit.operator.handlers.fake_etcd import FakeEtcd, started
-from tests.unit.operator.handlers.fake_kube import FakeKube, Json
-from tests.unit.operator.handlers.test_handlers import Events, body
+from tests.unit.operator.runtime.fake_etcd import FakeEtcd, started
+from tests.unit.operator.runtime.fake_kube import FakeKube, Json
+from tests.unit.operator.runtime.test_reconciler import Events, body
 
 SETTINGS = OperatorSettings(etcd_timeout_seconds=0.5, status_interval_seconds=5)
 REF = ClusterRef("ns", "demo", "uid-1")
@@ -72,7 +72,7 @@ class Looks:
             self.asked_etcd.append(bool(kwargs.get("ask_etcd", True)))
             return await observe(*args, **kwargs)
 
-        monkeypatch.setattr(cluster_module, "observe", counted)
+        monkeypatch.setattr(reconciler_module, "observe", counted)
 
 
 class Pass:

@@ -49,6 +49,23 @@ class KubeApi(Protocol):
         ...
 
 
+def describe_kube_error(err: BaseException) -> str | None:
+    """The API server's own message of a refused request (``Status.message``), with its code;
+    ``None`` for anything else."""
+    from kubernetes.client.exceptions import ApiException
+
+    if not isinstance(err, ApiException):
+        return None
+    message = None
+    try:
+        message = json.loads(err.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    detail = message or err.body
+    answer = f"the API server answered {err.status} {err.reason}"
+    return f"{answer}: {detail}" if detail else answer
+
+
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     """The REST path of a namespaced object (or collection) of a built-in kind."""
     plural = kind.lower() + "s"  # true of every kind we manage (Pod, PVC, StatefulSet, ...)

@@ -1,9 +1,11 @@
 """Gather the observed state of one EtcdCluster: its children and pods from Kubernetes, and the
-etcd view from ``etcd_operator.members``; then translate both into ``reconcile.observed`` types.
+etcd view from ``etcd_operator.members`` (already in ``reconcile.observed`` types).
 
 The translation functions are pure (API object dicts in, dataclasses out) and tested as such;
-only ``observe`` does I/O. The volume claims are listed by the pods' selector labels (the
-claim template carries them), so ``plan`` can delete the claims of removed members. etcd is
+only ``observe`` does I/O. The children are kept whole, as the API server returned them, so that
+the children step can see any drift from what we applied. The volume claims are listed by the
+pods' selector labels (the claim template carries them), so ``plan`` can delete the claims of
+removed members. etcd is
 asked only once the StatefulSet exists: before that there is no member to reach, and waiting
 for a deadline on every creation would only slow it down. The etcd client comes from a
 ``Connect`` function (``connect_etcd``, or an in-memory etcd in tests); the same connection
@@ -14,50 +16,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
-
-from pyetcd.client import EtcdClient
+from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
 from etcd_operator.components import naming
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER_STATE, BootstrapState
-from etcd_operator.handlers.kube import KubeApi
-from etcd_operator.members import ClusterClient, ClusterObservation, ObservingClient
+from etcd_operator.members import EtcdConnection, connect_etcd
 from etcd_operator.members import observe as observe_etcd
+from etcd_operator.reconcile.actions import key_of
+from etcd_operator.reconcile.children import desired_children
 from etcd_operator.reconcile.observed import (
-    FINGERPRINT_ANNOTATION,
     ChildKey,
-    EtcdMember,
     EtcdView,
     Observed,
     PodState,
     StatefulSetState,
 )
-from etcd_operator.reconcile.plan import desired_children, key_of
 from etcd_operator.reconcile.status import selector
+from etcd_operator.runtime.kube import KubeApi
 
 Json = Mapping[str, Any]
 
-
-class EtcdConnection(ClusterClient, ObservingClient, Protocol):
-    """A client for observing etcd and changing its membership, closed after use."""
-
-    async def close(self) -> None: ...
-
-
-def connect_etcd(endpoints: Sequence[str], timeout: float) -> EtcdConnection:
-    return EtcdClient(endpoints, timeout)
-
+__all__ = ["Connect", "EtcdConnection", "connect_etcd", "observe"]
 
 Connect = Callable[[Sequence[str], float], EtcdConnection]
 """(endpoints, timeout) -> an etcd client; ``connect_etcd`` but in tests."""
-
-
-def fingerprint_of(obj: Json) -> str | None:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(FINGERPRINT_ANNOTATION)
-    return str(value) if value is not None else None
 
 
 def unschedulable(pod: Json) -> str | None:
@@ -106,29 +90,6 @@ def statefulset_state(sts: Json) -> StatefulSetState:
     )
 
 
-def etcd_view(observation: ClusterObservation) -> EtcdView:
-    return EtcdView(
-        cluster_id=observation.cluster_id,
-        members=tuple(
-            EtcdMember(
-                id=m.id,
-                name=m.name,
-                peer_urls=m.peer_urls,
-                client_urls=m.client_urls,
-                learner=m.learner,
-                healthy=m.healthy,
-                leader=m.leader,
-                version=m.version,
-                db_size=m.db_size,
-                revision=m.revision,
-                error=m.error,
-            )
-            for m in observation.members
-        ),
-        alarms=observation.alarms,
-    )
-
-
 def member_endpoints(desired: EtcdCluster, settings: OperatorSettings) -> list[str]:
     """Each desired member's client URL, then the client Service as a last resort."""
     # While scaling in, the members beyond spec.replicas are still reachable through the
@@ -156,7 +117,7 @@ def membership_endpoints(
 def assemble(
     children: Mapping[ChildKey, Json | None],
     pods: Iterable[Json],
-    etcd: ClusterObservation | None,
+    etcd: EtcdView | None,
     bootstrap_key: ChildKey,
     pvcs: Iterable[Json] = (),
 ) -> Observed:
@@ -167,11 +128,11 @@ def assemble(
     state = (configmap.get("data") or {}).get(KEY_INITIAL_CLUSTER_STATE) if configmap else None
     sts = next((obj for key, obj in existing.items() if key.kind == "StatefulSet"), None)
     return Observed(
-        children={key: fingerprint_of(obj) for key, obj in existing.items()},
+        children=existing,
         pods=tuple(sorted((pod_state(p) for p in pods), key=lambda p: p.name)),
         bootstrap_state=str(state) if state is not None else None,
         statefulset=statefulset_state(sts) if sts is not None else None,
-        etcd=etcd_view(etcd) if etcd is not None else None,
+        etcd=etcd,
         pvcs=tuple(sorted(str(p["metadata"]["name"]) for p in pvcs)),
     )
 
@@ -197,7 +158,7 @@ async def observe(
         kube.list("v1", "Pod", ns, selector(desired.name)),
         kube.list("v1", "PersistentVolumeClaim", ns, selector(desired.name)),
     )
-    etcd: ClusterObservation | None = None
+    etcd: EtcdView | None = None
     sts_key = ChildKey("StatefulSet", naming.statefulset_name(desired.name))
     if ask_etcd and children.get(sts_key) is not None:
         client = connect(member_endpoints(desired, settings), settings.etcd_timeout_seconds)

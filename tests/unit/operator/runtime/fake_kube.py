@@ -28,6 +28,14 @@ class FakeKube:
         meta = obj["metadata"]
         self.objects[(obj["kind"], meta["namespace"], meta["name"])] = copy.deepcopy(dict(obj))
 
+    def live(self, obj: Mapping[str, Any]) -> Json:
+        """The stored object (with the status passes wrote), stored from ``obj`` if absent."""
+        meta = obj["metadata"]
+        key = (obj["kind"], meta["namespace"], meta["name"])
+        if key not in self.objects:
+            self.put(obj)
+        return copy.deepcopy(self.objects[key])
+
     @property
     def last_status(self) -> Json:
         assert self.status_patches, "no status was written"

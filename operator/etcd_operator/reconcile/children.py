@@ -1,0 +1,156 @@
+"""The children step: apply every child that differs from what we want, every pass. Pure.
+
+A child is applied when it does not exist, when its fingerprint annotation differs from the
+manifest's (we changed what we apply, including fields we stopped setting), or when it drifted:
+someone changed a field we set (``kubectl scale statefulset``, ``kubectl edit``; see ``drift``).
+So every pass converges the children to the desired state, whatever happened behind the
+operator's back, and a pass on a converged cluster applies nothing.
+
+Changes to the StatefulSet's pod template restart members. They start only when the
+operator-wide rollout limit gives this cluster a slot (``Observed.rollout_slot``), so an operator
+upgrade or a change of the operator's member settings, which re-render every cluster's template,
+rolls a bounded number of clusters at a time. While a cluster waits for its slot, its StatefulSet
+keeps the live template and still follows membership changes (replicas).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.components.bootstrap import BootstrapState
+from etcd_operator.components.children import children
+from etcd_operator.reconcile.actions import Action, Apply, Manifest, SetBootstrapState, key_of
+from etcd_operator.reconcile.drift import drifted, holds
+from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, Observed
+from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
+
+# The StatefulSet's annotation with the fingerprint of the pod template we applied: tells a
+# change that restarts members from one that does not (replicas).
+TEMPLATE_FINGERPRINT_ANNOTATION = "etcd.pyetcd.io/template-fingerprint"
+ROLLOUT_QUEUED = "RolloutQueued"
+
+
+def fingerprint(manifest: Manifest) -> str:
+    """A stable hash of a manifest without its own fingerprint annotation."""
+    body = copy.deepcopy(manifest)
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    annotations.pop(FINGERPRINT_ANNOTATION, None)
+    if not annotations:
+        body.get("metadata", {}).pop("annotations", None)
+    return _digest(body)
+
+
+def _digest(body: object) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def with_fingerprint(manifest: Manifest) -> Manifest:
+    out = copy.deepcopy(manifest)
+    annotations = out["metadata"].setdefault("annotations", {})
+    if out["kind"] == "StatefulSet":
+        annotations[TEMPLATE_FINGERPRINT_ANNOTATION] = _digest(out["spec"]["template"])
+    annotations[FINGERPRINT_ANNOTATION] = fingerprint(out)
+    return out
+
+
+def desired_children(
+    desired: EtcdCluster,
+    settings: OperatorSettings,
+    state: BootstrapState,
+    *,
+    replicas: int | None = None,
+) -> list[Manifest]:
+    """The manifests to apply, in apply order, each annotated with its fingerprint;
+    ``replicas`` overrides ``spec.replicas`` (the members etcd lists, while scaling)."""
+    return [with_fingerprint(m) for m in children(desired, settings, state, replicas=replicas)]
+
+
+def _annotation(obj: Mapping[str, Any], key: str) -> str | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(key)
+    return str(value) if value is not None else None
+
+
+def template_changes(manifest: Manifest, live: Mapping[str, Any]) -> bool:
+    """Applying ``manifest`` changes the live StatefulSet's pod template (members restart)."""
+    live_template = (live.get("spec") or {}).get("template")
+    if not holds(live_template, manifest["spec"]["template"]):
+        return True
+    applied = _annotation(live, TEMPLATE_FINGERPRINT_ANNOTATION)
+    # Unannotated (applied by an older operator): the fields alone tell.
+    return applied is not None and applied != _annotation(manifest, TEMPLATE_FINGERPRINT_ANNOTATION)
+
+
+def keep_live_template(manifest: Manifest, live: Mapping[str, Any]) -> Manifest:
+    """``manifest`` with the live pod template (and its fingerprint): the StatefulSet follows
+    everything else (replicas) while its rollout waits for a slot."""
+    held = copy.deepcopy(manifest)
+    held["spec"]["template"] = copy.deepcopy(live["spec"]["template"])
+    annotations = held["metadata"]["annotations"]
+    annotations.pop(FINGERPRINT_ANNOTATION, None)
+    live_fingerprint = _annotation(live, TEMPLATE_FINGERPRINT_ANNOTATION)
+    if live_fingerprint is not None:
+        annotations[TEMPLATE_FINGERPRINT_ANNOTATION] = live_fingerprint
+    else:
+        annotations.pop(TEMPLATE_FINGERPRINT_ANNOTATION, None)
+    return with_fingerprint_only(held)
+
+
+def with_fingerprint_only(manifest: Manifest) -> Manifest:
+    out = copy.deepcopy(manifest)
+    out["metadata"].setdefault("annotations", {})[FINGERPRINT_ANNOTATION] = fingerprint(out)
+    return out
+
+
+def step(
+    desired: EtcdCluster, observed: Observed, settings: OperatorSettings, decided: Decided
+) -> StepResult:
+    actions: list[Action] = []
+    updated: list[ChildKey] = []
+    drift: list[tuple[ChildKey, tuple[str, ...]]] = []
+    rollout = False
+    queued = False
+    for rendered in desired_children(
+        desired, settings, decided.bootstrap, replicas=decided.replicas
+    ):
+        manifest, key = rendered, key_of(rendered)
+        live = observed.children.get(key)
+        if live is None:
+            actions.append(Apply(manifest))
+            continue
+        if key.kind == "ConfigMap" and decided.flipped:
+            actions.append(SetBootstrapState(decided.bootstrap, manifest))
+            continue
+        if key.kind == "StatefulSet" and template_changes(manifest, live):
+            if not observed.rollout_slot:
+                queued = True
+                manifest = keep_live_template(manifest, live)
+            else:
+                rollout = True
+        wanted = manifest["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
+        if observed.fingerprint(key) != wanted:
+            actions.append(Apply(manifest))
+            updated.append(key)
+        elif paths := drifted(manifest, live):
+            actions.append(Apply(manifest))
+            drift.append((key, tuple(paths)))
+    decided = dataclasses.replace(
+        decided, updated=tuple(updated), drifted=tuple(drift), rollout=rollout
+    )
+    if queued:
+        decided = with_progress(
+            decided,
+            Progress(
+                ROLLOUT_QUEUED,
+                "the members' new pod template waits for other clusters to finish rolling "
+                f"(at most {settings.max_concurrent_rollouts} at once)",
+            ),
+        )
+    return StepResult(actions=tuple(actions), decided=decided)

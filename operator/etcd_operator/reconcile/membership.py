@@ -1,0 +1,53 @@
+"""The desired members against etcd's member list: names, ordinals, formation. Pure helpers
+shared by the steps and the condition checkers."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.components import naming
+from etcd_operator.reconcile.observed import EtcdMember, EtcdView
+
+
+def desired_member_names(desired: EtcdCluster) -> list[str]:
+    return [naming.member_name(desired.name, i) for i in range(desired.spec.replicas)]
+
+
+def member_name(member: EtcdMember) -> str:
+    """The member's name; for one added but never started (no name yet), the pod name taken
+    from its peer URL (``http://<pod>.<peer service>...``), else its ID."""
+    if member.name:
+        return member.name
+    for url in member.peer_urls:
+        host = urlsplit(url).hostname
+        if host:
+            return host.split(".", 1)[0]
+    return member.id_hex
+
+
+def formed(desired: EtcdCluster, etcd: EtcdView | None) -> bool:
+    """Every desired member is listed in etcd and healthy: the cluster has formed."""
+    if etcd is None:
+        return False
+    by_name = {member_name(m): m for m in etcd.members}
+    return all(
+        (m := by_name.get(name)) is not None and m.healthy for name in desired_member_names(desired)
+    )
+
+
+def ordinal(cluster: str, name: str) -> int | None:
+    """The ordinal of ``<cluster>-<n>``, else ``None``."""
+    match = re.fullmatch(re.escape(cluster) + r"-(0|[1-9][0-9]*)", name)
+    return int(match.group(1)) if match else None
+
+
+def pvc_name(cluster: str, index: int) -> str:
+    """The StatefulSet's claim of ordinal ``index``: ``<template>-<pod>``."""
+    return f"{naming.VOLUME_NAME}-{naming.member_name(cluster, index)}"
+
+
+def pvc_ordinal(cluster: str, name: str) -> int | None:
+    prefix = f"{naming.VOLUME_NAME}-"
+    return ordinal(cluster, name[len(prefix) :]) if name.startswith(prefix) else None

@@ -1,0 +1,68 @@
+"""The state machine of one-off operations (``api.operation``): pure transitions and expiry.
+
+``advance`` moves a status to a new phase, or raises ``IllegalTransitionError``: a phase never
+moves backwards and a terminal phase never changes, whatever a retried or restarted operator
+pass asks. Start and completion times are set on the moves into Running and into a terminal
+phase, once. ``expired`` tells when an ended operation with a time to live is to be deleted.
+Each operation kind decides *when* to move (it observes its own work); this module only makes
+sure every kind moves the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from etcd_operator.api.operation import (
+    TRANSITIONS,
+    OperationPhase,
+    OperationSpec,
+    OperationStatus,
+)
+
+
+class IllegalTransitionError(ValueError):
+    """A phase change the operation state machine does not allow."""
+
+
+def _timestamp(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def advance(
+    status: OperationStatus,
+    phase: OperationPhase,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    message: str | None = None,
+) -> OperationStatus:
+    """``status`` moved to ``phase`` (the same phase: only reason and message change)."""
+    current = OperationPhase(status.phase)
+    if phase != current and phase not in TRANSITIONS[current]:
+        raise IllegalTransitionError(f"an operation cannot go from {current} to {phase}")
+    if phase == current and current.terminal:
+        return status  # ended: nothing about it changes any more
+    update: dict[str, object] = {"phase": phase}
+    if reason is not None:
+        update["reason"] = reason
+    if message is not None:
+        update["message"] = message
+    if phase == OperationPhase.RUNNING and status.startTime is None:
+        update["startTime"] = _timestamp(now)
+    if phase.terminal:
+        update["completionTime"] = _timestamp(now)
+    return status.model_copy(update=update)
+
+
+def expired(spec: OperationSpec, status: OperationStatus, now: datetime) -> bool:
+    """The operation ended more than ``ttlSecondsAfterFinished`` ago: delete the object."""
+    if spec.ttlSecondsAfterFinished is None or status.completionTime is None:
+        return False
+    if not OperationPhase(status.phase).terminal:
+        return False
+    ended = _parse(status.completionTime)
+    return now >= ended + timedelta(seconds=spec.ttlSecondsAfterFinished)

@@ -1,0 +1,65 @@
+"""Carry out the actions of a plan, in order: membership changes, children, claims, events, status.
+
+The executor makes no decisions. It stops at the first failed call and lets the error propagate:
+the status (always the last action) is then not written, so it never claims a pass that did not
+complete, and the next pass plans again from what actually happened. Membership changes go
+through ``members.change_membership`` (which raises ``MembershipNotSupportedError`` for an engine
+that cannot change membership).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from etcd_operator.members import ClusterClient, change_membership
+from etcd_operator.reconcile.actions import (
+    Action,
+    AddMember,
+    Apply,
+    DeletePVC,
+    Event,
+    MoveLeader,
+    PatchStatus,
+    PromoteMember,
+    RemoveMember,
+    SetBootstrapState,
+)
+from etcd_operator.runtime.kube import KubeApi
+
+log = logging.getLogger(__name__)
+
+PostEvent = Callable[[str, str, str], None]
+"""(type, reason, message) -> None: posts a Kubernetes Event on the EtcdCluster."""
+WriteStatus = Callable[[dict[str, Any]], Awaitable[None] | None]
+"""Writes the status merge patch (the handlers patch the status subresource directly)."""
+
+
+async def execute(
+    actions: Iterable[Action],
+    kube: KubeApi,
+    post_event: PostEvent,
+    write_status: WriteStatus,
+    etcd: ClusterClient | None = None,
+) -> None:
+    """Run ``actions`` in order; ``etcd`` is required when they change the membership."""
+    for action in actions:
+        match action:
+            case AddMember() | PromoteMember() | MoveLeader() | RemoveMember():
+                if etcd is None:
+                    raise RuntimeError(f"{action} needs an etcd client")
+                await change_membership(etcd, action)
+            case Apply(manifest=manifest) | SetBootstrapState(manifest=manifest):
+                # The ConfigMap switch is an apply too: the manifest carries the new state and
+                # its fingerprint, so the next pass sees it as up to date.
+                await kube.apply(manifest)
+            case DeletePVC(name=name, namespace=namespace):
+                if not await kube.delete("v1", "PersistentVolumeClaim", namespace, name):
+                    log.info("volume claim %s/%s was already deleted", namespace, name)
+            case Event(type=type_, reason=reason, message=message):
+                post_event(type_, reason, message)
+            case PatchStatus(status=status):
+                written = write_status(status)
+                if written is not None:
+                    await written
