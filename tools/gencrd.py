@@ -1,22 +1,32 @@
 """Generate the EtcdCluster CRD YAML from the pydantic models (``etcd_operator.api.crd``).
 
-Writes ``crds/etcd.pyetcd.io_etcdclusters.yaml`` and the identical copy the Helm chart installs,
-``charts/etcd-operator/crds/etcd.pyetcd.io_etcdclusters.yaml``. Run ``python tools/gencrd.py``
-after editing ``operator/etcd_operator/api/v1alpha1.py``; ``--check`` fails when either file is
-stale (a unit test does the same).
+Two steps, in this order: first ``operator/etcd_operator/api/corev1.py``, the structural schemas
+of the Kubernetes types in ``spec.podTemplate``, from the Kubernetes OpenAPI that
+kubernetes-validate ships (``tools/kubeschemas.py``); then the CRD, from the models that embed
+those schemas: ``crds/etcd.pyetcd.io_etcdclusters.yaml`` and the identical copy the Helm chart
+installs, ``charts/etcd-operator/crds/etcd.pyetcd.io_etcdclusters.yaml``. Run
+``python tools/gencrd.py`` after editing ``operator/etcd_operator/api/v1alpha1.py`` or the
+generator; ``--check`` fails when any of the three files is stale (a unit test does the same).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
 import yaml
-from etcd_operator.api.crd import custom_resource_definition
-from etcd_operator.api.v1alpha1 import GROUP, PLURAL
+
+if not __package__:
+    # Run as a script (python tools/gencrd.py, as `make crds` does): the repository root must be
+    # importable, as it is for `python -m tools.gencrd` and for the tests.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools import kubeschemas
 
 ROOT = Path(__file__).resolve().parent.parent
+GROUP = "etcd.pyetcd.io"
+PLURAL = "etcdclusters"
 FILE_NAME = f"{GROUP}_{PLURAL}.yaml"
 OUTPUTS = (ROOT / "crds" / FILE_NAME, ROOT / "charts" / "etcd-operator" / "crds" / FILE_NAME)
 HEADER = (
@@ -25,7 +35,13 @@ HEADER = (
 
 
 def render() -> str:
-    """The CRD as YAML text: keys sorted so that the output only changes when the API does."""
+    """The CRD as YAML text: keys sorted so that the output only changes when the API does.
+
+    Imports the API here, not at the top: ``write`` regenerates ``corev1`` first, and the models
+    built from a stale one must not be what is rendered.
+    """
+    from etcd_operator.api.crd import custom_resource_definition
+
     body = yaml.safe_dump(
         custom_resource_definition(),
         sort_keys=True,
@@ -39,8 +55,9 @@ def render() -> str:
 def stale_files() -> list[str]:
     """Return the generated files (relative to the repo) that are missing or differ from a
     fresh generation; empty when up to date."""
+    stale = [str(kubeschemas.OUTPUT.relative_to(ROOT))] if kubeschemas.stale() else []
     want = render()
-    return [
+    return stale + [
         str(path.relative_to(ROOT))
         for path in OUTPUTS
         if not path.is_file() or path.read_text(encoding="utf-8") != want
@@ -61,7 +78,12 @@ def main() -> None:
     if opts.check:
         stale = stale_files()
         if stale:
-            sys.exit("stale generated CRD: " + ", ".join(stale) + " (run tools/gencrd.py)")
+            sys.exit("stale generated files: " + ", ".join(stale) + " (run tools/gencrd.py)")
+        return
+    if kubeschemas.stale():
+        kubeschemas.write()
+        # The models of this process were built from the old schemas: render in a fresh one.
+        subprocess.run([sys.executable, __file__], check=True)
         return
     write()
 

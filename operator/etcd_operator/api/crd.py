@@ -5,8 +5,12 @@ schema. This module translates one into the other: ``$ref``s inlined, ``anyOf [X
 optional fields turned into plain optional properties, titles and ``additionalProperties: false``
 dropped (the API server prunes unknown fields instead, and forbids ``additionalProperties`` beside
 ``properties``), defaults kept where Kubernetes allows them (never ``null``), and the models'
-``x-kubernetes-*`` extensions passed through. The CRD around it adds the CEL rules of the spec and
-the root, the status and scale subresources and the printer columns.
+``x-kubernetes-*`` extensions passed through. The Kubernetes types in ``podTemplate`` arrive
+already structural (``corev1``, generated); their one union, int-or-string (quantities), is kept
+in the form controller-gen writes: ``anyOf`` integer/string beside ``x-kubernetes-int-or-string``.
+The CRD around it adds the CEL rules of the spec and the root, the status and scale subresources
+and the printer columns. It is in no category: ``kubectl get all`` and, worse, ``kubectl delete
+all --all`` must not touch EtcdClusters, whose deletion can take their data with them.
 
 Only ``tools/gencrd.py`` (which writes ``crds/``) and the tests call this; the operator itself
 never needs the CRD at run time.
@@ -83,7 +87,7 @@ def _structural(node: Any, defs: Json) -> Any:
         # Keys beside the $ref (a field's description, default) override the definition's.
         target = defs[ref.removeprefix("#/$defs/")]
         node = {**target, **node}
-    any_of = node.pop("anyOf", None)
+    any_of = None if node.get("x-kubernetes-int-or-string") else node.pop("anyOf", None)
     if any_of is not None:
         # Optional[X] is anyOf [X, null]: the field is simply optional. Any other union has no
         # structural form, and the models must not use one.
@@ -170,7 +174,6 @@ def custom_resource_definition() -> Json:
                 "plural": v1alpha1.PLURAL,
                 "singular": v1alpha1.SINGULAR,
                 "shortNames": list(v1alpha1.SHORT_NAMES),
-                "categories": ["all"],
             },
             "versions": [
                 {

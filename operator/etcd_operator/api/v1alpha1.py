@@ -9,15 +9,32 @@ Every CEL rule on the spec that does not look at ``oldSelf`` is mirrored by a py
 so that a spec the API server accepts parses here and one it refuses does not (the tests hold both
 sides to the same examples). Transition rules (``oldSelf``) and the rule on ``metadata.name`` exist
 only on the server: the models also parse bodies without metadata.
+
+The Kubernetes types that ``podTemplate`` embeds come in two forms. The small ones (a toleration,
+an image pull secret) are pydantic models here, their fields checked against the Kubernetes
+OpenAPI by the tests. The big ones (resources, affinity, topology spread constraints, the pod
+security context) are dicts whose schema is generated from the Kubernetes OpenAPI into
+``corev1`` (see ``tools/kubeschemas.py``): that schema is both the CRD's and the one ``structural``
+validates them against here, so a typo (``cpu: lots``, ``podAntiAfinity``) is refused on both
+sides.
+
+Fields that do nothing yet (``tls``, ``backup``, ``bootstrap``) are refused on both sides, with a
+message that says so, until an operator version implements them.
+
+The module is long on purpose (some 650 lines): it is one API version's types, each with the
+rules that guard it beside it, as Kubernetes keeps a group version's types in one ``types.go``;
+the schemas generated from Kubernetes live apart, in ``corev1``.
 """
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+from etcd_operator.api import corev1, structural
 
 GROUP = "etcd.pyetcd.io"
 VERSION = "v1alpha1"
@@ -29,8 +46,9 @@ SHORT_NAMES = ["etcd", "ec"]
 
 DEFAULT_SSD_LABEL = "etcd.pyetcd.io/disk=ssd"
 
-# Kubernetes quantities ("1Gi", "500m", "2e3").
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# Kubernetes quantities ("1Gi", "500m", "2e3"): apimachinery's resource.Quantity, as
+# controller-gen writes it into CRDs.
+QUANTITY_PATTERN = corev1.QUANTITY_PATTERN
 # A volume size: a positive quantity in bytes, with a binary or decimal suffix ("4Gi", "1.5G",
 # "500M"). Stricter than QUANTITY_PATTERN on purpose: no sign, no zero, no exponent and no milli
 # ("100m" would be a tenth of a byte), so a typo is refused at apply time instead of leaving a
@@ -50,6 +68,13 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 # labels pods with "<name>-<10-character revision hash>", which must fit in 63.
 CLUSTER_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 CLUSTER_NAME_MAX_LENGTH = 52
+# A toleration's key: empty, or a label key (a qualified name: an optional DNS subdomain prefix
+# and "/", then at most 63 characters); and its value, a label value. As Kubernetes checks them.
+TOLERATION_KEY_PATTERN = (
+    r"^(([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+)
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 
 HEARTBEAT_TO_ELECTION_RATIO = 5
 
@@ -146,29 +171,173 @@ class Storage(_Model):
     )
 
 
+def conforming(schema: dict[str, Any]) -> AfterValidator:
+    """A pydantic check of a dict (or list) against a generated Kubernetes schema. Used beside
+    ``WithJsonSchema`` of the same schema, which puts it in the CRD: one schema for both sides."""
+
+    def check(value: Any) -> Any:
+        problems = structural.errors(schema, value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    return AfterValidator(check)
+
+
+RUN_AS_ROOT_RULE = Rule(
+    "!has(self.runAsUser) || self.runAsUser != 0 || (has(self.runAsNonRoot) && !self.runAsNonRoot)",
+    "securityContext.runAsUser 0 (root) needs runAsNonRoot: false: members run as non-root "
+    "unless told otherwise, and the kubelet would refuse to start them",
+    ".runAsUser",
+)
+POD_SECURITY_CONTEXT_SCHEMA = {**corev1.POD_SECURITY_CONTEXT, **rules(RUN_AS_ROOT_RULE)}
+
+
+def _not_root_by_accident(value: dict[str, Any]) -> dict[str, Any]:
+    if value.get("runAsUser") == 0 and value.get("runAsNonRoot") is not False:
+        raise ValueError(RUN_AS_ROOT_RULE.message)
+    return value
+
+
+Resources = Annotated[
+    dict[str, Any], WithJsonSchema(corev1.RESOURCES), conforming(corev1.RESOURCES)
+]
+Affinity = Annotated[dict[str, Any], WithJsonSchema(corev1.AFFINITY), conforming(corev1.AFFINITY)]
+TopologySpreadConstraints = Annotated[
+    list[dict[str, Any]],
+    WithJsonSchema(corev1.TOPOLOGY_SPREAD_CONSTRAINTS),
+    conforming(corev1.TOPOLOGY_SPREAD_CONSTRAINTS),
+]
+PodSecurityContext = Annotated[
+    dict[str, Any],
+    WithJsonSchema(POD_SECURITY_CONTEXT_SCHEMA),
+    conforming(POD_SECURITY_CONTEXT_SCHEMA),
+    AfterValidator(_not_root_by_accident),
+]
+
+# Kubernetes' own checks of a toleration (ValidateTolerations), which would otherwise only fail
+# when the operator applies the StatefulSet.
+TOLERATION_RULES = [
+    Rule(
+        "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+        "a toleration without a key must have operator Exists (it then tolerates every taint)",
+        ".operator",
+    ),
+    Rule(
+        "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+        "a toleration with operator Exists has no value: it matches every value of its key",
+        ".value",
+    ),
+    Rule(
+        "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        "tolerationSeconds needs effect NoExecute: it is how long a NoExecute taint is tolerated",
+        ".effect",
+    ),
+]
+
+
+class Toleration(_Model):
+    """A toleration of the member pods (core/v1 Toleration), checked as Kubernetes checks it."""
+
+    model_config = ConfigDict(json_schema_extra=rules(*TOLERATION_RULES))
+
+    key: str | None = Field(
+        default=None,
+        description="The taint key tolerated; empty (with operator Exists) for every taint.",
+        pattern=TOLERATION_KEY_PATTERN,
+        max_length=317,
+    )
+    operator: Literal["Equal", "Exists"] | None = Field(
+        default=None,
+        description="Equal (the default): the taint's value must be value; Exists: any value.",
+        json_schema_extra={"maxLength": 8},  # for the CEL cost estimate; the enum is not
+    )
+    value: str | None = Field(
+        default=None,
+        description="The taint value tolerated, with operator Equal.",
+        pattern=LABEL_VALUE_PATTERN,
+        max_length=63,
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None,
+        description="The taint effect tolerated; every effect when unset.",
+        json_schema_extra={"maxLength": 16},
+    )
+    tolerationSeconds: int | None = Field(
+        default=None,
+        description="With effect NoExecute: how long a member stays on a node after the taint; "
+        "forever when unset.",
+    )
+
+    @model_validator(mode="after")
+    def _as_kubernetes_checks_it(self) -> Toleration:
+        if not self.key and self.operator != "Exists":
+            raise ValueError(TOLERATION_RULES[0].message)
+        if self.operator == "Exists" and self.value:
+            raise ValueError(TOLERATION_RULES[1].message)
+        if self.tolerationSeconds is not None and self.effect != "NoExecute":
+            raise ValueError(TOLERATION_RULES[2].message)
+        return self
+
+
+class ImagePullSecret(_Model):
+    """A Secret that lets the kubelet pull the member image (core/v1 LocalObjectReference)."""
+
+    # Not x-kubernetes-map-type: atomic, as Kubernetes marks the type: a CRD's map-list items
+    # must be granular.
+    name: str = Field(
+        description="Name of a kubernetes.io/dockerconfigjson Secret in the cluster's namespace.",
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+
+
 class PodTemplate(_Model):
     """What users may set on the member pods."""
 
-    resources: dict[str, Any] | None = Field(
+    resources: Resources | None = Field(
         default=None,
-        description="Container resources (requests and limits), as in a Pod spec.",
-        json_schema_extra=PRESERVE_UNKNOWN,
+        description="Resources of the etcd container (requests and limits, e.g. cpu: 500m, "
+        "memory: 1Gi), as in a Pod spec.",
     )
     nodeSelector: dict[str, str] | None = Field(
         default=None, description="Node labels the member pods must match, as in a Pod spec."
     )
-    tolerations: list[dict[str, Any]] | None = Field(
+    tolerations: list[Toleration] | None = Field(
         default=None,
         description="Tolerations of the member pods, as in a Pod spec.",
-        json_schema_extra={"items": {"type": "object", **PRESERVE_UNKNOWN}},
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
-    affinity: dict[str, Any] | None = Field(
+    affinity: Affinity | None = Field(
         default=None,
         description="Extra affinity; merged with the operator's anti-affinity and SSD placement.",
-        json_schema_extra=PRESERVE_UNKNOWN,
+    )
+    topologySpreadConstraints: TopologySpreadConstraints | None = Field(
+        default=None,
+        description="Topology spread constraints of the member pods, as in a Pod spec, used as "
+        "given: the operator adds none (its own spreading is the one-member-per-node "
+        "anti-affinity). Select the members with labelSelector.matchLabels "
+        "etcd.pyetcd.io/cluster: <cluster name>.",
     )
     priorityClassName: str | None = Field(
-        default=None, description="PriorityClass of the member pods.", max_length=253
+        default=None,
+        description="PriorityClass of the member pods.",
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+    )
+    imagePullSecrets: list[ImagePullSecret] | None = Field(
+        default=None,
+        description="Secrets the kubelet uses to pull the member image from a private registry.",
+        json_schema_extra=list_map("name"),
+    )
+    securityContext: PodSecurityContext | None = Field(
+        default=None,
+        description="The pod-level security context (as a Pod spec's securityContext), merged "
+        "field by field over the operator's: non-root uid/gid 65532, fsGroup 65532 "
+        "(OnRootMismatch), seccomp RuntimeDefault. A field set here also replaces the etcd "
+        "container's own setting of it (runAsUser, runAsGroup, runAsNonRoot, seccompProfile); "
+        "the container keeps no privilege escalation, no capabilities and a read-only root.",
     )
     labels: dict[str, str] | None = Field(
         default=None,
@@ -177,6 +346,15 @@ class PodTemplate(_Model):
     annotations: dict[str, str] | None = Field(
         default=None, description="Extra annotations of the member pods."
     )
+
+    @model_validator(mode="after")
+    def _one_entry_per_pull_secret(self) -> PodTemplate:
+        # The list merges by name (server-side apply): the API server refuses a duplicate.
+        names = [secret.name for secret in self.imagePullSecrets or []]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"imagePullSecrets[{index}]: Duplicate value: name {name!r}")
+        return self
 
 
 AUTO_COMPACTION_RULES = rules(
@@ -292,22 +470,33 @@ class EtcdClusterSpec(_Model):
     etcd: EtcdOptions = Field(
         default_factory=EtcdOptions, description="etcd flags set on every member."
     )
-    # Reserved for later: client/peer TLS, backups to S3, bootstrap from a backup.
+    # Not implemented yet, and refused until they are (SPEC_RULES, and _nothing_unsupported
+    # here). Their schema holds any object, unpruned: under kubectl's strict field validation a
+    # field the schema does not know ("tls: {enabled: true}") would be refused as an unknown field
+    # before the rule could say why; nothing is ever stored, since the rule refuses every value.
     tls: dict[str, Any] | None = Field(
         default=None,
-        description="Reserved: client and peer TLS.",
+        description="Not supported yet: client and peer TLS. A cluster that sets it is refused.",
         json_schema_extra=PRESERVE_UNKNOWN,
     )
     backup: dict[str, Any] | None = Field(
         default=None,
-        description="Reserved: scheduled backups to S3-compatible storage.",
+        description="Not supported yet: scheduled backups. A cluster that sets it is refused.",
         json_schema_extra=PRESERVE_UNKNOWN,
     )
     bootstrap: dict[str, Any] | None = Field(
         default=None,
-        description="Reserved: how a new cluster gets its data (empty, or from a backup).",
+        description="Not supported yet: a new cluster's data from a backup. A cluster that sets "
+        "it is refused.",
         json_schema_extra=PRESERVE_UNKNOWN,
     )
+
+    @model_validator(mode="after")
+    def _nothing_unsupported(self) -> EtcdClusterSpec:
+        for name, rule in UNSUPPORTED_RULES.items():
+            if getattr(self, name) is not None:
+                raise ValueError(rule.message)
+        return self
 
 
 class ConditionType(StrEnum):
@@ -406,6 +595,30 @@ class EtcdCluster(_Model):
         return str(self.metadata.get("namespace", "default"))
 
 
+# Fields of the spec that no operator version implements yet: the API server refuses a cluster
+# that sets one, and says so, rather than running it without (a "tls" ignored would be a
+# plaintext cluster).
+UNSUPPORTED_RULES = {
+    "tls": Rule(
+        "!has(self.tls)",
+        "spec.tls is not supported yet: TLS for clients and peers is not implemented by this "
+        "operator version; remove the field",
+        ".tls",
+    ),
+    "backup": Rule(
+        "!has(self.backup)",
+        "spec.backup is not supported yet: backups are not implemented by this operator "
+        "version; remove the field",
+        ".backup",
+    ),
+    "bootstrap": Rule(
+        "!has(self.bootstrap)",
+        "spec.bootstrap is not supported yet: creating a cluster from a backup is not "
+        "implemented by this operator version; remove the field",
+        ".bootstrap",
+    ),
+}
+
 # CEL rules on the spec as a whole; crd.py attaches them to the spec schema. The immutability
 # rules look at oldSelf, so they run on updates only; they sit on the spec (not on the fields)
 # because a rule on a field is skipped when the field is added or removed, and setting or
@@ -425,6 +638,7 @@ SPEC_RULES = rules(
         "engine is immutable: the data format of a running cluster cannot change engines",
         ".engine",
     ),
+    *UNSUPPORTED_RULES.values(),
 )
 
 # CEL rules on the whole object: only metadata.name and metadata.generateName are visible there.

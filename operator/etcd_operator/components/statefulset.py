@@ -2,8 +2,10 @@
 
 Choices, each for a reason stated next to it: parallel pod management (a new cluster's members
 must start together), a readiness probe and no liveness probe, a restricted non-root security
-context, required anti-affinity across nodes merged with the SSD placement and the user's own
-affinity, and volume retention as the cluster asks.
+context (the user's pod security context merged over it), required anti-affinity across nodes
+merged with the SSD placement and the user's own affinity, and volume retention as the cluster
+asks. The user's tolerations, topology spread constraints and image pull secrets are used as
+given: the operator has none of its own to merge them with.
 """
 
 from __future__ import annotations
@@ -127,6 +129,52 @@ def readiness_probe() -> Json:
     }
 
 
+# The pod-level security context the operator sets; the user's (podTemplate.securityContext)
+# is merged over it field by field.
+POD_SECURITY_CONTEXT: Json = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS,
+    "runAsGroup": RUN_AS,
+    # The volume is made group-writable for the member; only when its root does not already
+    # match, so a large data dir is not chowned again at every start.
+    "fsGroup": RUN_AS,
+    "fsGroupChangePolicy": "OnRootMismatch",
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# The container's own: what only a container can say (no privilege escalation, no capabilities,
+# a read-only root), and the identity and seccomp profile again, as the restricted Pod Security
+# Standard wants them on every container.
+CONTAINER_SECURITY_CONTEXT: Json = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS,
+    "runAsGroup": RUN_AS,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# Container fields that repeat a pod-level one: a container's value wins over the pod's, so one
+# the user sets on the pod must not be overridden by the operator's on the container.
+_SHARED_SECURITY_FIELDS = ("runAsNonRoot", "runAsUser", "runAsGroup", "seccompProfile")
+
+
+def pod_security_context(cluster: EtcdCluster) -> Json:
+    """The operator's pod security context with the user's fields over it (a user's field
+    replaces the operator's whole: a seccompProfile is not merged key by key)."""
+    user = cluster.spec.podTemplate.securityContext or {}
+    return {**copy.deepcopy(POD_SECURITY_CONTEXT), **copy.deepcopy(user)}
+
+
+def container_security_context(cluster: EtcdCluster) -> Json:
+    """The container's security context, less the fields the user set on the pod."""
+    user = cluster.spec.podTemplate.securityContext or {}
+    return {
+        key: copy.deepcopy(value)
+        for key, value in CONTAINER_SECURITY_CONTEXT.items()
+        if not (key in _SHARED_SECURITY_FIELDS and key in user)
+    }
+
+
 def container(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
     spec: Json = {
         "name": CONTAINER_NAME,
@@ -144,15 +192,7 @@ def container(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
         # No livenessProbe, on purpose: /health fails on every member at once when the cluster
         # loses its leader or raises an alarm, and restarting members then turns a blip into an
         # outage (improbable-eng's FAQ). A hung process is left to the operator's health checks.
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security_context(cluster),
         "volumeMounts": [
             {"name": naming.VOLUME_NAME, "mountPath": naming.DATA_MOUNT},
             # The root filesystem is read-only; the runtime (Python's tempfile in pyetcd) still
@@ -173,16 +213,7 @@ def pod_spec(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
         "volumes": [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}],
         "affinity": affinity(cluster, settings),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            # The volume is made group-writable for the member; only when its root does not
-            # already match, so a large data dir is not chowned again at every start.
-            "fsGroup": RUN_AS,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(cluster),
         # Members never call the Kubernetes API.
         "automountServiceAccountToken": False,
         # Service links inject <SERVICE>_PORT variables; for a cluster named "etcd" they would be
@@ -192,7 +223,13 @@ def pod_spec(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
     if template.nodeSelector:
         spec["nodeSelector"] = dict(template.nodeSelector)
     if template.tolerations:
-        spec["tolerations"] = copy.deepcopy(template.tolerations)
+        spec["tolerations"] = [
+            t.model_dump(mode="json", exclude_none=True) for t in template.tolerations
+        ]
+    if template.topologySpreadConstraints:
+        spec["topologySpreadConstraints"] = copy.deepcopy(template.topologySpreadConstraints)
+    if template.imagePullSecrets:
+        spec["imagePullSecrets"] = [{"name": secret.name} for secret in template.imagePullSecrets]
     if template.priorityClassName:
         spec["priorityClassName"] = template.priorityClassName
     return spec

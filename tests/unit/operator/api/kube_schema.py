@@ -2,10 +2,12 @@
 
 - ``structural_problems``: the rules that make a schema *structural* (and the CRD acceptable),
   those that can be checked without the API server;
-- ``admit``: a create or update as the API server handles it: defaulting (also of the stored old
-  object), OpenAPI validation with the API server's wording (kube-openapi's messages), then the
-  ``x-kubernetes-validations`` CEL rules evaluated with cel-python, transition rules only when there
-  is an old object;
+- ``admit``: a create or update as the API server handles it under ``kubectl``'s strict field
+  validation (``fieldValidation=Strict``, kubectl's default since 1.27): a field the schema does
+  not know fails the request as an "unknown field" before anything else; then defaulting (also of
+  the stored old object), OpenAPI validation with the API server's wording (kube-openapi's
+  messages), then, only if that passed, the ``x-kubernetes-validations`` CEL rules evaluated
+  with cel-python, transition rules only when there is an old object;
 - ``pruned_fields``: what the API server would silently drop, so that an example cannot pass only
   because a misspelt field was ignored;
 - ``cel_reference_problems``: the bounds that keep each rule's estimated cost within the CEL
@@ -68,6 +70,8 @@ ALLOWED_KEYS = frozenset(
     }
 )
 TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean"})
+# The one union a structural schema may hold: int-or-string, as controller-gen writes it.
+INT_OR_STRING_ANY_OF = [{"type": "integer"}, {"type": "string"}]
 SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean"})
 # Fields of the root that the API server provides to CEL although the schema does not declare
 # them; metadata.name has no declared bound, its cost is estimated from the request size limit.
@@ -107,13 +111,24 @@ def walk(schema: Json, path: str = "") -> Iterator[tuple[str, Json]]:
 # -- structural schema -----------------------------------------------------------------------
 
 
+def _is_int_or_string(node: Json) -> bool:
+    return bool(node.get("x-kubernetes-int-or-string")) and node.get("anyOf") in (
+        None,
+        INT_OR_STRING_ANY_OF,
+    )
+
+
 def _check_node(node: Json, path: str, under_array: str | None) -> list[str]:
     where = path or "<root>"
     problems: list[str] = []
     for key in node:
+        if key == "anyOf" and _is_int_or_string(node):
+            continue
         if key not in ALLOWED_KEYS:
             problems.append(f"{where}: {key!r} is not allowed in a structural schema")
     for key in ("$ref", "anyOf", "allOf", "oneOf", "not", "title", "const"):
+        if key == "anyOf" and _is_int_or_string(node):
+            continue
         if key in node:
             problems.append(f"{where}: {key} must be resolved before the CRD is written")
     preserve = node.get("x-kubernetes-preserve-unknown-fields")
@@ -250,6 +265,8 @@ def cel_reference_problems(schema: Json) -> list[str]:
                 if target is None:
                     problems.append(f"{path or '<root>'}: rule reads {dotted}, not in the schema")
                     continue
+                if rule[: match.start()].endswith("has(") and rule[match.end() :].startswith(")"):
+                    continue  # has(self.x) tests presence: it costs the same whatever x holds
                 bound = {"string": "maxLength", "array": "maxItems", "object": "maxProperties"}
                 typ = target.get("type")
                 needs = bound.get(typ or "")
@@ -294,6 +311,27 @@ def pruned_fields(schema: Json, obj: Any, path: str = "") -> list[str]:
         for index, item in enumerate(obj):
             found += pruned_fields(schema["items"], item, f"{path}[{index}]")
     return found
+
+
+def prune(schema: Json, obj: Any, *, root: bool = True) -> Any:
+    """``obj`` without the fields the API server drops (those ``pruned_fields`` lists)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return copy.deepcopy(obj)
+    if isinstance(obj, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key, value in obj.items():
+            if root and key == "metadata":
+                out[key] = copy.deepcopy(value)  # the API server's own, never pruned
+            elif props is not None and key in props:
+                out[key] = prune(props[key], value, root=False)
+            elif isinstance(extra, dict):
+                out[key] = prune(extra, value, root=False)
+        return out
+    if isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        return [prune(schema["items"], item, root=False) for item in obj]
+    return copy.deepcopy(obj)
 
 
 def apply_defaults(schema: Json, obj: Any) -> Any:
@@ -364,9 +402,8 @@ def _number(value: Any) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _message(error: jsonschema.ValidationError) -> tuple[str, bool]:
-    """An OpenAPI error in the API server's words (kube-openapi), and whether it is a type
-    error (those stop the CEL rules from running, as on the API server)."""
+def _message(error: jsonschema.ValidationError) -> str:
+    """An OpenAPI error in the API server's words (kube-openapi)."""
     path = ".".join(
         f"[{part}]" if isinstance(part, int) else str(part) for part in error.absolute_path
     ).replace(".[", "[")
@@ -374,16 +411,15 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, bool]:
     if error.validator == "required":
         missing = re.match(r"'(.*)' is a required property", error.message)
         name = missing.group(1) if missing else "?"
-        return f"{_join(path, name)}: Required value", False
+        return f"{_join(path, name)}: Required value"
     if error.validator == "type":
         return (
             f'{path}: Invalid value: "{_json_type(value)}": {path} in body must be of type '
-            f'{spec}: "{_json_type(value)}"',
-            True,
+            f'{spec}: "{_json_type(value)}"'
         )
     if error.validator == "enum":
         supported = ", ".join(_show(v) for v in spec)
-        return f"{path}: Unsupported value: {_show(value)}: supported values: {supported}", False
+        return f"{path}: Unsupported value: {_show(value)}: supported values: {supported}"
     if error.validator == "minimum":
         detail = f"should be greater than or equal to {_number(spec)}"
     elif error.validator == "maximum":
@@ -391,24 +427,50 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, bool]:
     elif error.validator == "pattern":
         detail = f"should match '{spec}'"
     elif error.validator == "maxLength":
-        return f"{path}: Too long: may not be more than {spec} bytes", False
+        return f"{path}: Too long: may not be more than {spec} bytes"
     elif error.validator == "maxItems":
-        return f"{path}: Too many: {len(value)}: must have at most {spec} items", False
+        return f"{path}: Too many: {len(value)}: must have at most {spec} items"
     else:
         detail = error.message
-    return f"{path}: Invalid value: {_show(value)}: {path} in body {detail}", False
+    return f"{path}: Invalid value: {_show(value)}: {path} in body {detail}"
 
 
-def schema_errors(schema: Json, obj: Any) -> tuple[list[str], bool]:
-    """OpenAPI validation errors, and whether any of them blocks the CEL rules."""
-    messages = [
+def schema_errors(schema: Json, obj: Any) -> list[str]:
+    """OpenAPI validation errors."""
+    return [
         _message(e)
         for e in sorted(
             jsonschema.Draft4Validator(schema).iter_errors(obj),
             key=lambda e: [str(part) for part in e.path],
         )
     ]
-    return [text for text, _ in messages], any(blocking for _, blocking in messages)
+
+
+def list_type_errors(schema: Json, obj: Any, path: str = "") -> list[str]:
+    """Duplicates in ``set`` and ``map`` lists (``x-kubernetes-list-type``), which the API server
+    refuses: items of a map list are identified by their ``x-kubernetes-list-map-keys``."""
+    found: list[str] = []
+    if isinstance(obj, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in obj.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                found += list_type_errors(sub, value, _join(path, key))
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        list_type = schema.get("x-kubernetes-list-type")
+        keys = schema.get("x-kubernetes-list-map-keys", [])
+        seen: list[Any] = []
+        for index, item in enumerate(obj):
+            if list_type in ("set", "map"):
+                identity = item
+                if list_type == "map" and isinstance(item, dict):
+                    identity = {k: item.get(k) for k in keys}
+                if identity in seen:
+                    found.append(f"{path}[{index}]: Duplicate value: {identity}")
+                seen.append(identity)
+            found += list_type_errors(schema["items"], item, f"{path}[{index}]")
+    return found
 
 
 def _cel(value: Any) -> Any:
@@ -462,12 +524,20 @@ def cel_errors(schema: Json, obj: Any, old: Any = None) -> list[str]:
     return errors
 
 
-def admit(schema: Json, obj: Json, old: Json | None = None) -> list[str]:
+def admit(schema: Json, obj: Json, old: Json | None = None, *, strict: bool = True) -> list[str]:
     """The errors of a create (``old`` None) or an update, as the API server would report them
-    (empty when it accepts the object)."""
+    (empty when it accepts the object). ``strict``: kubectl's strict field validation, where
+    unknown fields fail the request while it is decoded, so nothing else is checked; without it
+    they are pruned (dropped) silently before validation."""
+    unknown = pruned_fields(schema, obj)
+    if strict and unknown:
+        return [f'strict decoding error: unknown field "{path}"' for path in unknown]
+    obj = prune(schema, obj)
     new = apply_defaults(schema, obj)
     stored = None if old is None else apply_defaults(schema, old)
-    errors, blocked = schema_errors(schema, new)
-    if not blocked:
+    errors = schema_errors(schema, new) + list_type_errors(schema, new)
+    # Any OpenAPI error stops the CEL rules, as on the API server (which adds "some validation
+    # rules were not checked because the object was invalid").
+    if not errors:
         errors += cel_errors(schema, new, stored)
     return errors

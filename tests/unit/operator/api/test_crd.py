@@ -3,10 +3,14 @@ CEL cost budget, and carrying the names, subresources and columns the operator r
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import kubernetes_validate
 import pytest
+from etcd_operator.api import corev1, v1alpha1
 from etcd_operator.api import crd as crd_module
-from etcd_operator.api import v1alpha1
+from pydantic import BaseModel
 
 from tests.unit.operator.api import examples
 from tests.unit.operator.api.kube_schema import (
@@ -15,6 +19,7 @@ from tests.unit.operator.api.kube_schema import (
     structural_problems,
     walk,
 )
+from tools import kubeschemas
 from tools.gencrd import OUTPUTS, render, stale_files
 
 KUBERNETES_VERSION = "1.33.0"
@@ -48,7 +53,8 @@ def test_structural_checker_sees_pydantic_leftovers() -> None:
 
 def test_every_optional_field_is_a_plain_optional_property() -> None:
     for path, node in walk(examples.openapi_schema()):
-        assert "anyOf" not in node, path
+        # The one union left is int-or-string (quantities), in controller-gen's form.
+        assert "anyOf" not in node or node["x-kubernetes-int-or-string"] is True, path
         assert node.get("type") != "null", path
         assert node.get("default", "absent") is not None, path
         assert "nullable" not in node, path  # no field of this API needs an explicit null
@@ -168,3 +174,125 @@ def test_nested_defaults_reach_the_server() -> None:
 
 def test_crd_module_matches_the_file() -> None:
     assert crd_module.custom_resource_definition() == examples.crd()
+
+
+def test_not_in_the_all_category() -> None:
+    # `kubectl delete all --all` must not delete EtcdClusters (and, with Delete retention, data).
+    assert "categories" not in examples.crd()["spec"]["names"]
+
+
+def test_crd_stays_small() -> None:
+    # The API server stores the CRD as JSON, within etcd's 1.5 MiB request limit; client-side
+    # `kubectl apply` also copies it into a 256 KiB annotation. Descriptions of the Kubernetes
+    # types are cut to one sentence to stay far below both.
+    stored = json.dumps(examples.crd(), separators=(",", ":"))
+    assert len(stored) < 48_000, len(stored)
+
+
+def test_generated_kubernetes_schemas_are_fresh() -> None:
+    assert not kubeschemas.stale(), "run `python tools/gencrd.py`"
+    assert corev1.KUBERNETES_VERSION == kubeschemas.KUBERNETES_VERSION
+
+
+@pytest.mark.parametrize(
+    ("field", "generated"),
+    [
+        ("resources", corev1.RESOURCES),
+        ("affinity", corev1.AFFINITY),
+        ("topologySpreadConstraints", corev1.TOPOLOGY_SPREAD_CONSTRAINTS),
+        ("securityContext", v1alpha1.POD_SECURITY_CONTEXT_SCHEMA),
+    ],
+)
+def test_pod_template_fields_carry_the_generated_schemas(
+    field: str, generated: dict[str, object]
+) -> None:
+    node = dict(examples.openapi_schema()["properties"]["spec"]["properties"]["podTemplate"])
+    schema = dict(node["properties"][field])
+    assert schema.pop("description")  # the EtcdCluster's own words
+    assert schema == generated
+
+
+def _kube(definition: str) -> dict[str, Any]:
+    found: dict[str, Any] = kubeschemas.definitions()[definition]
+    return found
+
+
+def _same_fields(schema: dict[str, Any], kube: dict[str, Any], owner: str) -> list[str]:
+    """Paths where the generated schema's fields differ from Kubernetes' (less the exclusions)."""
+    defs = kubeschemas.definitions()
+    if "$ref" in kube:
+        owner = kube["$ref"].rsplit("/", 1)[-1]
+        if owner == kubeschemas.QUANTITY:
+            return [] if schema.get("x-kubernetes-int-or-string") else [owner]
+        kube = defs[owner]
+    problems: list[str] = []
+    if "properties" in kube:
+        want = {p for p in kube["properties"] if (owner, p) not in kubeschemas.EXCLUDED}
+        if set(schema.get("properties", {})) != want:
+            problems.append(f"{owner}: {sorted(schema.get('properties', {}))} != {sorted(want)}")
+        for name in want & set(schema.get("properties", {})):
+            problems += _same_fields(schema["properties"][name], kube["properties"][name], owner)
+    for key in ("items", "additionalProperties"):
+        if isinstance(kube.get(key), dict):
+            problems += _same_fields(schema.get(key, {}), kube[key], owner)
+    return problems
+
+
+@pytest.mark.parametrize(
+    ("generated", "owner", "field"),
+    [
+        (corev1.RESOURCES, kubeschemas.CORE + "Container", "resources"),
+        (corev1.AFFINITY, kubeschemas.CORE + "PodSpec", "affinity"),
+        (
+            corev1.TOPOLOGY_SPREAD_CONSTRAINTS,
+            kubeschemas.CORE + "PodSpec",
+            "topologySpreadConstraints",
+        ),
+        (corev1.POD_SECURITY_CONTEXT, kubeschemas.CORE + "PodSpec", "securityContext"),
+    ],
+)
+def test_generated_schemas_have_every_kubernetes_field_but_the_excluded(
+    generated: dict[str, Any], owner: str, field: str
+) -> None:
+    kube = _kube(owner)["properties"][field]
+    assert _same_fields(generated, kube, owner) == []
+    for marker in ("x-kubernetes-list-type", "x-kubernetes-list-map-keys"):
+        assert generated.get(marker) == kube.get(marker)
+
+
+def test_exclusions_are_refused_not_ignored() -> None:
+    pod_security = corev1.POD_SECURITY_CONTEXT["properties"]
+    assert "windowsOptions" not in pod_security
+    assert "claims" not in corev1.RESOURCES["properties"]
+    assert {"appArmorProfile", "seccompProfile", "fsGroup"} <= set(pod_security)
+
+
+@pytest.mark.parametrize(
+    ("model", "definition"),
+    [(v1alpha1.Toleration, "Toleration"), (v1alpha1.ImagePullSecret, "LocalObjectReference")],
+)
+def test_typed_models_have_the_kubernetes_fields(model: type[BaseModel], definition: str) -> None:
+    assert set(model.model_fields) == set(_kube(kubeschemas.CORE + definition)["properties"])
+
+
+def test_pod_template_lists_merge_as_in_a_pod_spec() -> None:
+    template = examples.openapi_schema()["properties"]["spec"]["properties"]["podTemplate"]
+    pod_spec = _kube(kubeschemas.CORE + "PodSpec")["properties"]
+    for field in ("tolerations", "imagePullSecrets", "topologySpreadConstraints"):
+        for marker in ("x-kubernetes-list-type", "x-kubernetes-list-map-keys"):
+            assert template["properties"][field].get(marker) == pod_spec[field].get(marker), field
+
+
+def test_unsupported_fields_hold_anything_and_are_refused_by_a_rule() -> None:
+    spec = examples.openapi_schema()["properties"]["spec"]
+    rules = {rule["fieldPath"]: rule for rule in spec["x-kubernetes-validations"]}
+    for name, rule in v1alpha1.UNSUPPORTED_RULES.items():
+        # Unpruned, so that kubectl's strict field validation does not refuse a field inside
+        # with "unknown field" before the rule can say why.
+        assert spec["properties"][name]["x-kubernetes-preserve-unknown-fields"] is True
+        assert rules[f".{name}"] == {
+            "rule": f"!has(self.{name})",
+            "message": rule.message,
+            "fieldPath": f".{name}",
+        }
+        assert "is not supported yet" in rule.message

@@ -121,3 +121,66 @@ def test_structural_checker_objections() -> None:
         "e[] rule 0: transition rule under the list e",
         "f: default 3 is invalid: 3 is not of type 'string'",
     ]
+
+
+LISTS: Json = {
+    "type": "object",
+    "properties": {
+        "metadata": {"type": "object"},
+        "spec": {
+            "type": "object",
+            "properties": {
+                "secrets": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": {"type": "string"}, "note": {"type": "string"}},
+                    },
+                },
+                "cpu": {
+                    "anyOf": [{"type": "integer"}, {"type": "string"}],
+                    "pattern": "^[0-9]+m?$",
+                    "x-kubernetes-int-or-string": True,
+                },
+            },
+        },
+    },
+}
+
+
+def test_strict_field_validation_refuses_unknown_fields_before_anything_else() -> None:
+    body = {"spec": {"sise": 3, "size": 0}}
+    assert admit(SCHEMA, body) == ['strict decoding error: unknown field "spec.sise"']
+    # Without Strict the field is dropped and the rest is validated.
+    assert admit(SCHEMA, body, strict=False) == [
+        "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
+    ]
+    assert admit(SCHEMA, {"spec": {"sise": 3}}, strict=False) == []
+
+
+def test_map_lists_refuse_duplicate_keys() -> None:
+    one = {"name": "a", "note": "x"}
+    assert admit(LISTS, {"spec": {"secrets": [one, {"name": "b"}]}}) == []
+    assert admit(LISTS, {"spec": {"secrets": [one, {"name": "a"}]}}) == [
+        "spec.secrets[1]: Duplicate value: {'name': 'a'}"
+    ]
+
+
+def test_int_or_string_is_structural_and_its_pattern_applies_to_strings() -> None:
+    assert structural_problems(LISTS) == []
+    assert admit(LISTS, {"spec": {"cpu": 2}}) == []
+    assert admit(LISTS, {"spec": {"cpu": "500m"}}) == []
+    [error] = admit(LISTS, {"spec": {"cpu": "lots"}})
+    assert error.startswith('spec.cpu: Invalid value: "lots": spec.cpu in body should match')
+    assert admit(LISTS, {"spec": {"cpu": True}}) != []
+
+
+def test_any_schema_error_stops_the_cel_rules() -> None:
+    # As the API server 1.34 does ("some validation rules were not checked because the object
+    # was invalid"): the rule on size does not run beside the enum error.
+    assert admit(SCHEMA, {"spec": {"size": 12, "inner": {"mode": "C"}}}) == [
+        'spec.inner.mode: Unsupported value: "C": supported values: "A", "B"'
+    ]

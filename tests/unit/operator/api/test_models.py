@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from etcd_operator.api import v1alpha1
@@ -13,6 +14,7 @@ from etcd_operator.api.v1alpha1 import (
     STORAGE_SIZE_PATTERN,
     AutoCompaction,
     Engine,
+    EtcdCluster,
     EtcdClusterSpec,
     EtcdOptions,
     Phase,
@@ -108,3 +110,119 @@ def test_api_imports_nothing_else_from_the_operator() -> None:
             for name in names:
                 if name.startswith("etcd_operator"):
                     assert name.startswith("etcd_operator.api"), f"{path.name} imports {name}"
+
+
+# podTemplate values, and what the API server answers (a substring of its one error; None when it
+# admits the cluster). The models must agree: refuse exactly these, for the same reason (the same
+# words, except where the typed models speak pydantic's).
+UNKNOWN = 'unknown field "'
+EXTRA = "Extra inputs are not permitted"
+ENUM = ("Unsupported value", "Input should be")
+REQUIRED = ("Required value", "Field required")
+ZONE_SPREAD = {
+    "maxSkew": 1,
+    "topologyKey": "topology.kubernetes.io/zone",
+    "whenUnsatisfiable": "DoNotSchedule",
+    "labelSelector": {"matchLabels": {"etcd.pyetcd.io/cluster": "a"}},
+}
+POD_TEMPLATES: list[tuple[str, dict[str, Any], str | tuple[str, str] | None]] = [
+    ("resources", {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}, None),
+    ("resources-integer", {"resources": {"limits": {"cpu": 2}}}, None),
+    ("resources-words", {"resources": {"requests": {"cpu": "lots"}}}, "should match"),
+    ("resources-unit", {"resources": {"limits": {"memory": "1GB"}}}, "should match"),
+    ("resources-typo", {"resources": {"request": {"cpu": "1"}}}, UNKNOWN),
+    ("resources-claims", {"resources": {"claims": [{"name": "gpu"}]}}, UNKNOWN),
+    ("toleration", {"tolerations": [{"key": "a", "value": "b", "effect": "NoSchedule"}]}, None),
+    ("toleration-all", {"tolerations": [{"operator": "Exists"}]}, None),
+    (
+        "toleration-noexecute",
+        {"tolerations": [{"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]},
+        None,
+    ),
+    ("toleration-operator", {"tolerations": [{"key": "a", "operator": "In"}]}, ENUM),
+    ("toleration-effect", {"tolerations": [{"key": "a", "effect": "Evict"}]}, ENUM),
+    ("toleration-typo", {"tolerations": [{"key": "a", "efect": "NoSchedule"}]}, (UNKNOWN, EXTRA)),
+    ("toleration-no-key", {"tolerations": [{"value": "b"}]}, "without a key must have operator"),
+    (
+        "toleration-exists-value",
+        {"tolerations": [{"key": "a", "operator": "Exists", "value": "b"}]},
+        "with operator Exists has no value",
+    ),
+    (
+        "toleration-seconds",
+        {"tolerations": [{"key": "a", "tolerationSeconds": 5}]},
+        "tolerationSeconds needs effect NoExecute",
+    ),
+    ("toleration-key", {"tolerations": [{"key": "a b"}]}, "should match"),
+    ("pull-secret", {"imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}]}, None),
+    ("pull-secret-no-name", {"imagePullSecrets": [{}]}, REQUIRED),
+    ("pull-secret-empty-name", {"imagePullSecrets": [{"name": ""}]}, "should match"),
+    (
+        "pull-secret-typo",
+        {"imagePullSecrets": [{"name": "regcred", "nmae": "regcred"}]},
+        (UNKNOWN, EXTRA),
+    ),
+    (
+        "pull-secret-twice",
+        {"imagePullSecrets": [{"name": "regcred"}, {"name": "regcred"}]},
+        "Duplicate value",
+    ),
+    ("affinity-typo", {"affinity": {"podAntiAfinity": {}}}, UNKNOWN),
+    (
+        "affinity-operator",
+        {
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "a", "operator": "Is"}]}
+                        ]
+                    }
+                }
+            }
+        },
+        "Unsupported value",
+    ),
+    ("spread", {"topologySpreadConstraints": [ZONE_SPREAD]}, None),
+    (
+        "spread-no-when",
+        {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname"}]},
+        "Required value",
+    ),
+    (
+        "spread-twice",
+        {"topologySpreadConstraints": [ZONE_SPREAD, {**ZONE_SPREAD, "maxSkew": 2}]},
+        "Duplicate value",
+    ),
+    ("security", {"securityContext": {"fsGroup": 1000, "supplementalGroups": [5]}}, None),
+    ("security-root", {"securityContext": {"runAsUser": 0, "runAsNonRoot": False}}, None),
+    ("security-root-by-accident", {"securityContext": {"runAsUser": 0}}, "needs runAsNonRoot"),
+    ("security-windows", {"securityContext": {"windowsOptions": {}}}, UNKNOWN),
+    ("security-seccomp", {"securityContext": {"seccompProfile": {"type": "Off"}}}, "Unsupported"),
+    ("security-uid-text", {"securityContext": {"runAsUser": "1000"}}, "must be of type integer"),
+    ("priority-class", {"priorityClassName": "High"}, "should match"),
+]
+
+
+@pytest.mark.parametrize(
+    ("pod_template", "refusal"),
+    [(template, refusal) for _, template, refusal in POD_TEMPLATES],
+    ids=[ident for ident, _, _ in POD_TEMPLATES],
+)
+def test_pod_template_refused_alike_by_the_crd_and_the_models(
+    pod_template: dict[str, Any], refusal: str | tuple[str, str] | None
+) -> None:
+    body = {
+        "metadata": {"name": "a"},
+        "spec": {"version": "3.5.17", "podTemplate": pod_template},
+    }
+    errors = admit(SCHEMA, body)
+    if refusal is None:
+        assert errors == []
+        EtcdCluster.model_validate(body)
+        return
+    server, model = refusal if isinstance(refusal, tuple) else (refusal, refusal)
+    assert len(errors) == 1, errors
+    assert server in errors[0]
+    with pytest.raises(ValidationError, match=re.escape(model)):
+        EtcdCluster.model_validate(body)

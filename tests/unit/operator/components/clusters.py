@@ -75,9 +75,29 @@ POD_TEMPLATE_EXTRAS: dict[str, Any] = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [
         {"key": "dedicated", "operator": "Equal", "value": "etcd", "effect": "NoSchedule"},
-        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 30},
+        {
+            "key": "node.kubernetes.io/unreachable",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 30,
+        },
     ],
     "affinity": USER_AFFINITY,
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"etcd.pyetcd.io/cluster": "demo"}},
+        }
+    ],
+    "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
+    # An OpenShift-like namespace range: the uid and fsGroup are the namespace's.
+    "securityContext": {
+        "runAsUser": 1000690000,
+        "fsGroup": 1000690000,
+        "supplementalGroups": [1000690000],
+    },
     "priorityClassName": "system-cluster-critical",
     "labels": {"team": "storage", "app.kubernetes.io/instance": "hijack"},
     "annotations": {"prometheus.io/scrape": "true"},

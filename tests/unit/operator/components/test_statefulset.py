@@ -179,7 +179,12 @@ def test_user_affinity_kept_as_is_when_placement_off() -> None:
 
 
 def test_user_required_node_affinity_without_terms_gets_the_ssd_term() -> None:
-    user: dict[str, Any] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}
+    # nodeSelectorTerms is required (the CRD's schema is Kubernetes'), but may be empty.
+    user: dict[str, Any] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}
+        }
+    }
     affinity = pod_spec({"podTemplate": {"affinity": user}, **placement("Required")})["affinity"]
     assert affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
         "nodeSelectorTerms": [{"matchExpressions": [SSD]}]
@@ -192,6 +197,9 @@ def test_pod_template_extras_reach_the_pod() -> None:
     pod = template["spec"]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert pod["tolerations"] == POD_TEMPLATE_EXTRAS["tolerations"]
+    assert pod["topologySpreadConstraints"] == POD_TEMPLATE_EXTRAS["topologySpreadConstraints"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    assert pod["securityContext"]["runAsUser"] == 1000690000
     assert pod["priorityClassName"] == "system-cluster-critical"
     assert pod["containers"][0]["resources"] == POD_TEMPLATE_EXTRAS["resources"]
     assert template["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
@@ -201,7 +209,13 @@ def test_pod_template_extras_reach_the_pod() -> None:
 def test_no_extras_means_no_empty_fields() -> None:
     sts = statefulset(make_cluster(), SETTINGS)
     pod = sts["spec"]["template"]["spec"]
-    for field in ("nodeSelector", "tolerations", "priorityClassName"):
+    for field in (
+        "nodeSelector",
+        "tolerations",
+        "topologySpreadConstraints",
+        "imagePullSecrets",
+        "priorityClassName",
+    ):
         assert field not in pod
     assert "resources" not in pod["containers"][0]
     assert "annotations" not in sts["spec"]["template"]["metadata"]
@@ -296,6 +310,85 @@ def test_security_context_is_restricted() -> None:
     assert container["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
+
+
+# What the kubelet applies: a container's field wins over the pod's.
+SHARED = ("runAsNonRoot", "runAsUser", "runAsGroup", "seccompProfile")
+
+
+def effective(pod: dict[str, Any]) -> dict[str, Any]:
+    container = pod["containers"][0]["securityContext"]
+    return {**pod["securityContext"], **{k: v for k, v in container.items() if k in SHARED}}
+
+
+def test_no_security_context_means_the_operators() -> None:
+    assert pod_spec({"podTemplate": {"securityContext": {}}}) == pod_spec()
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"runAsUser": 1000690000, "fsGroup": 1000690000},
+        {"runAsGroup": 3000, "supplementalGroups": [4000]},
+        {"seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/etcd.json"}},
+        {"runAsUser": 0, "runAsNonRoot": False},
+        {"fsGroupChangePolicy": "Always", "seLinuxOptions": {"level": "s0:c123,c456"}},
+    ],
+)
+def test_user_security_context_wins_field_by_field(user: dict[str, Any]) -> None:
+    pod = pod_spec({"podTemplate": {"securityContext": user}})
+    applied = effective(pod)
+    for key, value in user.items():
+        assert applied[key] == value, key
+    # The operator's fields the user left alone stay, on the pod and on the container.
+    defaults = {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for key, value in defaults.items():
+        if key not in user:
+            assert applied[key] == value, key
+    container = pod["containers"][0]["securityContext"]
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert {k for k in SHARED if k in container} == {k for k in SHARED if k not in user}
+
+
+def test_user_seccomp_profile_replaces_the_operators_whole() -> None:
+    profile = {"type": "Localhost", "localhostProfile": "etcd.json"}
+    pod = pod_spec({"podTemplate": {"securityContext": {"seccompProfile": profile}}})
+    assert pod["securityContext"]["seccompProfile"] == profile
+    assert "seccompProfile" not in pod["containers"][0]["securityContext"]
+
+
+def test_tolerations_are_rendered_without_unset_fields() -> None:
+    pod = pod_spec({"podTemplate": {"tolerations": [{"operator": "Exists"}]}})
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+
+
+def test_image_pull_secrets_and_spread_constraints_are_used_as_given() -> None:
+    spread = [
+        {
+            "maxSkew": 2,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"etcd.pyetcd.io/cluster": "demo"}},
+            "matchLabelKeys": ["controller-revision-hash"],
+            "minDomains": 3,
+        }
+    ]
+    spec = {
+        "podTemplate": {"topologySpreadConstraints": spread, "imagePullSecrets": [{"name": "a"}]}
+    }
+    pod = pod_spec(spec)
+    assert pod["topologySpreadConstraints"] == spread
+    assert pod["imagePullSecrets"] == [{"name": "a"}]
+    assert spread[0]["maxSkew"] == 2  # not mutated
 
 
 def test_only_the_data_volume_and_a_scratch_dir_are_writable() -> None:
