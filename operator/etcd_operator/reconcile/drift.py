@@ -8,8 +8,9 @@ it: ``kubectl scale statefulset``, ``kubectl edit``). This module is the second 
 The comparison is a subset match: every field of the manifest must be in the live object with an
 equal value, and fields the API server or other controllers added are ignored. Two things the API
 server does to what it stores are accounted for: it canonicalises quantities (``0.5`` becomes
-``500m``, ``1024Mi`` becomes ``1Gi``), and it drops empty maps and lists. Lists are compared item
-by item in order, as the API server keeps them.
+``500m``, ``1024Mi`` becomes ``1Gi``), and it leaves out zero values (``false``, ``0``, ``""``,
+empty maps and lists: Go's ``omitempty``), so a field we set to one of them may be absent. Lists
+are compared item by item in order, as the API server keeps them.
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ def quantity(value: object) -> Decimal | None:
 
 
 def _empty(value: object) -> bool:
-    return value is None or (isinstance(value, Mapping | list) and not value)
+    """A zero value, which the API server leaves out of what it returns (``omitempty``)."""
+    if value is None or value is False or value == "":
+        return True
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value == 0
+    return isinstance(value, Mapping | list) and not value
 
 
 def _scalar_equal(want: object, live: object) -> bool:
@@ -106,7 +112,9 @@ def drifted(manifest: Mapping[str, Any], live: Mapping[str, Any]) -> list[str]:
                 # Our only annotation is the fingerprint, checked on its own; other annotations
                 # on the object are someone else's.
                 continue
-            got = have.get(key) if isinstance(have, Mapping) else None
-            if not holds(got, value):
+            if not isinstance(have, Mapping) or key not in have:
+                if not _empty(value):
+                    paths.append(f"{section}.{key}")
+            elif not holds(have[key], value):
                 paths.append(f"{section}.{key}")
     return paths

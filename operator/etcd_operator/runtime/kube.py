@@ -1,10 +1,18 @@
 """The few Kubernetes API calls a reconcile pass makes, behind a small protocol.
 
-``KubernetesApi`` implements them with the official ``kubernetes`` client's generic
-``call_api`` (one code path for every kind), run in a worker thread because that client blocks.
-Manifests are written with server-side apply as field manager ``etcd-operator``, so fields set by
-users or other controllers are left alone and conflicts over our own fields are resolved in our
-favour (``force``), as a controller's apply should.
+``KubernetesApi`` implements them with the official ``kubernetes`` client's generic request path
+(``param_serialize`` and ``call_api``, one code path for every kind), run in a worker thread
+because that client blocks. The REST path of each kind comes from ``RESOURCES``, the kinds the
+operator manages with their plurals as the API server names them: a kind missing there is an
+error, never a guessed plural. Manifests are written with server-side apply as field manager
+``etcd-operator``, so fields set by users or other controllers are left alone and conflicts over
+our own fields are resolved in our favour (``force``), as a controller's apply should.
+
+Why this client: it is already a dependency (kopf's piggy-backed credentials come from the same
+configuration), and the alternatives did not remove code here. lightkube 1.0 would replace the
+paths and the thread, but needs typed models per Kubernetes version (our manifests are plain
+dicts), a new HTTP stack (httpx2, msgspec) and its own configuration loading; kubernetes_asyncio
+is the same generated client, async, with the same generic request path.
 """
 
 from __future__ import annotations
@@ -66,9 +74,28 @@ def describe_kube_error(err: BaseException) -> str | None:
     return f"{answer}: {detail}" if detail else answer
 
 
+# (apiVersion, kind) -> the resource's plural, for every kind the operator reads or writes.
+RESOURCES: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Event"): "events",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("v1", "Pod"): "pods",
+    ("v1", "Service"): "services",
+    ("apps/v1", "StatefulSet"): "statefulsets",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("etcd.pyetcd.io/v1alpha1", "EtcdCluster"): "etcdclusters",
+}
+
+
+class UnknownKindError(KeyError):
+    """A kind the operator does not manage: add it to ``RESOURCES`` (and to the chart's RBAC)."""
+
+
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    """The REST path of a namespaced object (or collection) of a built-in kind."""
-    plural = kind.lower() + "s"  # true of every kind we manage (Pod, PVC, StatefulSet, ...)
+    """The REST path of a namespaced object (or collection) of a kind in ``RESOURCES``."""
+    plural = RESOURCES.get((api_version, kind))
+    if plural is None:
+        raise UnknownKindError(f"{api_version} {kind} is not a kind the operator manages")
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     path = f"{prefix}/namespaces/{namespace}/{plural}"
     return f"{path}/{name}" if name else path
@@ -104,27 +131,13 @@ class KubernetesApi:
         """One request; the decoded JSON answer, or ``ApiException`` for a non-2xx status.
 
         ``body``: text is sent as it is (apply's YAML); a dict is JSON-encoded by the client,
-        which it does for every JSON content type (so JSON must not be passed as text).
-
-        Newer clients (37 here) split the generated ``call_api`` into ``param_serialize``, a
-        ``call_api(method, url, ...)`` returning the raw response, and ``response_deserialize``;
-        the old single ``call_api(path, method, response_type=...)`` is kept for older ones.
+        which it does for every JSON content type (so JSON must not be passed as text). The
+        client's generated API (34 and later: ``param_serialize``, then ``call_api`` returning
+        the raw response) is used without its per-kind response models: we keep plain dicts.
         """
-        headers = {"Accept": "application/json", **(header_params or {})}
-        if not hasattr(self._api, "param_serialize"):  # the older generated client
-            data = self._api.call_api(
-                path,
-                method,
-                query_params=query_params or [],
-                header_params=headers,
-                body=body,
-                response_type="object",
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _request_timeout=self._timeout,
-            )
-            return dict(data or {})
         from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json", **(header_params or {})}
 
         method_, url, headers_, body_ = self._api.param_serialize(
             method=method,

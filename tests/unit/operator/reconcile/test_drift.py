@@ -61,6 +61,19 @@ def test_kubectl_scale_statefulset_is_scaled_back() -> None:
     assert "spec.replicas" in warning.message
 
 
+def test_a_statefulset_scaled_to_nothing_comes_back_while_etcd_cannot_answer() -> None:
+    """With every member gone, etcd cannot say what its membership is; the operator keeps the
+    member count it rendered last (the bootstrap ConfigMap), not the hand-made zero."""
+    desired, observed = running()
+
+    def scale_to_zero(sts: dict[str, Any]) -> None:
+        sts["spec"]["replicas"] = 0
+
+    gone = dataclasses.replace(edit(observed, STS, scale_to_zero), etcd=None, pods=())
+    (apply,) = [a for a in plan(desired, gone, SETTINGS, at(100)) if isinstance(a, Apply)]
+    assert (apply.manifest["kind"], apply.manifest["spec"]["replicas"]) == ("StatefulSet", 3)
+
+
 def test_a_label_removed_by_hand_is_put_back() -> None:
     desired, observed = running()
     key = ChildKey("Service", "demo-client")
@@ -89,7 +102,15 @@ def test_what_the_api_server_adds_is_not_drift() -> None:
                 volume["emptyDir"]["sizeLimit"] = "64Mi"
         sts["status"] = {"replicas": 3}
 
-    actions = plan(desired, edit(observed, STS, as_stored), SETTINGS, at(100))
+    def service_as_stored(svc: dict[str, Any]) -> None:
+        assert svc["spec"]["publishNotReadyAddresses"] is False
+        del svc["spec"]["publishNotReadyAddresses"]  # omitempty: false is not returned
+        svc["spec"]["clusterIP"] = "10.0.0.7"
+        svc["spec"]["ports"][0]["nodePort"] = 0
+
+    stored = edit(observed, STS, as_stored)
+    stored = edit(stored, ChildKey("Service", "demo-client"), service_as_stored)
+    actions = plan(desired, stored, SETTINGS, at(100))
     assert applied_keys(actions) == []
     assert condition(actions, "Progressing")["reason"] == "Reconciled"
 
@@ -102,6 +123,8 @@ def test_what_the_api_server_adds_is_not_drift() -> None:
         (1, "1"),
         ("1e3", "1k"),
         ({"a": {}}, {}),
+        ({"publishNotReadyAddresses": False}, {}),
+        ({"n": 0, "s": ""}, {}),
         ({"a": []}, {"b": 1}),
         ({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}}),
         ([{"a": 1}], [{"a": 1, "b": 2}]),
@@ -119,6 +142,8 @@ def test_held(want: Any, live: Any) -> None:
         ("a", "b"),
         (True, "true"),
         ({"a": 1}, {}),
+        ({"a": True}, {}),
+        ({"a": False}, {"a": True}),
         ([{"a": 1}], [{"a": 1}, {"a": 2}]),
         ([1, 2], [2, 1]),
     ],

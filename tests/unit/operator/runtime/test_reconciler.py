@@ -20,7 +20,7 @@ from etcd_operator.reconcile.observed import (
 )
 from etcd_operator.reconcile.plan import Action, Apply, Event, PatchStatus
 from etcd_operator.runtime.execute import execute
-from etcd_operator.runtime.kube import resource_path
+from etcd_operator.runtime.kube import UnknownKindError, resource_path
 from etcd_operator.runtime.observe import (
     assemble,
     member_endpoints,
@@ -197,6 +197,13 @@ def test_member_endpoints_and_resource_paths() -> None:
         resource_path("policy/v1", "PodDisruptionBudget", "ns", "d")
         == "/apis/policy/v1/namespaces/ns/poddisruptionbudgets/d"
     )
+    assert (
+        resource_path("v1", "PersistentVolumeClaim", "ns")
+        == "/api/v1/namespaces/ns/persistentvolumeclaims"
+    )
+    # Never a guessed plural: a kind the operator does not manage is an error.
+    with pytest.raises(UnknownKindError, match="NetworkPolicy"):
+        resource_path("networking.k8s.io/v1", "NetworkPolicy", "ns")
 
 
 # -- the executor ----------------------------------------------------------------------------
