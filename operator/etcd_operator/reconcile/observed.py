@@ -136,7 +136,10 @@ class Observed:
     ``children`` maps each existing child to the live object, as the API server returned it
     (its fingerprint annotation says what we applied last; its fields show any drift).
     ``bootstrap_state`` is the
-    ``initial-cluster-state`` of the live bootstrap ConfigMap (``None`` when absent). ``etcd`` is
+    ``initial-cluster-state`` of the live bootstrap ConfigMap (``None`` when absent), and
+    ``rendered_members`` the number of members its ``initial-cluster`` lists: the member count the
+    operator last rendered the children with, its memory of the membership when etcd cannot be
+    asked (the StatefulSet's replicas may have been changed by hand). ``etcd`` is
     ``None`` when no member answered. ``pvcs`` are the names of the cluster's existing
     PersistentVolumeClaims (the StatefulSet keeps them when it scales down).
     ``membership_unsupported`` is set when, in this pass, etcd answered a membership change with
@@ -149,6 +152,7 @@ class Observed:
     children: Mapping[ChildKey, Json] = field(default_factory=dict)
     pods: tuple[PodState, ...] = ()
     bootstrap_state: str | None = None
+    rendered_members: int | None = None
     statefulset: StatefulSetState | None = None
     etcd: EtcdView | None = None
     pvcs: tuple[str, ...] = ()

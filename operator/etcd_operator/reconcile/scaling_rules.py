@@ -301,8 +301,11 @@ def decide(
     cluster = desired.name
     by_ordinal = regular_members(cluster, observed)
     if by_ordinal is None:
-        # Nothing to decide on: keep whatever runs.
+        # Nothing to decide on: keep the membership last rendered (not the StatefulSet's
+        # replicas, which may have been changed by hand: that drift is put back).
         sts = observed.statefulset
+        if observed.rendered_members is not None:
+            return ScalePlan(replicas=observed.rendered_members)
         return ScalePlan(replicas=sts.replicas if sts is not None else desired.spec.replicas)
     scene = Scene(
         desired=desired,

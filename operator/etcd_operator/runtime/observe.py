@@ -21,7 +21,11 @@ from typing import Any
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
 from etcd_operator.components import naming
-from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER_STATE, BootstrapState
+from etcd_operator.components.bootstrap import (
+    KEY_INITIAL_CLUSTER,
+    KEY_INITIAL_CLUSTER_STATE,
+    BootstrapState,
+)
 from etcd_operator.members import EtcdConnection, connect_etcd
 from etcd_operator.members import observe as observe_etcd
 from etcd_operator.reconcile.actions import key_of
@@ -125,12 +129,15 @@ def assemble(
     the etcd view and the cluster's volume claims."""
     existing = {key: obj for key, obj in children.items() if obj is not None}
     configmap = existing.get(bootstrap_key)
-    state = (configmap.get("data") or {}).get(KEY_INITIAL_CLUSTER_STATE) if configmap else None
+    data = (configmap.get("data") or {}) if configmap else {}
+    state = data.get(KEY_INITIAL_CLUSTER_STATE)
+    listed = [m for m in str(data.get(KEY_INITIAL_CLUSTER) or "").split(",") if m]
     sts = next((obj for key, obj in existing.items() if key.kind == "StatefulSet"), None)
     return Observed(
         children=existing,
         pods=tuple(sorted((pod_state(p) for p in pods), key=lambda p: p.name)),
         bootstrap_state=str(state) if state is not None else None,
+        rendered_members=len(listed) if listed else None,
         statefulset=statefulset_state(sts) if sts is not None else None,
         etcd=etcd,
         pvcs=tuple(sorted(str(p["metadata"]["name"]) for p in pvcs)),

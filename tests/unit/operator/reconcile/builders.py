@@ -11,7 +11,7 @@ from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, EtcdClusterStatus
-from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER_STATE
+from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
 from etcd_operator.reconcile.observed import (
     ChildKey,
     EtcdMember,
@@ -175,6 +175,7 @@ def execute(
     changes, the cluster the patched status. ``in_sync=False``: etcd refuses to promote."""
     children = dict(observed.children)
     bootstrap = observed.bootstrap_state
+    rendered = observed.rendered_members
     status = desired.status
     etcd = observed.etcd
     sts = observed.statefulset
@@ -186,6 +187,7 @@ def execute(
             children[key_of(manifest)] = manifest
             if manifest["kind"] == "ConfigMap":
                 bootstrap = manifest["data"][KEY_INITIAL_CLUSTER_STATE]
+                rendered = len(manifest["data"][KEY_INITIAL_CLUSTER].split(","))
             if manifest["kind"] == "StatefulSet" and sts is not None:
                 sts = dataclasses.replace(sts, replicas=manifest["spec"]["replicas"])
         elif isinstance(action, AddMember | PromoteMember | MoveLeader | RemoveMember):
@@ -201,6 +203,7 @@ def execute(
             observed,
             children=children,
             bootstrap_state=bootstrap,
+            rendered_members=rendered,
             etcd=etcd,
             statefulset=sts,
             pvcs=tuple(pvcs),
