@@ -26,7 +26,8 @@ def kubeconfig(control_plane: ControlPlane) -> Path:
 
 @pytest.fixture(scope="session")
 def pod_exec(kubelet: KubeletHandle) -> PodExec:
-    """The process kubelet's exec (no ``kubectl exec`` here); it also makes pods run at all."""
+    """The process kubelet's exec through its control API (``kubectl exec`` works too, one hop
+    longer); it also makes pods run at all."""
     return kubelet
 
 

@@ -28,7 +28,8 @@ def kubeconfig(request: pytest.FixtureRequest) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def pod_exec(kubectl: Kubectl) -> PodExec:
     """``kubectl exec``; the process kubelet's control API when it runs the cluster's nodes
-    (a cluster of ``make demo``, or of another e2e session), as it has no ``kubectl exec``."""
+    (a cluster of ``make demo``, or of another e2e session): one hop shorter than ``kubectl
+    exec``, which it serves too."""
     control = KubeletControl.of_cluster(kubectl)
     return control if control is not None else KubectlExec(kubectl)
 

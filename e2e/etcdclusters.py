@@ -10,9 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from etcd_operator.components.naming import LABEL_CLUSTER
+
 from e2e.kube import condition
 
 Json = dict[str, Any]
+
+# The label on every member pod of cluster NAME: ``etcd.pyetcd.io/cluster=NAME``.
+MEMBER_LABEL = LABEL_CLUSTER
 
 CLIENT_POD = "etcd-client"
 CLIENT_IMAGE = "gcr.io/etcd-development/etcd:v3.5.17"
@@ -50,6 +55,19 @@ def describe(cluster: Json) -> str:
             "conditions": conditions,
         }
     )
+
+
+def running_members(pods: list[Json]) -> list[str]:
+    """The names of the Running pods among a cluster's member pods, lowest ordinal first."""
+
+    def ordinal(name: str) -> int:
+        suffix = name.rsplit("-", 1)[-1]
+        return int(suffix) if suffix.isdigit() else 1 << 30
+
+    names = [
+        p["metadata"]["name"] for p in pods if (p.get("status") or {}).get("phase") == "Running"
+    ]
+    return sorted(names, key=lambda n: (ordinal(n), n))
 
 
 def client_endpoint(name: str, namespace: str) -> str:

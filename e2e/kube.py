@@ -3,7 +3,8 @@
 Everything here works against any kubeconfig, so the scenarios also run against an existing
 cluster (``pytest e2e --kubeconfig=PATH``). Running a command inside a pod is :class:`PodExec`:
 ``kubectl exec`` on a real cluster (:class:`KubectlExec`), the process kubelet's control API
-on the e2e control plane (``e2e.kubelet.faults``), which has no ``kubectl exec``.
+on the e2e control plane (``e2e.kubelet.faults``): one hop, no API server in the way (``kubectl
+exec`` works there too, and ``test_kubelet.py`` checks that it does).
 """
 
 from __future__ import annotations

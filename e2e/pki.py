@@ -142,6 +142,21 @@ def issue(
     return pair
 
 
+def common_name(cert: Path) -> str:
+    """The subject's common name of a certificate (the user name Kubernetes sees)."""
+    result = subprocess.run(
+        [OPENSSL, "x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "multiline,utf8"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "commonName":
+            return value.strip()
+    raise RuntimeError(f"no common name in {cert}: {result.stderr.strip() or result.stdout}")
+
+
 def make_service_account_keys(directory: Path) -> KeyPair:
     """The token signing key (``sa.key``) and its public half (``sa.pub``, in ``cert``)."""
     pair = KeyPair(directory / "sa.pub", directory / "sa.key")

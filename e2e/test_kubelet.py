@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -542,3 +545,108 @@ def test_volume_above_the_checkout_does_not_hide_the_image_commands(
     index = parents.index(str(checkout.parent))
     assert (Path(info["volumes"][f"above-{index}"]) / Path(marker).name).read_text() == "kept\n"
     assert not Path(marker).exists()
+
+
+# Prints five lines, then waits on a FIFO in its emptyDir (a writer opening it lets it go on),
+# prints one more line and exits 3: restarted, it prints the five lines again and waits.
+CHATTY = """
+import os, sys
+for i in range(1, 6):
+    print(f"line-{i}", flush=True)
+print("to-stderr", file=sys.stderr, flush=True)
+if not os.path.exists("/work/go"):
+    os.mkfifo("/work/go")
+open("/work/go").read()
+print("after-go", flush=True)
+sys.exit(3)
+"""
+
+
+def _lines(stream: Any, into: queue.Queue[str | None]) -> None:
+    for line in stream:
+        into.put(line)
+    into.put(None)
+
+
+def test_kubectl_logs_tail_follow_previous_and_exec(
+    kubectl: Kubectl, kubelet: KubeletHandle, namespace: str
+) -> None:
+    """``kubectl logs`` and ``kubectl exec`` through the API server, which reaches the process
+    kubelet's HTTPS API at the Node's InternalIP and kubelet port (e2e/kubelet/server.py)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "chatty", "namespace": namespace},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "volumes": [{"name": "work", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "talk",
+                    "image": TOOL_IMAGE,
+                    "command": ["python", "-c", CHATTY],
+                    "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                }
+            ],
+        },
+    }
+    kubectl.apply(pod)
+    ns = f"--namespace={namespace}"
+
+    def logs(*args: str) -> str | None:
+        result = kubectl.run("logs", ns, "chatty", *args, check=False)
+        return result.stdout if result.returncode == 0 and "line-5" in result.stdout else None
+
+    whole = eventually("the container's five lines in kubectl logs", logs, timeout=60)
+    assert whole.splitlines() == [*(f"line-{i}" for i in range(1, 6)), "to-stderr"]
+    assert kubectl.run("logs", ns, "chatty", "-c", "talk", "--tail=2").stdout == (
+        "line-5\nto-stderr\n"
+    )
+    assert kubectl.run("logs", ns, "chatty", "--limit-bytes=6").stdout == "line-1"
+    nothing = kubectl.run("logs", ns, "chatty", "--previous", check=False)
+    assert nothing.returncode != 0 and "previous terminated container" in nothing.stderr
+
+    # kubectl exec: stdout, stderr and the exit code; stdin with -i.
+    ran = kubectl.run(
+        "exec", ns, "chatty", "--", "sh", "-c", "echo out; echo err >&2; exit 3", check=False
+    )
+    assert (ran.returncode, ran.stdout, ran.stderr.splitlines()[0]) == (3, "out\n", "err")
+    echoed = kubectl.run("exec", "-i", ns, "chatty", "-c", "talk", "--", "cat", input="hi\n")
+    assert echoed.stdout == "hi\n"
+    # A kubectl speaking SPDY itself (as before 1.30): the API server passes the upgrade through
+    # to the kubelet instead of translating WebSocket to SPDY.
+    argv = [str(kubectl.binary), f"--kubeconfig={kubectl.kubeconfig}", "exec", ns, "chatty"]
+    old = subprocess.run(
+        [*argv, "--", "echo", "spdy"], capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"},
+    )  # fmt: skip
+    assert (old.returncode, old.stdout) == (0, "spdy\n"), old.stderr
+
+    # -f streams what comes next and ends with the run: after-go, then the container exits.
+    argv = [str(kubectl.binary), f"--kubeconfig={kubectl.kubeconfig}", "logs", "-f", ns, "chatty"]
+    follower = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_lines, args=(follower.stdout, lines), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 60
+        seen: list[str | None] = []
+        while "to-stderr\n" not in seen:
+            seen.append(lines.get(timeout=max(deadline - time.monotonic(), 0.1)))
+        kubectl.run("exec", ns, "chatty", "--", "sh", "-c", "echo go > /work/go")
+        while seen[-1] is not None:
+            seen.append(lines.get(timeout=max(deadline - time.monotonic(), 0.1)))
+        assert follower.wait(timeout=30) == 0, follower.stderr.read() if follower.stderr else ""
+    finally:
+        follower.kill()
+        follower.wait()
+    assert seen[-2:] == ["after-go\n", None]
+
+    # Restarted: the previous run's logs end with after-go, the current run's do not.
+    def restarted() -> str | None:
+        status = kubectl.get("pod", "chatty", namespace)["status"]["containerStatuses"][0]
+        return logs() if status["restartCount"] >= 1 and "running" in status["state"] else None
+
+    current = eventually("chatty to restart and print again", restarted, timeout=60)
+    assert "after-go" not in current
+    previous = kubectl.run("logs", ns, "chatty", "--previous").stdout
+    assert previous.splitlines()[-1] == "after-go" and "--- start" not in previous

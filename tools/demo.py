@@ -13,7 +13,10 @@ Steps, each waiting on a condition with a deadline (never a fixed sleep):
    inside a member pod (the pods' network is private to the kubelet), and how to keep exploring.
 
 ``python -m tools.demo down`` (``make demo-down``) stops everything; ``python -m tools.demo
-etcdctl ARGS...`` runs etcdctl in the cluster's first member pod.
+etcdctl [--cluster NAME] [--namespace NS] ARGS...`` runs etcdctl in a member pod of EtcdCluster
+NAME (default: the example) against its client Service. tools.demo's own options go before
+``etcdctl`` or right after it (or end with ``--``): everything after is etcdctl's, whose own
+``--cluster`` and ``--prefix`` flags mean something else.
 """
 
 from __future__ import annotations
@@ -40,8 +43,16 @@ NAMESPACE = "default"
 RELEASE = "etcd-operator"
 
 
+# tools.demo's options, recognised also right after ``etcdctl`` (see split_etcdctl).
+OWN_OPTIONS = ("--state", "--prefix", "--namespace", "--timeout", "--cluster")
+
+
 class DemoFailedError(RuntimeError):
     """A step did not finish in time; the message says what to read."""
+
+
+class NoSuchClusterError(LookupError):
+    """``etcdctl --cluster NAME``: no such EtcdCluster, or no member of it runs."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ def step(text: str) -> None:
 def explore_hints(kubeconfig: Path, namespace: str, name: str) -> str:
     """The closing lines: the KUBECONFIG export and a few commands to try next."""
     ns = "" if namespace == NAMESPACE else f" -n {namespace}"
+    demo_ns = "" if namespace == NAMESPACE else f" --namespace {namespace}"
     return "\n".join(
         [
             "",
@@ -67,8 +79,12 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str) -> str:
             f"export KUBECONFIG={kubeconfig}",
             f"kubectl describe etcdcluster {name}{ns}",
             f"kubectl scale etcdcluster {name}{ns} --replicas=5 && kubectl get etcdclusters{ns} -w",
+            f"kubectl logs {name}-0{ns} --tail=20   # also -f, --previous; kubectl exec works too",
             "# etcdctl inside a member pod (pods live in the kubelet's private network):",
-            ".venv/bin/python -m tools.demo etcdctl member list -w table",
+            f".venv/bin/python -m tools.demo etcdctl{demo_ns} member list -w table",
+            "# ... of any EtcdCluster you apply: --cluster NAME [--namespace NS]",
+            f".venv/bin/python -m tools.demo etcdctl --cluster {name}{demo_ns} "
+            "endpoint status -w table",
             "Stop everything: make demo-down",
         ]
     )
@@ -83,7 +99,7 @@ def failure(kubectl: Kubectl, paths: demo.DemoDir, namespace: str, what: str) ->
     return (
         f"{what}\n  EtcdCluster status: {cluster}\n"
         f"  logs: {paths.log_dir} (control plane, kubelet, this supervisor)\n"
-        f"  pod logs: {paths.pod_logs}/<container>.log"
+        f"  pod logs: kubectl logs -n {namespace} POD (files: {paths.pod_logs}/<container>.log)"
     )
 
 
@@ -146,11 +162,36 @@ def up(options: Options) -> int:
     return 0
 
 
-def etcdctl_in_member(state: demo.DemoState, namespace: str, args: list[str]) -> tuple[int, str]:
-    """etcdctl inside the first member pod, against the client Service."""
-    argv = ["etcdctl", etcdclusters.client_endpoint(CLUSTER, namespace), *args]
-    result = KubeletControl(state.control).exec(namespace, f"{CLUSTER}-0", argv)
+def etcdctl_in_member(
+    state: demo.DemoState, namespace: str, args: list[str], cluster: str = CLUSTER, pod: str = ""
+) -> tuple[int, str]:
+    """etcdctl inside a member pod (default: the first), against the cluster's client Service."""
+    argv = ["etcdctl", etcdclusters.client_endpoint(cluster, namespace), *args]
+    result = KubeletControl(state.control).exec(namespace, pod or f"{cluster}-0", argv)
     return result.code, result.stdout + result.stderr
+
+
+def member_pod(kubectl: Kubectl, cluster: str, namespace: str) -> str:
+    """A Running member pod of EtcdCluster ``cluster`` (lowest ordinal first)."""
+    if not kubectl.exists("etcdcluster", cluster, namespace):
+        found = kubectl.run(
+            "get", "etcdclusters", "--all-namespaces", "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {end}",
+        ).stdout.split()  # fmt: skip
+        raise NoSuchClusterError(
+            f"no EtcdCluster {cluster!r} in namespace {namespace!r}; "
+            f"the demo has: {', '.join(found) or 'none'} (--cluster NAME --namespace NS)"
+        )
+    pods = kubectl.json(
+        "get", "pods", f"--namespace={namespace}", "-l", f"{etcdclusters.MEMBER_LABEL}={cluster}"
+    )["items"]
+    running = etcdclusters.running_members(pods)
+    if not running:
+        raise NoSuchClusterError(
+            f"EtcdCluster {cluster!r} in namespace {namespace!r} has no Running member pod yet: "
+            f"kubectl get pods -n {namespace} -l {etcdclusters.MEMBER_LABEL}={cluster}"
+        )
+    return running[0]
 
 
 def endpoint_status(state: demo.DemoState, namespace: str) -> str:
@@ -174,14 +215,47 @@ def down(options: Options) -> int:
     return 0
 
 
-def etcdctl(options: Options, args: list[str]) -> int:
+def etcdctl(options: Options, cluster: str, args: list[str]) -> int:
     state = demo.running(demo.DemoDir(options.state))
     if state is None:
         print("the demo does not run: start it with `make demo`", file=sys.stderr)
         return 1
-    code, out = etcdctl_in_member(state, options.namespace, args)
+    kubectl = Kubectl(ensure_tools().kubectl, state.kubeconfig)
+    try:
+        pod = member_pod(kubectl, cluster, options.namespace)
+    except (NoSuchClusterError, KubectlError) as exc:
+        print(f"tools.demo etcdctl: {exc}", file=sys.stderr)
+        return 1
+    try:
+        code, out = etcdctl_in_member(state, options.namespace, args, cluster, pod)
+    except RuntimeError as exc:  # the kubelet could not exec in it (e.g. stopping right now)
+        print(f"tools.demo etcdctl: in pod {pod}: {exc}", file=sys.stderr)
+        return 1
     print(out, end="")
     return code
+
+
+def split_etcdctl(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``argv`` -> (tools.demo's arguments, etcdctl's; None without the ``etcdctl`` command).
+
+    tools.demo's options go before ``etcdctl`` or right after it; the first other argument (or
+    ``--``) starts etcdctl's, which are passed on untouched: ``etcdctl --cluster c endpoint status
+    --cluster`` is EtcdCluster ``c``, then etcdctl's own ``--cluster`` flag.
+    """
+    if "etcdctl" not in argv:
+        return argv, None
+    split = argv.index("etcdctl") + 1
+    own, rest = argv[:split], argv[split:]
+    while rest:
+        token = rest[0]
+        if token == "--":
+            rest = rest[1:]
+            break
+        if token.split("=", 1)[0] not in OWN_OPTIONS:
+            break
+        size = 1 if "=" in token else 2
+        own, rest = own + rest[:size], rest[size:]
+    return own, rest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,12 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default=demo.DEFAULT_PREFIX, help="network namespace prefix")
     parser.add_argument("--namespace", default=NAMESPACE, help="namespace of the EtcdCluster")
     parser.add_argument("--timeout", type=float, default=600.0, help="deadline of each wait (s)")
-    args, rest = parser.parse_known_args(argv)
+    parser.add_argument(
+        "--cluster", default=CLUSTER, help=f"etcdctl: the EtcdCluster to reach ({CLUSTER})"
+    )
+    own, etcdctl_args = split_etcdctl(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(own)
     options = Options(args.state.resolve(), args.prefix, args.namespace, args.timeout)
     if args.command == "etcdctl":
-        return etcdctl(options, rest)
-    if rest:
-        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+        assert etcdctl_args is not None
+        return etcdctl(options, args.cluster, etcdctl_args)
     try:
         return up(options) if args.command == "up" else down(options)
     except (DemoFailedError, demo.DemoError, chart.HelmError, KubectlError) as exc:

@@ -13,6 +13,8 @@ probes, restarts and truthful status. Modules:
 - :mod:`~e2e.kubelet.netns`: network namespaces, bridge and veths;
 - :mod:`~e2e.kubelet.services`, :mod:`~e2e.kubelet.dns`: cluster DNS and the ClusterIP proxy;
 - :mod:`~e2e.kubelet.provisioner`: PVCs backed by directories (StorageClass ``local-dir``);
+- :mod:`~e2e.kubelet.server`: the kubelet API the API server calls (HTTPS): ``kubectl logs``
+  (:mod:`~e2e.kubelet.logs`) and ``kubectl exec`` (:mod:`~e2e.kubelet.spdy`);
 - :mod:`~e2e.kubelet.control`, :mod:`~e2e.kubelet.faults`: the control API and the tests'
   handle (exec, kill, wipe, stop a node, cut a pod off the network).
 """

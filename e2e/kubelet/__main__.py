@@ -1,8 +1,9 @@
 """``python -m e2e.kubelet CONTROLPLANE_DIR WORKDIR``: run the process kubelet until SIGTERM.
 
-Reads the API server's address from ``CONTROLPLANE_DIR/controlplane.json`` and the CA from
-``CONTROLPLANE_DIR/pki``; writes ``WORKDIR/kubelet.json`` (control API URL, namespace prefix,
-pid) once the nodes are registered.
+Reads the API server's address from ``CONTROLPLANE_DIR/controlplane.json``, the CA from
+``CONTROLPLANE_DIR/pki`` and, from the API server's kubelet client certificate there, the one user
+its kubelet API serves; writes ``WORKDIR/kubelet.json`` (control API URL, kubelet API URL,
+namespace prefix, pid) once the nodes are registered.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 from e2e import pki
 from e2e.kubelet.kubelet import KubeletConfig, NodeSpec, serve, valid_prefix
 
+# The API server's client certificate towards kubelets (``--kubelet-client-certificate``), made by
+# e2e.controlplane: its user is the one the kubelet API serves.
+APISERVER_KUBELET_CLIENT = "apiserver-kubelet-client.crt"
 DEFAULT_NODES = (
     "node-a:etcd.pyetcd.io/disk=ssd,node-b:etcd.pyetcd.io/disk=ssd,"
     "node-c:etcd.pyetcd.io/disk=ssd,node-d"
@@ -39,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", default=DEFAULT_NODES)
     parser.add_argument("--prefix", default="ke2e")
     parser.add_argument("--control-port", type=int, default=0)
+    parser.add_argument("--server-port", type=int, default=0, help="kubelet API port (0: free)")
     parser.add_argument("--backoff", type=float, default=10.0, help="first restart back-off (s)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         nodes=parse_nodes(args.nodes),
         prefix=valid_prefix(args.prefix),
         backoff_base=args.backoff,
+        server_port=args.server_port,
+        apiserver_users=frozenset({pki.common_name(pki_dir / APISERVER_KUBELET_CLIENT)}),
     )
     asyncio.run(serve(config, args.control_port, workdir / "kubelet.json"))
     return 0

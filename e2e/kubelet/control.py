@@ -3,6 +3,9 @@
 ``GET /pods`` lists what runs (pids, addresses, namespaces, volume directories);
 ``POST /exec`` runs a command inside a pod; ``POST /faults/...`` injects the faults of
 :mod:`e2e.kubelet.faults`. JSON in, JSON out. Never exposed beyond 127.0.0.1.
+
+What the server needs from the kubelet is :class:`KubeletView`, defined here, so that this module
+does not import :mod:`e2e.kubelet.kubelet` (which starts this server).
 """
 
 from __future__ import annotations
@@ -10,13 +13,41 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from e2e.kubelet.kubelet import Kubelet
+from e2e.kubelet.api import Json
+from e2e.kubelet.netns import ClusterNetwork
+from e2e.kubelet.pods import PodWorker
+
+
+class NodeSwitch(Protocol):
+    """One node as the faults see it: it can be powered off and on."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class KubeletView(Protocol):
+    """What the control API reads and drives of the kubelet (:class:`~e2e.kubelet.kubelet.Kubelet`
+    satisfies it)."""
+
+    @property
+    def nodes(self) -> Mapping[str, NodeSwitch]: ...
+
+    @property
+    def network(self) -> ClusterNetwork: ...
+
+    def worker(self, namespace: str, name: str) -> PodWorker: ...
+
+    def pods(self) -> list[Json]: ...
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -24,7 +55,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 class ControlServer:
-    def __init__(self, kubelet: Kubelet) -> None:
+    def __init__(self, kubelet: KubeletView) -> None:
         self.kubelet = kubelet
         self._runner: web.AppRunner | None = None
 

@@ -4,7 +4,9 @@
 issues one client certificate per node (``system:node:<name>``, group ``system:nodes``), one for
 the service proxy (``system:kube-proxy``) and one for the provisioner (``system:masters``),
 starts the DNS responder and the service proxy, installs the StorageClass, registers the nodes,
-and serves a small control API on loopback (:mod:`e2e.kubelet.control`) for tests' faults.
+serves the kubelet API the API server calls for ``kubectl logs/exec`` (:mod:`e2e.kubelet.server`,
+HTTPS on loopback, one port for all nodes) and a small control API on loopback
+(:mod:`e2e.kubelet.control`) for tests' faults.
 Each node watches its own pods (``fieldSelector=spec.nodeName=<node>``) and runs one
 :class:`~e2e.kubelet.pods.PodWorker` per pod.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -24,10 +27,12 @@ from pathlib import Path
 from e2e import pki
 from e2e.kubelet import netns
 from e2e.kubelet.api import Api, Json
+from e2e.kubelet.control import ControlServer
 from e2e.kubelet.dns import DnsServer
-from e2e.kubelet.node import CAPACITY, CONTROL_ANNOTATION, Node
+from e2e.kubelet.node import CAPACITY, CONTROL_ANNOTATION, KUBELET_ADDRESS, Node
 from e2e.kubelet.pods import PodContext, PodWorker
 from e2e.kubelet.provisioner import Provisioner
+from e2e.kubelet.server import KubeletServer, tls_context
 from e2e.kubelet.services import DNS_SERVICE_IP, ServiceView
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,10 @@ class KubeletConfig:
     prefix: str
     domain: str = "cluster.local"
     backoff_base: float = 10.0
+    # The kubelet API (e2e.kubelet.server): its port (0: any free one) and the users it serves
+    # (the API server's kubelet client).
+    server_port: int = 0
+    apiserver_users: frozenset[str] = frozenset()
 
 
 class IpPool:
@@ -74,7 +83,9 @@ class NodeAgent:
     def __init__(self, kubelet: Kubelet, spec: NodeSpec, index: int, api: Api) -> None:
         self.kubelet = kubelet
         annotations = {CONTROL_ANNOTATION: kubelet.control_url} if kubelet.control_url else {}
-        self.node = Node(spec.name, api, dict(spec.labels), annotations)
+        self.node = Node(
+            spec.name, api, dict(spec.labels), annotations, kubelet_port=kubelet.kubelet_port
+        )
         self.api = api
         pool = IpPool(index)
         self.ctx = PodContext(
@@ -165,8 +176,10 @@ class Kubelet:
         self._apis: list[Api] = []
         self._dns: DnsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        # The control API's URL, announced on the Nodes; set before start().
+        # The control API's URL and the kubelet API's port, announced on the Nodes; set before
+        # start().
         self.control_url = ""
+        self.kubelet_port = 0
 
     def _api(self, name: str, user: str, groups: tuple[str, ...] = ()) -> Api:
         pair = pki.issue(self.config.ca, name, user, organizations=groups)
@@ -255,29 +268,48 @@ def valid_prefix(prefix: str) -> str:
     return prefix
 
 
+def serving_certificate(config: KubeletConfig) -> pki.KeyPair:
+    """The kubelet API's certificate, for every name the API server may dial it by."""
+    hosts = (KUBELET_ADDRESS, "localhost", *(spec.name for spec in config.nodes))
+    return pki.issue(
+        config.ca, "kubelet-serving", "e2e-kubelet", client=False, server=True, hosts=hosts
+    )
+
+
 async def serve(config: KubeletConfig, control_port: int, state_file: Path) -> None:
     """Run until SIGTERM/SIGINT; write ``state_file`` once everything is up."""
-    from e2e.kubelet.control import ControlServer
-
     kubelet = Kubelet(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     control = ControlServer(kubelet)
+    serving = await loop.run_in_executor(None, serving_certificate, config)
+    server = KubeletServer(
+        kubelet, tls_context(serving.cert, serving.key, config.ca.cert), config.apiserver_users
+    )
     try:
-        # The control API first: the Nodes announce its URL (it answers "no such pod" until the
-        # nodes run pods).
+        # Both servers first: the Nodes announce them (they answer "no such pod" until the nodes
+        # run pods).
         url = await control.start(control_port)
         kubelet.control_url = url
+        kubelet.kubelet_port = await server.start(config.server_port)
         await kubelet.start()
+        state = {
+            "control": url,
+            "server": f"https://{KUBELET_ADDRESS}:{kubelet.kubelet_port}",
+            "prefix": config.prefix,
+            "pid": os.getpid(),
+        }
         tmp = state_file.with_suffix(".tmp")
-        tmp.write_text(
-            f'{{"control": "{url}", "prefix": "{config.prefix}", "pid": {os.getpid()}}}\n'
-        )
+        tmp.write_text(json.dumps(state) + "\n")
         tmp.replace(state_file)
-        log.info("kubelet up: nodes %s, control %s", ", ".join(kubelet.nodes), url)
+        log.info(
+            "kubelet up: nodes %s, control %s, kubelet API %s",
+            ", ".join(kubelet.nodes), url, state["server"],
+        )  # fmt: skip
         await stop.wait()
     finally:
+        await server.stop()
         await control.stop()
         await kubelet.shutdown()

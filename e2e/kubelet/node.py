@@ -5,6 +5,11 @@ so NodeRestriction allows it to create and update exactly its Node and its Lease
 ``kube-node-lease``. Every ``HEARTBEAT`` seconds it renews the Lease and reports the Ready
 condition with capacity/allocatable; a stopped node does neither, and the node-lifecycle
 controller marks it NotReady/unreachable after its grace period, as for a real node going dark.
+
+The status also tells the API server where the node's kubelet API is (``kubectl logs/exec``):
+address ``InternalIP 127.0.0.1`` (first in the control plane's
+``--kubelet-preferred-address-types``; a ``Hostname`` address, the node's name, resolves
+nowhere) and ``daemonEndpoints.kubeletEndpoint.Port``, the port of :mod:`e2e.kubelet.server`.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ LEASE_SECONDS = 40
 KUBELET_VERSION = "v1.34.0-e2e"
 CAPACITY = {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"}
 # On every Node of the process kubelet: its control API's URL, so that tests given only a
-# kubeconfig (``pytest e2e --kubeconfig``) can exec in pods without ``kubectl exec``.
+# kubeconfig (``pytest e2e --kubeconfig``) can exec in pods and inject faults through it.
 CONTROL_ANNOTATION = "e2e.pyetcd.io/kubelet-control"
+# Where the API server reaches the kubelet API of every node of the process.
+KUBELET_ADDRESS = "127.0.0.1"
 
 
 def now() -> str:
@@ -44,6 +51,7 @@ class Node:
     api: Api
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    kubelet_port: int = 0  # the kubelet API's port; 0: none (the API server cannot reach it)
     stopped: bool = False
     uid: str = ""
     _since: str = field(default_factory=now)
@@ -77,11 +85,17 @@ class Node:
                 "lastTransitionTime": self._since,
             }
 
+        addresses = [{"type": "Hostname", "address": self.name}]
+        endpoints: Json = {}
+        if self.kubelet_port:
+            addresses.insert(0, {"type": "InternalIP", "address": KUBELET_ADDRESS})
+            endpoints = {"kubeletEndpoint": {"Port": self.kubelet_port}}
         return {
             "status": {
                 "capacity": dict(CAPACITY),
                 "allocatable": dict(CAPACITY),
-                "addresses": [{"type": "Hostname", "address": self.name}],
+                "addresses": addresses,
+                "daemonEndpoints": endpoints,
                 "conditions": [
                     condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "ok"),
                     condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "ok"),

@@ -24,7 +24,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +71,23 @@ class PodContext:
 
 
 @dataclass
+class LogRun:
+    """One run of a container in its log file ``logs/<container>.log``: where its ``--- start``
+    line begins and where its output begins. Every run appends to the same file; the next run's
+    ``marker`` is where this one's output ends, so ``kubectl logs [--previous]`` can serve a
+    run alone (:mod:`e2e.kubelet.logs`)."""
+
+    marker: int
+    start: int
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def live(self) -> bool:
+        """Its process may still write (not started yet, or not reaped)."""
+        return self.process is None or self.process.returncode is None
+
+
+@dataclass
 class Container:
     """Runtime state of one container."""
 
@@ -86,6 +103,7 @@ class Container:
     argv: list[str] = field(default_factory=list)
     started_at: float = 0.0
     stopping: bool = False
+    runs: list[LogRun] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -512,8 +530,12 @@ class PodWorker:
         read_end, write_end = os.pipe()
         try:
             with open(log_path, "ab") as log_file:  # noqa: ASYNC230 - a local file, once
-                log_file.write(f"--- start {iso()} {container.argv}\n".encode())
+                marker = os.fstat(log_file.fileno()).st_size
+                line = f"--- start {iso()} {container.argv}\n".encode()
+                log_file.write(line)
                 log_file.flush()
+                run = LogRun(marker, marker + len(line))
+                container.runs.append(run)
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, "-I", "-S", LAUNCHER, str(spec_path), str(write_end),
                     stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
@@ -526,6 +548,7 @@ class PodWorker:
         if error:
             log.info("%s/%s %s: %s", self.namespace, self.name, container.name, error)
         container.process = process
+        run.process = process
         container.started_at = time.time()
         container.started_once = True
         container.state = {"running": {"startedAt": iso(container.started_at)}}
@@ -701,10 +724,13 @@ class PodWorker:
                 return
             await asyncio.sleep(period)
 
-    async def exec(
-        self, container_name: str, argv: list[str], seconds: float
-    ) -> tuple[int, str, str]:
-        """Run ``argv`` in a container's namespaces, mounts and environment."""
+    @contextlib.asynccontextmanager
+    async def exec_process(
+        self, container_name: str, argv: list[str], *, stdin: bool = False
+    ) -> AsyncIterator[asyncio.subprocess.Process]:
+        """Start ``argv`` in a container's namespaces, mounts and environment (stdout and stderr
+        piped, stdin piped when asked); killed, with its process group, if still running when
+        the block ends."""
         container = self.container(container_name)
         if not self.netns:
             raise ConfigError("NotRunning", "the pod has no sandbox")
@@ -713,20 +739,29 @@ class PodWorker:
         row = images.lookup(container.spec.get("image", ""))
         local = [images.map_command(row, argv[0]), *argv[1:]]
         spec_path = self._launch_spec(container, local, f"exec{time.monotonic_ns()}")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", LAUNCHER, str(spec_path),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
         try:
-            out, err = await asyncio.wait_for(process.communicate(), seconds)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-            raise
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-S", LAUNCHER, str(spec_path),
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                yield process
+            finally:
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    await process.wait()
         finally:
             spec_path.unlink(missing_ok=True)
+
+    async def exec(
+        self, container_name: str, argv: list[str], seconds: float
+    ) -> tuple[int, str, str]:
+        """Run ``argv`` in a container to its end (killed after ``seconds``: TimeoutError)."""
+        async with self.exec_process(container_name, argv) as process:
+            out, err = await asyncio.wait_for(process.communicate(), seconds)
         assert process.returncode is not None
         return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
