@@ -4,7 +4,8 @@ Shared by the e2e fixtures (on the control plane built here, or on a user's clus
 ``--kubeconfig``) and by ``make demo``, so that all three install the operator the same way: the
 chart's own images, named explicitly (the process kubelet's image table maps exactly these, and
 a change of the chart's defaults must not silently change what the tests run), and a short
-status interval, because scenarios and the demo wait for the status.
+status interval, because scenarios and the demo wait for the status. ``render`` is ``helm
+template`` with the same arguments (what ``e2e/test_rbac.py`` compares the audit log with).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from e2e.kube import Kubectl, condition, eventually
 
@@ -53,8 +57,8 @@ def fullname(release: str) -> str:
     return release if CHART_NAME in release else f"{release}-{CHART_NAME}"
 
 
-def _helm(helm: Path, kubeconfig: Path, *args: str, timeout: float) -> str:
-    argv = [str(helm), *args, f"--kubeconfig={kubeconfig}"]
+def _helm(helm: Path, kubeconfig: Path | None, *args: str, timeout: float) -> str:
+    argv = [str(helm), *args, *([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -62,6 +66,22 @@ def _helm(helm: Path, kubeconfig: Path, *args: str, timeout: float) -> str:
     if result.returncode != 0:
         raise HelmError(f"helm {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def _sets(values: Sequence[str]) -> list[str]:
+    return [f"--set={v}" for v in (*VALUES, *values)]
+
+
+def render(
+    helm: Path, release: str, namespace: str, values: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """``helm template``: the objects ``install`` with the same arguments creates (the CRD
+    aside), as parsed documents; no cluster involved."""
+    out = _helm(
+        helm, None, "template", release, str(CHART), f"--namespace={namespace}", *_sets(values),
+        timeout=60,
+    )  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def install(
@@ -76,10 +96,9 @@ def install(
     """``helm install`` (or ``upgrade --install``: idempotent) into ``namespace``, created if
     missing; ``values`` are ``key=value`` settings after the defaults above."""
     verb = ["upgrade", "--install"] if upgrade else ["install"]
-    sets = [f"--set={v}" for v in (*VALUES, *values)]
     _helm(
         helm, kubeconfig, *verb, release, str(CHART),
-        f"--namespace={namespace}", "--create-namespace", *sets,
+        f"--namespace={namespace}", "--create-namespace", *_sets(values),
         timeout=180,
     )  # fmt: skip
     return OperatorRelease(release, namespace, fullname(release))

@@ -14,6 +14,9 @@ a plugin at configure time.
 
 Tests marked ``own_control_plane`` start (and stop) a control plane of their own: they run
 before all others, while no session plane is up, as only one plane and kubelet run at a time.
+Tests marked ``last_on_storage`` run after every other test on their control plane (the session
+fixtures, the operator's release among them, still up), to check what those did; ``outcomes``
+tells them how each test went.
 
 The Kubernetes binaries are built (or found in the cache) and kubectl/helm unpacked at session
 start, outside any test's timeout.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,8 @@ __all__ = ["OPERATOR_NAMESPACE", "OPERATOR_RELEASE", "OperatorRelease"]
 
 STORAGES: tuple[Storage, ...] = ("etcd", "pyetcd")
 KUBECONFIG_ENV = "E2E_KUBECONFIG"
+# nodeid -> "passed", "failed" or "skipped", as each test of the session ends up.
+OUTCOMES = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,6 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "own_control_plane: starts its own control plane; runs before all others"
+    )
+    config.addinivalue_line(
+        "markers", "last_on_storage: runs after every other test on its control plane"
     )
     path = given_kubeconfig(config)
     if path is not None and not path.is_file():
@@ -123,6 +131,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     own = [i for i in items if i.get_closest_marker("own_control_plane")]
     items[:] = own + [i for i in items if not i.get_closest_marker("own_control_plane")]
+    for item in [i for i in items if i.get_closest_marker("last_on_storage")]:
+        # Right after the last other test on the same plane: no plane is started twice.
+        items.remove(item)
+        storage = storage_of(item)
+        same = [n for n, other in enumerate(items) if storage_of(other) == storage]
+        items.insert(same[-1] + 1 if same else len(items), item)
+
+
+def storage_of(item: pytest.Item) -> str | None:
+    """The storage of the control plane ``item`` runs on; None for a test without one."""
+    callspec = getattr(item, "callspec", None)
+    value = callspec.params.get("control_plane") if callspec is not None else None
+    return str(value) if value is not None else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    found = item.config.stash.setdefault(OUTCOMES, {})
+    if report.failed:  # in setup, call or teardown
+        found[item.nodeid] = "failed"
+    elif report.when == "call" or report.skipped:
+        found.setdefault(item.nodeid, report.outcome)
+    return report
+
+
+def outcomes(config: pytest.Config) -> Mapping[str, str]:
+    """How each test of the session that has run so far went, by nodeid."""
+    return config.stash.get(OUTCOMES, {})
 
 
 @pytest.fixture(scope="session")

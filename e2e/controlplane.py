@@ -11,7 +11,9 @@ deadline:
    (``system:kube-controller-manager`` / ``system:kube-scheduler``), ``--leader-elect=false``.
 
 ``stop()`` stops them in reverse order (SIGTERM, then SIGKILL after a grace period); ``start()``
-calls it itself when it fails midway. Each process logs to ``workdir/logs/<name>.log``.
+calls it itself when it fails midway. Each process logs to ``workdir/logs/<name>.log``; the API
+server also writes an audit log of what service accounts asked (``audit_log``, read by
+:mod:`e2e.rbac`).
 The binaries come from :mod:`e2e.k8s.build` (built once per Kubernetes version, then cached).
 """
 
@@ -51,7 +53,26 @@ Storage = Literal["etcd", "pyetcd"]
 
 # Added to the API server's default admission chain (which already holds NamespaceLifecycle,
 # LimitRanger, ServiceAccount, DefaultStorageClass, ResourceQuota, PodSecurity, the webhooks, ...).
-ADMISSION_PLUGINS = "NodeRestriction"
+# OwnerReferencesPermissionEnforcement (on in OpenShift, off upstream) authorises owner references:
+# one with blockOwnerDeletion needs `update` on the owner's finalizers subresource, a check made
+# inside the request that is refused (403) without it, so e2e.rbac sees a missing permission.
+ADMISSION_PLUGINS = "NodeRestriction,OwnerReferencesPermissionEnforcement"
+
+# The API server's audit policy: the requests of service accounts (the operator's, the pods'),
+# not those of the controllers (kube-system's, thousands a minute) nor of certificate users
+# (admin, kubelet, scheduler). Level Metadata: user, verb, resource, name, the authoriser's
+# decision and the response code, no bodies; from the moment the response starts (a watch's
+# event is written when it opens). JSON is YAML.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
 
 
 class ControlPlaneError(RuntimeError):
@@ -224,6 +245,11 @@ class ControlPlane:
     def log_dir(self) -> Path:
         return self.workdir / "logs"
 
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines; see ``AUDIT_POLICY``)."""
+        return self.log_dir / "audit.log"
+
     def env(self) -> dict[str, str]:
         """The environment for kubectl/helm subprocesses: ``KUBECONFIG`` of the admin user."""
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
@@ -373,6 +399,8 @@ class ControlPlane:
 
     def _start_apiserver(self) -> None:
         assert self.binaries is not None
+        audit_policy = self.workdir / "audit-policy.json"
+        audit_policy.write_text(json.dumps(AUDIT_POLICY, indent=2) + "\n")
         argv = [
             str(self.binaries.path("kube-apiserver")),
             f"--v={self.verbosity}",
@@ -409,6 +437,9 @@ class ControlPlane:
             "--endpoint-reconciler-type=none",
             "--profiling=false",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--audit-policy-file={audit_policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
             *self.apiserver_args,
         ]
         process = self._spawn("kube-apiserver", argv)
@@ -498,6 +529,7 @@ class ControlPlane:
             "start_seconds": round(seconds, 2),
             "pids": {p.name: p.pid for p in self.processes},
             "logs": {p.name: str(p.log_path) for p in self.processes},
+            "audit_log": str(self.audit_log),
         }
         (self.workdir / "controlplane.json").write_text(json.dumps(info, indent=2) + "\n")
 
