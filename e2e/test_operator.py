@@ -12,6 +12,7 @@ cluster can pull.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -78,24 +79,32 @@ def start_client(kubectl: Kubectl, namespace: str) -> None:
     wait_ready(kubectl, namespace, CLIENT_POD, timeout=120)
 
 
+def etcdctl_put(pod_exec: PodExec, namespace: str, name: str, key: str, value: str) -> bool:
+    """``etcdctl put`` through the cluster's client Service, from the client pod."""
+    argv = ["etcdctl", client_endpoint(name, namespace), "put", key, value]
+    return pod_exec.exec(namespace, CLIENT_POD, argv).code == 0
+
+
+def etcdctl_get(pod_exec: PodExec, namespace: str, name: str, key: str) -> str | None:
+    """The value of ``key`` (decoded; ``""`` when absent), or None when etcdctl fails."""
+    argv = ["etcdctl", client_endpoint(name, namespace), "get", key, "-w", "json"]
+    got = pod_exec.exec(namespace, CLIENT_POD, argv)
+    if got.code != 0:
+        return None
+    kvs = json.loads(got.stdout).get("kvs") or []
+    assert len(kvs) <= 1, kvs
+    return base64.b64decode(kvs[0]["value"]).decode() if kvs else ""  # base64 in etcdctl's JSON
+
+
 def etcdctl_reads_and_writes(
     kubectl: Kubectl, pod_exec: PodExec, namespace: str, name: str
 ) -> None:
     start_client(kubectl, namespace)
-    endpoint = client_endpoint(name, namespace)
-
-    def put() -> bool:
-        argv = ["etcdctl", endpoint, "put", "greeting", "hello"]
-        return pod_exec.exec(namespace, CLIENT_POD, argv).code == 0
-
-    eventually("etcdctl put through the client Service", put)
-    got = pod_exec.exec(
-        namespace, CLIENT_POD, ["etcdctl", endpoint, "get", "greeting", "-w", "json"]
+    eventually(
+        "etcdctl put through the client Service",
+        lambda: etcdctl_put(pod_exec, namespace, name, "greeting", "hello"),
     )
-    assert got.code == 0, got.stderr
-    kvs = json.loads(got.stdout)["kvs"]
-    assert len(kvs) == 1  # values are base64 in etcdctl's JSON
-    assert kvs[0]["value"] == "aGVsbG8="
+    assert etcdctl_get(pod_exec, namespace, name, "greeting") == "hello"
 
 
 def member_list(pod_exec: PodExec, namespace: str, name: str) -> list[Json] | None:
