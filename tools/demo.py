@@ -85,6 +85,10 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str) -> str:
             "# ... of any EtcdCluster you apply: --cluster NAME [--namespace NS]",
             f".venv/bin/python -m tools.demo etcdctl --cluster {name}{demo_ns} "
             "endpoint status -w table",
+            "# scaled behind the operator's back: put back within a refresh (DriftCorrected)",
+            f"kubectl scale statefulset {name}{ns} --replicas=1 && kubectl get events{ns} -w",
+            "# the API server refuses a typo, with a message (every file there says which)",
+            "kubectl apply -f examples/invalid/resources-cpu-words.yaml",
             "Stop everything: make demo-down",
         ]
     )
