@@ -135,6 +135,10 @@ def test_helm_install_runs_the_operator_in_cluster(
     # In-cluster config: no kubeconfig given, the service account's token instead.
     assert "KUBECONFIG" not in {e["name"] for e in container.get("env") or []}
     assert pod["spec"]["serviceAccountName"] == operator.deployment
+    # The CRD is in no category: `kubectl delete all --all` must leave EtcdClusters alone.
+    in_all = kubectl.run("api-resources", "--categories=all", "-o", "name").stdout.split()
+    assert "etcdclusters.etcd.pyetcd.io" not in in_all
+    assert "statefulsets.apps" in in_all  # the check itself works
 
 
 def test_upstream_etcd_example_reaches_available(

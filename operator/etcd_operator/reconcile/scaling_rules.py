@@ -1,5 +1,7 @@
 """The rules of one scaling step, over one ``Scene``: the first rule that applies gives the
-step. Pure; the order and the reasons of the rules are in ``reconcile.scaling``'s docstring."""
+step. Pure; the order and the reasons of the rules are in ``reconcile.scaling``'s docstring.
+The rules and the scene they share stay in one module (some 320 lines): apart, each rule would
+have to be read with the others to see which one wins."""
 
 from __future__ import annotations
 

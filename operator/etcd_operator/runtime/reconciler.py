@@ -18,7 +18,9 @@ carries the delay for kopf; the refresh retries at its interval). The next pass 
 writes the real conditions again (and a ``Recovered`` event).
 
 No kopf here: the handlers translate ``InvalidSpecError`` and ``PassFailedError`` into kopf's
-permanent and temporary errors.
+permanent and temporary errors. The module runs a little over 300 lines on purpose: one pass's
+whole course (observe, plan, execute, look again, report, fail) reads in one place; what a pass
+uses is elsewhere (``failures``, ``observe``, ``execute``, ``rollouts``).
 """
 
 from __future__ import annotations
