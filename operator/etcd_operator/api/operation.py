@@ -81,8 +81,8 @@ class OperationStatus(BaseModel):
     )
     reason: str | None = Field(default=None, description="A CamelCase word saying why.")
     message: str | None = Field(default=None, description="Details for humans.")
-    startTime: str | None = Field(default=None, description="When it started running (RFC 3339).")
-    completionTime: str | None = Field(default=None, description="When it ended (RFC 3339).")
+    startedAt: str | None = Field(default=None, description="When it started running (RFC 3339).")
+    completedAt: str | None = Field(default=None, description="When it ended (RFC 3339).")
     observedGeneration: int | None = Field(
         default=None, description="The generation of the object this status describes."
     )

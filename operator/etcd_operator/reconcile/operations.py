@@ -51,18 +51,18 @@ def advance(
         update["reason"] = reason
     if message is not None:
         update["message"] = message
-    if phase == OperationPhase.RUNNING and status.startTime is None:
-        update["startTime"] = _timestamp(now)
+    if phase == OperationPhase.RUNNING and status.startedAt is None:
+        update["startedAt"] = _timestamp(now)
     if phase.terminal:
-        update["completionTime"] = _timestamp(now)
+        update["completedAt"] = _timestamp(now)
     return status.model_copy(update=update)
 
 
 def expired(spec: OperationSpec, status: OperationStatus, now: datetime) -> bool:
     """The operation ended more than ``ttlSecondsAfterFinished`` ago: delete the object."""
-    if spec.ttlSecondsAfterFinished is None or status.completionTime is None:
+    if spec.ttlSecondsAfterFinished is None or status.completedAt is None:
         return False
     if not OperationPhase(status.phase).terminal:
         return False
-    ended = _parse(status.completionTime)
+    ended = _parse(status.completedAt)
     return now >= ended + timedelta(seconds=spec.ttlSecondsAfterFinished)

@@ -22,16 +22,16 @@ P = OperationPhase
 def test_pending_runs_then_succeeds_with_start_and_completion_times() -> None:
     status = OperationStatus()
     running = advance(status, P.RUNNING, T0, reason="Started", message="snapshot streaming")
-    assert (running.phase, running.startTime, running.completionTime) == (
+    assert (running.phase, running.startedAt, running.completedAt) == (
         "Running",
         "2026-01-02T03:04:05Z",
         None,
     )
     again = advance(running, P.RUNNING, T0 + timedelta(seconds=9), message="50% uploaded")
-    assert again.startTime == running.startTime  # set once
+    assert again.startedAt == running.startedAt  # set once
     assert again.message == "50% uploaded"
     done = advance(again, P.SUCCEEDED, T0 + timedelta(seconds=10), reason="Completed")
-    assert (done.phase, done.completionTime) == ("Succeeded", "2026-01-02T03:04:15Z")
+    assert (done.phase, done.completedAt) == ("Succeeded", "2026-01-02T03:04:15Z")
 
 
 @pytest.mark.parametrize(
