@@ -197,7 +197,13 @@ def kubelet(
         yield handle
     finally:
         handle.stop()
-    assert handle.leftovers == [], "the kubelet left network namespaces behind"
+    if handle.leftovers:
+        # Why it did not clean up is in its log (it was killed, or a step failed).
+        tail = handle.log_path.read_text(errors="replace").splitlines()[-30:]
+        raise AssertionError(
+            f"the kubelet left network namespaces behind: {handle.leftovers}; "
+            "the end of its log:\n" + "\n".join(tail)
+        )
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,9 @@ from e2e.kubelet.services import DNS_SERVICE_IP, ServiceView
 
 log = logging.getLogger(__name__)
 
+# How long each of the kubelet's servers may take to stop at shutdown (see ``serve``).
+SERVER_STOP_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -255,10 +258,13 @@ class Kubelet:
             self._dns.close()
         with contextlib.suppress(AttributeError):
             self.services.close()
-        for api in self._apis:
-            await api.close()
-        self.network.destroy()
-        shutil.rmtree(self.config.workdir / "pods", ignore_errors=True)
+        try:
+            for api in self._apis:
+                await api.close()
+        finally:
+            # Whatever failed above, the namespaces go: the handle reports any left behind.
+            self.network.destroy()
+            shutil.rmtree(self.config.workdir / "pods", ignore_errors=True)
 
 
 def valid_prefix(prefix: str) -> str:
@@ -310,6 +316,15 @@ async def serve(config: KubeletConfig, control_port: int, state_file: Path) -> N
         )  # fmt: skip
         await stop.wait()
     finally:
-        await server.stop()
-        await control.stop()
+        # Each server's stop is bounded: a connection that does not end (a kept-alive one of
+        # the API server, a follower) must not keep the pods running and the namespaces made
+        # until the handle's grace runs out and it kills the kubelet before it cleaned up.
+        for what, stop_server in (("kubelet API", server.stop), ("control API", control.stop)):
+            try:
+                async with asyncio.timeout(SERVER_STOP_SECONDS):
+                    await stop_server()
+            except TimeoutError:
+                log.warning("the %s did not stop within %gs", what, SERVER_STOP_SECONDS)
+            except Exception:
+                log.exception("stopping the %s failed", what)
         await kubelet.shutdown()
