@@ -1,0 +1,161 @@
+"""The backup API: where backups go, how they are written, when they are taken, how long kept.
+
+These models are the types of ``EtcdCluster.spec.backup`` and of the ``EtcdBackup`` kind (one
+object per backup, an operation in the sense of ``api.operation``). They are not in the CRD yet:
+until the operator takes backups, ``spec.backup`` is refused at admission (see ``v1alpha1``), and
+the library that writes and reads backups (``etcd_operator.backup``) is built against them first.
+
+Names follow the issue's API: a store is an S3-compatible bucket (any endpoint, path-style
+addressing for servers that need it, credentials from a Secret or boto3's default chain); a
+backup object is etcd's snapshot as ``Maintenance.Snapshot`` streamed it, optionally compressed
+(gzip, zstd) and then encrypted client-side (AES-256-GCM in chunks) with a key from a Secret.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# S3 bucket names: 3 to 63 lower-case letters, digits, dots and hyphens (AWS's rules; other
+# servers accept a superset).
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+# An endpoint is a URL: scheme and host, optionally a port and a path.
+ENDPOINT_PATTERN = r"^https?://[^\s/]+(/[^\s]*)?$"
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", use_enum_values=True)
+
+
+class SecretKeyRef(_Model):
+    """One key of a Secret in the cluster's namespace."""
+
+    name: str = Field(pattern=SECRET_NAME_PATTERN, max_length=253, description="Secret name.")
+    key: str = Field(pattern=SECRET_KEY_PATTERN, max_length=253, description="Key in it.")
+
+
+class ServerSideEncryption(_Model):
+    """Encryption at rest by the S3 server, passed through with every upload."""
+
+    algorithm: Literal["AES256", "aws:kms"] = Field(
+        description="S3's x-amz-server-side-encryption: AES256 or aws:kms."
+    )
+    kmsKeyId: str | None = Field(
+        default=None, max_length=2048, description="The KMS key, with aws:kms."
+    )
+
+
+class BackupStore(_Model):
+    """An S3-compatible bucket."""
+
+    bucket: str = Field(pattern=BUCKET_PATTERN, description="The bucket; it must exist.")
+    prefix: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Key prefix of this cluster's backups; <namespace>/<cluster>/ when unset.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=ENDPOINT_PATTERN,
+        max_length=1024,
+        description="The S3 endpoint URL of a non-AWS server; AWS when unset.",
+    )
+    region: str | None = Field(
+        default=None, max_length=64, description="The bucket's region (us-east-1 when unset)."
+    )
+    forcePathStyle: bool = Field(
+        default=False,
+        description="Path-style addressing (endpoint/bucket/key), as most non-AWS servers need.",
+    )
+    credentialsSecret: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        max_length=253,
+        description="A Secret with accessKeyId, secretAccessKey and optionally sessionToken; "
+        "when unset, boto3's default chain (e.g. an IAM role for the service account).",
+    )
+    caBundle: SecretKeyRef | None = Field(
+        default=None, description="PEM CA certificates to verify the endpoint's TLS with."
+    )
+    serverSideEncryption: ServerSideEncryption | None = Field(
+        default=None, description="Encryption at rest by the S3 server."
+    )
+
+
+class Compression(StrEnum):
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+
+
+class Encryption(_Model):
+    """Client-side authenticated encryption of backups (AES-256-GCM, in chunks)."""
+
+    keySecret: SecretKeyRef = Field(
+        description="A Secret key holding 32 random bytes (raw, or base64 of them)."
+    )
+
+
+class DeletionPolicy(StrEnum):
+    """What deleting an EtcdBackup object does to the backup in the store."""
+
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
+# A Go-style duration of whole units, as maxAge takes it: "168h", "30m", "7d" is not Go's.
+AGE_PATTERN = r"^([0-9]+(h|m|s))+$"
+
+
+class Retention(_Model):
+    """Which successful backups to keep; the newest successful one is never deleted."""
+
+    keepLast: int | None = Field(
+        default=None, ge=1, le=10000, description="Keep at most this many successful backups."
+    )
+    maxAge: str | None = Field(
+        default=None,
+        pattern=AGE_PATTERN,
+        max_length=32,
+        description="Delete successful backups older than this (a duration: 168h, 90m).",
+    )
+
+
+class BackupSpec(_Model):
+    """``EtcdCluster.spec.backup``: where, when, how, and for how long."""
+
+    store: BackupStore = Field(description="The S3-compatible bucket backups go to.")
+    schedule: str | None = Field(
+        default=None,
+        max_length=128,
+        description="A cron expression (5 fields, or @hourly, @daily, ...); none when unset "
+        "(backups then only on the annotation or an EtcdBackup object).",
+    )
+    timeZone: str | None = Field(
+        default=None, max_length=64, description="The schedule's time zone (IANA); UTC if unset."
+    )
+    suspend: bool = Field(default=False, description="Take no scheduled backups meanwhile.")
+    retention: Retention | None = Field(default=None, description="Which backups to keep.")
+    compression: Compression = Field(default=Compression.ZSTD, description="none, gzip or zstd.")
+    encryption: Encryption | None = Field(
+        default=None, description="Client-side encryption; the objects are readable without it."
+    )
+
+
+class EtcdBackupSpec(_Model):
+    """One backup of one cluster (an operation: immutable once created)."""
+
+    clusterName: str = Field(
+        min_length=1, max_length=63, description="The EtcdCluster, in the same namespace."
+    )
+    store: BackupStore | None = Field(
+        default=None, description="Where to write it; the cluster's spec.backup.store if unset."
+    )
+    deletionPolicy: DeletionPolicy = Field(
+        default=DeletionPolicy.RETAIN,
+        description="Retain: deleting this object keeps the backup; Delete removes it too.",
+    )
