@@ -4,13 +4,16 @@ Cluster-wide calls (member list/add/remove/promote, alarms, KV) go to the config
 order and move on to the next one only when an endpoint is unreachable, as clientv3's balancer
 does; per-member calls (status, health, defragment) go to the endpoint they name, which need not
 be one of the configured ones (the operator learns client URLs from the member list).
-Every call carries the client's deadline. gRPC failures surface as :class:`EtcdClientError`.
+Every call carries the client's deadline, except the snapshot stream, which may run for minutes
+and instead fails when the member sends nothing for a while. gRPC failures surface as
+:class:`EtcdClientError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -251,6 +254,42 @@ class EtcdClient:
         await self._call(
             endpoint, lambda s: s.maintenance.Defragment(req, timeout=max(self.timeout, 60.0))
         )
+
+    async def snapshot(
+        self, endpoint: str, idle_timeout: float | None = None
+    ) -> AsyncIterator[bytes]:
+        """``Maintenance.Snapshot`` from the member at ``endpoint``: the raw bytes as streamed.
+
+        etcd streams its bbolt database followed by a 32-byte sha256 of it (the trailer that
+        ``etcdctl snapshot save`` writes to the file and ``snapshot restore`` checks); this
+        yields both unchanged, so checking the trailer is the caller's job. There is no overall
+        deadline (a large database takes minutes), but a member that sends nothing for
+        ``idle_timeout`` seconds (default: the client's timeout, at least 30 s) fails the
+        stream with ``DEADLINE_EXCEEDED``. Closing the iterator early cancels the call.
+        """
+        target, stubs = self._on(endpoint)
+        idle = idle_timeout if idle_timeout is not None else max(self.timeout, 30.0)
+        call = stubs.maintenance.Snapshot(rpc_pb2.SnapshotRequest())
+        try:
+            while True:
+                try:
+                    resp = await asyncio.wait_for(call.read(), idle)
+                except TimeoutError:
+                    raise EtcdClientError(
+                        f"snapshot stream stalled: nothing received for {idle:g}s",
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        target,
+                    ) from None
+                except aio.AioRpcError as err:
+                    raise EtcdClientError.from_rpc(err, target) from None
+                if resp is aio.EOF:
+                    return
+                assert isinstance(resp, rpc_pb2.SnapshotResponse)
+                if resp.blob:
+                    yield resp.blob
+        finally:
+            # A consumer that stops early (or fails) must not leave the member streaming.
+            call.cancel()
 
     # -- KV (tests and probes) ------------------------------------------------------------
     async def get(self, key: bytes | str) -> bytes | None:

@@ -1,0 +1,662 @@
+"""Backups of real members to a real S3 endpoint, and restores from them with both tools.
+
+S3 is moto in server mode: a real HTTP S3 server process on a free loopback port, started once
+for this module and stopped afterwards, with signature and IAM checks switched on after the
+fixture created its users (so wrong credentials are refused as AWS refuses them). A pyetcd
+member and a Debian etcd 3.4 member each hold ~10k keys; their ``Maintenance.Snapshot`` streams
+through ``etcd_operator.backup.upload_snapshot`` into the bucket (zstd + AES-256-GCM, and
+plain), comes back through ``download_snapshot``, is restored with ``pyetcdutl snapshot
+restore`` and with ``etcdctl snapshot restore``, and a server started on each restore must serve
+every key and value the source served, at the same revisions.
+
+Faults: an unreachable endpoint, a missing bucket, wrong credentials and missing permissions,
+a wrong encryption key at download, an object overwritten with a modified copy, and a member
+killed with SIGKILL in the middle of its snapshot stream (the multipart upload must be aborted:
+no upload listed, no object). Every process is stopped in a finalizer; waits poll conditions
+with deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3.session
+import grpc
+import pytest
+from etcd_operator.api.backup import Compression
+from etcd_operator.backup import (
+    AccessDeniedError,
+    BackupError,
+    CorruptObjectError,
+    Credentials,
+    EtcdStreamError,
+    InvalidCredentialsError,
+    NoSuchBucketError,
+    SnapshotInfo,
+    StoreSettings,
+    StoreUnreachableError,
+    UploadResult,
+    WrongEncryptionKeyError,
+    download_snapshot,
+    make_client,
+    upload_snapshot,
+)
+from etcd_operator.backup.upload import DEFAULT_PART_SIZE, MIN_PART_SIZE
+from pyetcd.client import EtcdClient
+from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+from tests.integration.cluster import (
+    ETCD_BIN,
+    ETCDCTL_BIN,
+    PYETCD_BIN,
+    REPO_ROOT,
+    Flavour,
+    Member,
+    MemberError,
+    etcdctl_env,
+    free_port,
+    port_open,
+    tail,
+)
+from tests.integration.conftest import MemberRegistry
+
+pytestmark = pytest.mark.integration
+
+PYETCDUTL_BIN = Path(
+    os.environ.get("PYETCDUTL_BIN", str(REPO_ROOT / ".venv" / "bin" / "pyetcdutl"))
+)
+KEY_COUNT = 10_000
+TXN_OPS = 100  # puts per transaction (etcd allows 128)
+START_TIMEOUT = 30.0
+CMD_TIMEOUT = 120.0
+ENCRYPTION_KEY = hashlib.sha256(b"backup test key").digest()
+REGION = "us-east-1"
+
+Codec = tuple[Compression, bytes | None]
+CODECS: dict[str, Codec] = {
+    "zstd-aes": (Compression.ZSTD, ENCRYPTION_KEY),
+    "plain": (Compression.NONE, None),
+}
+# Plain backups go up in 5 MiB parts (multipart upload, staging key, server-side copy); the
+# compressed ones in one PutObject (less than one 16 MiB part): both paths reach the restores.
+PART_SIZES = {"zstd-aes": DEFAULT_PART_SIZE, "plain": MIN_PART_SIZE}
+
+
+def require_binaries() -> None:
+    """Fail (never skip) when a binary the module needs is missing."""
+    missing = [
+        str(p)
+        for p in (ETCD_BIN, ETCDCTL_BIN, PYETCD_BIN, PYETCDUTL_BIN)
+        if not (p.is_file() and os.access(p, os.X_OK))
+    ]
+    if missing:
+        pytest.fail(
+            f"missing binaries: {', '.join(missing)}; run `make setup` (it installs etcd and "
+            "etcdctl from Debian and the pyetcd console scripts into .venv)",
+            pytrace=False,
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# The S3 server
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running moto server: its URL and the credentials of its IAM users."""
+
+    url: str
+    admin: Credentials  # may do anything in S3
+    nobody: Credentials  # a valid user without any permission
+
+    def client(self, creds: Credentials | None = None) -> Any:
+        """A plain boto3 client (for the test's own listing and tampering)."""
+        client: Any = make_client(self.store("unused", creds))
+        return client
+
+    def store(self, bucket: str, creds: Credentials | None = None) -> StoreSettings:
+        return StoreSettings(
+            bucket=bucket,
+            prefix="ns/demo",
+            endpoint=self.url,
+            region=REGION,
+            force_path_style=True,
+            credentials=creds or self.admin,
+            max_attempts=2,
+            connect_timeout=2.0,
+        )
+
+
+def _moto_setup_client(url: str, service: str) -> Any:
+    # Before auth is switched on, moto accepts any credentials.
+    session = boto3.session.Session(
+        aws_access_key_id="setup", aws_secret_access_key="setup", region_name=REGION
+    )
+    return session.client(service, endpoint_url=url)
+
+
+def _iam_user(iam: Any, name: str, policy: dict[str, Any] | None) -> Credentials:
+    iam.create_user(UserName=name)
+    if policy is not None:
+        iam.put_user_policy(UserName=name, PolicyName="backup", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto in server mode on a free loopback port, with IAM users and auth switched on."""
+    if importlib.util.find_spec("moto.server") is None or importlib.util.find_spec("flask") is None:
+        pytest.fail(
+            f"moto's S3 server is not installed in {sys.executable}: run `make setup` "
+            "(pip install -e '.[dev]', which pulls in moto[server])",
+            pytrace=False,
+        )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        delay = 0.02
+        while not port_open("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start on {url}:\n{tail(log_path)}", pytrace=False)
+            time.sleep(delay)  # a poll interval, not a synchronisation sleep
+            delay = min(delay * 2, 0.25)
+        iam = _moto_setup_client(url, "iam")
+        allow_s3 = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }
+        admin = _iam_user(iam, "backup-admin", allow_s3)
+        nobody = _iam_user(iam, "backup-nobody", None)
+        # From now on moto checks every request's signature and the user's IAM policies.
+        request = urllib.request.Request(
+            f"{url}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 200
+        yield S3Server(url=url, admin=admin, nobody=nobody)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def new_bucket(s3: S3Server) -> str:
+    name = f"backups-{uuid.uuid4().hex[:12]}"
+    s3.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def bucket(s3: S3Server) -> str:
+    """A fresh, empty bucket for one test."""
+    return new_bucket(s3)
+
+
+def listing(s3: S3Server, bucket: str) -> tuple[list[str], list[str]]:
+    """(object keys, keys of unfinished multipart uploads) in the bucket."""
+    client = s3.client()
+    objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    uploads = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    return objects, uploads
+
+
+# ------------------------------------------------------------------------------------------------
+# Source members and what they serve
+
+
+@dataclass(frozen=True)
+class Served:
+    revision: int
+    kvs: tuple[tuple[bytes, bytes, int, int, int], ...]  # key value create mod version
+
+
+def write_keys(endpoint: str, count: int = KEY_COUNT) -> None:
+    """``count`` keys with varied values (binary, empty, up to ~2000 bytes), some overwritten
+    and some deleted afterwards, in transactions of TXN_OPS puts."""
+    with grpc.insecure_channel(endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for start in range(0, count, TXN_OPS):
+            ops = []
+            for i in range(start, min(start + TXN_OPS, count)):
+                # Random bytes (incompressible) and runs (compressible): a ~14 MB database.
+                value = hashlib.shake_256(str(i).encode()).digest(i % 500) + b"v" * (i % 1500)
+                ops.append(
+                    rpc_pb2.RequestOp(
+                        request_put=rpc_pb2.PutRequest(key=f"/k/{i:06d}".encode(), value=value)
+                    )
+                )
+            kv.Txn(rpc_pb2.TxnRequest(success=ops), timeout=30)
+        for i in range(0, count, 97):
+            kv.Put(rpc_pb2.PutRequest(key=f"/k/{i:06d}".encode(), value=b"again"), timeout=30)
+        for i in range(5, count, 499):
+            kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=f"/k/{i:06d}".encode()), timeout=30)
+
+
+def served(endpoint: str) -> Served:
+    """Every key with its value, create/mod revision and version, in pages."""
+    out: list[tuple[bytes, bytes, int, int, int]] = []
+    start = b"\x00"
+    revision = 0
+    with grpc.insecure_channel(endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        while True:
+            resp = kv.Range(
+                rpc_pb2.RangeRequest(key=start, range_end=b"\x00", limit=2000, revision=revision),
+                timeout=30,
+            )
+            revision = revision or resp.header.revision
+            out.extend(
+                (k.key, k.value, k.create_revision, k.mod_revision, k.version) for k in resp.kvs
+            )
+            if not resp.more:
+                return Served(revision, tuple(out))
+            start = resp.kvs[-1].key + b"\x00"
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Flavour, Member]]:
+    """A running member of each flavour holding the same ~10k keys (for the whole module)."""
+    require_binaries()
+    base = tmp_path_factory.mktemp("sources")
+    started: list[Member] = []
+    try:
+        out: dict[Flavour, Member] = {}
+        flavours: tuple[Flavour, ...] = ("etcd", "pyetcd")
+        for flavour in flavours:
+            member = Member(flavour, base / flavour, name=f"src-{flavour}")
+            started.append(member)
+            member.start_and_wait(START_TIMEOUT)
+            write_keys(member.host_port)
+            out[flavour] = member
+        yield out
+    except MemberError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    finally:
+        for member in started:
+            member.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# Backup, download, restore
+
+
+async def snapshot_info(client: EtcdClient, member: Member) -> SnapshotInfo:
+    status = await client.status(member.client_url)
+    return SnapshotInfo(
+        revision=status.revision,
+        cluster_id=status.cluster_id,
+        etcd_version=status.version,
+        member=member.name,
+    )
+
+
+def back_up(
+    member: Member,
+    store: StoreSettings,
+    name: str,
+    codec: Codec,
+    *,
+    part_size: int = MIN_PART_SIZE,
+) -> UploadResult:
+    compression, key = codec
+
+    async def main() -> UploadResult:
+        async with EtcdClient([member.client_url]) as client:
+            info = await snapshot_info(client, member)
+            return await upload_snapshot(
+                client.snapshot(member.client_url),
+                store,
+                store.key_for(name),
+                compression=compression,
+                encryption_key=key,
+                metadata=info,
+                part_size=part_size,
+            )
+
+    return asyncio.run(main())
+
+
+def fetch(store: StoreSettings, key: str, dest: Path, encryption_key: bytes | None) -> None:
+    asyncio.run(download_snapshot(store, key, dest, encryption_key))
+
+
+def run_ok(cmd: list[str]) -> str:
+    proc = subprocess.run(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=CMD_TIMEOUT,
+        env=etcdctl_env(),
+        check=False,
+    )
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}{proc.stderr.decode(errors='replace')}"
+    )
+    return out
+
+
+def restore(tool: str, snapshot: Path, target: Member) -> None:
+    binary = ETCDCTL_BIN if tool == "etcdctl" else PYETCDUTL_BIN
+    run_ok(
+        [
+            str(binary),
+            "snapshot",
+            "restore",
+            str(snapshot),
+            f"--name={target.name}",
+            f"--initial-cluster={target.name}={target.peer_url}",
+            f"--initial-cluster-token={target.cluster_token}",
+            f"--initial-advertise-peer-urls={target.peer_url}",
+            f"--data-dir={target.data_dir}",
+        ]
+    )
+
+
+def start_or_fail(members: MemberRegistry, member: Member) -> None:
+    members.created.append(member)
+    try:
+        member.start_and_wait(START_TIMEOUT)
+    except MemberError as exc:
+        message = str(exc)
+    else:
+        return
+    pytest.fail(message, pytrace=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Tests
+
+
+@pytest.mark.parametrize(
+    "case",
+    [(f, c) for f in ("pyetcd", "etcd") for c in CODECS],
+    ids="-".join,
+)
+def test_backup_restore_with_both_tools(
+    sources: dict[Flavour, Member],
+    s3: S3Server,
+    members: MemberRegistry,
+    tmp_path: Path,
+    case: tuple[Flavour, str],
+) -> None:
+    """Back up each flavour with each codec, download, restore with both tools, compare."""
+    flavour, codec_name = case
+    bucket = new_bucket(s3)
+    source = sources[flavour]
+    before = served(source.host_port)
+    assert len(before.kvs) > KEY_COUNT * 0.95
+    codec = CODECS[codec_name]
+    store = s3.store(bucket)
+
+    result = back_up(
+        source, store, f"{flavour}-{codec_name}", codec, part_size=PART_SIZES[codec_name]
+    )
+    assert (result.parts > 1) == (codec_name == "plain")
+    assert result.location == f"s3://{bucket}/ns/demo/{flavour}-{codec_name}"
+    assert listing(s3, bucket) == ([result.key], [])
+    head = s3.client().head_object(Bucket=bucket, Key=result.key)
+    meta = head["Metadata"]
+    assert meta["sha256"] == result.sha256
+    assert int(meta["raw-size"]) == result.raw_size
+    assert int(meta["stored-size"]) == result.stored_size == head["ContentLength"]
+    assert int(meta["etcd-revision"]) == before.revision
+    assert meta["etcd-member"] == source.name
+    assert meta["compression"] == codec[0].value
+    assert meta["encryption"] == ("aes-256-gcm-chunked-v1" if codec[1] else "none")
+    assert meta["etcd-version"].startswith("3.")
+    for secret in (*s3.admin.secrets(), ENCRYPTION_KEY.hex()):
+        assert secret not in json.dumps(meta)
+
+    snapshot = tmp_path / "download" / "snapshot.db"
+    snapshot.parent.mkdir()
+    fetch(store, result.key, snapshot, codec[1])
+    assert hashlib.sha256(snapshot.read_bytes()).hexdigest() == result.sha256
+    assert [p.name for p in snapshot.parent.iterdir()] == ["snapshot.db"]
+
+    restores: tuple[tuple[str, Flavour], ...] = (("pyetcdutl", "pyetcd"), ("etcdctl", "etcd"))
+    for tool, target_flavour in restores:
+        target = Member(
+            target_flavour,
+            tmp_path / f"restored-{tool}",
+            name="restored",
+            cluster_token="restored-token",
+        )
+        restore(tool, snapshot, target)
+        start_or_fail(members, target)
+        after = served(target.host_port)
+        assert after.revision == before.revision, tool
+        assert after.kvs == before.kvs, tool
+        target.stop()
+
+
+def test_unreachable_endpoint(sources: dict[Flavour, Member], s3: S3Server) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    store = StoreSettings(
+        bucket="backups",
+        endpoint=dead,
+        force_path_style=True,
+        credentials=s3.admin,
+        max_attempts=1,
+        connect_timeout=2.0,
+    )
+    with pytest.raises(StoreUnreachableError) as info:
+        back_up(sources["pyetcd"], store, "x", CODECS["plain"])
+    assert str(info.value).startswith(f"S3 endpoint {dead} is unreachable during upload")
+    with pytest.raises(StoreUnreachableError):
+        fetch(store, "ns/demo/x", Path("/nonexistent/snapshot.db"), None)
+
+
+def test_missing_bucket(sources: dict[Flavour, Member], s3: S3Server) -> None:
+    store = s3.store("no-such-bucket-here")
+    with pytest.raises(NoSuchBucketError, match="bucket 'no-such-bucket-here' does not exist"):
+        back_up(sources["pyetcd"], store, "x", CODECS["zstd-aes"])
+
+
+def test_wrong_credentials_and_missing_permissions(
+    sources: dict[Flavour, Member], s3: S3Server, bucket: str
+) -> None:
+    wrong_secret = Credentials(s3.admin.access_key_id, "not-the-secret-" + "x" * 25)
+    unknown_key = Credentials("AKIAUNKNOWNKEY000000", "whatever-secret-value")
+    cases: list[tuple[Credentials, type[BackupError], str]] = [
+        (wrong_secret, InvalidCredentialsError, "SignatureDoesNotMatch"),
+        (unknown_key, InvalidCredentialsError, "InvalidAccessKeyId"),
+        (s3.nobody, AccessDeniedError, "allow the credentials s3:PutObject"),
+    ]
+    for creds, error, text in cases:
+        with pytest.raises(error, match=text) as info:
+            back_up(sources["pyetcd"], s3.store(bucket, creds), "x", CODECS["zstd-aes"])
+        message = str(info.value) + repr(info.value)
+        for secret in (*creds.secrets(), *s3.admin.secrets()):
+            assert secret not in message
+    assert listing(s3, bucket) == ([], [])
+
+
+@pytest.fixture(scope="module")
+def stored(
+    sources: dict[Flavour, Member], s3: S3Server
+) -> dict[str, tuple[StoreSettings, UploadResult]]:
+    """One backup of the pyetcd source per codec, in a bucket of its own."""
+    store = s3.store(new_bucket(s3))
+    return {
+        codec: (store, back_up(sources["pyetcd"], store, codec, CODECS[codec])) for codec in CODECS
+    }
+
+
+def test_wrong_encryption_key(
+    stored: dict[str, tuple[StoreSettings, UploadResult]], tmp_path: Path
+) -> None:
+    store, result = stored["zstd-aes"]
+    dest = tmp_path / "snapshot.db"
+    with pytest.raises(WrongEncryptionKeyError, match="encrypted with another key"):
+        fetch(store, result.key, dest, hashlib.sha256(b"another key").digest())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("codec_name", list(CODECS))
+def test_tampered_object(
+    stored: dict[str, tuple[StoreSettings, UploadResult]],
+    s3: S3Server,
+    tmp_path: Path,
+    codec_name: str,
+) -> None:
+    """The object is overwritten with a modified copy of itself, metadata and size unchanged."""
+    store, result = stored[codec_name]
+    client = s3.client()
+    obj = client.get_object(Bucket=store.bucket, Key=result.key)
+    data = bytearray(obj["Body"].read())
+    data[len(data) // 2] ^= 0x40
+    client.put_object(
+        Bucket=store.bucket, Key=result.key, Body=bytes(data), Metadata=obj["Metadata"]
+    )
+    dest = tmp_path / "snapshot.db"
+    with pytest.raises(CorruptObjectError, match="corrupt or was tampered with"):
+        fetch(store, result.key, dest, CODECS[codec_name][1])
+    assert list(tmp_path.iterdir()) == []
+
+
+BIG_VALUES = 64  # of 1 MiB each: the stream takes a moment, more than gRPC buffers
+KILL_AFTER = 2 * MIN_PART_SIZE + (1 << 20)  # two parts on their way when the member dies
+
+
+@pytest.mark.parametrize("flavour", ["pyetcd", "etcd"])
+def test_member_killed_mid_stream_aborts_the_upload(
+    members: MemberRegistry, s3: S3Server, bucket: str, flavour: Flavour
+) -> None:
+    require_binaries()
+    member = members.new(flavour, name=f"victim-{flavour}")
+    with grpc.insecure_channel(member.host_port) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for i in range(BIG_VALUES):
+            value = hashlib.shake_256(str(i).encode()).digest(1 << 20)
+            kv.Put(rpc_pb2.PutRequest(key=f"/big/{i:03d}".encode(), value=value), timeout=30)
+    store = s3.store(bucket)
+    seen_during: list[tuple[list[str], list[str]]] = []
+
+    async def main() -> None:
+        async with EtcdClient([member.client_url]) as client:
+            stream = client.snapshot(member.client_url)
+
+            async def killing() -> AsyncIterator[bytes]:
+                received = 0
+                killed = False
+                async for chunk in stream:
+                    yield chunk
+                    received += len(chunk)
+                    if not killed and received >= KILL_AFTER:
+                        # The uploader asked for more: its multipart upload is under way.
+                        seen_during.append(await asyncio.to_thread(listing, s3, bucket))
+                        await asyncio.to_thread(member.kill, signal.SIGKILL)
+                        killed = True
+
+            await upload_snapshot(
+                killing(),
+                store,
+                store.key_for("killed"),
+                compression=Compression.NONE,
+                encryption_key=ENCRYPTION_KEY,
+                metadata=SnapshotInfo(member=member.name),
+                part_size=MIN_PART_SIZE,
+            )
+
+    with pytest.raises(EtcdStreamError, match=f"snapshot stream from member {member.name}"):
+        asyncio.run(main())
+    assert seen_during == [([], [store.key_for("killed") + ".partial"])]
+    assert listing(s3, bucket) == ([], [])
+    assert not member.running
+
+
+def test_client_snapshot_is_what_etcdctl_saves(
+    sources: dict[Flavour, Member], tmp_path: Path
+) -> None:
+    """``EtcdClient.snapshot`` yields etcd's stream unchanged: db + sha256 trailer, which
+    ``etcdctl snapshot status`` reads like a file from ``etcdctl snapshot save``."""
+    member = sources["etcd"]
+
+    async def main() -> bytes:
+        async with EtcdClient([member.client_url]) as client:
+            return b"".join([chunk async for chunk in client.snapshot(member.client_url)])
+
+    raw = asyncio.run(main())
+    assert hashlib.sha256(raw[:-32]).digest() == raw[-32:]
+    path = tmp_path / "client.db"
+    path.write_bytes(raw)
+    status = json.loads(run_ok([str(ETCDCTL_BIN), "snapshot", "status", str(path), "-w", "json"]))
+    assert status["revision"] == served(member.host_port).revision
+    assert status["totalSize"] == len(raw) - 32
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def test_stalled_member_fails_the_stream(
+    members: MemberRegistry, s3: S3Server, bucket: str
+) -> None:
+    """A member that stops sending (SIGSTOP: alive, connected, silent) fails the stream after
+    the client's idle timeout, and the upload is aborted."""
+    require_binaries()
+    member = members.new("pyetcd", name="stalled")
+    with grpc.insecure_channel(member.host_port) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for i in range(BIG_VALUES):
+            value = hashlib.shake_256(str(i).encode()).digest(1 << 20)
+            kv.Put(rpc_pb2.PutRequest(key=f"/big/{i:03d}".encode(), value=value), timeout=30)
+    store = s3.store(bucket)
+
+    async def main() -> None:
+        async with EtcdClient([member.client_url]) as client:
+            stream = client.snapshot(member.client_url, idle_timeout=2.0)
+
+            async def stopping() -> AsyncIterator[bytes]:
+                received = 0
+                async for chunk in stream:
+                    yield chunk
+                    if received < KILL_AFTER <= received + len(chunk):
+                        member.kill(signal.SIGSTOP)
+                    received += len(chunk)
+
+            await upload_snapshot(
+                stopping(),
+                store,
+                store.key_for("stalled"),
+                compression=Compression.ZSTD,
+                part_size=MIN_PART_SIZE,
+            )
+
+    try:
+        with pytest.raises(EtcdStreamError, match="DEADLINE_EXCEEDED: snapshot stream stalled"):
+            asyncio.run(main())
+    finally:
+        member.kill(signal.SIGCONT)
+    assert listing(s3, bucket) == ([], [])

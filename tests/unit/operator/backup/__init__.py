@@ -1,0 +1,1 @@
+"""Unit tests of the backup library: the object format, the uploader, the download, errors."""
