@@ -13,6 +13,17 @@ membership and `consistent_index` = N members, a new WAL (N bootstrap ConfChange
 snapshot record) and a `.snap` at {term 1, index N} whose data is etcd's v2 store JSON, so that both
 pyetcd and upstream etcd 3.4/3.5 start from the result. The data dir is built under a temporary
 name next to the target and renamed into place when complete.
+
+`--bump-revision N --mark-compacted` (etcdutl 3.5.10+, `v3Manager.modifyLatestRevision`) keep a
+restored cluster's revision from going backwards for clients that cached one (kube-apiserver's
+watch cache, informers): the restore writes one marker entry with an empty value into the `key`
+bucket at revision {latest + N, 0}, where latest is the highest revision in that bucket, and
+sets `meta/scheduledCompactRev` to latest + N. Nothing else in the key space changes: keys keep
+their create/mod revisions and versions. A server opening the result (etcd 3.4, 3.5, pyetcd)
+takes latest + N as its current revision (what `endpoint status` shows) and resumes the
+"interrupted" compaction at it: reads below latest + N and watches starting below it answer
+`mvcc: required revision has been compacted`, a read at latest + N works, and the next write
+gets latest + N + 1. The marker is an empty KeyValue (key ""), which no client range can name.
 """
 
 from __future__ import annotations
@@ -23,10 +34,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -34,7 +46,10 @@ from typing import NoReturn
 import crc32c
 
 from pyetcd import __version__
+from pyetcd.backend.contract import Backend
 from pyetcd.fileutil import fsync_dir
+from pyetcd.mvcc.compaction import SCHEDULED_COMPACT_KEY
+from pyetcd.mvcc.revision import bytes_to_rev, rev_to_bytes
 from pyetcd.proto.etcdserverpb import etcdserver_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.walpb import record_pb2
@@ -42,6 +57,8 @@ from pyetcd.server.config import (
     URL,
     ConfigError,
     ServerConfig,
+    parse_go_bool,
+    parse_go_int,
     parse_initial_cluster,
     parse_urls,
 )
@@ -58,12 +75,15 @@ from pyetcd.wal.errors import WALError
 from pyetcd.wal.wal import WAL
 
 __all__ = [
+    "MAX_REVISION",
     "SHA256_SIZE",
     "RestoreOptions",
     "SnapshotStatus",
+    "UsageError",
     "UtlError",
     "bootstrap_entries",
     "build_parser",
+    "bump_latest_revision",
     "compute_status",
     "copy_db",
     "defrag",
@@ -87,10 +107,18 @@ EXIT_BAD_ARGS = 2
 _COPY_CHUNK = 1 << 20
 KEY_BUCKET = b"key"
 META_BUCKET = b"meta"
+# Revisions are Go int64s in etcd; a bumped revision must leave room for one more write.
+MAX_REVISION = (1 << 63) - 1
+# etcdutl's own wording, typo included (the flag is --bump-revision), for both half-given cases.
+BUMP_WITHOUT_COMPACT = "--mark-compacted required if --revision-bump > 0"
 
 
 class UtlError(Exception):
     """A failure to report as `Error: <message>`; the message is etcdutl's where one exists."""
+
+
+class UsageError(UtlError):
+    """A command line that parses but makes no sense (exit status 2, like argparse's errors)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,6 +321,9 @@ class RestoreOptions:
     initial_cluster_token: str
     initial_advertise_peer_urls: tuple[URL, ...]
     skip_hash_check: bool
+    # --bump-revision / --mark-compacted: both set or both unset (restore_options checks).
+    revision_bump: int = 0
+    mark_compacted: bool = False
 
     @property
     def db_path(self) -> str:
@@ -308,6 +339,11 @@ class RestoreOptions:
 
 def restore_options(ns: argparse.Namespace) -> RestoreOptions:
     """Check the restore flags the way etcdutl does (`VerifyBootstrap`), before any disk write."""
+    # etcdutl checks this pair first (`SnapshotRestoreCommandFunc`, right after the argument
+    # count): a bump without the compaction mark would let clients read revisions that never
+    # existed, and a mark without a bump would compact nothing a client could have cached.
+    if (ns.bump_revision == 0) == ns.mark_compacted:
+        raise UsageError(BUMP_WITHOUT_COMPACT)
     try:
         cluster = parse_initial_cluster(ns.initial_cluster)
     except ConfigError as err:
@@ -336,6 +372,8 @@ def restore_options(ns: argparse.Namespace) -> RestoreOptions:
         initial_cluster_token=ns.initial_cluster_token,
         initial_advertise_peer_urls=apurls,
         skip_hash_check=ns.skip_hash_check,
+        revision_bump=ns.bump_revision,
+        mark_compacted=ns.mark_compacted,
     )
 
 
@@ -348,13 +386,15 @@ def _dir_not_empty(path: str) -> bool:
         return True  # etcd: "not empty or could not be read"
 
 
-def snapshot_restore(opts: RestoreOptions) -> None:
+def snapshot_restore(opts: RestoreOptions) -> tuple[int, int] | None:
     """etcdutl's restore flow (reference §3.9), in order; nothing is written before all checks.
+
+    Returns (latest revision, bumped revision) when the revision was bumped, else None.
 
     1. refuse a non-empty data dir (and WAL dir); 2. verify the snapshot's SHA-256;
     3. copy the db to `member/snap/db`; 4. rewrite membership and the consistent index in it
-    (`restore_backend`); 5. write a WAL and a Raft snapshot for the new cluster
-    (`write_wal_and_snap`).
+    and, with `--bump-revision`, bump the revision and mark it compacted (`restore_backend`);
+    5. write a WAL and a Raft snapshot for the new cluster (`write_wal_and_snap`).
 
     Steps 3-5 build the data dir (and a separate WAL dir) under a temporary name next to the
     target, which is renamed into place only when everything is written and synced: a failure
@@ -391,15 +431,23 @@ def snapshot_restore(opts: RestoreOptions) -> None:
         # Read every page once (what `snapshot status` does), so that a damaged db fails here
         # with a clear message rather than in the server that would start from it.
         _status_of_db(str(db_path), db_size, opts.snapshot)
+        bump = opts.revision_bump if opts.mark_compacted else 0
         try:
-            restore_backend(str(db_path), cluster, consistent_index=len(cluster.members), term=1)
-        except UtlError:
-            raise
+            bumped = restore_backend(
+                str(db_path),
+                cluster,
+                consistent_index=len(cluster.members),
+                term=1,
+                revision_bump=bump,
+            )
+        except UtlError as err:
+            raise UtlError(f"cannot restore snapshot {opts.snapshot}: {err}") from None
         except Exception as err:
             reason = _db_reason(err, str(db_path))
             raise UtlError(f"cannot restore snapshot {opts.snapshot}: {reason}") from None
         write_wal_and_snap(cluster, me.id, wal_dir=str(wal_tmp), snap_dir=str(snap_dir))
         staging.commit()
+    return bumped
 
 
 def _reason(err: BaseException) -> str:
@@ -474,15 +522,28 @@ def _fsync_tree(root: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
-def restore_backend(db_path: str, cluster: Cluster, *, consistent_index: int, term: int) -> None:
+def restore_backend(
+    db_path: str,
+    cluster: Cluster,
+    *,
+    consistent_index: int,
+    term: int,
+    revision_bump: int = 0,
+) -> tuple[int, int] | None:
     """Steps of etcd 3.5's restore on the copied db: drop the old membership
     (`TrimMembershipFromBackend`: every entry of `members` and `members_removed`), store the new
     members, and set `meta/consistent_index` (= number of members) and `meta/term` (= 1) so that
-    the bootstrap entries written to the new WAL are not applied twice."""
+    the bootstrap entries written to the new WAL are not applied twice. With `revision_bump` > 0
+    also `modifyLatestRevision` (see `bump_latest_revision`), in the same commit; returns
+    (latest revision, bumped revision) then, else None."""
     from pyetcd.backend.bbolt import BoltBackend
 
     backend = BoltBackend(db_path)
+    bumped: tuple[int, int] | None = None
     try:
+        if revision_bump > 0:
+            backend.create_bucket(KEY_BUCKET)  # every etcd db has it; an empty one bumps from 0
+            bumped = bump_latest_revision(backend, revision_bump)
         for bucket in (MEMBERS_BUCKET, MEMBERS_REMOVED_BUCKET, META_BUCKET):
             backend.create_bucket(bucket)
         for bucket in (MEMBERS_BUCKET, MEMBERS_REMOVED_BUCKET):
@@ -495,6 +556,38 @@ def restore_backend(db_path: str, cluster: Cluster, *, consistent_index: int, te
         backend.commit()
     finally:
         backend.close()
+    return bumped
+
+
+def bump_latest_revision(backend: Backend, amount: int) -> tuple[int, int]:
+    """etcd 3.5's `modifyLatestRevision` on an open db; returns (latest, latest + amount).
+
+    latest = the highest {main, sub} revision among the `key` bucket's keys (tombstone mark
+    ignored, `unsafeGetLatestRevision`; 0 for an empty bucket): it can be below the revision
+    the source server reported if compaction removed its last entries, and etcdutl bumps from
+    this one all the same. Then (`unsafeBumpRevision`) a marker {latest + amount, 0} with an
+    empty value goes into `key`: servers take the current revision from the last entry of
+    that bucket, and an empty value decodes as a KeyValue with the empty key, which no client
+    can range over. And (`unsafeMarkRevisionCompacted`) `meta/scheduledCompactRev` = that
+    revision, without `finishedCompactRev`: the server sees an unfinished compaction and runs
+    it at start, which makes every older revision unreadable.
+
+    Unlike etcdutl, which lets the sum wrap around int64 into a negative revision, a bump that
+    would leave no revision for the next write is refused.
+    """
+    latest = (0, 0)
+    for key, _ in backend.range(KEY_BUCKET, b""):
+        latest = max(latest, bytes_to_rev(key))  # tuple order = etcd's `GreaterThan`
+    latest_main = latest[0]
+    bumped = latest_main + amount
+    if bumped >= MAX_REVISION:
+        raise UtlError(
+            f"--bump-revision {amount} from revision {latest_main} is beyond the largest "
+            f"revision, {MAX_REVISION}"
+        )
+    backend.put(KEY_BUCKET, rev_to_bytes(bumped, 0), b"")
+    backend.put(META_BUCKET, SCHEDULED_COMPACT_KEY, rev_to_bytes(bumped, 0))
+    return latest_main, bumped
 
 
 # etcd's v2 store (`etcdserver/api/v2store`) as `store.Save` serialises it: the `.snap` data
@@ -571,8 +664,62 @@ class _Parser(argparse.ArgumentParser):
     """argparse with etcdutl's error style: one `Error:` line, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
+        # A value refused by a Go-grammar type below already names its flag, as pflag does.
+        message = re.sub(r'^argument [^:]+: (?=invalid argument ")', "", message)
         print(f"Error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_ARGS)
+
+
+def _go_uint64(flag: str) -> Callable[[str], int]:
+    """pflag's `Uint64Var` value parser (`strconv.ParseUint(s, 0, 64)`), with its message."""
+
+    def parse(text: str) -> int:
+        try:
+            return parse_go_int(text, bits=64, signed=False)
+        except ValueError as err:
+            reason = "invalid syntax" if str(err) == "parse error" else str(err)
+            raise argparse.ArgumentTypeError(
+                f'invalid argument "{text}" for "{flag}" flag: '
+                f'strconv.ParseUint: parsing "{text}": {reason}'
+            ) from None
+
+    return parse
+
+
+# Restore's boolean flags. pflag also takes `--flag=true|false` (any strconv.ParseBool
+# spelling), which argparse's store_true refuses; `_go_bool_flags` rewrites that form first.
+_GO_BOOL_FLAGS = ("--skip-hash-check", "--mark-compacted")
+
+
+def _go_bool_flags(argv: Sequence[str]) -> list[str]:
+    """`--flag=<bool>` -> `--flag` (true) or nothing (false), for `_GO_BOOL_FLAGS`.
+
+    Arguments after `--` are left alone (positional, as for pflag). A value ParseBool refuses
+    is a command line error with pflag's message.
+    """
+    out: list[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            out += [arg, *rest]
+            break
+        flag, eq, value = arg.partition("=")
+        if not eq or flag not in _GO_BOOL_FLAGS:
+            out.append(arg)
+            continue
+        try:
+            on = parse_go_bool(value)
+        except ValueError:
+            print(
+                f'Error: invalid argument "{value}" for "{flag}" flag: '
+                f'strconv.ParseBool: parsing "{value}": invalid syntax',
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_BAD_ARGS) from None
+        if on:
+            out.append(flag)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -632,6 +779,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Ignore snapshot integrity hash value (required if copied from data directory)",
     )
+    restore.add_argument(
+        "--bump-revision",
+        type=_go_uint64("--bump-revision"),
+        default=0,
+        metavar="N",
+        help="How much to increase the latest revision after restore",
+    )
+    restore.add_argument(
+        "--mark-compacted",
+        action="store_true",
+        help="Mark the latest revision after restore as the point of scheduled compaction "
+        "(required if --bump-revision > 0, disallowed otherwise)",
+    )
 
     defrag_cmd = sub.add_parser(
         "defrag",
@@ -657,15 +817,25 @@ def _run(ns: argparse.Namespace) -> None:
         sys.stdout.write(format_status(snapshot_status(ns.file), write_out))
     elif ns.snapshot_command == "restore":
         opts = restore_options(ns)
-        snapshot_restore(opts)
+        bumped = snapshot_restore(opts)
+        if bumped is not None:
+            # etcdutl logs both steps ("bumping latest revision", "marking revision compacted").
+            latest, revision = bumped
+            sys.stdout.write(
+                f"bumped the latest revision {latest} by {opts.revision_bump} to {revision} "
+                "and marked it compacted\n"
+            )
         sys.stdout.write(f"restored snapshot {opts.snapshot} to {opts.data_dir}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `pyetcdutl` console script."""
-    ns = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    ns = build_parser().parse_args(_go_bool_flags(sys.argv[1:] if argv is None else argv))
     try:
         _run(ns)
+    except UsageError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_ARGS) from None
     except UtlError as err:
         print(f"Error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_ERROR) from None
