@@ -32,6 +32,10 @@ Flavour = Literal["etcd", "pyetcd"]
 FLAVOURS: tuple[Flavour, ...] = ("etcd", "pyetcd")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# pyetcd's etcdutl, for snapshot restores (PYETCDUTL_BIN overrides it, like the other binaries).
+PYETCDUTL_BIN = Path(
+    os.environ.get("PYETCDUTL_BIN", str(REPO_ROOT / ".venv" / "bin" / "pyetcdutl"))
+)
 ETCD_BIN = Path(os.environ.get("ETCD_BIN", "/usr/bin/etcd"))
 ETCDCTL_BIN = Path(os.environ.get("ETCDCTL_BIN", "/usr/bin/etcdctl"))
 PYETCD_BIN = Path(os.environ.get("PYETCD_BIN", str(REPO_ROOT / ".venv" / "bin" / "pyetcd")))

@@ -64,7 +64,7 @@ from tests.integration.cluster import (
     ETCD_BIN,
     ETCDCTL_BIN,
     PYETCD_BIN,
-    REPO_ROOT,
+    PYETCDUTL_BIN,
     Flavour,
     Member,
     MemberError,
@@ -73,13 +73,10 @@ from tests.integration.cluster import (
     port_open,
     tail,
 )
-from tests.integration.conftest import MemberRegistry
+from tests.integration.conftest import MemberRegistry, start_or_fail
 
 pytestmark = pytest.mark.integration
 
-PYETCDUTL_BIN = Path(
-    os.environ.get("PYETCDUTL_BIN", str(REPO_ROOT / ".venv" / "bin" / "pyetcdutl"))
-)
 KEY_COUNT = 10_000
 TXN_OPS = 100  # puts per transaction (etcd allows 128)
 START_TIMEOUT = 30.0
@@ -385,15 +382,9 @@ def restore(tool: str, snapshot: Path, target: Member) -> None:
     )
 
 
-def start_or_fail(members: MemberRegistry, member: Member) -> None:
+def start_restored(members: MemberRegistry, member: Member) -> None:
     members.created.append(member)
-    try:
-        member.start_and_wait(START_TIMEOUT)
-    except MemberError as exc:
-        message = str(exc)
-    else:
-        return
-    pytest.fail(message, pytrace=False)
+    start_or_fail(member, START_TIMEOUT)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -455,7 +446,7 @@ def test_backup_restore_with_both_tools(
             cluster_token="restored-token",
         )
         restore(tool, snapshot, target)
-        start_or_fail(members, target)
+        start_restored(members, target)
         after = served(target.host_port)
         assert after.revision == before.revision, tool
         assert after.kvs == before.kvs, tool

@@ -37,11 +37,11 @@ import grpc
 import pytest
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from tests.integration.cluster import Flavour, Member, MemberError
+from tests.integration.cluster import PYETCDUTL_BIN, Flavour, Member, MemberError
+from tests.integration.conftest import start_or_fail
 from tests.integration.test_snapshot_interop import (
     CMD_TIMEOUT,
     LEASE_TTL,
-    PYETCDUTL_BIN,
     START_TIMEOUT,
     Served,
     lease_ttl,
@@ -110,13 +110,7 @@ def started(tmp_path: Path) -> Iterator[list[Member]]:
 
 def start(started: list[Member], member: Member) -> None:
     started.append(member)
-    try:
-        member.start_and_wait(START_TIMEOUT)
-    except MemberError as exc:
-        message = str(exc)
-    else:
-        return
-    pytest.fail(message, pytrace=False)
+    start_or_fail(member, START_TIMEOUT)
 
 
 def restore_bumped(binary: Path, snapshot: Path, member: Member) -> str:

@@ -37,18 +37,16 @@ from tests.integration.cluster import (
     ETCD_BIN,
     ETCDCTL_BIN,
     PYETCD_BIN,
-    REPO_ROOT,
+    PYETCDUTL_BIN,
     Flavour,
     Member,
     MemberError,
     etcdctl_env,
 )
+from tests.integration.conftest import start_or_fail
 
 pytestmark = pytest.mark.integration
 
-PYETCDUTL_BIN = Path(
-    os.environ.get("PYETCDUTL_BIN", str(REPO_ROOT / ".venv" / "bin" / "pyetcdutl"))
-)
 RESTORED_NAME = "restored"
 RESTORED_TOKEN = "restore-token"
 LEASE_TTL = 3600  # long enough never to expire during the module
@@ -270,13 +268,7 @@ def targets(tmp_path: Path) -> Iterator[list[Member]]:
 
 def start_target(targets: list[Member], member: Member) -> None:
     targets.append(member)
-    try:
-        member.start_and_wait(START_TIMEOUT)
-    except MemberError as exc:
-        message = str(exc)
-    else:
-        return
-    pytest.fail(message, pytrace=False)
+    start_or_fail(member, START_TIMEOUT)
 
 
 # ------------------------------------------------------------------------------------------------
