@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test lint unit integration e2e demo demo-local demo-down bench proto crds clean etcdutl
+.PHONY: setup system-deps test lint unit integration e2e demo demo-local demo-down bench proto crds clean etcdutl versitygw
 
 setup: system-deps $(VENV)/.installed .tools/.installed
 
@@ -43,7 +43,7 @@ lint: setup
 	.tools/bin/helm lint --strict charts/etcd-operator
 	.tools/bin/hadolint images/pyetcd/Dockerfile images/operator/Dockerfile
 
-test: lint etcdutl
+test: lint etcdutl versitygw
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) e2e
 
@@ -51,6 +51,12 @@ test: lint etcdutl
 # (about 40 s on 2 cores the first time; cached in ~/.cache/pyetcd-e2e/etcdutl-<version>).
 etcdutl: setup
 	$(BIN)/python -m tools.etcdutl build
+
+# The Versity S3 gateway, the second S3 implementation of the backup tests (moto is the first),
+# built from the Go module proxy (about 1.5 min on 2 cores the first time; cached in
+# ~/.cache/pyetcd-e2e/versitygw-<version>).
+versitygw: setup
+	$(BIN)/python -m tools.versitygw build
 
 E2E_ARGS ?=
 # End to end: a real Kubernetes control plane on loopback, with etcd and with pyetcd as its

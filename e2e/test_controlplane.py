@@ -244,7 +244,7 @@ def crd(kubectl: Kubectl) -> str:
     name = "etcdclusters.etcd.pyetcd.io"
 
     def established() -> bool:
-        conditions = kubectl.get("crd", name)["status"].get("conditions", [])
+        conditions = kubectl.get("crd", name).get("status", {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     eventually("the CRD to be Established", established)

@@ -1,25 +1,33 @@
-"""Backups of real members to a real S3 endpoint, and restores from them with both tools.
+"""Backups of real members to real S3 servers, and restores from them with both tools.
 
-S3 is moto in server mode: a real HTTP S3 server process on a free loopback port, started once
-for this module and stopped afterwards, with signature and IAM checks switched on after the
-fixture created its users (so wrong credentials are refused as AWS refuses them). A pyetcd
-member and a Debian etcd 3.4 member each hold ~10k keys; their ``Maintenance.Snapshot`` streams
-through ``etcd_operator.backup.upload_snapshot`` into the bucket (zstd + AES-256-GCM, and
+Every test that talks to S3 runs against two independent implementations, each a real HTTP
+server process on a free loopback port, started once for this module and stopped afterwards:
+
+* moto in server mode (Python), with signature and IAM checks switched on after the fixture
+  created its users (so wrong credentials are refused as AWS refuses them);
+* versitygw (Go; `tools/versitygw.py` builds it from the Go module proxy, `make versitygw`),
+  an S3 gateway storing objects as files in a directory, with its root account as the admin
+  and a plain account of its own IAM that owns no bucket.
+
+A pyetcd member and a Debian etcd 3.4 member each hold ~10k keys; their ``Maintenance.Snapshot``
+streams through ``etcd_operator.backup.upload_snapshot`` into the bucket (zstd + AES-256-GCM, and
 plain), comes back through ``download_snapshot``, is restored with ``pyetcdutl snapshot
 restore`` and with ``etcdctl snapshot restore``, and a server started on each restore must serve
 every key and value the source served, at the same revisions.
 
 Faults: an unreachable endpoint, a missing bucket, wrong credentials and missing permissions,
-a wrong encryption key at download, an object overwritten with a modified copy, and a member
-killed with SIGKILL in the middle of its snapshot stream (the multipart upload must be aborted:
-no upload listed, no object). Every process is stopped in a finalizer; waits poll conditions
-with deadlines.
+a wrong encryption key at download, an object overwritten with a modified copy, a key below an
+existing object (which only a server storing objects as files refuses), server-side encryption
+the server does not confirm (versitygw ignores it: a warning), and a member killed with SIGKILL
+in the middle of its snapshot stream (the multipart upload must be aborted: no upload listed, no
+object). Every process is stopped in a finalizer; waits poll conditions with deadlines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -38,7 +46,7 @@ from typing import Any
 import boto3.session
 import grpc
 import pytest
-from etcd_operator.api.backup import Compression
+from etcd_operator.api.backup import Compression, ServerSideEncryption
 from etcd_operator.backup import (
     AccessDeniedError,
     BackupError,
@@ -48,12 +56,14 @@ from etcd_operator.backup import (
     InvalidCredentialsError,
     NoSuchBucketError,
     SnapshotInfo,
+    StoreError,
     StoreSettings,
     StoreUnreachableError,
     UploadResult,
     WrongEncryptionKeyError,
     download_snapshot,
     make_client,
+    multipart,
     upload_snapshot,
 )
 from etcd_operator.backup.upload import DEFAULT_PART_SIZE, MIN_PART_SIZE
@@ -74,6 +84,7 @@ from tests.integration.cluster import (
     tail,
 )
 from tests.integration.conftest import MemberRegistry, start_or_fail
+from tools import versitygw as versitygw_build
 
 pytestmark = pytest.mark.integration
 
@@ -113,13 +124,17 @@ def require_binaries() -> None:
 # The S3 server
 
 
+S3_SERVERS = ("moto", "versitygw")
+
+
 @dataclass(frozen=True)
 class S3Server:
-    """A running moto server: its URL and the credentials of its IAM users."""
+    """A running S3 server: its name, URL and the credentials of its users."""
 
+    name: str  # "moto" or "versitygw"
     url: str
     admin: Credentials  # may do anything in S3
-    nobody: Credentials  # a valid user without any permission
+    nobody: Credentials  # a valid user without any permission on the test buckets
 
     def client(self, creds: Credentials | None = None) -> Any:
         """A plain boto3 client (for the test's own listing and tampering)."""
@@ -139,6 +154,39 @@ class S3Server:
         )
 
 
+@contextlib.contextmanager
+def serving(
+    name: str, cmd: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``cmd`` (a server listening on ``port`` on loopback) until the block ends; its URL."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            env=env,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        delay = 0.02
+        while not port_open("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{name} did not start on {url}:\n{tail(log_path)}", pytrace=False)
+            time.sleep(delay)  # a poll interval, not a synchronisation sleep
+            delay = min(delay * 2, 0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def _moto_setup_client(url: str, service: str) -> Any:
     # Before auth is switched on, moto accepts any credentials.
     session = boto3.session.Session(
@@ -155,8 +203,7 @@ def _iam_user(iam: Any, name: str, policy: dict[str, Any] | None) -> Credentials
     return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+def moto_server(base: Path) -> Iterator[S3Server]:
     """moto in server mode on a free loopback port, with IAM users and auth switched on."""
     if importlib.util.find_spec("moto.server") is None or importlib.util.find_spec("flask") is None:
         pytest.fail(
@@ -165,24 +212,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             pytrace=False,
         )
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        delay = 0.02
-        while not port_open("127.0.0.1", port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto server did not start on {url}:\n{tail(log_path)}", pytrace=False)
-            time.sleep(delay)  # a poll interval, not a synchronisation sleep
-            delay = min(delay * 2, 0.25)
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with serving("moto server", cmd, port, base / "moto.log") as url:
         iam = _moto_setup_client(url, "iam")
         allow_s3 = {
             "Version": "2012-10-17",
@@ -199,14 +230,70 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         )
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert resp.status == 200
-        yield S3Server(url=url, admin=admin, nobody=nobody)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        yield S3Server(name="moto", url=url, admin=admin, nobody=nobody)
+
+
+def versitygw_binary() -> Path:
+    """The Versity S3 gateway (VERSITYGW_BIN, else the cached build); fails if missing."""
+    override = os.environ.get("VERSITYGW_BIN")
+    path = Path(override) if override else versitygw_build.cached_binary()
+    if path is None or not (path.is_file() and os.access(path, os.X_OK)):
+        where = override or versitygw_build.binary_path()
+        pytest.fail(
+            f"versitygw {versitygw_build.VERSITYGW_VERSION} not found at {where}; "
+            f"{versitygw_build.HINT}",
+            pytrace=False,
+        )
+    return path
+
+
+def versitygw_server(base: Path) -> Iterator[S3Server]:
+    """versitygw's POSIX backend on a free loopback port: its root account is the admin, and a
+    plain "user" account of its internal IAM (users.json, written before the start) owns no
+    bucket and has no grant on any, so everything it does on the test buckets is denied."""
+    binary = versitygw_binary()
+    admin = Credentials(f"VGWADMIN{uuid.uuid4().hex[:12].upper()}", uuid.uuid4().hex * 2)
+    nobody = Credentials(f"VGWNOBODY{uuid.uuid4().hex[:11].upper()}", uuid.uuid4().hex * 2)
+    iam_dir, data_dir = base / "iam", base / "data"
+    iam_dir.mkdir()
+    data_dir.mkdir()
+    account = {"access": nobody.access_key_id, "secret": nobody.secret_access_key, "role": "user"}
+    (iam_dir / "users.json").write_text(
+        json.dumps({"accessAccounts": {nobody.access_key_id: account}})
+    )
+    port = free_port()
+    cmd = [
+        str(binary),
+        "--access",
+        admin.access_key_id,
+        "--secret",
+        admin.secret_access_key,
+        "--region",
+        REGION,
+        "--port",
+        f"127.0.0.1:{port}",
+        "--iam-dir",
+        str(iam_dir),
+        "posix",
+        str(data_dir),
+    ]
+    # VGW_* variables would configure it behind the command line's back.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VGW_")}
+    with serving("versitygw", cmd, port, base / "versitygw.log", env) as url:
+        yield S3Server(name="versitygw", url=url, admin=admin, nobody=nobody)
+
+
+@pytest.fixture(scope="module", params=S3_SERVERS)
+def s3(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3Server]:
+    """Each S3 implementation in turn, running for the tests of this module that use it."""
+    name: str = request.param
+    base = tmp_path_factory.mktemp(name)
+    if name == "moto":
+        yield from moto_server(base)
+    else:
+        yield from versitygw_server(base)
 
 
 def new_bucket(s3: S3Server) -> str:
@@ -536,6 +623,129 @@ def test_tampered_object(
     with pytest.raises(CorruptObjectError, match="corrupt or was tampered with"):
         fetch(store, result.key, dest, CODECS[codec_name][1])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_requests_carry_no_checksums_and_use_path_style(
+    sources: dict[Flavour, Member], s3: S3Server, bucket: str
+) -> None:
+    """What goes on the wire for a multipart backup (create, parts, complete, copy, delete):
+    path-style URLs, SigV4, a plain signed body, and none of the CRC checksums (nor the
+    ``aws-chunked`` bodies that carry them) recent boto3 releases send by default, which several
+    S3-compatible servers refuse. (moto and versitygw both accept those too; they are left out
+    for the others.)"""
+    store = s3.store(bucket)
+    client: Any = make_client(store)
+    sent: list[tuple[str, str, dict[str, str]]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        headers = {
+            k.lower(): v.decode() if isinstance(v, bytes) else str(v)
+            for k, v in request.headers.items()
+        }
+        sent.append((request.method, request.url, headers))
+
+    client.meta.events.register("before-send.s3", record)
+    member = sources["pyetcd"]
+
+    async def main() -> UploadResult:
+        async with EtcdClient([member.client_url]) as etcd:
+            return await upload_snapshot(
+                etcd.snapshot(member.client_url),
+                store,
+                store.key_for("wire"),
+                compression=Compression.NONE,
+                part_size=MIN_PART_SIZE,
+                client=client,
+            )
+
+    result = asyncio.run(main())
+    assert result.parts > 1
+    methods = [method for method, _, _ in sent]
+    assert methods.count("PUT") >= result.parts + 1  # the parts and the copy
+    for method, url, headers in sent:
+        assert url.startswith(f"{s3.url}/{bucket}/"), url  # path style
+        assert headers["authorization"].startswith("AWS4-HMAC-SHA256 "), method
+        assert not [h for h in headers if h.startswith("x-amz-checksum-")], (method, headers)
+        assert "x-amz-sdk-checksum-algorithm" not in headers, (method, headers)
+        assert "x-amz-trailer" not in headers, (method, headers)
+        assert "aws-chunked" not in headers.get("content-encoding", ""), (method, headers)
+        assert not headers["x-amz-content-sha256"].startswith("STREAMING-"), (method, headers)
+    assert listing(s3, bucket) == ([result.key], [])
+
+
+@pytest.mark.parametrize("codec_name", list(CODECS))
+def test_server_side_encryption_is_confirmed_or_warned_about(
+    sources: dict[Flavour, Member],
+    s3: S3Server,
+    bucket: str,
+    codec_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SSE-S3 asked for (one PutObject; parts and a CopyObject): moto, like AWS, answers with
+    the algorithm it applied; versitygw accepts the header and stores the object as it is, and
+    the upload says so in a warning (the backup is kept)."""
+    store = dataclasses.replace(
+        s3.store(bucket), server_side_encryption=ServerSideEncryption(algorithm="AES256")
+    )
+    with caplog.at_level("WARNING", logger="etcd_operator.backup.multipart"):
+        result = back_up(
+            sources["pyetcd"], store, "sse", CODECS[codec_name], part_size=PART_SIZES[codec_name]
+        )
+    warned = [r.getMessage() for r in caplog.records if "server-side encryption" in r.getMessage()]
+    head = s3.client().head_object(Bucket=bucket, Key=result.key)
+    if s3.name == "moto":
+        assert head["ServerSideEncryption"] == "AES256"
+        assert warned == []
+    else:
+        assert "ServerSideEncryption" not in head
+        assert len(warned) == 1
+        assert f"did not confirm server-side encryption AES256 of {result.location}" in warned[0]
+    assert listing(s3, bucket) == ([result.key], [])
+
+
+def test_copy_into_place_in_parts(
+    sources: dict[Flavour, Member],
+    s3: S3Server,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Objects over 5 GiB are copied from the staging key in parts (UploadPartCopy with byte
+    ranges): the same path, with the limit lowered so that a ~14 MB backup takes it."""
+    monkeypatch.setattr(multipart, "MAX_COPY_SIZE", 0)
+    monkeypatch.setattr(multipart, "COPY_PART_SIZE", MIN_PART_SIZE)
+    store = s3.store(bucket)
+    result = back_up(sources["pyetcd"], store, "copied", CODECS["plain"])
+    assert result.stored_size > 2 * MIN_PART_SIZE  # three copied parts, the last one short
+    assert listing(s3, bucket) == ([result.key], [])
+    head = s3.client().head_object(Bucket=bucket, Key=result.key)
+    assert head["Metadata"]["sha256"] == result.sha256
+    assert head["ContentLength"] == result.stored_size
+    snapshot = tmp_path / "snapshot.db"
+    fetch(store, result.key, snapshot, None)
+    assert hashlib.sha256(snapshot.read_bytes()).hexdigest() == result.sha256
+
+
+@pytest.mark.parametrize("codec_name", list(CODECS))
+def test_key_below_an_existing_object(
+    sources: dict[Flavour, Member], s3: S3Server, bucket: str, codec_name: str
+) -> None:
+    """A store whose prefix is an existing backup's key: AWS and moto hold an object "a" and
+    an object "a/b"; versitygw (objects as files) refuses the second, with a message that says
+    so, and the failed upload leaves nothing behind. A PutObject is refused at once; a multipart
+    upload only at CompleteMultipartUpload, after every part went up, and is then aborted."""
+    store = s3.store(bucket)
+    first = back_up(sources["pyetcd"], store, "x", CODECS["zstd-aes"])
+    nested = dataclasses.replace(store, prefix=first.key)
+    source = sources["pyetcd"]
+    if s3.name == "moto":
+        second = back_up(source, nested, "y", CODECS[codec_name])
+        assert listing(s3, bucket) == (sorted([first.key, second.key]), [])
+        return
+    with pytest.raises(StoreError, match="collides with an existing object") as info:
+        back_up(source, nested, "y", CODECS[codec_name])
+    assert info.value.code == "ObjectParentIsFile"
+    assert listing(s3, bucket) == ([first.key], [])
 
 
 BIG_VALUES = 64  # of 1 MiB each: the stream takes a moment, more than gRPC buffers

@@ -165,6 +165,9 @@ _CREDENTIAL_CODES = frozenset(
 _DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem"})
 _NO_KEY_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 _REDIRECT_CODES = frozenset({"PermanentRedirect", "AuthorizationHeaderMalformed", "301"})
+# Servers that store objects as files (versitygw's POSIX backend) cannot hold an object "a/b"
+# and an object "a/b/c": the second is refused with one of these (HTTP 409); AWS holds both.
+_KEY_CONFLICT_CODES = frozenset({"ObjectParentIsFile", "ExistingObjectIsDirectory"})
 # The IAM action an S3 API call needs (they differ: an UploadPart is allowed by s3:PutObject).
 _IAM_ACTIONS = {
     "PutObject": "s3:PutObject",
@@ -245,6 +248,14 @@ def classify_s3_error(
         if code in _NO_KEY_CODES:
             return NoSuchKeyError(
                 f"backup object {where} does not exist at {endpoint}", code=code, status=status
+            )
+        if code in _KEY_CONFLICT_CODES:
+            return StoreError(
+                f"S3 endpoint {endpoint} refused {where} during {operation} ({code}): it stores "
+                "objects as files, and the key collides with an existing object or key prefix; "
+                "give the store a prefix of its own",
+                code=code,
+                status=status,
             )
         if code in _REDIRECT_CODES:
             return StoreError(

@@ -166,9 +166,10 @@ class MultipartWriter:
 
     async def finish(self, meta: ObjectMetadata) -> None:
         if self.upload_id is None:
-            await self._call(
+            resp = await self._call(
                 self.s3.put_object, Key=self.key, Body=self._take_rest(), **self._put_args(meta)
             )
+            self._check_sse(resp)
             return
         if self.filled:
             await self._send_part(self._take_rest(), meta)
@@ -192,13 +193,14 @@ class MultipartWriter:
     async def _copy_into_place(self, meta: ObjectMetadata) -> None:
         source = {"Bucket": self.store.bucket, "Key": self.staging}
         if self.size <= MAX_COPY_SIZE:
-            await self._call(
+            resp = await self._call(
                 self.s3.copy_object,
                 Key=self.key,
                 CopySource=source,
                 MetadataDirective="REPLACE",
                 **self._put_args(meta),
             )
+            self._check_sse(resp)
             return
         resp = await self._call(
             self.s3.create_multipart_upload, Key=self.key, **self._put_args(meta)
@@ -218,7 +220,7 @@ class MultipartWriter:
                     CopySourceRange=f"bytes={start}-{end}",
                 )
                 parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
-            await self._call(
+            done = await self._call(
                 self.s3.complete_multipart_upload,
                 Bucket=self.store.bucket,
                 Key=self.key,
@@ -228,6 +230,26 @@ class MultipartWriter:
         except BaseException:
             await clean_up(self._abort_upload(self.key, upload_id))
             raise
+        self._check_sse(done)
+
+    def _check_sse(self, resp: dict[str, Any]) -> None:
+        """Warn when server-side encryption was asked for and the server does not confirm it.
+
+        AWS (and moto) answer the call that wrote the object with the algorithm applied; some
+        S3-compatible servers (versitygw's POSIX backend) accept the headers and store the
+        object unencrypted. The backup is kept: a server may encrypt without saying so.
+        """
+        sse = self.store.server_side_encryption
+        if sse is None or resp.get("ServerSideEncryption") == sse.algorithm:
+            return
+        log.warning(
+            "S3 endpoint %s did not confirm server-side encryption %s of %s (it answered %s): "
+            "the server may ignore it and store the backup unencrypted",
+            self.store.display_endpoint,
+            sse.algorithm,
+            self.store.location(self.key),
+            resp.get("ServerSideEncryption") or "none",
+        )
 
     async def _delete_staging(self) -> None:
         try:

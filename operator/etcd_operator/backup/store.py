@@ -12,6 +12,12 @@ send CRC32 checksums (and ``aws-chunked`` bodies) with every upload by default, 
 S3-compatible servers refuse; ``request_checksum_calculation="when_required"`` and
 ``response_checksum_validation="when_required"`` restore the behaviour those servers expect.
 Our own sha256 and the encryption's tags cover integrity end to end anyway.
+
+Tested against two independent servers (``tests/integration/test_backup_s3.py``): moto in
+server mode and versitygw (an S3 gateway that stores objects as files). Where they differ from
+AWS: versitygw accepts server-side encryption headers without applying them (the upload warns
+when the answer does not confirm the algorithm), and refuses a key below an existing object
+(``a`` and ``a/b``), which ``errors`` turns into a message naming the collision.
 """
 
 from __future__ import annotations

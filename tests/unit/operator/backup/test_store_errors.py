@@ -108,6 +108,8 @@ def classify(err: BaseException) -> BackupError:
         ("NoSuchBucket", 404, NoSuchBucketError, "bucket 'b' does not exist"),
         ("NoSuchKey", 404, NoSuchKeyError, "s3://b/ns/k does not exist"),
         ("PermanentRedirect", 301, StoreError, "set the store's region"),
+        ("ObjectParentIsFile", 409, StoreError, "collides with an existing object or key prefix"),
+        ("ExistingObjectIsDirectory", 409, StoreError, "give the store a prefix of its own"),
         ("InternalError", 500, StoreError, "failed: InternalError"),
     ],
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from etcd_operator.api.backup import Compression
+from etcd_operator.api.backup import Compression, ServerSideEncryption
 from etcd_operator.backup import multipart
 from etcd_operator.backup.codec import decode_bytes
 from etcd_operator.backup.download import download_snapshot
@@ -437,3 +437,31 @@ def test_memory_stays_bounded_while_streaming_gigabytes(compression: Compression
     assert result.parts >= STREAM_SIZE // DEFAULT_PART_SIZE
     assert s3.max_parts_in_flight == 1
     assert peak < 2 * DEFAULT_PART_SIZE + 8 * MiB
+
+
+@pytest.mark.parametrize("size", [MiB, 3 * MIN_PART_SIZE])  # one PutObject; parts and a copy
+def test_unconfirmed_server_side_encryption_is_warned_about(
+    size: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fake, like versitygw, accepts the SSE headers and answers without the algorithm."""
+    s3 = FakeS3()
+    store = StoreSettings(
+        bucket="backups",
+        prefix="ns/demo",
+        server_side_encryption=ServerSideEncryption(algorithm="AES256"),
+    )
+    with caplog.at_level("WARNING", logger="etcd_operator.backup.multipart"):
+        asyncio.run(
+            upload_snapshot(
+                stream(snapshot(size)), store, OBJECT_KEY, client=s3, part_size=MIN_PART_SIZE
+            )
+        )
+        asyncio.run(
+            upload_snapshot(
+                stream(snapshot(size)), STORE, OBJECT_KEY, client=FakeS3(), part_size=MIN_PART_SIZE
+            )
+        )
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1, warned
+    assert "did not confirm server-side encryption AES256" in warned[0]
+    assert f"s3://backups/{OBJECT_KEY}" in warned[0]
