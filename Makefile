@@ -93,5 +93,13 @@ bench: setup
 bench-cluster: setup
 	$(BIN)/python -m bench.compare --members 3 $(BENCH_ARGS)
 
+BENCH_BACKUP_ARGS ?=
+# Backup to S3 (moto on loopback) and restore of a ~1 GB database, etcd then pyetcd: the
+# operator's library against `etcdctl snapshot save` + one boto3 upload. E.g.
+# BENCH_BACKUP_ARGS="--size 64" for a quick run. Writes bench/results/<timestamp>-backup.json.
+.PHONY: bench-backup
+bench-backup: setup
+	$(BIN)/python -m bench.backup $(BENCH_BACKUP_ARGS)
+
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
