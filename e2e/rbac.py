@@ -38,6 +38,10 @@ DECISION = "authorization.k8s.io/decision"
 # The cause the NamespaceLifecycle admission plugin gives when it refuses (403) a write into a
 # namespace being deleted: a refusal of the moment, not a missing permission.
 NAMESPACE_TERMINATING = "NamespaceTerminating"
+# What OwnerReferencesPermissionEnforcement answers (403) while the API server's own discovery
+# does not know a kind yet (a CRD installed a moment ago): a refusal of the moment too, which
+# the operator's next pass gets past; the permission itself is checked once discovery caught up.
+OWNER_KIND_NOT_DISCOVERED = "cannot find RESTMapping"
 
 
 @dataclass(frozen=True, order=True)
@@ -91,10 +95,15 @@ class Request:
     def forbidden(self) -> bool:
         """Refused for want of a permission: by the authoriser, or with 403 by an admission
         plugin that authorises too (OwnerReferencesPermissionEnforcement; the check of
-        ``create`` inside a server-side apply). A 403 of NamespaceLifecycle is not one."""
+        ``create`` inside a server-side apply). A 403 of NamespaceLifecycle is not one, nor one
+        of OwnerReferencesPermissionEnforcement before discovery knows the owner's kind."""
         if self.decision == "forbid":
             return True
-        return self.code == 403 and NAMESPACE_TERMINATING not in self.causes
+        return (
+            self.code == 403
+            and NAMESPACE_TERMINATING not in self.causes
+            and OWNER_KIND_NOT_DISCOVERED not in self.message
+        )
 
     def needs(self) -> tuple[Permission, ...]:
         """The permissions the request was authorised for."""

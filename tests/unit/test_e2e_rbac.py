@@ -98,8 +98,17 @@ def test_forbidden_means_a_missing_permission_not_a_terminating_namespace() -> N
         + event("2", "patch", "configmaps", code=403, message="cannot set blockOwnerDeletion")
         + event("3", "create", "events", code=403, causes=("NamespaceTerminating",))
         + event("4", "get", "pods", code=404)
+        + event(
+            "5",
+            "patch",
+            "configmaps",
+            code=403,
+            message='configmaps "x" is forbidden: cannot set blockOwnerDeletion in this case '
+            "because cannot find RESTMapping for APIVersion etcd.pyetcd.io/v1alpha1 Kind "
+            "EtcdCluster: no matches for kind",
+        )
     )
-    assert [r.forbidden for r in requests(log, USER)] == [True, True, False, False]
+    assert [r.forbidden for r in requests(log, USER)] == [True, True, False, False, False]
     # Refused requests use nothing.
     assert set(used(requests(log, USER))) == {
         Permission("", "configmaps", "patch"),
