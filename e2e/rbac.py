@@ -36,8 +36,11 @@ RBAC_API = "rbac.authorization.k8s.io"
 # The authoriser's verdict, an annotation of every audit event at level Metadata and above.
 DECISION = "authorization.k8s.io/decision"
 # The cause the NamespaceLifecycle admission plugin gives when it refuses (403) a write into a
-# namespace being deleted: a refusal of the moment, not a missing permission.
+# namespace being deleted: a refusal of the moment, not a missing permission. The audit log does
+# not always keep the cause (a clean-clone run met a 403 with the message alone), so its message
+# counts as well.
 NAMESPACE_TERMINATING = "NamespaceTerminating"
+NAMESPACE_TERMINATING_MESSAGE = "because it is being terminated"
 # What OwnerReferencesPermissionEnforcement answers (403) while the API server's own discovery
 # does not know a kind yet (a CRD installed a moment ago): a refusal of the moment too, which
 # the operator's next pass gets past; the permission itself is checked once discovery caught up.
@@ -102,6 +105,7 @@ class Request:
         return (
             self.code == 403
             and NAMESPACE_TERMINATING not in self.causes
+            and NAMESPACE_TERMINATING_MESSAGE not in self.message
             and OWNER_KIND_NOT_DISCOVERED not in self.message
         )
 

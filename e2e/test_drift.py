@@ -32,6 +32,21 @@ def drift_events(kubectl: Kubectl, namespace: str, name: str) -> list[str]:
     return [str(e["message"]) for e in events]
 
 
+def diagnostics(kubectl: Kubectl, operator: OperatorRelease, namespace: str, name: str) -> str:
+    """The cluster's events and the operator's log lines about it: what a failed wait shows."""
+    events = kubectl.run(
+        "get", "events", f"--namespace={namespace}", "--sort-by=.lastTimestamp", check=False
+    ).stdout
+    logs = kubectl.run(
+        "logs", f"deployment/{operator.deployment}", f"--namespace={operator.namespace}",
+        "--tail=2000", check=False,
+    ).stdout  # fmt: skip
+    mine = [line for line in logs.splitlines() if namespace in line]
+    return f"events in {namespace}:\n{events}\noperator log lines about it:\n" + "\n".join(
+        mine[-60:]
+    )
+
+
 def test_changes_behind_the_operators_back_are_put_back(
     kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
 ) -> None:
@@ -75,9 +90,15 @@ def test_changes_behind_the_operators_back_are_put_back(
         found = drift_events(kubectl, namespace, name)
         return found if len(found) >= 2 else None
 
-    messages: list[str] = eventually(
-        "a DriftCorrected event for each correction", two_corrections, timeout=30
-    )
+    try:
+        messages: list[str] = eventually(
+            "a DriftCorrected event for each correction", two_corrections, timeout=30
+        )
+    except AssertionError as err:
+        found = drift_events(kubectl, namespace, name)
+        raise AssertionError(
+            f"{err}; found {found}\n{diagnostics(kubectl, operator, namespace, name)}"
+        ) from None
     statefulset = [m for m in messages if m.startswith(f"StatefulSet {name} ")]
     services = [m for m in messages if m.startswith(f"Service {service} ")]
     assert len(statefulset) == 1 and "spec.replicas" in statefulset[0], messages

@@ -107,8 +107,16 @@ def test_forbidden_means_a_missing_permission_not_a_terminating_namespace() -> N
             "because cannot find RESTMapping for APIVersion etcd.pyetcd.io/v1alpha1 Kind "
             "EtcdCluster: no matches for kind",
         )
+        + event(
+            "6",
+            "create",
+            "events",
+            code=403,
+            message='events "roll-c." is forbidden: unable to create new content in namespace '
+            "e2e-1 because it is being terminated",
+        )
     )
-    assert [r.forbidden for r in requests(log, USER)] == [True, True, False, False, False]
+    assert [r.forbidden for r in requests(log, USER)] == [True, True, False, False, False, False]
     # Refused requests use nothing.
     assert set(used(requests(log, USER))) == {
         Permission("", "configmaps", "patch"),
