@@ -11,6 +11,12 @@ One :class:`ServiceView` per kubelet process watches Services and EndpointSlices
 - proxies each ClusterIP port in user space: a listener on ``clusterIP:port`` in the cluster
   network namespace forwards every connection to a ready endpoint (``targetPort`` as resolved in
   the slice), and the ``kubernetes`` Service's ClusterIP to the real API server on loopback.
+
+A Service annotated ``e2e.pyetcd.io/host-port: "<port>"`` stands for a server of the test harness
+on the host's loopback (the S3 server of the backup scenarios and the demo): its ClusterIP ports
+forward to ``127.0.0.1:<port>`` on the host, as the ``kubernetes`` Service does to the API
+server. In a real cluster the same Service would be a selectorless one in front of an external
+endpoint; the API server refuses loopback endpoints, hence the annotation.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DNS_SERVICE_IP = "10.96.0.10"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
+HOST_PORT_ANNOTATION = "e2e.pyetcd.io/host-port"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 Key = tuple[str, str]
@@ -233,9 +240,15 @@ class ServiceView:
         port: dict[str, Any],
         client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     ) -> None:
+        annotations = (self.services.get(key) or {}).get("metadata", {}).get("annotations") or {}
+        host_port = annotations.get(HOST_PORT_ANNOTATION)
         try:
             if key == ("default", "kubernetes"):
                 upstream = await asyncio.wait_for(asyncio.open_connection(*self.apiserver), 10)
+            elif host_port:
+                upstream = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", int(host_port)), 10
+                )
             else:
                 targets = [
                     (e["addresses"][0], int(p["port"]))

@@ -18,7 +18,8 @@ import kopf
 
 from etcd_operator import metrics
 from etcd_operator.api.settings import ENV_PREFIX, OperatorSettings
-from etcd_operator.handlers import register
+from etcd_operator.handlers import register, register_backups
+from etcd_operator.runtime.backups import BackupRunner
 from etcd_operator.runtime.events import COMPONENT
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
@@ -111,7 +112,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """The operator's handlers and its login, on a registry of their own."""
     registry = kopf.OperatorRegistry()
     kopf.on.login(id="login", registry=registry)(login)
-    register(registry, settings)
+    reconciler = register(registry, settings)
+    register_backups(registry, BackupRunner(settings, lambda: reconciler.kube))
     return registry
 
 

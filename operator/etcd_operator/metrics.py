@@ -61,6 +61,31 @@ CLUSTER_AVAILABLE = Gauge(
     _CLUSTER_LABELS,
     registry=REGISTRY,
 )
+BACKUP_DURATION = Histogram(
+    "etcd_operator_backup_duration_seconds",
+    "Duration of successful backups, from the snapshot's first byte to the completed object.",
+    _CLUSTER_LABELS,
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600),
+    registry=REGISTRY,
+)
+BACKUP_SIZE = Gauge(
+    "etcd_operator_backup_size_bytes",
+    "Stored size of the last successful backup (after compression and encryption).",
+    _CLUSTER_LABELS,
+    registry=REGISTRY,
+)
+BACKUP_LAST_SUCCESS = Gauge(
+    "etcd_operator_backup_last_success_timestamp_seconds",
+    "Unix time of the last successful backup: alert when it is too old.",
+    _CLUSTER_LABELS,
+    registry=REGISTRY,
+)
+BACKUP_FAILURES = Counter(
+    "etcd_operator_backup_failures_total",
+    "Backups that ended Failed (not those Rejected before they started).",
+    _CLUSTER_LABELS,
+    registry=REGISTRY,
+)
 _CLUSTER_GAUGES = (CLUSTER_MEMBERS, CLUSTER_HEALTHY_MEMBERS, CLUSTER_AVAILABLE)
 
 
@@ -70,6 +95,12 @@ def record_cluster(
     CLUSTER_MEMBERS.labels(namespace, cluster).set(members)
     CLUSTER_HEALTHY_MEMBERS.labels(namespace, cluster).set(healthy)
     CLUSTER_AVAILABLE.labels(namespace, cluster).set(1 if available else 0)
+
+
+def record_backup(namespace: str, cluster: str, seconds: float, size: int) -> None:
+    BACKUP_DURATION.labels(namespace, cluster).observe(seconds)
+    BACKUP_SIZE.labels(namespace, cluster).set(size)
+    BACKUP_LAST_SUCCESS.labels(namespace, cluster).set_to_current_time()
 
 
 def forget_cluster(namespace: str, cluster: str) -> None:

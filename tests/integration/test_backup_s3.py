@@ -29,21 +29,16 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3.session
 import grpc
 import pytest
 from etcd_operator.api.backup import Compression, ServerSideEncryption
@@ -80,11 +75,9 @@ from tests.integration.cluster import (
     MemberError,
     etcdctl_env,
     free_port,
-    port_open,
-    tail,
 )
 from tests.integration.conftest import MemberRegistry, start_or_fail
-from tools import versitygw as versitygw_build
+from tools.s3server import S3Server, S3ServerError, moto_server, versitygw_server
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +86,6 @@ TXN_OPS = 100  # puts per transaction (etcd allows 128)
 START_TIMEOUT = 30.0
 CMD_TIMEOUT = 120.0
 ENCRYPTION_KEY = hashlib.sha256(b"backup test key").digest()
-REGION = "us-east-1"
 
 Codec = tuple[Compression, bytes | None]
 CODECS: dict[str, Codec] = {
@@ -127,162 +119,6 @@ def require_binaries() -> None:
 S3_SERVERS = ("moto", "versitygw")
 
 
-@dataclass(frozen=True)
-class S3Server:
-    """A running S3 server: its name, URL and the credentials of its users."""
-
-    name: str  # "moto" or "versitygw"
-    url: str
-    admin: Credentials  # may do anything in S3
-    nobody: Credentials  # a valid user without any permission on the test buckets
-
-    def client(self, creds: Credentials | None = None) -> Any:
-        """A plain boto3 client (for the test's own listing and tampering)."""
-        client: Any = make_client(self.store("unused", creds))
-        return client
-
-    def store(self, bucket: str, creds: Credentials | None = None) -> StoreSettings:
-        return StoreSettings(
-            bucket=bucket,
-            prefix="ns/demo",
-            endpoint=self.url,
-            region=REGION,
-            force_path_style=True,
-            credentials=creds or self.admin,
-            max_attempts=2,
-            connect_timeout=2.0,
-        )
-
-
-@contextlib.contextmanager
-def serving(
-    name: str, cmd: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """Run ``cmd`` (a server listening on ``port`` on loopback) until the block ends; its URL."""
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            env=env,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        delay = 0.02
-        while not port_open("127.0.0.1", port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{name} did not start on {url}:\n{tail(log_path)}", pytrace=False)
-            time.sleep(delay)  # a poll interval, not a synchronisation sleep
-            delay = min(delay * 2, 0.25)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def _moto_setup_client(url: str, service: str) -> Any:
-    # Before auth is switched on, moto accepts any credentials.
-    session = boto3.session.Session(
-        aws_access_key_id="setup", aws_secret_access_key="setup", region_name=REGION
-    )
-    return session.client(service, endpoint_url=url)
-
-
-def _iam_user(iam: Any, name: str, policy: dict[str, Any] | None) -> Credentials:
-    iam.create_user(UserName=name)
-    if policy is not None:
-        iam.put_user_policy(UserName=name, PolicyName="backup", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
-
-
-def moto_server(base: Path) -> Iterator[S3Server]:
-    """moto in server mode on a free loopback port, with IAM users and auth switched on."""
-    if importlib.util.find_spec("moto.server") is None or importlib.util.find_spec("flask") is None:
-        pytest.fail(
-            f"moto's S3 server is not installed in {sys.executable}: run `make setup` "
-            "(pip install -e '.[dev]', which pulls in moto[server])",
-            pytrace=False,
-        )
-    port = free_port()
-    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with serving("moto server", cmd, port, base / "moto.log") as url:
-        iam = _moto_setup_client(url, "iam")
-        allow_s3 = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-        }
-        admin = _iam_user(iam, "backup-admin", allow_s3)
-        nobody = _iam_user(iam, "backup-nobody", None)
-        # From now on moto checks every request's signature and the user's IAM policies.
-        request = urllib.request.Request(
-            f"{url}/moto-api/reset-auth",
-            data=b"0",
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            assert resp.status == 200
-        yield S3Server(name="moto", url=url, admin=admin, nobody=nobody)
-
-
-def versitygw_binary() -> Path:
-    """The Versity S3 gateway (VERSITYGW_BIN, else the cached build); fails if missing."""
-    override = os.environ.get("VERSITYGW_BIN")
-    path = Path(override) if override else versitygw_build.cached_binary()
-    if path is None or not (path.is_file() and os.access(path, os.X_OK)):
-        where = override or versitygw_build.binary_path()
-        pytest.fail(
-            f"versitygw {versitygw_build.VERSITYGW_VERSION} not found at {where}; "
-            f"{versitygw_build.HINT}",
-            pytrace=False,
-        )
-    return path
-
-
-def versitygw_server(base: Path) -> Iterator[S3Server]:
-    """versitygw's POSIX backend on a free loopback port: its root account is the admin, and a
-    plain "user" account of its internal IAM (users.json, written before the start) owns no
-    bucket and has no grant on any, so everything it does on the test buckets is denied."""
-    binary = versitygw_binary()
-    admin = Credentials(f"VGWADMIN{uuid.uuid4().hex[:12].upper()}", uuid.uuid4().hex * 2)
-    nobody = Credentials(f"VGWNOBODY{uuid.uuid4().hex[:11].upper()}", uuid.uuid4().hex * 2)
-    iam_dir, data_dir = base / "iam", base / "data"
-    iam_dir.mkdir()
-    data_dir.mkdir()
-    account = {"access": nobody.access_key_id, "secret": nobody.secret_access_key, "role": "user"}
-    (iam_dir / "users.json").write_text(
-        json.dumps({"accessAccounts": {nobody.access_key_id: account}})
-    )
-    port = free_port()
-    cmd = [
-        str(binary),
-        "--access",
-        admin.access_key_id,
-        "--secret",
-        admin.secret_access_key,
-        "--region",
-        REGION,
-        "--port",
-        f"127.0.0.1:{port}",
-        "--iam-dir",
-        str(iam_dir),
-        "posix",
-        str(data_dir),
-    ]
-    # VGW_* variables would configure it behind the command line's back.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VGW_")}
-    with serving("versitygw", cmd, port, base / "versitygw.log", env) as url:
-        yield S3Server(name="versitygw", url=url, admin=admin, nobody=nobody)
-
-
 @pytest.fixture(scope="module", params=S3_SERVERS)
 def s3(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -290,10 +126,12 @@ def s3(
     """Each S3 implementation in turn, running for the tests of this module that use it."""
     name: str = request.param
     base = tmp_path_factory.mktemp(name)
-    if name == "moto":
-        yield from moto_server(base)
-    else:
-        yield from versitygw_server(base)
+    runner = moto_server if name == "moto" else versitygw_server
+    try:
+        with runner(base) as server:
+            yield server
+    except S3ServerError as err:
+        pytest.fail(str(err), pytrace=False)
 
 
 def new_bucket(s3: S3Server) -> str:

@@ -110,6 +110,20 @@ here is used there (or listed there with the reason no request shows it), and no
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# EtcdBackups: kopf lists and watches them and keeps its state in their annotations, and its
+# finalizer on those whose deletionPolicy is Delete (patch); a run writes the status subresource;
+# an ended backup with ttlSecondsAfterFinished is deleted.
+- apiGroups: ["etcd.pyetcd.io"]
+  resources: ["etcdbackups"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["etcd.pyetcd.io"]
+  resources: ["etcdbackups/status"]
+  verbs: ["patch"]
+# The Secrets a backup store names (S3 credentials, a CA bundle, the encryption key), read by name
+# when a backup runs: never listed or watched, so the operator holds no Secret it was not sent to.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- end }}
 
 {{/*

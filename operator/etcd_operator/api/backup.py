@@ -1,9 +1,8 @@
 """The backup API: where backups go, how they are written, when they are taken, how long kept.
 
-These models are the types of ``EtcdCluster.spec.backup`` and of the ``EtcdBackup`` kind (one
-object per backup, an operation in the sense of ``api.operation``). They are not in the CRD yet:
-until the operator takes backups, ``spec.backup`` is refused at admission (see ``v1alpha1``), and
-the library that writes and reads backups (``etcd_operator.backup``) is built against them first.
+These models are the types of ``EtcdCluster.spec.backup`` and the parts of the ``EtcdBackup``
+kind (``api.etcdbackup``: one object per backup, an operation in the sense of ``api.operation``)
+that say where a backup goes.
 
 Names follow the issue's API: a store is an S3-compatible bucket (any endpoint, path-style
 addressing for servers that need it, credentials from a Secret or boto3's default chain); a
@@ -143,19 +142,4 @@ class BackupSpec(_Model):
     compression: Compression = Field(default=Compression.ZSTD, description="none, gzip or zstd.")
     encryption: Encryption | None = Field(
         default=None, description="Client-side encryption; the objects are readable without it."
-    )
-
-
-class EtcdBackupSpec(_Model):
-    """One backup of one cluster (an operation: immutable once created)."""
-
-    clusterName: str = Field(
-        min_length=1, max_length=63, description="The EtcdCluster, in the same namespace."
-    )
-    store: BackupStore | None = Field(
-        default=None, description="Where to write it; the cluster's spec.backup.store if unset."
-    )
-    deletionPolicy: DeletionPolicy = Field(
-        default=DeletionPolicy.RETAIN,
-        description="Retain: deleting this object keeps the backup; Delete removes it too.",
     )

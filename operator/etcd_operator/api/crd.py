@@ -1,4 +1,4 @@
-"""The EtcdCluster CustomResourceDefinition, built from the pydantic models in ``v1alpha1``.
+"""The CustomResourceDefinitions (EtcdCluster, EtcdBackup), built from the pydantic models.
 
 Pydantic writes JSON Schema (draft 2020-12); the API server wants a *structural* OpenAPI v3
 schema. This module translates one into the other: ``$ref``s inlined, ``anyOf [X, null]`` of
@@ -8,9 +8,10 @@ dropped (the API server prunes unknown fields instead, and forbids ``additionalP
 ``x-kubernetes-*`` extensions passed through. The Kubernetes types in ``podTemplate`` arrive
 already structural (``corev1``, generated); their one union, int-or-string (quantities), is kept
 in the form controller-gen writes: ``anyOf`` integer/string beside ``x-kubernetes-int-or-string``.
-The CRD around it adds the CEL rules of the spec and the root, the status and scale subresources
-and the printer columns. It is in no category: ``kubectl get all`` and, worse, ``kubectl delete
-all --all`` must not touch EtcdClusters, whose deletion can take their data with them.
+The CRD around it adds the CEL rules of the spec and the root, the status (and, for clusters, the
+scale) subresources and the printer columns; ``KINDS`` lists what each kind brings. No kind is in
+a category: ``kubectl get all`` and, worse, ``kubectl delete all --all`` must not touch
+EtcdClusters, whose deletion can take their data with them, nor EtcdBackups.
 
 Only ``tools/gencrd.py`` (which writes ``crds/``) and the tests call this; the operator itself
 never needs the CRD at run time.
@@ -19,22 +20,21 @@ never needs the CRD at run time.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
-from etcd_operator.api import v1alpha1
+from etcd_operator.api import etcdbackup, v1alpha1
 
 Json = dict[str, Any]
-
-CRD_NAME = f"{v1alpha1.PLURAL}.{v1alpha1.GROUP}"
 
 # JSON Schema keywords the structural OpenAPI schema has no use for, or forbids.
 _DROPPED = frozenset({"title", "$schema", "$defs", "definitions"})
 
-PRINTER_COLUMNS: list[Json] = [
+CLUSTER_PRINTER_COLUMNS: list[Json] = [
     {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Version", "type": "string", "jsonPath": ".status.currentVersion"},
@@ -122,22 +122,78 @@ def _model_schema(model: type[BaseModel]) -> Json:
     return result
 
 
-def spec_schema() -> Json:
+@dataclass(frozen=True)
+class KindSchema:
+    """What one kind's CRD is made of."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    description: str
+    printer_columns: list[Json]
+    spec_rules: Json = field(default_factory=dict)
+    root_rules: Json = field(default_factory=dict)
+    subresources: Json = field(default_factory=lambda: {"status": {}})
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{v1alpha1.GROUP}"
+
+
+CLUSTER = KindSchema(
+    kind=v1alpha1.KIND,
+    plural=v1alpha1.PLURAL,
+    singular=v1alpha1.SINGULAR,
+    short_names=tuple(v1alpha1.SHORT_NAMES),
+    spec=v1alpha1.EtcdClusterSpec,
+    status=v1alpha1.EtcdClusterStatus,
+    description=(v1alpha1.EtcdCluster.__doc__ or "").strip(),
+    printer_columns=CLUSTER_PRINTER_COLUMNS,
+    spec_rules=v1alpha1.SPEC_RULES,
+    root_rules=v1alpha1.ROOT_RULES,
+    subresources={
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    },
+)
+
+BACKUP = KindSchema(
+    kind=etcdbackup.KIND,
+    plural=etcdbackup.PLURAL,
+    singular=etcdbackup.SINGULAR,
+    short_names=tuple(etcdbackup.SHORT_NAMES),
+    spec=etcdbackup.EtcdBackupSpec,
+    status=etcdbackup.EtcdBackupStatus,
+    description=(etcdbackup.EtcdBackup.__doc__ or "").strip(),
+    printer_columns=etcdbackup.PRINTER_COLUMNS,
+    spec_rules=etcdbackup.SPEC_RULES,
+)
+
+KINDS = (CLUSTER, BACKUP)
+
+
+def spec_schema(kind: KindSchema = CLUSTER) -> Json:
     """The structural schema of ``spec``, with the spec-wide CEL rules."""
-    schema = _model_schema(v1alpha1.EtcdClusterSpec)
-    schema.update(copy.deepcopy(v1alpha1.SPEC_RULES))
+    schema = _model_schema(kind.spec)
+    schema.update(copy.deepcopy(kind.spec_rules))
     return schema
 
 
-def status_schema() -> Json:
-    return _model_schema(v1alpha1.EtcdClusterStatus)
+def status_schema(kind: KindSchema = CLUSTER) -> Json:
+    return _model_schema(kind.status)
 
 
-def openapi_schema() -> Json:
+def openapi_schema(kind: KindSchema = CLUSTER) -> Json:
     """The whole object's schema: apiVersion, kind and metadata as every CRD has them."""
-    cluster_doc = (v1alpha1.EtcdCluster.__doc__ or "").strip()
     return {
-        "description": cluster_doc,
+        "description": kind.description,
         "type": "object",
         "required": ["spec"],
         "properties": {
@@ -152,44 +208,37 @@ def openapi_schema() -> Json:
             # The API server validates metadata itself; a CRD may only restrict name and
             # generateName here, which the root rule below does in CEL instead.
             "metadata": {"type": "object"},
-            "spec": spec_schema(),
-            "status": status_schema(),
+            "spec": spec_schema(kind),
+            "status": status_schema(kind),
         },
-        **copy.deepcopy(v1alpha1.ROOT_RULES),
+        **copy.deepcopy(kind.root_rules),
     }
 
 
-def custom_resource_definition() -> Json:
-    """The CustomResourceDefinition (apiextensions.k8s.io/v1) of EtcdCluster."""
+def custom_resource_definition(kind: KindSchema = CLUSTER) -> Json:
+    """The CustomResourceDefinition (apiextensions.k8s.io/v1) of ``kind``."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
+        "metadata": {"name": kind.crd_name},
         "spec": {
             "group": v1alpha1.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": v1alpha1.KIND,
-                "listKind": f"{v1alpha1.KIND}List",
-                "plural": v1alpha1.PLURAL,
-                "singular": v1alpha1.SINGULAR,
-                "shortNames": list(v1alpha1.SHORT_NAMES),
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.singular,
+                "shortNames": list(kind.short_names),
             },
             "versions": [
                 {
                     "name": v1alpha1.VERSION,
                     "served": True,
                     "storage": True,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.replicas",
-                            "statusReplicasPath": ".status.replicas",
-                            "labelSelectorPath": ".status.selector",
-                        },
-                    },
-                    "additionalPrinterColumns": copy.deepcopy(PRINTER_COLUMNS),
+                    "schema": {"openAPIV3Schema": openapi_schema(kind)},
+                    "subresources": copy.deepcopy(kind.subresources),
+                    "additionalPrinterColumns": copy.deepcopy(kind.printer_columns),
                 }
             ],
         },

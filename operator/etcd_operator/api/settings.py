@@ -43,6 +43,12 @@ class OperatorSettings(BaseModel):
         description="Clusters whose members may restart for a new pod template at the same "
         "time (an operator upgrade or a change of these settings re-renders every cluster).",
     )
+    max_concurrent_backups: int = Field(
+        default=4,
+        ge=1,
+        description="Backups that stream at the same time, across clusters (each holds up to "
+        "two 16 MiB parts in memory); one cluster's backups run one at a time.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:

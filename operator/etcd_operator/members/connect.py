@@ -1,4 +1,5 @@
-"""The etcd client the operator opens per pass: one type for observing and changing membership.
+"""The etcd client the operator opens per pass or backup: one type for observing, changing
+membership and streaming a member's snapshot.
 
 The runtime never imports ``pyetcd.client`` itself; it gets a connection from here (or, in tests,
 from an in-memory etcd with the same calls).
@@ -6,7 +7,7 @@ from an in-memory etcd with the same calls).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from pyetcd.client import EtcdClient
@@ -15,8 +16,17 @@ from etcd_operator.members.membership import ClusterClient
 from etcd_operator.members.observe import ObservingClient
 
 
-class EtcdConnection(ClusterClient, ObservingClient, Protocol):
-    """A client for observing etcd and changing its membership, closed after use."""
+class SnapshotClient(Protocol):
+    """The call a backup makes: ``Maintenance.Snapshot`` of one member, as raw chunks."""
+
+    def snapshot(
+        self, endpoint: str, idle_timeout: float | None = None
+    ) -> AsyncIterator[bytes]: ...
+
+
+class EtcdConnection(ClusterClient, ObservingClient, SnapshotClient, Protocol):
+    """A client for observing etcd, changing its membership and streaming snapshots; closed
+    after use."""
 
     async def close(self) -> None: ...
 

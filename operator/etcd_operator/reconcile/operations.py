@@ -58,11 +58,17 @@ def advance(
     return status.model_copy(update=update)
 
 
+def seconds_until_expiry(spec: OperationSpec, status: OperationStatus, now: datetime) -> float:
+    """Seconds until the ended operation is to be deleted (negative once past); infinite when
+    it has no time to live or has not ended."""
+    if spec.ttlSecondsAfterFinished is None or status.completedAt is None:
+        return float("inf")
+    if not OperationPhase(status.phase).terminal:
+        return float("inf")
+    due = _parse(status.completedAt) + timedelta(seconds=spec.ttlSecondsAfterFinished)
+    return (due - now).total_seconds()
+
+
 def expired(spec: OperationSpec, status: OperationStatus, now: datetime) -> bool:
     """The operation ended more than ``ttlSecondsAfterFinished`` ago: delete the object."""
-    if spec.ttlSecondsAfterFinished is None or status.completedAt is None:
-        return False
-    if not OperationPhase(status.phase).terminal:
-        return False
-    ended = _parse(status.completedAt)
-    return now >= ended + timedelta(seconds=spec.ttlSecondsAfterFinished)
+    return seconds_until_expiry(spec, status, now) <= 0

@@ -80,10 +80,12 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("v1", "Event"): "events",
     ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
     ("v1", "Pod"): "pods",
+    ("v1", "Secret"): "secrets",
     ("v1", "Service"): "services",
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("etcd.pyetcd.io/v1alpha1", "EtcdCluster"): "etcdclusters",
+    ("etcd.pyetcd.io/v1alpha1", "EtcdBackup"): "etcdbackups",
 }
 
 

@@ -6,7 +6,7 @@ integration tests."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from etcd_operator.members.membership import LEARNER_NOT_READY, NOT_CAPABLE
@@ -48,6 +48,8 @@ class FakeEtcd:
         self.in_sync = True
         self.capable = True
         self.closed = False
+        self.snapshot_chunks: list[bytes] = [b"snapshot"]
+        self.snapshots_from: list[str] = []
 
     def _check(self, call: str) -> None:
         self.calls.append(call)
@@ -101,6 +103,13 @@ class FakeEtcd:
 
     async def alarm_list(self) -> list[AlarmMember]:
         return []
+
+    async def snapshot(
+        self, endpoint: str, idle_timeout: float | None = None
+    ) -> AsyncIterator[bytes]:
+        self.snapshots_from.append(endpoint)
+        for chunk in self.snapshot_chunks:
+            yield chunk
 
     async def close(self) -> None:
         self.closed = True

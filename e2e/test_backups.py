@@ -1,0 +1,241 @@
+"""Backups, end to end: EtcdBackup objects on the built control plane, streamed by the operator
+from a member of a real cluster into a real S3 server (moto in server mode, on loopback, which
+the operator's process pod reaches as any S3 endpoint), with credentials from a Secret.
+
+A backup succeeds with everything its status promises (location, sizes, sha256, revision,
+member, cluster id) and the stored object holds the keys written before it; deleting a backup
+whose policy is Delete removes the stored object. Failures end ``Failed`` with the cause in the
+message and a Warning event, never with a credential in either: a user without permission, a
+bucket that does not exist, a Secret that does not exist. A backup of a cluster that does not
+exist is Rejected. An ended backup with ``ttlSecondsAfterFinished`` goes away by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import zstandard
+
+from e2e.chart import OperatorRelease
+from e2e.kube import Json, Kubectl, PodExec, eventually
+from e2e.kubelet.services import HOST_PORT_ANNOTATION
+from e2e.test_operator import etcdctl_put, example, start_client, wait_available
+from tools.s3server import S3Server, S3ServerError, moto_server
+
+pytestmark = pytest.mark.any_cluster
+
+CREDENTIALS = "s3-credentials"
+ENDED = ("Succeeded", "Failed", "Rejected")
+
+
+S3_NAMESPACE = "e2e-s3"
+S3_SERVICE_PORT = 80
+
+
+@dataclass(frozen=True)
+class S3:
+    """The S3 server: the harness reaches it on loopback, pods through a Service."""
+
+    server: S3Server
+    endpoint: str  # as the operator's pod reaches it
+
+    @property
+    def admin(self) -> Any:
+        return self.server.admin
+
+    @property
+    def nobody(self) -> Any:
+        return self.server.nobody
+
+    def client(self) -> Any:
+        return self.server.client()
+
+    def create_bucket(self, name: str) -> str:
+        return self.server.create_bucket(name)
+
+
+def s3_service(port: int) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "s3",
+            "namespace": S3_NAMESPACE,
+            "annotations": {HOST_PORT_ANNOTATION: str(port)},
+        },
+        "spec": {"ports": [{"name": "http", "port": S3_SERVICE_PORT, "protocol": "TCP"}]},
+    }
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory, kubectl: Kubectl) -> Iterator[S3]:
+    """moto's S3 server on the host's loopback for the scenarios of this module, and the
+    Service ``s3.e2e-s3`` through which the operator's pod reaches it."""
+    try:
+        with moto_server(tmp_path_factory.mktemp("s3")) as server:
+            port = int(server.url.rsplit(":", 1)[1])
+            kubectl.run("create", "namespace", S3_NAMESPACE, check=False)
+            kubectl.apply(s3_service(port))
+            yield S3(server, f"http://s3.{S3_NAMESPACE}.svc.cluster.local:{S3_SERVICE_PORT}")
+            kubectl.run("delete", "service", "s3", f"--namespace={S3_NAMESPACE}", check=False)
+    except S3ServerError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def credentials_secret(kubectl: Kubectl, namespace: str, name: str, access: Any) -> None:
+    kubectl.run(
+        "create", "secret", "generic", name, f"--namespace={namespace}",
+        f"--from-literal=accessKeyId={access.access_key_id}",
+        f"--from-literal=secretAccessKey={access.secret_access_key}",
+    )  # fmt: skip
+
+
+def backup_manifest(namespace: str, name: str, cluster: str, store: Json, **spec: Any) -> Json:
+    return {
+        "apiVersion": "etcd.pyetcd.io/v1alpha1",
+        "kind": "EtcdBackup",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"clusterName": cluster, "store": store, **spec},
+    }
+
+
+def store_of(s3: S3, bucket: str, secret: str = CREDENTIALS) -> Json:
+    return {
+        "bucket": bucket,
+        "endpoint": s3.endpoint,
+        "forcePathStyle": True,
+        "credentialsSecret": secret,
+    }
+
+
+def wait_ended(kubectl: Kubectl, namespace: str, name: str, timeout: float = 120) -> Json:
+    def ended() -> Json | None:
+        backup: Json = kubectl.get("etcdbackup", name, namespace)
+        return backup if (backup.get("status") or {}).get("phase") in ENDED else None
+
+    try:
+        result: Json = eventually(f"EtcdBackup {name} to end", ended, timeout=timeout, interval=1)
+    except AssertionError as err:
+        status = kubectl.get("etcdbackup", name, namespace).get("status")
+        raise AssertionError(f"{err}; status: {status}") from None
+    return result
+
+
+def events_of(kubectl: Kubectl, namespace: str, name: str) -> list[Json]:
+    found: list[Json] = kubectl.json(
+        "get", "events", f"--namespace={namespace}", f"--field-selector=involvedObject.name={name}"
+    )["items"]
+    return found
+
+
+def test_a_backup_streams_a_member_into_s3_and_its_deletion_removes_it(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str, s3: S3
+) -> None:
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    cluster = manifest["metadata"]["name"]
+    kubectl.apply(manifest)
+    wait_available(kubectl, namespace, cluster, 1)
+    start_client(kubectl, namespace)
+    eventually(
+        "etcdctl put before the backup",
+        lambda: etcdctl_put(pod_exec, namespace, cluster, "backed-up", "value-in-the-backup"),
+    )
+    bucket = s3.create_bucket(f"e2e-{uuid.uuid4().hex[:12]}")
+    credentials_secret(kubectl, namespace, CREDENTIALS, s3.admin)
+    kubectl.apply(
+        backup_manifest(namespace, "first", cluster, store_of(s3, bucket), deletionPolicy="Delete")
+    )
+    backup = wait_ended(kubectl, namespace, "first")
+    status = backup["status"]
+    assert status["phase"] == "Succeeded", status
+    key = f"{namespace}/{cluster}/first.db.zst"
+    assert status["location"] == f"s3://{bucket}/{key}"
+    assert status["member"] == f"{cluster}-0"
+    assert status["revision"] > 1 and re.fullmatch(r"[0-9a-f]+", status["clusterID"])
+    assert status["compression"] == "zstd" and status["encrypted"] is False
+    assert [c["type"] for c in status["conditions"]] == ["Complete"]
+    assert status["startedAt"] <= status["completedAt"]
+
+    # The stored object is the snapshot etcd streamed: its sha256 and size as the status says,
+    # and the key written before the backup is in it.
+    stored = s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert len(stored) == status["sizeBytes"]
+    snapshot = zstandard.ZstdDecompressor().decompressobj().decompress(stored)
+    assert len(snapshot) == status["snapshotSizeBytes"]
+    assert hashlib.sha256(snapshot).hexdigest() == status["sha256"]
+    assert hashlib.sha256(snapshot[:-32]).digest() == snapshot[-32:]  # etcd's own trailer
+    assert b"backed-up" in snapshot and b"value-in-the-backup" in snapshot
+
+    reasons = [e["reason"] for e in events_of(kubectl, namespace, "first")]
+    assert "BackupSucceeded" in reasons, reasons
+
+    # Printer columns: what `kubectl get etcdbackups` shows.
+    table = kubectl.run("get", "etcdbackups", f"--namespace={namespace}").stdout.splitlines()
+    assert table[0].split() == ["NAME", "CLUSTER", "PHASE", "REVISION", "SIZE", "AGE"]
+    assert table[1].split()[:3] == ["first", cluster, "Succeeded"]
+
+    # deletionPolicy Delete: the stored backup goes with the object.
+    kubectl.run("delete", "etcdbackup", "first", f"--namespace={namespace}", "--wait=true")
+    listed = s3.client().list_objects_v2(Bucket=bucket).get("Contents") or []
+    assert listed == [], listed
+
+
+def test_failed_backups_say_why_without_credentials_and_expire(
+    kubectl: Kubectl, operator: OperatorRelease, namespace: str, s3: S3
+) -> None:
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    cluster = manifest["metadata"]["name"]
+    kubectl.apply(manifest)
+    wait_available(kubectl, namespace, cluster, 1)
+    bucket = s3.create_bucket(f"e2e-{uuid.uuid4().hex[:12]}")
+    credentials_secret(kubectl, namespace, "nobody", s3.nobody)
+    credentials_secret(kubectl, namespace, CREDENTIALS, s3.admin)
+    cases = {
+        # name: (store, phase, reason, words the message must hold)
+        "denied": (store_of(s3, bucket, "nobody"), "Failed", "AccessDenied", [bucket]),
+        "no-bucket": (store_of(s3, "no-such-bucket"), "Failed", "NoSuchBucket", ["no-such-bucket"]),
+        "no-secret": (store_of(s3, bucket, "missing"), "Failed", "SecretNotUsable", ["missing"]),
+    }
+    for name, (store, *_) in cases.items():
+        kubectl.apply(backup_manifest(namespace, name, cluster, store))
+    kubectl.apply(backup_manifest(namespace, "orphan", "no-such-cluster", store_of(s3, bucket)))
+    secrets = {s3.nobody.secret_access_key, s3.admin.secret_access_key}
+    secrets |= {s3.nobody.access_key_id, s3.admin.access_key_id}
+    for name, (_, phase, reason, words) in cases.items():
+        status = wait_ended(kubectl, namespace, name)["status"]
+        assert (status["phase"], status["reason"]) == (phase, reason), status
+        assert all(w in status["message"] for w in words), status["message"]
+        assert [c["type"] for c in status["conditions"]] == ["Failed"]
+        warnings = [e for e in events_of(kubectl, namespace, name) if e["type"] == "Warning"]
+        assert [e["reason"] for e in warnings] == ["BackupFailed"], warnings
+        shown = str(status) + str(warnings)
+        assert not any(s in shown for s in secrets), f"a credential shows in {name}"
+    orphan = wait_ended(kubectl, namespace, "orphan")["status"]
+    assert (orphan["phase"], orphan["reason"]) == ("Rejected", "ClusterNotFound"), orphan
+    # The cluster hears of its failed backups too.
+    cluster_warnings = [
+        e["message"]
+        for e in events_of(kubectl, namespace, cluster)
+        if e["reason"] == "BackupFailed"
+    ]
+    assert len(cluster_warnings) == len(cases), cluster_warnings
+    assert not any(s in str(cluster_warnings) for s in secrets)
+
+    # ttlSecondsAfterFinished: the ended object goes away by itself.
+    kubectl.apply(
+        backup_manifest(
+            namespace, "short-lived", cluster, store_of(s3, bucket, "nobody"),
+            ttlSecondsAfterFinished=1,
+        )
+    )  # fmt: skip
+    eventually(
+        "the expired EtcdBackup to be deleted",
+        lambda: not kubectl.exists("etcdbackup", "short-lived", namespace),
+        timeout=60,
+    )

@@ -1,0 +1,483 @@
+"""Backup runs: one asyncio task per EtcdBackup, streaming a member's snapshot into S3.
+
+Why in the operator and not in a Job: the stream needs no disk (it goes from etcd's gRPC stream
+through the encoder into a multipart upload, two 16 MiB parts in memory at most), the
+credentials stay in the operator (read from their Secret at the moment of the run, never in a
+pod spec or an environment variable of a pod), and the run needs the operator's view of the
+cluster anyway (which member is a healthy follower). The cost is the operator's memory and
+network: ``max_concurrent_backups`` bounds both across clusters, and one cluster's backups run
+one at a time.
+
+A run never blocks a reconcile pass or another cluster's backup: kopf's handler only starts the
+task (``start``) and returns; the task writes the EtcdBackup's status itself as it moves
+Pending -> Running -> Succeeded | Failed (or Rejected), posts a Normal or Warning event on the
+backup and, when it failed, a Warning on the cluster. Every failure ends in ``Failed`` with a
+one-line message (the backup library's typed errors; our own for a missing Secret); a run that
+the operator's restart interrupted ends ``Failed`` with reason ``Interrupted`` on resume, and its
+multipart upload was never completed, so no partial object looks complete.
+
+Credentials never leave this module as text: they go into the boto3 client only, and every
+message that leaves (status, event, log) has passed the store's ``redact``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from etcd_operator import metrics
+from etcd_operator.api.backup import BackupSpec, BackupStore, Compression
+from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
+from etcd_operator.api.etcdbackup import EtcdBackup, EtcdBackupStatus
+from etcd_operator.api.operation import OperationPhase
+from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.v1alpha1 import API_VERSION, KIND, EtcdCluster
+from etcd_operator.backup import (
+    BackupError,
+    Credentials,
+    NoSuchKeyError,
+    StoreSettings,
+    UploadResult,
+    parse_key,
+    upload_snapshot,
+)
+from etcd_operator.backup.errors import classify_s3_error
+from etcd_operator.backup.metadata import SnapshotInfo
+from etcd_operator.backup.store import make_client
+from etcd_operator.reconcile import backup_run
+from etcd_operator.reconcile.backup_run import Refusal
+from etcd_operator.reconcile.operations import seconds_until_expiry
+from etcd_operator.runtime.events import post_events
+from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_cluster
+from etcd_operator.runtime.kube import KubeApi
+from etcd_operator.runtime.observe import Connect, connect_etcd, observe
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+CREDENTIAL_KEYS = ("accessKeyId", "secretAccessKey", "sessionToken")
+
+
+class Upload(Protocol):
+    """``backup.upload_snapshot``'s shape (a test may count or slow the uploads)."""
+
+    async def __call__(
+        self,
+        chunks: AsyncIterator[bytes],
+        store: StoreSettings,
+        key: str,
+        *,
+        compression: Compression | str = ...,
+        encryption_key: bytes | None = ...,
+        metadata: SnapshotInfo | None = ...,
+    ) -> UploadResult: ...
+
+
+class SecretError(Exception):
+    """A Secret a backup needs is missing or incomplete; the message says which and what."""
+
+
+@dataclass
+class _Run:
+    """What a run has learnt so far, for its messages: the store resolved (for ``redact``)."""
+
+    store: StoreSettings | None = None
+
+    def redact(self, text: str) -> str:
+        return self.store.redact(text) if self.store is not None else text
+
+
+def _decode(secret: Mapping[str, Any], key: str) -> str | None:
+    value = (secret.get("data") or {}).get(key)
+    if value is None:
+        plain = (secret.get("stringData") or {}).get(key)
+        return str(plain) if plain is not None else None
+    try:
+        return base64.b64decode(str(value), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+class BackupRunner:
+    """Starts, finishes and deletes backups; shared by the kopf handlers of EtcdBackup."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: Callable[[], KubeApi],
+        connect: Connect = connect_etcd,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        upload: Upload = upload_snapshot,
+    ) -> None:
+        self.settings = settings
+        self._kube = kube
+        self._connect = connect
+        self._clock = clock
+        self._upload = upload
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cluster_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def kube(self) -> KubeApi:
+        return self._kube()
+
+    # -- entry points ----------------------------------------------------------------------
+    def start(self, body: Mapping[str, Any]) -> asyncio.Task[None] | None:
+        """Start the run of a new or resumed backup, unless it runs already or has ended;
+        returns its task (tests wait on it)."""
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid") or meta.get("name"))
+        running = self._tasks.get(uid)
+        if running is not None and not running.done():
+            return running
+        phase = OperationPhase((body.get("status") or {}).get("phase") or OperationPhase.PENDING)
+        if phase.terminal:
+            return None
+        task = asyncio.create_task(self._guarded(dict(body), resumed=phase == "Running"))
+        self._tasks[uid] = task
+        task.add_done_callback(lambda _: self._tasks.pop(uid, None))
+        return task
+
+    def expire_later(self, body: Mapping[str, Any]) -> None:
+        """Delete the object ``ttlSecondsAfterFinished`` after its run ended (at once when that
+        is past); runs that have not ended arm it themselves when they end."""
+        backup = EtcdBackup.model_validate(body)
+        status = backup.status or EtcdBackupStatus()
+        if backup.spec.ttlSecondsAfterFinished is None or not OperationPhase(status.phase).terminal:
+            return
+        uid = f"ttl:{backup.metadata.get('uid') or backup.name}"
+        if uid in self._tasks:
+            return
+        delay = max(0.0, seconds_until_expiry(backup.spec, status, self._clock()))
+        task = asyncio.create_task(self._expire(backup, delay))
+        self._tasks[uid] = task
+        task.add_done_callback(lambda _: self._tasks.pop(uid, None))
+
+    async def _expire(self, backup: EtcdBackup, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            gone = not await self.kube.delete(
+                API_VERSION, BACKUP_KIND, backup.namespace, backup.name
+            )
+        except Exception as err:
+            log.warning("could not delete expired backup %s: %s", backup.name, describe(err))
+            return
+        if not gone:
+            log.info("backup %s/%s expired: deleted", backup.namespace, backup.name)
+
+    async def wait(self) -> None:
+        """Wait for every run in flight (tests, and the operator's cleanup)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Cancel the runs in flight (the operator stops): their uploads are aborted."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def delete_stored(self, body: Mapping[str, Any]) -> str | None:
+        """Delete the stored object of a backup whose policy is Delete; returns what was done
+        (for the handler's log), raises ``BackupError`` or ``SecretError`` to be retried."""
+        backup = EtcdBackup.model_validate(body)
+        status = backup.status or EtcdBackupStatus()
+        if status.location is None or status.store is None:
+            return "nothing was stored"
+        prefix = f"s3://{status.store.bucket}/"
+        key = status.location.removeprefix(prefix)
+        async with self._resolved(backup.namespace, status.store, "") as store:
+            return await _delete_object(store, key, status.location)
+
+    # -- one run ---------------------------------------------------------------------------
+    async def _guarded(self, body: Json, *, resumed: bool) -> None:
+        run = _Run()
+        try:
+            await self._run(body, run, resumed=resumed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            # A fault of ours or of the API server: the run still ends, visibly.
+            message = run.redact(describe(err))
+            log.exception("backup %s failed unexpectedly", _ref(body))
+            with contextlib.suppress(Exception):
+                await self._end(body, Refusal(OperationPhase.FAILED, "InternalError", message))
+
+    async def _run(self, body: Json, run: _Run, *, resumed: bool) -> None:
+        backup = EtcdBackup.model_validate(body)
+        if resumed:
+            await self._end(
+                body,
+                Refusal(
+                    OperationPhase.FAILED,
+                    backup_run.INTERRUPTED,
+                    "the operator restarted while the backup was streaming; its upload was "
+                    "never completed: take a new backup",
+                ),
+            )
+            return
+        if backup.status is None:
+            await self._write(body, EtcdBackupStatus())
+        ns, cluster_name = backup.namespace, backup.spec.clusterName
+        lock = self._cluster_locks.setdefault((ns, cluster_name), asyncio.Lock())
+        async with lock, self._slot():
+            raw = await self.kube.get(API_VERSION, KIND, ns, cluster_name)
+            try:
+                cluster = parse_cluster(raw) if raw is not None else None
+            except InvalidSpecError as err:
+                await self._end(body, Refusal(OperationPhase.REJECTED, "InvalidCluster", str(err)))
+                return
+            refused = backup_run.refusal(backup, cluster)
+            if refused is not None:
+                await self._end(body, refused)
+                return
+            assert cluster is not None  # refusal() said so
+            store_api = backup_run.store_of(backup, cluster)
+            assert store_api is not None  # refusal() said so
+            await self._take(body, backup, cluster, store_api, run)
+
+    async def _take(
+        self,
+        body: Json,
+        backup: EtcdBackup,
+        cluster: EtcdCluster,
+        store_api: BackupStore,
+        run: _Run,
+    ) -> None:
+        ns = backup.namespace
+        spec = BackupSpec.model_validate(cluster.spec.backup) if cluster.spec.backup else None
+        compression = spec.compression if spec is not None else Compression.ZSTD
+        prefix = backup_run.default_prefix(ns, cluster.name)
+        try:
+            async with self._resolved(ns, store_api, prefix) as store:
+                run.store = store
+                encryption_key = await self._encryption_key(ns, spec)
+                observed = await observe(cluster, self.kube, self.settings, self._connect)
+                source = backup_run.source_member(observed.etcd, cluster.name)
+                if isinstance(source, Refusal):
+                    await self._end(body, source, cluster_body=cluster)
+                    return
+                assert observed.etcd is not None
+                status = backup_run.running(
+                    EtcdBackupStatus.model_validate(body.get("status") or {}),
+                    source,
+                    store_api,
+                    observed.etcd,
+                    self._clock(),
+                )
+                await self._write(body, status)
+                key = store.key_for(
+                    backup_run.object_name(backup.name, compression, encryption_key is not None)
+                )
+                info = SnapshotInfo(
+                    revision=source.revision,
+                    cluster_id=observed.etcd.cluster_id,
+                    etcd_version=source.version,
+                    member=source.name,
+                )
+                started = time.monotonic()
+                result = await self._stream(
+                    source.client_urls[0],
+                    store,
+                    key,
+                    compression=compression,
+                    encryption_key=encryption_key,
+                    info=info,
+                )
+        except (BackupError, SecretError) as err:
+            metrics.BACKUP_FAILURES.labels(ns, cluster.name).inc()
+            reason = err.reason if isinstance(err, BackupError) else "SecretNotUsable"
+            await self._end(
+                body,
+                Refusal(OperationPhase.FAILED, reason, run.redact(str(err))),
+                cluster_body=cluster,
+            )
+            return
+        metrics.record_backup(ns, cluster.name, time.monotonic() - started, result.stored_size)
+        done = EtcdBackupStatus.model_validate(body.get("status") or {}).model_copy(
+            update={
+                "location": result.location,
+                "sizeBytes": result.stored_size,
+                "snapshotSizeBytes": result.raw_size,
+                "sha256": result.sha256,
+                "compression": str(result.metadata.compression),
+                "encrypted": encryption_key is not None,
+            }
+        )
+        message = (
+            f"stored {result.location}: {result.stored_size} bytes "
+            f"({result.raw_size} as etcd streamed them) from member {info.member} "
+            f"at revision {info.revision}"
+        )
+        await self._end(
+            body,
+            Refusal(OperationPhase.SUCCEEDED, backup_run.SUCCEEDED, message),
+            status=done,
+        )
+
+    async def _stream(
+        self,
+        endpoint: str,
+        store: StoreSettings,
+        key: str,
+        *,
+        compression: Compression | str,
+        encryption_key: bytes | None,
+        info: SnapshotInfo,
+    ) -> UploadResult:
+        client = self._connect([endpoint], self.settings.etcd_timeout_seconds)
+        try:
+            return await self._upload(
+                client.snapshot(endpoint),
+                store,
+                key,
+                compression=compression,
+                encryption_key=encryption_key,
+                metadata=info,
+            )
+        finally:
+            await client.close()
+
+    # -- status and events -----------------------------------------------------------------
+    async def _write(self, body: Json, status: EtcdBackupStatus) -> None:
+        patch = status.model_dump(mode="json", exclude_none=True)
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        await self.kube.patch_status(API_VERSION, BACKUP_KIND, ns, name, patch)
+        body["status"] = patch
+
+    async def _end(
+        self,
+        body: Json,
+        outcome: Refusal,
+        *,
+        status: EtcdBackupStatus | None = None,
+        cluster_body: EtcdCluster | None = None,
+    ) -> None:
+        """The run's terminal status, its event, and a Warning on the cluster when it failed."""
+        now = self._clock()
+        current = status or EtcdBackupStatus.model_validate(body.get("status") or {})
+        final = backup_run.ended(current, outcome.phase, outcome.reason, outcome.message, now)
+        await self._write(body, final)
+        self.expire_later(body)
+        failed = outcome.phase != OperationPhase.SUCCEEDED
+        type_ = "Warning" if failed else "Normal"
+        reason = {
+            OperationPhase.SUCCEEDED: "BackupSucceeded",
+            OperationPhase.REJECTED: "BackupRejected",
+        }.get(outcome.phase, "BackupFailed")
+        log.log(
+            logging.WARNING if failed else logging.INFO,
+            "backup %s %s: %s",
+            _ref(body),
+            final.phase,
+            outcome.message,
+        )
+        await post_events(self.kube, body, [(type_, reason, outcome.message)], now)
+        if failed and cluster_body is not None:
+            raw = await self.kube.get(API_VERSION, KIND, cluster_body.namespace, cluster_body.name)
+            if raw is not None:
+                text = f"backup {body['metadata']['name']}: {outcome.message}"
+                await post_events(self.kube, raw, [("Warning", reason, text)], now)
+
+    # -- what a run needs from Secrets -----------------------------------------------------
+    async def _secret(self, namespace: str, name: str, why: str) -> Json:
+        secret = await self.kube.get("v1", "Secret", namespace, name)
+        if secret is None:
+            raise SecretError(f"Secret {name} ({why}) does not exist in namespace {namespace}")
+        return secret
+
+    @contextlib.asynccontextmanager
+    async def _resolved(
+        self, namespace: str, store: BackupStore, default_prefix: str
+    ) -> AsyncIterator[StoreSettings]:
+        """The store with its Secrets read: credentials in memory, a CA bundle in a private
+        temporary file for boto3 (removed afterwards)."""
+        credentials = None
+        if store.credentialsSecret:
+            secret = await self._secret(namespace, store.credentialsSecret, "S3 credentials")
+            values = {k: _decode(secret, k) for k in CREDENTIAL_KEYS}
+            missing = [k for k in CREDENTIAL_KEYS[:2] if not values[k]]
+            if missing:
+                raise SecretError(
+                    f"Secret {store.credentialsSecret} (S3 credentials) has no "
+                    f"{' and no '.join(missing)}: it needs accessKeyId and secretAccessKey"
+                )
+            credentials = Credentials(
+                str(values["accessKeyId"]), str(values["secretAccessKey"]), values["sessionToken"]
+            )
+        async with contextlib.AsyncExitStack() as stack:
+            ca_path = None
+            if store.caBundle is not None:
+                ref = store.caBundle
+                secret = await self._secret(namespace, ref.name, "S3 CA bundle")
+                pem = _decode(secret, ref.key)
+                if not pem:
+                    raise SecretError(f"Secret {ref.name} (S3 CA bundle) has no key {ref.key}")
+                ca_path = stack.enter_context(_private_file(pem))
+            yield StoreSettings.from_api(
+                store, default_prefix=default_prefix, credentials=credentials, ca_bundle=ca_path
+            )
+
+    async def _encryption_key(self, namespace: str, spec: BackupSpec | None) -> bytes | None:
+        if spec is None or spec.encryption is None:
+            return None
+        ref = spec.encryption.keySecret
+        secret = await self._secret(namespace, ref.name, "backup encryption key")
+        value = (secret.get("data") or {}).get(ref.key)
+        if value is None:
+            raise SecretError(f"Secret {ref.name} (backup encryption key) has no key {ref.key}")
+        return parse_key(base64.b64decode(str(value)))
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.max_concurrent_backups)
+        async with self._slots:
+            yield
+
+
+@contextlib.contextmanager
+def _private_file(text: str) -> Iterator[str]:
+    """``text`` in a file only this process's user can read; its path, removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix="etcd-backup-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+async def _delete_object(store: StoreSettings, key: str, location: str) -> str:
+    """Delete one stored backup; an object already gone counts as deleted."""
+    try:
+        client = await asyncio.to_thread(make_client, store)
+        await asyncio.to_thread(client.delete_object, Bucket=store.bucket, Key=key)
+    except Exception as err:
+        error = classify_s3_error(
+            err, endpoint=store.display_endpoint, bucket=store.bucket, key=key, operation="delete"
+        )
+        if isinstance(error, NoSuchKeyError):
+            return f"{location} was already gone"
+        raise error from None
+    return f"deleted {location}"
+
+
+def _ref(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"

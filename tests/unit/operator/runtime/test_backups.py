@@ -1,0 +1,204 @@
+"""The backup runner over an in-memory Kubernetes and etcd: the phases it writes, the events it
+posts, what it does with Secrets, failures and restarts. The S3 side is a stand-in upload here;
+the real library against real S3 servers is tested in tests/integration/test_backup_s3.py, and
+the whole path on a real control plane in e2e/test_backups.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from etcd_operator.api.backup import Compression
+from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.backup import AccessDeniedError, StoreSettings, UploadResult
+from etcd_operator.backup.metadata import ObjectMetadata, SnapshotInfo
+from etcd_operator.runtime.backups import BackupRunner
+
+from tests.unit.operator.runtime.fake_etcd import FakeEtcd
+from tests.unit.operator.runtime.fake_kube import FakeKube
+from tests.unit.operator.runtime.test_reconciler import body as cluster_body
+from tests.unit.operator.runtime.test_reconciler import sample
+
+SETTINGS = OperatorSettings(etcd_timeout_seconds=0.5)
+NOW = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+ACCESS, SECRET = "AKIAEXAMPLE", "s3cr3t-value-never-shown"
+STORE = {"bucket": "backups", "endpoint": "http://s3:9000", "credentialsSecret": "creds"}
+
+
+def backup_body(name: str = "b", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "etcd.pyetcd.io/v1alpha1",
+        "kind": "EtcdBackup",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
+        "spec": {"clusterName": "demo", "store": STORE, **spec},
+    }
+
+
+def secret(name: str, **values: str) -> dict[str, Any]:
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+    return {"kind": "Secret", "metadata": {"name": name, "namespace": "ns"}, "data": data}
+
+
+class Uploads:
+    """Stands in for ``upload_snapshot``: reads the stream, records, answers or fails."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.calls: list[tuple[StoreSettings, str, bytes, SnapshotInfo | None]] = []
+
+    async def __call__(
+        self,
+        chunks: AsyncIterator[bytes],
+        store: StoreSettings,
+        key: str,
+        *,
+        compression: Compression | str = Compression.ZSTD,
+        encryption_key: bytes | None = None,
+        metadata: SnapshotInfo | None = None,
+    ) -> UploadResult:
+        data = b"".join([c async for c in chunks])
+        self.calls.append((store, key, data, metadata))
+        if self.error is not None:
+            raise self.error
+        return UploadResult(
+            location=store.location(key),
+            bucket=store.bucket,
+            key=key,
+            stored_size=5,
+            raw_size=len(data),
+            sha256="ab" * 32,
+            parts=0,
+            metadata=ObjectMetadata(compression=Compression(compression), encryption="none"),
+        )
+
+
+def world(*, with_secret: bool = True) -> tuple[FakeKube, FakeEtcd]:
+    kube = FakeKube()
+    kube.put(cluster_body())
+    kube.put({"kind": "StatefulSet", "metadata": {"name": "demo", "namespace": "ns"}})
+    if with_secret:
+        kube.put(secret("creds", accessKeyId=ACCESS, secretAccessKey=SECRET))
+    return kube, FakeEtcd()
+
+
+def run(kube: FakeKube, etcd: FakeEtcd, upload: Uploads, *bodies: dict[str, Any]) -> None:
+    runner = BackupRunner(
+        SETTINGS, lambda: kube, lambda endpoints, timeout: etcd, clock=lambda: NOW, upload=upload
+    )
+
+    async def scenario() -> None:
+        for b in bodies:
+            kube.put(b)
+            runner.start(kube.live(b))
+        await runner.wait()
+
+    asyncio.run(scenario())
+
+
+def status_of(kube: FakeKube, name: str = "b") -> dict[str, Any]:
+    found = kube.objects[("EtcdBackup", "ns", name)]["status"]
+    assert isinstance(found, dict)
+    return found
+
+
+def test_a_backup_streams_a_follower_and_records_what_it_stored() -> None:
+    kube, etcd = world()
+    upload = Uploads()
+    before = sample(
+        "etcd_operator_backup_last_success_timestamp_seconds", namespace="ns", cluster="demo"
+    )
+    run(kube, etcd, upload, backup_body())
+    status = status_of(kube)
+    assert status["phase"] == "Succeeded", status
+    assert status["member"] != "demo-0"  # demo-0 leads: a follower streams
+    assert etcd.snapshots_from == [f"http://c{status['member'][-1]}:2379"]
+    ((store, key, data, info),) = upload.calls
+    assert key == "ns/demo/b.db.zst" and data == b"snapshot"
+    assert store.credentials is not None and store.credentials.secret_access_key == SECRET
+    assert info is not None and info.member == status["member"]
+    assert status["location"] == "s3://backups/ns/demo/b.db.zst"
+    assert (status["sizeBytes"], status["snapshotSizeBytes"]) == (5, len(b"snapshot"))
+    assert status["clusterID"] == "cafe" and status["store"]["bucket"] == "backups"
+    phases = [p["phase"] for _, name, p in kube.status_patches if name == "b"]
+    assert phases == ["Pending", "Running", "Succeeded"]
+    assert [e[:2] for e in kube.events()] == [("Normal", "BackupSucceeded")]
+    after = sample(
+        "etcd_operator_backup_last_success_timestamp_seconds", namespace="ns", cluster="demo"
+    )
+    assert after > before
+
+
+def test_a_failed_upload_fails_the_backup_with_a_message_without_credentials() -> None:
+    kube, etcd = world()
+    failures = sample("etcd_operator_backup_failures_total", namespace="ns", cluster="demo")
+    upload = Uploads(AccessDeniedError(f"access denied to bucket backups for key {SECRET}"))
+    run(kube, etcd, upload, backup_body())
+    status = status_of(kube)
+    assert (status["phase"], status["reason"]) == ("Failed", "AccessDenied")
+    assert "access denied to bucket backups" in status["message"]
+    everything = str(kube.status_patches) + str(kube.created)
+    assert SECRET not in everything and "<redacted>" in status["message"]
+    # A Warning on the backup and one on its cluster.
+    assert [(e[0], e[1]) for e in kube.events()] == [
+        ("Warning", "BackupFailed"),
+        ("Warning", "BackupFailed"),
+    ]
+    involved = [e["involvedObject"]["kind"] for e in kube.created]
+    assert involved == ["EtcdBackup", "EtcdCluster"]
+    after = sample("etcd_operator_backup_failures_total", namespace="ns", cluster="demo")
+    assert after == failures + 1
+
+
+def test_a_missing_secret_or_cluster_says_so() -> None:
+    kube, etcd = world(with_secret=False)
+    orphan = backup_body("orphan")
+    orphan["spec"]["clusterName"] = "gone"
+    run(kube, etcd, Uploads(), backup_body(), orphan)
+    status = status_of(kube)
+    assert (status["phase"], status["reason"]) == ("Failed", "SecretNotUsable")
+    assert status["message"] == "Secret creds (S3 credentials) does not exist in namespace ns"
+    rejected = status_of(kube, "orphan")
+    assert (rejected["phase"], rejected["reason"]) == ("Rejected", "ClusterNotFound")
+
+
+def test_a_secret_without_its_keys_says_which() -> None:
+    kube, etcd = world(with_secret=False)
+    kube.put(secret("creds", accessKeyId=ACCESS))
+    run(kube, etcd, Uploads(), backup_body())
+    assert "has no secretAccessKey" in status_of(kube)["message"]
+
+
+def test_a_run_interrupted_by_a_restart_ends_failed_on_resume() -> None:
+    kube, etcd = world()
+    upload = Uploads()
+    running = backup_body()
+    running["status"] = {"phase": "Running", "startedAt": "2026-12-06T09:59:00Z"}
+    run(kube, etcd, upload, running)
+    status = status_of(kube)
+    assert (status["phase"], status["reason"]) == ("Failed", "Interrupted")
+    assert upload.calls == []
+
+
+def test_an_ended_backup_is_not_run_again_and_expires_after_its_ttl() -> None:
+    kube, etcd = world()
+    upload = Uploads()
+    run(kube, etcd, upload, backup_body(ttlSecondsAfterFinished=0))
+    assert ("EtcdBackup", "ns", "b") in kube.deleted
+    done = backup_body("done")
+    done["status"] = {"phase": "Succeeded", "completedAt": "2026-12-06T09:00:00Z"}
+    run(kube, etcd, upload, done)
+    assert len(upload.calls) == 1  # only the first backup ran
+    assert ("EtcdBackup", "ns", "done") not in kube.deleted  # no ttl: kept
+
+
+def test_no_quorum_fails_without_streaming() -> None:
+    kube, etcd = world()
+    etcd.leader = 0
+    upload = Uploads()
+    run(kube, etcd, upload, backup_body())
+    status = status_of(kube)
+    assert (status["phase"], status["reason"]) == ("Failed", "NoQuorum")
+    assert upload.calls == [] and etcd.snapshots_from == []
