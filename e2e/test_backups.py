@@ -13,6 +13,7 @@ exist is Rejected. An ended backup with ``ttlSecondsAfterFinished`` goes away by
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -239,3 +240,116 @@ def test_failed_backups_say_why_without_credentials_and_expire(
         lambda: not kubectl.exists("etcdbackup", "short-lived", namespace),
         timeout=60,
     )
+
+
+def operator_backups(kubectl: Kubectl, namespace: str, cluster: str) -> list[Json]:
+    found: list[Json] = kubectl.json(
+        "get", "etcdbackups", f"--namespace={namespace}", "-l", f"etcd.pyetcd.io/cluster={cluster}"
+    )["items"]
+    return found
+
+
+def phase(backup: Json) -> str | None:
+    return (backup.get("status") or {}).get("phase")
+
+
+def backup_ready(kubectl: Kubectl, namespace: str, cluster: str) -> tuple[str, str] | None:
+    status = kubectl.get("etcdcluster", cluster, namespace).get("status") or {}
+    for c in status.get("conditions") or []:
+        if c["type"] == "BackupReady":
+            return c["status"], c["reason"]
+    return None
+
+
+def test_a_cluster_backs_itself_up_on_schedule_and_on_request_and_keeps_what_retention_says(
+    kubectl: Kubectl, operator: OperatorRelease, namespace: str, s3: S3
+) -> None:
+    bucket = s3.create_bucket(f"e2e-{uuid.uuid4().hex[:12]}")
+    credentials_secret(kubectl, namespace, CREDENTIALS, s3.admin)
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    cluster = manifest["metadata"]["name"]
+    manifest["spec"]["backup"] = {"store": store_of(s3, bucket), "schedule": "* * * * *"}
+    kubectl.apply(manifest)
+    wait_available(kubectl, namespace, cluster, 1)
+
+    # The schedule: a backup for the first slot after the cluster was created.
+    def scheduled_success() -> Json | None:
+        for b in operator_backups(kubectl, namespace, cluster):
+            trigger = b["metadata"]["labels"].get("etcd.pyetcd.io/backup-trigger")
+            if trigger == "schedule" and phase(b) == "Succeeded":
+                return b
+        return None
+
+    first = eventually("a scheduled backup to succeed", scheduled_success, timeout=150, interval=2)
+    assert re.fullmatch(rf"{cluster}-\d{{8}}-\d{{4}}", first["metadata"]["name"])
+    eventually(
+        "BackupReady True",
+        lambda: backup_ready(kubectl, namespace, cluster) == ("True", "BackupSucceeded"),
+        timeout=60,
+    )
+    status = kubectl.get("etcdcluster", cluster, namespace)["status"]["backup"]
+    assert (
+        status["lastSuccessful"]["name"]
+        and status["nextScheduledTime"] > status["lastScheduledTime"]
+    )
+
+    # The annotation: one backup per new value, however many passes see it.
+    kubectl.run("annotate", "etcdcluster", cluster, "etcd.pyetcd.io/backup=first",
+                f"--namespace={namespace}")  # fmt: skip
+
+    def on_demand() -> list[Json]:
+        return [
+            b
+            for b in operator_backups(kubectl, namespace, cluster)
+            if b["metadata"]["labels"].get("etcd.pyetcd.io/backup-trigger") == "annotation"
+        ]
+
+    eventually(
+        "the requested backup to succeed",
+        lambda: [phase(b) for b in on_demand()] == ["Succeeded"],
+        timeout=90,
+        interval=2,
+    )
+    requested = kubectl.get("etcdcluster", cluster, namespace)["status"]["backup"]["lastRequest"]
+    assert requested == "first"
+    assert len(on_demand()) == 1
+
+    # Retention: keep one of the operator's backups; the others go, with their stored copies.
+    kubectl.run("patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=merge",
+                "-p", json.dumps({"spec": {"backup": {"retention": {"keepLast": 1}}}}))  # fmt: skip
+
+    def retained() -> bool:
+        kept = [b for b in operator_backups(kubectl, namespace, cluster) if phase(b) == "Succeeded"]
+        stored = s3.client().list_objects_v2(Bucket=bucket).get("Contents") or []
+        locations = {f"s3://{bucket}/{o['Key']}" for o in stored}
+        return len(kept) == 1 and locations == {b["status"]["location"] for b in kept}
+
+    eventually("retention to keep one backup and its object only", retained, timeout=90)
+
+    # S3 away: the next scheduled backup fails and BackupReady says so; back: it recovers.
+    dead = {**store_of(s3, bucket), "endpoint": f"http://s3.{S3_NAMESPACE}.svc.cluster.local:81"}
+    kubectl.run("patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=merge",
+                "-p", json.dumps({"spec": {"backup": {"store": dead}}}))  # fmt: skip
+    eventually(
+        "BackupReady False after a failed scheduled backup",
+        lambda: backup_ready(kubectl, namespace, cluster) == ("False", "BackupFailed"),
+        timeout=150,
+        interval=2,
+    )
+    failed = kubectl.get("etcdcluster", cluster, namespace)["status"]["backup"]["lastFailed"]
+    assert "did not answer" in failed["message"] or "unreachable" in failed["message"], failed
+    back = {"spec": {"backup": {"store": store_of(s3, bucket)}}}
+    kubectl.run("patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=merge",
+                "-p", json.dumps(back))  # fmt: skip
+    eventually(
+        "BackupReady True again once S3 is back",
+        lambda: backup_ready(kubectl, namespace, cluster) == ("True", "BackupSucceeded"),
+        timeout=150,
+        interval=2,
+    )
+
+    # Deleting the cluster keeps its backups: that is when they are needed.
+    before = {b["metadata"]["name"] for b in operator_backups(kubectl, namespace, cluster)}
+    kubectl.run("delete", "etcdcluster", cluster, f"--namespace={namespace}", "--wait=true")
+    after = {b["metadata"]["name"] for b in operator_backups(kubectl, namespace, cluster)}
+    assert before and before <= after, (before, after)

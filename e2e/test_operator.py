@@ -32,7 +32,10 @@ pytestmark = pytest.mark.any_cluster
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 INVALID = sorted((EXAMPLES / "invalid").glob("*.yaml"))
-PRINTER_COLUMNS = ["NAME", "REPLICAS", "READY", "VERSION", "LEADER", "PHASE", "AGE"]
+# "LAST BACKUP" is one column of two words.
+PRINTER_COLUMNS = [
+    "NAME", "REPLICAS", "READY", "VERSION", "LEADER", "PHASE", "LAST", "BACKUP", "AGE",
+]  # fmt: skip
 # kopf's finalizer, which the operator's versions with a per-cluster status timer made kopf add.
 KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from etcd_operator.api.schedule import TIME_ZONE_PATTERN, parse_schedule
 
 # S3 bucket names: 3 to 63 lower-case letters, digits, dots and hyphens (AWS's rules; other
 # servers accept a superset).
@@ -106,6 +108,12 @@ class DeletionPolicy(StrEnum):
     DELETE = "Delete"
 
 
+# The shape of a schedule, which the API server can check: a macro or five fields. The fields
+# themselves (ranges, names, steps) are checked by the operator's cron library, which refuses
+# the cluster with its message (Degraded, reason ReconcileFailed) when they are wrong.
+SCHEDULE_PATTERN = r"^(@[a-z]+|[^\s]+(\s+[^\s]+){4})$"
+
+
 # A Go-style duration of whole units, as maxAge takes it: "168h", "30m", "7d" is not Go's.
 AGE_PATTERN = r"^([0-9]+(h|m|s))+$"
 
@@ -131,11 +139,15 @@ class BackupSpec(_Model):
     schedule: str | None = Field(
         default=None,
         max_length=128,
+        pattern=SCHEDULE_PATTERN,
         description="A cron expression (5 fields, or @hourly, @daily, ...); none when unset "
         "(backups then only on the annotation or an EtcdBackup object).",
     )
     timeZone: str | None = Field(
-        default=None, max_length=64, description="The schedule's time zone (IANA); UTC if unset."
+        default=None,
+        max_length=64,
+        pattern=TIME_ZONE_PATTERN.pattern,
+        description="The schedule's time zone (IANA); UTC if unset.",
     )
     suspend: bool = Field(default=False, description="Take no scheduled backups meanwhile.")
     retention: Retention | None = Field(default=None, description="Which backups to keep.")
@@ -143,3 +155,9 @@ class BackupSpec(_Model):
     encryption: Encryption | None = Field(
         default=None, description="Client-side encryption; the objects are readable without it."
     )
+
+    @model_validator(mode="after")
+    def _schedule_parses(self) -> BackupSpec:
+        if self.schedule is not None:
+            parse_schedule(self.schedule, self.timeZone)  # ScheduleError is a ValueError
+        return self

@@ -40,6 +40,7 @@ CLUSTER_PRINTER_COLUMNS: list[Json] = [
     {"name": "Version", "type": "string", "jsonPath": ".status.currentVersion"},
     {"name": "Leader", "type": "string", "jsonPath": ".status.leader"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Last Backup", "type": "date", "jsonPath": ".status.backup.lastSuccessfulTime"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

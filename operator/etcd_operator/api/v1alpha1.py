@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from etcd_operator.api import corev1, structural
+from etcd_operator.api.backup import BackupSpec
 
 GROUP = "etcd.pyetcd.io"
 VERSION = "v1alpha1"
@@ -479,10 +480,9 @@ class EtcdClusterSpec(_Model):
         description="Not supported yet: client and peer TLS. A cluster that sets it is refused.",
         json_schema_extra=PRESERVE_UNKNOWN,
     )
-    backup: dict[str, Any] | None = Field(
+    backup: BackupSpec | None = Field(
         default=None,
-        description="Not supported yet: scheduled backups. A cluster that sets it is refused.",
-        json_schema_extra=PRESERVE_UNKNOWN,
+        description="Backups to S3-compatible storage: where, when, how, and for how long.",
     )
     bootstrap: dict[str, Any] | None = Field(
         default=None,
@@ -503,6 +503,7 @@ class ConditionType(StrEnum):
     AVAILABLE = "Available"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    BACKUP_READY = "BackupReady"
 
 
 class Condition(_Model):
@@ -545,13 +546,45 @@ class MemberStatus(_Model):
     revision: int | None = Field(default=None, description="The member's current revision.")
 
 
+class BackupRef(_Model):
+    """One EtcdBackup, as the cluster's status names it."""
+
+    name: str = Field(description="The EtcdBackup object.")
+    time: str | None = Field(default=None, description="When it ended (RFC 3339).")
+    revision: int | None = Field(default=None, description="The revision it holds.")
+    message: str | None = Field(default=None, description="Why it failed.")
+
+
+class ClusterBackupStatus(_Model):
+    """The cluster's backups: the last success and failure, what comes next, and what the
+    operator acted on (so that the same annotation or schedule slot never makes two)."""
+
+    lastSuccessful: BackupRef | None = Field(default=None, description="The newest success.")
+    lastSuccessfulTime: str | None = Field(
+        default=None, description="When it ended (RFC 3339): the printer column's age."
+    )
+    lastFailed: BackupRef | None = Field(
+        default=None, description="The newest failure, when newer than the last success."
+    )
+    nextScheduledTime: str | None = Field(
+        default=None, description="The next slot of the schedule (RFC 3339)."
+    )
+    lastScheduledTime: str | None = Field(
+        default=None, description="The slot of the last scheduled backup created (RFC 3339)."
+    )
+    lastRequest: str | None = Field(
+        default=None,
+        description="The last value of the etcd.pyetcd.io/backup annotation acted on.",
+    )
+
+
 class EtcdClusterStatus(_Model):
     """The observed cluster; written by the operator only."""
 
     phase: Phase | None = Field(default=None, description="A one-word summary.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Available, Progressing and Degraded.",
+        description="Available, Progressing, Degraded and, with spec.backup, BackupReady.",
         json_schema_extra=list_map("type"),
     )
     members: list[MemberStatus] = Field(
@@ -572,6 +605,9 @@ class EtcdClusterStatus(_Model):
     leader: str | None = Field(default=None, description="Name of the leader member.")
     clusterID: str | None = Field(default=None, description="etcd's cluster ID in hex.")
     selector: str | None = Field(default=None, description="Pod label selector (scale).")
+    backup: ClusterBackupStatus | None = Field(
+        default=None, description="Backups, when spec.backup is set."
+    )
     observedGeneration: int | None = Field(
         default=None, description="The spec generation this status describes."
     )
@@ -604,12 +640,6 @@ UNSUPPORTED_RULES = {
         "spec.tls is not supported yet: TLS for clients and peers is not implemented by this "
         "operator version; remove the field",
         ".tls",
-    ),
-    "backup": Rule(
-        "!has(self.backup)",
-        "spec.backup is not supported yet: backups are not implemented by this operator "
-        "version; remove the field",
-        ".backup",
     ),
     "bootstrap": Rule(
         "!has(self.bootstrap)",

@@ -100,5 +100,30 @@ class DeletePVC:
     namespace: str
 
 
+@dataclass(frozen=True)
+class CreateBackup:
+    """Create an EtcdBackup (``manifest``); one that exists already counts as created (the
+    names are deterministic: that is what makes the triggers exactly-once)."""
+
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class DeleteBackup:
+    """Delete an EtcdBackup object (its deletionPolicy says what happens to the stored copy)."""
+
+    name: str
+    namespace: str
+
+
 MembershipAction = AddMember | PromoteMember | MoveLeader | RemoveMember
-Action = Apply | SetBootstrapState | Event | PatchStatus | MembershipAction | DeletePVC
+Action = (
+    Apply
+    | SetBootstrapState
+    | Event
+    | PatchStatus
+    | MembershipAction
+    | DeletePVC
+    | CreateBackup
+    | DeleteBackup
+)

@@ -35,6 +35,10 @@ class BackupRecord:
     scheduled_for: datetime | None = None
     # The status message (the cause of a failure), for the condition's message.
     message: str | None = None
+    # What made it: "schedule" or "annotation" (the operator; retention applies), None for an
+    # EtcdBackup a user created (kept until the user deletes it).
+    trigger: str | None = None
+    revision: int | None = None
 
     @property
     def time(self) -> datetime:

@@ -33,6 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 BACKUP_ANNOTATION = "etcd.pyetcd.io/backup"
+# On the EtcdBackups the operator creates: what made it (retention applies to these only) and,
+# for scheduled ones, the slot (RFC 3339, UTC).
+TRIGGER_LABEL = "etcd.pyetcd.io/backup-trigger"
+SCHEDULED_FOR_ANNOTATION = "etcd.pyetcd.io/scheduled-for"
+TRIGGER_SCHEDULE = "schedule"
+TRIGGER_ANNOTATION = "annotation"
 NAME_MAX_LENGTH = 63
 # Hex digits of sha256 in a name: 40 bits, no collision among one cluster's requests in practice.
 HASH_LENGTH = 10

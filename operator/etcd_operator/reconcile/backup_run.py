@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from etcd_operator.api.backup import BackupSpec, BackupStore, Compression
+from etcd_operator.api.backup import BackupStore, Compression
 from etcd_operator.api.etcdbackup import BackupConditionType, EtcdBackup, EtcdBackupStatus
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.v1alpha1 import Condition, EtcdCluster
@@ -52,8 +52,7 @@ def store_of(backup: EtcdBackup, cluster: EtcdCluster) -> BackupStore | None:
     """The store a backup goes to: its own, else its cluster's ``spec.backup.store``."""
     if backup.spec.store is not None:
         return backup.spec.store
-    configured = cluster.spec.backup
-    return BackupSpec.model_validate(configured).store if configured is not None else None
+    return cluster.spec.backup.store if cluster.spec.backup is not None else None
 
 
 def object_name(backup: str, compression: Compression | str, encrypted: bool) -> str:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from etcd_operator.reconcile.backup_records import BackupRecord
 
 # The annotation each applied child carries: the fingerprint of the manifest we applied. Comparing
 # it with the fingerprint of the manifest we would apply now tells whether to apply, without
@@ -146,7 +149,9 @@ class Observed:
     "not capable" (an engine that cannot change its membership yet): the pass is then planned
     again without membership changes. ``rollout_slot`` is the operator's own state as seen by
     this pass: whether the operator-wide limit of clusters rolling their pods at once lets this
-    cluster start (or continue) a rollout now.
+    cluster start (or continue) a rollout now. ``backups`` are the cluster's EtcdBackups (listed
+    only when it has ``spec.backup``); ``now`` is when the look was taken, the clock of the
+    decisions that depend on time (the backup schedule, retention by age).
     """
 
     children: Mapping[ChildKey, Json] = field(default_factory=dict)
@@ -158,6 +163,8 @@ class Observed:
     pvcs: tuple[str, ...] = ()
     membership_unsupported: str | None = None
     rollout_slot: bool = True
+    backups: tuple[BackupRecord, ...] = ()
+    now: datetime | None = None
 
     def fingerprint(self, key: ChildKey) -> str | None:
         """The fingerprint annotation of a live child (``None``: absent, or not annotated)."""

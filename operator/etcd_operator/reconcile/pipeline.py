@@ -66,9 +66,19 @@ class Decided:
     # Room for a step's own findings that only its own later step reads (e.g. the scale plan
     # that the volume cleanup step carries out after the children are applied).
     notes: tuple[tuple[str, object], ...] = field(default=())
+    # What a step did in this pass that the report must say even after the world was looked at
+    # again (the backup a step created: the status records it so that it is not created twice);
+    # kept by ``Steps.seen_again``, unlike ``notes``.
+    acted: tuple[tuple[str, object], ...] = field(default=())
 
     def note(self, key: str) -> object | None:
         for name, value in self.notes:
+            if name == key:
+                return value
+        return None
+
+    def acted_on(self, key: str) -> object | None:
+        for name, value in self.acted:
             if name == key:
                 return value
         return None
@@ -117,6 +127,7 @@ class Steps:
                 updated=done.updated,
                 drifted=done.drifted,
                 rollout=done.rollout,
+                acted=done.acted,
             ),
         )
 

@@ -1,15 +1,14 @@
 """One reconcile pass as a decision: (desired, observed, settings, now) -> actions. Pure.
 
 ``STEPS`` is the pipeline (see ``pipeline``): deletion, bootstrap, scaling, children, volume
-cleanup, each in its own module. ``plan_steps`` runs it (the changes to etcd and Kubernetes, in
-execution order) and ``report`` turns its decisions into the events of the status transitions
-and the status itself, always the last action. A pass that changed something looks at the
-world again after its steps and reports on that look, so the status it writes already shows
-its own steps (a promoted learner, a removed member); an idle pass reports on what it planned
-from.
-
-The action types live in ``actions`` and the manifests' fingerprints in ``children``; both are
-re-exported here for the callers that need the whole pass.
+cleanup, backups (the schedule, the annotation, retention), each in its own module.
+``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
+turns its decisions into the events of the status transitions and the status itself, always the
+last action. A pass that changed something looks at the world again after its steps and reports on
+that look, so the status it writes already shows its own steps (a promoted learner, a removed
+member); an idle pass reports on what it planned from. The action types live in ``actions`` and the
+manifests' fingerprints in ``children``; both are re-exported here for the callers that need the
+whole pass.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from datetime import datetime
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.reconcile import bootstrap, children, deletion, scaling, volumes
+from etcd_operator.reconcile import backups, bootstrap, children, deletion, scaling, volumes
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
@@ -70,6 +69,7 @@ STEPS: tuple[Step, ...] = (
     scaling.step,
     children.step,
     volumes.step,
+    backups.step,
 )
 """The pipeline, in order: their actions run in this order too."""
 

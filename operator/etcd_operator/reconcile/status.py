@@ -26,6 +26,7 @@ from etcd_operator.api.v1alpha1 import (
     Phase,
 )
 from etcd_operator.components import naming
+from etcd_operator.reconcile.backup_status import backup_ready_verdict, backup_status
 from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
 from etcd_operator.reconcile.membership import member_name
 from etcd_operator.reconcile.observed import EtcdView, Observed
@@ -157,6 +158,17 @@ def compute_status(
         )
         for type_, check in CHECKERS
     ]
+    ready = backup_ready_verdict(desired, observed)
+    if ready is not None:
+        conditions.append(
+            condition(
+                previous.conditions,
+                ConditionType.BACKUP_READY,
+                ready,
+                now=now,
+                generation=generation,
+            )
+        )
     etcd = observed.etcd
     version, cluster_id, leader = previous.currentVersion, previous.clusterID, None
     if etcd is not None:
@@ -174,6 +186,7 @@ def compute_status(
         leader=leader,
         clusterID=cluster_id,
         selector=selector(desired.name),
+        backup=backup_status(desired, observed, decided),
         observedGeneration=generation,
     )
 

@@ -258,7 +258,7 @@ class BackupRunner:
         run: _Run,
     ) -> None:
         ns = backup.namespace
-        spec = BackupSpec.model_validate(cluster.spec.backup) if cluster.spec.backup else None
+        spec = cluster.spec.backup
         compression = spec.compression if spec is not None else Compression.ZSTD
         prefix = backup_run.default_prefix(ns, cluster.name)
         try:

@@ -13,11 +13,15 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
+from etcd_operator.api.v1alpha1 import API_VERSION
 from etcd_operator.members import ClusterClient, change_membership
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
     Apply,
+    CreateBackup,
+    DeleteBackup,
     DeletePVC,
     Event,
     MoveLeader,
@@ -26,7 +30,7 @@ from etcd_operator.reconcile.actions import (
     RemoveMember,
     SetBootstrapState,
 )
-from etcd_operator.runtime.kube import KubeApi
+from etcd_operator.runtime.kube import KubeApi, already_exists
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,17 @@ async def execute(
             case DeletePVC(name=name, namespace=namespace):
                 if not await kube.delete("v1", "PersistentVolumeClaim", namespace, name):
                     log.info("volume claim %s/%s was already deleted", namespace, name)
+            case CreateBackup(manifest=manifest):
+                try:
+                    await kube.create(manifest)
+                except Exception as err:
+                    if not already_exists(err):
+                        raise
+                    # Made by this very decision in a pass that did not get to record it.
+                    log.info("EtcdBackup %s exists already", manifest["metadata"]["name"])
+            case DeleteBackup(name=name, namespace=namespace):
+                if not await kube.delete(API_VERSION, BACKUP_KIND, namespace, name):
+                    log.info("EtcdBackup %s/%s was already deleted", namespace, name)
             case Event(type=type_, reason=reason, message=message):
                 post_event(type_, reason, message)
             case PatchStatus(status=status):

@@ -74,6 +74,11 @@ def describe_kube_error(err: BaseException) -> str | None:
     return f"{answer}: {detail}" if detail else answer
 
 
+def already_exists(err: BaseException) -> bool:
+    """The API server refused a create because the name is taken (409 AlreadyExists)."""
+    return getattr(err, "status", None) == 409
+
+
 # (apiVersion, kind) -> the resource's plural, for every kind the operator reads or writes.
 RESOURCES: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",

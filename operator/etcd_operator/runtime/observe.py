@@ -15,11 +15,15 @@ type serves the membership changes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
+from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.api.v1alpha1 import API_VERSION, EtcdCluster
 from etcd_operator.components import naming
 from etcd_operator.components.bootstrap import (
     KEY_INITIAL_CLUSTER,
@@ -29,6 +33,8 @@ from etcd_operator.components.bootstrap import (
 from etcd_operator.members import EtcdConnection, connect_etcd
 from etcd_operator.members import observe as observe_etcd
 from etcd_operator.reconcile.actions import key_of
+from etcd_operator.reconcile.backup_records import BackupRecord
+from etcd_operator.reconcile.backup_requests import SCHEDULED_FOR_ANNOTATION, TRIGGER_LABEL
 from etcd_operator.reconcile.children import desired_children
 from etcd_operator.reconcile.observed import (
     ChildKey,
@@ -151,6 +157,7 @@ async def observe(
     connect: Connect = connect_etcd,
     *,
     ask_etcd: bool = True,
+    now: datetime | None = None,
 ) -> Observed:
     """One look at the world: the children, member pods and volume claims (concurrently), then
     etcd, unless ``ask_etcd`` is False (the etcd view is then ``None``, as if no member
@@ -174,4 +181,48 @@ async def observe(
         finally:
             await client.close()
     bootstrap_key = ChildKey("ConfigMap", naming.bootstrap_configmap_name(desired.name))
-    return assemble(children, pods, etcd, bootstrap_key, pvcs)
+    observed = assemble(children, pods, etcd, bootstrap_key, pvcs)
+    backups: tuple[BackupRecord, ...] = ()
+    if desired.spec.backup is not None:
+        listed = await kube.list(API_VERSION, BACKUP_KIND, ns, "")
+        backups = tuple(
+            backup_record(b)
+            for b in listed
+            if (b.get("spec") or {}).get("clusterName") == desired.name
+            # One being deleted (its stored copy first) is gone for every decision.
+            and not (b.get("metadata") or {}).get("deletionTimestamp")
+        )
+    return dataclasses.replace(observed, backups=backups, now=now)
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def backup_record(obj: Json) -> BackupRecord:
+    """What the backup decisions know of one EtcdBackup object as the API returned it."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    try:
+        phase = OperationPhase(status.get("phase") or OperationPhase.PENDING)
+    except ValueError:
+        phase = OperationPhase.PENDING
+    created = _time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    revision = status.get("revision")
+    return BackupRecord(
+        name=str(meta.get("name")),
+        phase=phase,
+        created_at=created,
+        completed_at=_time(status.get("completedAt")),
+        scheduled_for=_time(annotations.get(SCHEDULED_FOR_ANNOTATION)),
+        message=status.get("message"),
+        trigger=labels.get(TRIGGER_LABEL),
+        revision=revision if isinstance(revision, int) else None,
+    )

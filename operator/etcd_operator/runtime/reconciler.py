@@ -233,7 +233,9 @@ class Reconciler:
             log.warning("could not report the failed pass on the status: %s", describe(err))
 
     async def _pass(self, desired: EtcdCluster, uid: str, post_event: PostEvent) -> None:
-        observed = await observe(desired, self.kube, self.settings, self._connect)
+        observed = await observe(
+            desired, self.kube, self.settings, self._connect, now=self._clock()
+        )
 
         async def write_status(status: dict[str, Any]) -> None:
             # One merge patch; the dict keeps observedGeneration last.
@@ -282,6 +284,7 @@ class Reconciler:
                 self.settings,
                 self._connect,
                 ask_etcd=observed.etcd is not None,
+                now=self._clock(),
             )
             # What this pass learnt and its own slot carry over to the new look.
             observed = dataclasses.replace(

@@ -28,6 +28,7 @@ import celpy.celtypes
 
 # jsonschema comes with kubernetes-validate and ships without type hints.
 import jsonschema  # type: ignore[import-untyped]
+import referencing.exceptions
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
@@ -161,7 +162,12 @@ def _check_node(node: Json, path: str, under_array: str | None) -> list[str]:
     if "default" in node and "$ref" not in node:
         if path.split(".", maxsplit=1)[0] == "metadata":
             problems.append(f"{where}: no defaults under metadata")
-        errors = list(jsonschema.Draft4Validator(node).iter_errors(node["default"]))
+        try:
+            errors = list(jsonschema.Draft4Validator(node).iter_errors(node["default"]))
+        except referencing.exceptions.Unresolvable:
+            # A raw pydantic schema: its $refs point into $defs, which a node does not carry.
+            errors = []
+            problems.append(f"{where}: default beside a $ref, which a CRD cannot hold")
         if errors:
             problems.append(f"{where}: default {node['default']!r} is invalid: {errors[0].message}")
     list_type = node.get("x-kubernetes-list-type")

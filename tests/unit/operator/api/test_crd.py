@@ -132,6 +132,7 @@ def test_printer_columns() -> None:
         ("Version", "string", ".status.currentVersion"),
         ("Leader", "string", ".status.leader"),
         ("Phase", "string", ".status.phase"),
+        ("Last Backup", "date", ".status.backup.lastSuccessfulTime"),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]
 

@@ -214,7 +214,8 @@ def test_intervals_are_counted_in_slots_of_an_irregular_schedule() -> None:
             id="suspended-never-any",
         ),
         pytest.param(
-            BackupSpec(store=STORE, schedule="61 * * * *"),
+            # The model refuses it now; an object stored before may still hold one.
+            BackupSpec.model_construct(store=STORE, schedule="61 * * * *"),
             [scheduled(TODAY)],
             (FALSE, INVALID_SCHEDULE),
             id="an-invalid-schedule",

@@ -12,6 +12,12 @@ from typing import Any
 Json = dict[str, Any]
 
 
+class AlreadyExistsError(Exception):
+    """What the API server answers a create of a taken name with (409)."""
+
+    status = 409
+
+
 class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], Json] = {}
@@ -52,6 +58,13 @@ class FakeKube:
         return copy.deepcopy(found) if found is not None else None
 
     async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Json]:
+        if kind == "EtcdBackup":
+            assert selector == ""
+            return [
+                copy.deepcopy(o)
+                for (k, ns, _), o in self.objects.items()
+                if (k, ns) == (kind, namespace)
+            ]
         assert kind in ("Pod", "PersistentVolumeClaim")
         wanted = dict(pair.split("=", 1) for pair in selector.split(","))
         return [
@@ -91,5 +104,11 @@ class FakeKube:
 
     async def create(self, manifest: Mapping[str, Any]) -> Json:
         obj = copy.deepcopy(dict(manifest))
+        if obj["kind"] != "Event":
+            key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if key in self.objects:
+                raise AlreadyExistsError(f"{key} exists")
+            obj["metadata"].setdefault("creationTimestamp", "2026-12-06T10:00:00Z")
+            self.objects[key] = obj
         self.created.append(obj)
         return obj

@@ -202,3 +202,37 @@ def test_no_quorum_fails_without_streaming() -> None:
     status = status_of(kube)
     assert (status["phase"], status["reason"]) == ("Failed", "NoQuorum")
     assert upload.calls == [] and etcd.snapshots_from == []
+
+
+# -- the cluster's side: the annotation through a reconcile pass --------------------------------
+
+
+def test_the_annotation_makes_exactly_one_backup_across_passes() -> None:
+    from etcd_operator.runtime.reconciler import Reconciler
+
+    from tests.unit.operator.runtime.test_reconciler import Events
+
+    kube = FakeKube()
+    etcd = FakeEtcd()
+    cluster = cluster_body()
+    cluster["metadata"]["annotations"] = {"etcd.pyetcd.io/backup": "now"}
+    cluster["metadata"]["creationTimestamp"] = "2026-12-06T09:00:00Z"
+    cluster["spec"]["backup"] = {"store": STORE}
+    kube.put(cluster)
+    reconciler = Reconciler(
+        SETTINGS, kube, Events(), lambda endpoints, timeout: etcd, clock=lambda: NOW
+    )
+
+    async def passes(n: int) -> None:
+        for _ in range(n):
+            await reconciler.reconcile(kube.live(cluster))
+
+    asyncio.run(passes(4))  # creation, formation, then idle passes
+    made = [k for k in kube.objects if k[0] == "EtcdBackup"]
+    assert len(made) == 1, made
+    backup = kube.objects[made[0]]
+    assert backup["metadata"]["labels"]["etcd.pyetcd.io/backup-trigger"] == "annotation"
+    status = kube.objects[("EtcdCluster", "ns", "demo")]["status"]
+    assert status["backup"]["lastRequest"] == "now"
+    ready = [c for c in status["conditions"] if c["type"] == "BackupReady"]
+    assert [(c["status"], c["reason"]) for c in ready] == [("Unknown", "NoBackupYet")]
