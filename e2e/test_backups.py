@@ -12,6 +12,7 @@ exist is Rejected. An ended backup with ``ttlSecondsAfterFinished`` goes away by
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -24,6 +25,7 @@ import pytest
 import zstandard
 
 from e2e.chart import OperatorRelease
+from e2e.etcdclusters import CLIENT_POD, client_endpoint
 from e2e.kube import Json, Kubectl, PodExec, eventually
 from e2e.kubelet.services import HOST_PORT_ANNOTATION
 from e2e.test_operator import etcdctl_put, example, start_client, wait_available
@@ -353,3 +355,104 @@ def test_a_cluster_backs_itself_up_on_schedule_and_on_request_and_keeps_what_ret
     kubectl.run("delete", "etcdcluster", cluster, f"--namespace={namespace}", "--wait=true")
     after = {b["metadata"]["name"] for b in operator_backups(kubectl, namespace, cluster)}
     assert before and before <= after, (before, after)
+
+
+def dev_cluster(namespace: str, name: str, **spec: Any) -> Json:
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    manifest["metadata"]["name"] = name
+    manifest["spec"].pop("podTemplate", None)  # its spread constraint names example-dev
+    manifest["spec"].update(spec)
+    return manifest
+
+
+def etcdctl_json(pod_exec: PodExec, namespace: str, cluster: str, *args: str) -> Json | None:
+    argv = ["etcdctl", client_endpoint(cluster, namespace), *args, "-w", "json"]
+    got = pod_exec.exec(namespace, CLIENT_POD, argv)
+    return json.loads(got.stdout) if got.code == 0 else None
+
+
+def value_of(pod_exec: PodExec, namespace: str, cluster: str, key: str) -> str | None:
+    found = etcdctl_json(pod_exec, namespace, cluster, "get", key)
+    if found is None or not found.get("kvs"):
+        return None
+    return base64.b64decode(found["kvs"][0]["value"]).decode()
+
+
+def test_new_clusters_start_from_backups_across_engines_and_refuse_a_tampered_one(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str, s3: S3
+) -> None:
+    bucket = s3.create_bucket(f"e2e-{uuid.uuid4().hex[:12]}")
+    credentials_secret(kubectl, namespace, CREDENTIALS, s3.admin)
+    start_client(kubectl, namespace)
+    store = store_of(s3, bucket)
+    sources = {"src-pyetcd": "pyetcd", "src-etcd": "etcd"}
+    for name, engine in sources.items():
+        kubectl.apply(dev_cluster(namespace, name, engine=engine, backup={"store": store}))
+    for name in sources:
+        wait_available(kubectl, namespace, name, 1)
+        for i in range(3):
+
+            def put(n: str = name, i: int = i) -> bool:
+                return etcdctl_put(pod_exec, namespace, n, f"key-{i}", f"{n}-{i}")
+
+            eventually(f"etcdctl put into {name}", put)
+        kubectl.apply(backup_manifest(namespace, f"{name}-backup", name, store))
+    revisions: dict[str, int] = {}
+    for name in sources:
+        status = wait_ended(kubectl, namespace, f"{name}-backup")["status"]
+        assert status["phase"] == "Succeeded", status
+        revisions[name] = status["revision"]
+        # The source goes: its backup is what is left of it.
+        kubectl.run("delete", "etcdcluster", name, f"--namespace={namespace}", "--wait=true")
+
+    s3_client = s3.client()
+    locations = {
+        name: kubectl.get("etcdbackup", f"{name}-backup", namespace)["status"]["location"]
+        for name in sources
+    }
+
+    restores = {
+        "pyetcd-to-pyetcd": ("pyetcd", "src-pyetcd"),
+        "pyetcd-to-etcd": ("etcd", "src-pyetcd"),
+        "etcd-to-pyetcd": ("pyetcd", "src-etcd"),
+    }
+    for name, (engine, source) in restores.items():
+        bootstrap = {"backup": {"name": f"{source}-backup"}}
+        kubectl.apply(dev_cluster(namespace, name, engine=engine, bootstrap=bootstrap))
+    for name, (_, source) in restores.items():
+        wait_available(kubectl, namespace, name, 1)
+        for i in range(3):
+
+            def get(n: str = name, i: int = i) -> str | None:
+                return value_of(pod_exec, namespace, n, f"key-{i}")
+
+            got = eventually(f"key-{i} in {name}", get)
+            assert got == f"{source}-{i}", (name, got)
+        # Revisions went forward by the bump: a client's cached revision is never ahead.
+        header = (etcdctl_json(pod_exec, namespace, name, "get", "key-0") or {})["header"]
+        assert int(header["revision"]) >= revisions[source] + 1_000_000_000, (name, header)
+        restored = kubectl.get("etcdcluster", name, namespace)["status"]["restoredFrom"]
+        assert restored["backup"] == f"{source}-backup"
+        assert restored["location"] == locations[source]
+
+    # A backup whose object no longer holds what its EtcdBackup recorded: the member does not
+    # start, and the cluster says why.
+    py_key = locations["src-pyetcd"].removeprefix(f"s3://{bucket}/")
+    etcd_key = locations["src-etcd"].removeprefix(f"s3://{bucket}/")
+    s3_client.copy_object(Bucket=bucket, Key=py_key, CopySource={"Bucket": bucket, "Key": etcd_key})
+    kubectl.apply(
+        dev_cluster(namespace, "from-tampered", bootstrap={"backup": {"name": "src-pyetcd-backup"}})
+    )
+
+    def degraded() -> str | None:
+        status = kubectl.get("etcdcluster", "from-tampered", namespace).get("status") or {}
+        for c in status.get("conditions") or []:
+            if c["type"] == "Degraded" and c["reason"] == "RestoreFailed":
+                return str(c["message"])
+        return None
+
+    message = eventually("Degraded RestoreFailed", degraded, timeout=120, interval=2)
+    assert "tampered" in message and "sha256" in message, message
+    status = kubectl.get("etcdcluster", "from-tampered", namespace)["status"]
+    available = [c for c in status["conditions"] if c["type"] == "Available"]
+    assert [c["status"] for c in available] == ["False"], available

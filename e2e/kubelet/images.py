@@ -70,7 +70,13 @@ TABLE: tuple[Image, ...] = (
     Image(
         ("*etcd-operator",),
         (str(VENV_BIN / "etcd-operator"),),
-        commands={"etcd-operator": str(VENV_BIN / "etcd-operator"), **_PYTHON_TOOLS},
+        commands={
+            "etcd-operator": str(VENV_BIN / "etcd-operator"),
+            # The restore init container of clusters created from a backup.
+            "etcd-restore": str(VENV_BIN / "etcd-restore"),
+            "pyetcdutl": str(VENV_BIN / "pyetcdutl"),
+            **_PYTHON_TOOLS,
+        },
     ),
     Image(
         ("*/pyetcd", "pyetcd"),

@@ -70,6 +70,11 @@ class PodContext:
     allocatable: dict[str, str] = field(default_factory=dict)
 
 
+# What a kubelet keeps of a failed container's log as its termination message.
+TERMINATION_MESSAGE_LINES = 80
+TERMINATION_MESSAGE_BYTES = 2048
+
+
 @dataclass
 class LogRun:
     """One run of a container in its log file ``logs/<container>.log``: where its ``--- start``
@@ -566,7 +571,25 @@ class PodWorker:
         }
         if code < 0:
             state["signal"] = -code
+        policy = container.spec.get("terminationMessagePolicy")
+        if exit_code != 0 and policy == "FallbackToLogsOnError" and container.runs:
+            message = self._log_tail(container)
+            if message:
+                state["message"] = message
         return state
+
+    def _log_tail(self, container: Container) -> str:
+        """The kubelet's FallbackToLogsOnError message: the end of the run's output, at most
+        80 lines and 2048 bytes (this kubelet has no termination-log file to read first)."""
+        path = self.dir / "logs" / f"{container.name}.log"
+        try:
+            with open(path, "rb") as f:
+                f.seek(container.runs[-1].start)
+                output = f.read()
+        except OSError:
+            return ""
+        tail = b"\n".join(output.splitlines()[-TERMINATION_MESSAGE_LINES:])
+        return tail[-TERMINATION_MESSAGE_BYTES:].decode(errors="replace")
 
     async def _run_once(self, container: Container) -> int | None:
         """Start the container and wait for it; None when it could not start."""

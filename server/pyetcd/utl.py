@@ -845,3 +845,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as err:  # a bug or an unforeseen file problem: still one line, no traceback
         print(f"Error: {type(err).__name__}: {_reason(err)}", file=sys.stderr)
         raise SystemExit(EXIT_ERROR) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -113,10 +113,11 @@ here is used there (or listed there with the reason no request shows it), and no
 # EtcdBackups: kopf lists and watches them and keeps its state in their annotations, and its
 # finalizer on those whose deletionPolicy is Delete (patch); a run writes the status subresource.
 # A cluster's pass lists its backups, creates those its schedule and annotation ask for, and
-# deletes those retention lets go (and ended ones past ttlSecondsAfterFinished).
+# deletes those retention lets go (and ended ones past ttlSecondsAfterFinished); a cluster
+# created from a backup reads that EtcdBackup (get).
 - apiGroups: ["etcd.pyetcd.io"]
   resources: ["etcdbackups"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["etcd.pyetcd.io"]
   resources: ["etcdbackups/status"]
   verbs: ["patch"]

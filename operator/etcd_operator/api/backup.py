@@ -161,3 +161,78 @@ class BackupSpec(_Model):
         if self.schedule is not None:
             parse_schedule(self.schedule, self.timeZone)  # ScheduleError is a ValueError
         return self
+
+
+# s3://bucket/key, the bucket as BUCKET_PATTERN.
+LOCATION_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
+# What etcd's and Kubernetes' documentation pass to `etcdutl snapshot restore --bump-revision`:
+# more writes than any cluster makes between its last backup and its loss.
+DEFAULT_BUMP_REVISION = 1_000_000_000
+
+
+RESTORE_ONE_SOURCE = "bootstrap.backup needs exactly one of name and location"
+RESTORE_LOCATION_STORE = "bootstrap.backup.location needs store (where the object is)"
+
+
+class RestoreSource(_Model):
+    """The backup a new cluster starts from: an EtcdBackup by name, or an object by location."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.name) != has(self.location)", "message": RESTORE_ONE_SOURCE},
+                {
+                    "rule": "!has(self.location) || has(self.store)",
+                    "message": RESTORE_LOCATION_STORE,
+                },
+            ]
+        }
+    )
+
+    name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=SECRET_NAME_PATTERN,
+        description="A Succeeded EtcdBackup in the cluster's namespace.",
+    )
+    location: str | None = Field(
+        default=None,
+        max_length=1100,
+        pattern=LOCATION_PATTERN,
+        description="s3://bucket/key of a backup object, with store (a backup of another "
+        "Kubernetes cluster, say).",
+    )
+    store: BackupStore | None = Field(
+        default=None, description="Where location is: its bucket, endpoint and credentials."
+    )
+    encryptionKeySecret: SecretKeyRef | None = Field(
+        default=None,
+        description="The key of an encrypted backup; spec.backup.encryption's key if unset.",
+    )
+    bumpRevision: int = Field(
+        default=DEFAULT_BUMP_REVISION,
+        ge=0,
+        le=1 << 62,
+        description="Add this to every revision of the restored data, so that clients that "
+        "cached revisions (kube-apiserver's watch cache) never see one go backwards (etcdutl "
+        "snapshot restore --bump-revision); 0 turns it off.",
+    )
+    markCompacted: bool = Field(
+        default=True,
+        description="Mark the restored revisions compacted, so that watches from before the "
+        "restore end with a compaction error and clients list again (--mark-compacted).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RestoreSource:
+        if (self.name is None) == (self.location is None):
+            raise ValueError(RESTORE_ONE_SOURCE)
+        if self.location is not None and self.store is None:
+            raise ValueError(RESTORE_LOCATION_STORE)
+        return self
+
+
+class BootstrapSpec(_Model):
+    """Where a new cluster's data comes from (empty when unset)."""
+
+    backup: RestoreSource = Field(description="Restore this backup into every founding member.")

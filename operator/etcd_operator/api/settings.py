@@ -26,6 +26,11 @@ class OperatorSettings(BaseModel):
         default="gcr.io/etcd-development/etcd", description="Repository of upstream etcd images."
     )
     image_pull_policy: str = "IfNotPresent"
+    restore_image: str = Field(
+        default="ghcr.io/pyetcd/etcd-operator:0.1.0",
+        description="The image of the restore init container of clusters created from a "
+        "backup: the operator's own (the backup library and pyetcdutl).",
+    )
     ssd_node_label: str = Field(
         default=DEFAULT_SSD_LABEL,
         description="Default node label of SSD nodes, when a cluster does not name its own.",

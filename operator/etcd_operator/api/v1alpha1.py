@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from etcd_operator.api import corev1, structural
-from etcd_operator.api.backup import BackupSpec
+from etcd_operator.api.backup import BackupSpec, BackupStore, BootstrapSpec, SecretKeyRef
 
 GROUP = "etcd.pyetcd.io"
 VERSION = "v1alpha1"
@@ -484,11 +484,9 @@ class EtcdClusterSpec(_Model):
         default=None,
         description="Backups to S3-compatible storage: where, when, how, and for how long.",
     )
-    bootstrap: dict[str, Any] | None = Field(
+    bootstrap: BootstrapSpec | None = Field(
         default=None,
-        description="Not supported yet: a new cluster's data from a backup. A cluster that sets "
-        "it is refused.",
-        json_schema_extra=PRESERVE_UNKNOWN,
+        description="A new cluster's data from a backup; only at creation (immutable).",
     )
 
     @model_validator(mode="after")
@@ -578,6 +576,25 @@ class ClusterBackupStatus(_Model):
     )
 
 
+class RestoredFrom(_Model):
+    """The backup a cluster was created from, as the operator resolved it at creation: what each
+    founding member's restore init container fetches (recorded, so that the members' pod
+    template never changes afterwards, even when the EtcdBackup object goes away)."""
+
+    backup: str | None = Field(default=None, description="The EtcdBackup, when named.")
+    location: str = Field(description="s3://bucket/key of the backup object.")
+    store: BackupStore = Field(description="Where the object is.")
+    sha256: str | None = Field(
+        default=None, description="The snapshot's sha256 the EtcdBackup recorded, checked."
+    )
+    encrypted: bool | None = Field(default=None, description="Whether it is encrypted.")
+    encryptionKeySecret: SecretKeyRef | None = Field(
+        default=None, description="The key that decrypts it."
+    )
+    bumpRevision: int = Field(description="Added to every restored revision.")
+    markCompacted: bool = Field(description="The restored revisions are marked compacted.")
+
+
 class EtcdClusterStatus(_Model):
     """The observed cluster; written by the operator only."""
 
@@ -607,6 +624,9 @@ class EtcdClusterStatus(_Model):
     selector: str | None = Field(default=None, description="Pod label selector (scale).")
     backup: ClusterBackupStatus | None = Field(
         default=None, description="Backups, when spec.backup is set."
+    )
+    restoredFrom: RestoredFrom | None = Field(
+        default=None, description="The backup the cluster was created from (spec.bootstrap)."
     )
     observedGeneration: int | None = Field(
         default=None, description="The spec generation this status describes."
@@ -641,12 +661,6 @@ UNSUPPORTED_RULES = {
         "operator version; remove the field",
         ".tls",
     ),
-    "bootstrap": Rule(
-        "!has(self.bootstrap)",
-        "spec.bootstrap is not supported yet: creating a cluster from a backup is not "
-        "implemented by this operator version; remove the field",
-        ".bootstrap",
-    ),
 }
 
 # CEL rules on the spec as a whole; crd.py attaches them to the spec schema. The immutability
@@ -663,6 +677,12 @@ SPEC_RULES = rules(
         ".storage.storageClassName",
     ),
     ELECTION_TIMEOUT_RULE,
+    Rule(
+        "has(self.bootstrap) == has(oldSelf.bootstrap)"
+        " && (!has(self.bootstrap) || self.bootstrap == oldSelf.bootstrap)",
+        "bootstrap is immutable: it says where a cluster's data came from when it was created",
+        ".bootstrap",
+    ),
     Rule(
         "!has(oldSelf.engine) || !has(self.engine) || self.engine == oldSelf.engine",
         "engine is immutable: the data format of a running cluster cannot change engines",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
 from etcd_operator.components.bootstrap import BootstrapState, bootstrap_configmap
 from etcd_operator.components.pdb import pdb
 from etcd_operator.components.services import client_service, peer_service
@@ -23,6 +23,7 @@ def children(
     bootstrap_state: BootstrapState,
     *,
     replicas: int | None = None,
+    restore: RestoredFrom | None = None,
 ) -> list[dict[str, Any]]:
     """All manifests of ``cluster`` for server-side apply, in apply order.
 
@@ -34,5 +35,5 @@ def children(
         peer_service(cluster, settings),
         client_service(cluster, settings),
         pdb(cluster, settings, replicas=replicas),
-        statefulset(cluster, settings, replicas=replicas),
+        statefulset(cluster, settings, replicas=replicas, restore=restore),
     ]

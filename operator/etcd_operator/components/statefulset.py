@@ -14,10 +14,11 @@ import copy
 from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.v1alpha1 import DEFAULT_SSD_LABEL, EtcdCluster, PlacementMode
+from etcd_operator.api.v1alpha1 import DEFAULT_SSD_LABEL, EtcdCluster, PlacementMode, RestoredFrom
 from etcd_operator.components import flags, naming
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
 from etcd_operator.components.owner import object_meta
+from etcd_operator.components.restore import restore_container, restore_volumes
 
 CONTAINER_NAME = "etcd"
 RUN_AS = 65532  # the conventional "nonroot" uid/gid of distroless images
@@ -206,10 +207,13 @@ def container(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
     return spec
 
 
-def pod_spec(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
+def pod_spec(
+    cluster: EtcdCluster, settings: OperatorSettings, restore: RestoredFrom | None = None
+) -> Json:
     template = cluster.spec.podTemplate
+    member = container(cluster, settings)
     spec: Json = {
-        "containers": [container(cluster, settings)],
+        "containers": [member],
         "volumes": [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}],
         "affinity": affinity(cluster, settings),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
@@ -232,6 +236,18 @@ def pod_spec(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
         spec["imagePullSecrets"] = [{"name": secret.name} for secret in template.imagePullSecrets]
     if template.priorityClassName:
         spec["priorityClassName"] = template.priorityClassName
+    if restore is not None:
+        spec["initContainers"] = [
+            restore_container(
+                cluster,
+                settings,
+                restore,
+                member_env=member["env"],
+                mounts=member["volumeMounts"],
+                security_context=member["securityContext"],
+            )
+        ]
+        spec["volumes"] += restore_volumes(restore)
     return spec
 
 
@@ -253,10 +269,15 @@ def volume_claim_template(cluster: EtcdCluster) -> Json:
 
 
 def statefulset(
-    cluster: EtcdCluster, settings: OperatorSettings, *, replicas: int | None = None
+    cluster: EtcdCluster,
+    settings: OperatorSettings,
+    *,
+    replicas: int | None = None,
+    restore: RestoredFrom | None = None,
 ) -> Json:
     """The members' StatefulSet; ``replicas`` overrides ``spec.replicas`` while scaling step by
-    step (the operator changes the membership one member at a time)."""
+    step (the operator changes the membership one member at a time); ``restore`` is the backup
+    a new cluster's founding members start from."""
     name = naming.statefulset_name(cluster.name)
     template_metadata: Json = {"labels": pod_labels(cluster)}
     if cluster.spec.podTemplate.annotations:
@@ -283,7 +304,10 @@ def statefulset(
                 # would otherwise start on the data dir of a member etcd has removed.
                 "whenScaled": "Retain",
             },
-            "template": {"metadata": template_metadata, "spec": pod_spec(cluster, settings)},
+            "template": {
+                "metadata": template_metadata,
+                "spec": pod_spec(cluster, settings, restore),
+            },
             "volumeClaimTemplates": [volume_claim_template(cluster)],
         },
     }

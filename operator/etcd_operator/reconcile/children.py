@@ -23,13 +23,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
 from etcd_operator.components.bootstrap import BootstrapState
 from etcd_operator.components.children import children
 from etcd_operator.reconcile.actions import Action, Apply, Manifest, SetBootstrapState, key_of
 from etcd_operator.reconcile.drift import drifted, holds
 from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, Observed
 from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
+from etcd_operator.reconcile.restore import RESTORE
 
 # The StatefulSet's annotation with the fingerprint of the pod template we applied: tells a
 # change that restarts members from one that does not (replicas).
@@ -67,10 +68,13 @@ def desired_children(
     state: BootstrapState,
     *,
     replicas: int | None = None,
+    restore: RestoredFrom | None = None,
 ) -> list[Manifest]:
     """The manifests to apply, in apply order, each annotated with its fingerprint;
-    ``replicas`` overrides ``spec.replicas`` (the members etcd lists, while scaling)."""
-    return [with_fingerprint(m) for m in children(desired, settings, state, replicas=replicas)]
+    ``replicas`` overrides ``spec.replicas`` (the members etcd lists, while scaling);
+    ``restore`` the backup a cluster created from one starts from."""
+    rendered = children(desired, settings, state, replicas=replicas, restore=restore)
+    return [with_fingerprint(m) for m in rendered]
 
 
 def _annotation(obj: Mapping[str, Any], key: str) -> str | None:
@@ -117,8 +121,13 @@ def step(
     drift: list[tuple[ChildKey, tuple[str, ...]]] = []
     rollout = False
     queued = False
+    restore = decided.note(RESTORE)
     for rendered in desired_children(
-        desired, settings, decided.bootstrap, replicas=decided.replicas
+        desired,
+        settings,
+        decided.bootstrap,
+        replicas=decided.replicas,
+        restore=restore if isinstance(restore, RestoredFrom) else None,
     ):
         manifest, key = rendered, key_of(rendered)
         live = observed.children.get(key)

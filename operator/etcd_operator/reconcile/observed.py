@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.reconcile.backup_records import BackupRecord
 
 # The annotation each applied child carries: the fingerprint of the manifest we applied. Comparing
@@ -38,6 +39,8 @@ class PodState:
 
     ``unschedulable``: the scheduler's message while the pod is Pending because no node fits it
     (condition ``PodScheduled`` False with reason ``Unschedulable``), else ``None``.
+    ``restore_failed``: the termination message of its ``restore`` init container when that
+    last exited non-zero (a cluster created from a backup), else ``None``.
     """
 
     name: str
@@ -45,6 +48,7 @@ class PodState:
     phase: str = "Pending"
     node: str | None = None
     unschedulable: str | None = None
+    restore_failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,8 @@ class Observed:
     this pass: whether the operator-wide limit of clusters rolling their pods at once lets this
     cluster start (or continue) a rollout now. ``backups`` are the cluster's EtcdBackups (listed
     only when it has ``spec.backup``); ``now`` is when the look was taken, the clock of the
-    decisions that depend on time (the backup schedule, retention by age).
+    decisions that depend on time (the backup schedule, retention by age). ``restore_backup`` is
+    the EtcdBackup that ``spec.bootstrap.backup.name`` names, while the restore is not resolved.
     """
 
     children: Mapping[ChildKey, Json] = field(default_factory=dict)
@@ -165,6 +170,7 @@ class Observed:
     rollout_slot: bool = True
     backups: tuple[BackupRecord, ...] = ()
     now: datetime | None = None
+    restore_backup: EtcdBackup | None = None
 
     def fingerprint(self, key: ChildKey) -> str | None:
         """The fingerprint annotation of a live child (``None``: absent, or not annotated)."""

@@ -1,7 +1,8 @@
 """One reconcile pass as a decision: (desired, observed, settings, now) -> actions. Pure.
 
-``STEPS`` is the pipeline (see ``pipeline``): deletion, bootstrap, scaling, children, volume
-cleanup, backups (the schedule, the annotation, retention), each in its own module.
+``STEPS`` is the pipeline (see ``pipeline``): deletion, restore (a cluster created from a
+backup), bootstrap, scaling, children, volume cleanup, backups (the schedule, the annotation,
+retention), each in its own module.
 ``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
 turns its decisions into the events of the status transitions and the status itself, always the
 last action. A pass that changed something looks at the world again after its steps and reports on
@@ -17,7 +18,15 @@ from datetime import datetime
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.reconcile import backups, bootstrap, children, deletion, scaling, volumes
+from etcd_operator.reconcile import (
+    backups,
+    bootstrap,
+    children,
+    deletion,
+    restore,
+    scaling,
+    volumes,
+)
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
@@ -65,6 +74,7 @@ __all__ = [
 
 STEPS: tuple[Step, ...] = (
     deletion.step,
+    restore.step,
     bootstrap.step,
     scaling.step,
     children.step,

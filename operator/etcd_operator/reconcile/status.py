@@ -24,6 +24,7 @@ from etcd_operator.api.v1alpha1 import (
     EtcdClusterStatus,
     MemberStatus,
     Phase,
+    RestoredFrom,
 )
 from etcd_operator.components import naming
 from etcd_operator.reconcile.backup_status import backup_ready_verdict, backup_status
@@ -31,6 +32,7 @@ from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
 from etcd_operator.reconcile.membership import member_name
 from etcd_operator.reconcile.observed import EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided
+from etcd_operator.reconcile.restore import RESTORE
 from etcd_operator.reconcile.scaling import SCALING_IN, SCALING_OUT
 
 RECONCILE_FAILED = "ReconcileFailed"
@@ -187,8 +189,14 @@ def compute_status(
         clusterID=cluster_id,
         selector=selector(desired.name),
         backup=backup_status(desired, observed, decided),
+        restoredFrom=_restored_from(previous, decided),
         observedGeneration=generation,
     )
+
+
+def _restored_from(previous: EtcdClusterStatus, decided: Decided) -> RestoredFrom | None:
+    acted = decided.acted_on(RESTORE)
+    return acted if isinstance(acted, RestoredFrom) else previous.restoredFrom
 
 
 def status_patch(status: EtcdClusterStatus) -> dict[str, object]:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
+from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import API_VERSION, EtcdCluster
@@ -30,6 +31,7 @@ from etcd_operator.components.bootstrap import (
     KEY_INITIAL_CLUSTER_STATE,
     BootstrapState,
 )
+from etcd_operator.components.restore import CONTAINER_NAME as RESTORE_CONTAINER
 from etcd_operator.members import EtcdConnection, connect_etcd
 from etcd_operator.members import observe as observe_etcd
 from etcd_operator.reconcile.actions import key_of
@@ -72,6 +74,22 @@ def unschedulable(pod: Json) -> str | None:
     return None
 
 
+def restore_failure(pod: Json) -> str | None:
+    """The termination message of the pod's ``restore`` init container when its last run
+    failed (now, or before the back-off it waits in), else ``None``."""
+    for c in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if c.get("name") != RESTORE_CONTAINER:
+            continue
+        for state in (c.get("state") or {}, c.get("lastState") or {}):
+            terminated = state.get("terminated")
+            if terminated and terminated.get("exitCode"):
+                lines = str(terminated.get("message") or "").strip().splitlines()
+                return lines[-1] if lines else f"exit code {terminated['exitCode']}"
+            if "running" in state:
+                return None
+    return None
+
+
 def pod_state(pod: Json) -> PodState:
     status = pod.get("status") or {}
     ready = any(
@@ -82,6 +100,7 @@ def pod_state(pod: Json) -> PodState:
         name=str(pod["metadata"]["name"]),
         ready=ready,
         phase=str(status.get("phase") or "Pending"),
+        restore_failed=restore_failure(pod),
         node=(pod.get("spec") or {}).get("nodeName"),
         unschedulable=unschedulable(pod),
     )
@@ -192,7 +211,30 @@ async def observe(
             # One being deleted (its stored copy first) is gone for every decision.
             and not (b.get("metadata") or {}).get("deletionTimestamp")
         )
-    return dataclasses.replace(observed, backups=backups, now=now)
+    restore_backup = await _restore_backup(desired, kube)
+    return dataclasses.replace(observed, backups=backups, now=now, restore_backup=restore_backup)
+
+
+async def _restore_backup(desired: EtcdCluster, kube: KubeApi) -> EtcdBackup | None:
+    """The EtcdBackup a cluster is to be created from, while that is not resolved yet."""
+    bootstrap = desired.spec.bootstrap
+    recorded = desired.status.restoredFrom if desired.status is not None else None
+    if bootstrap is None or bootstrap.backup.name is None or recorded is not None:
+        return None
+    raw = await kube.get(API_VERSION, BACKUP_KIND, desired.namespace, bootstrap.backup.name)
+    if raw is None:
+        return None
+    try:
+        return EtcdBackup.model_validate(_without_kopf(raw))
+    except ValueError:
+        return None
+
+
+def _without_kopf(raw: Json) -> Json:
+    """The object without what kopf and the API server add that the model does not type."""
+    status = dict(raw.get("status") or {})
+    status.pop("kopf", None)
+    return {**raw, "status": status or None}
 
 
 def _time(value: object) -> datetime | None:

@@ -1,7 +1,8 @@
 """Degraded: something is wrong that the spec does not explain.
 
 In order: a member pod the scheduler cannot place (whatever else is seen, etcd unreachable
-included: it is the cause to act on, and would stay hidden behind "waiting for the learner");
+included: it is the cause to act on, and would stay hidden behind "waiting for the learner"); a
+member whose restore from a backup fails (likewise: etcd runs nowhere meanwhile);
 membership changes the engine refuses; a member missing from etcd's list; unhealthy voters; active
 alarms. A learner not yet healthy is a member being added, which Progressing reports. A pass
 that fails is reported as Degraded (``ReconcileFailed``) by ``status.failed_pass``, not here:
@@ -24,6 +25,9 @@ from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided
 from etcd_operator.reconcile.scaling import MEMBERSHIP_NOT_SUPPORTED
 
+# The Degraded reason while a member's restore init container fails (a cluster created from a
+# backup): its message says why (a sha256 mismatch, a wrong key, a missing object).
+RESTORE_FAILED = "RestoreFailed"
 # The Degraded reason while a member pod cannot be scheduled.
 MEMBER_UNSCHEDULABLE = "MemberUnschedulable"
 # Of each scheduler message, what goes into the condition and the event (an Event's message
@@ -47,6 +51,16 @@ def check(
     unplaced = unschedulable_pods(observed)
     if unplaced:
         return Verdict(TRUE, MEMBER_UNSCHEDULABLE, "; ".join(unplaced))
+    restore = [
+        f"member {p.name}: {p.restore_failed}"
+        for p in sorted(observed.pods, key=lambda p: p.name)
+        if p.restore_failed is not None
+    ]
+    if restore:
+        # The members wait in their restore init container: etcd is not running anywhere.
+        return Verdict(
+            TRUE, RESTORE_FAILED, "the backup could not be restored: " + "; ".join(restore)
+        )
     etcd = observed.etcd
     if etcd is None:
         return unreachable(settings) if decided.has_formed else bootstrapping(desired)

@@ -1,0 +1,141 @@
+"""A cluster created from a backup: the source resolves once (an EtcdBackup that succeeded, or a
+location), the pass waits before any member exists until it does, the record in the status
+keeps the members' pod template stable, and the restore init container gets references to
+Secrets, never their values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from etcd_operator.api.etcdbackup import EtcdBackup
+from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
+from etcd_operator.components.statefulset import statefulset
+from etcd_operator.reconcile.observed import Observed
+from etcd_operator.reconcile.pipeline import Decided
+from etcd_operator.reconcile.restore import RESTORE, WAITING_FOR_BACKUP, resolve, step
+
+from tests.unit.operator.reconcile.builders import SETTINGS
+
+STORE = {"bucket": "backups", "endpoint": "http://s3:9000", "credentialsSecret": "creds"}
+
+
+def desired(backup: dict[str, Any], status: dict[str, Any] | None = None) -> EtcdCluster:
+    body: dict[str, Any] = {
+        "metadata": {"name": "demo", "namespace": "ns", "uid": "uid-1"},
+        "spec": {"version": "3.5.17", "bootstrap": {"backup": backup}},
+    }
+    if status is not None:
+        body["status"] = status
+    return EtcdCluster.model_validate(body)
+
+
+def etcd_backup(phase: str, **status: Any) -> EtcdBackup:
+    return EtcdBackup.model_validate(
+        {
+            "metadata": {"name": "b", "namespace": "ns"},
+            "spec": {"clusterName": "old"},
+            "status": {"phase": phase, **status},
+        }
+    )
+
+
+SUCCEEDED = etcd_backup(
+    "Succeeded",
+    location="s3://backups/ns/old/b.db.zst",
+    store=STORE,
+    sha256="ab" * 32,
+    encrypted=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("backup", "words"),
+    [
+        (None, "does not exist in namespace ns: waiting"),
+        (etcd_backup("Running"), "is Running: waiting for it to succeed"),
+        (etcd_backup("Failed", message="access denied"), "ended Failed: access denied"),
+        (
+            etcd_backup("Succeeded", location="s3://backups/k", store=STORE, encrypted=True),
+            "is encrypted: set bootstrap.backup.encryptionKeySecret",
+        ),
+    ],
+)
+def test_a_named_backup_that_cannot_be_restored_says_why(
+    backup: EtcdBackup | None, words: str
+) -> None:
+    resolved = resolve(desired({"name": "b"}), desired({"name": "b"}).spec.bootstrap.backup, backup)  # type: ignore[union-attr]
+    assert isinstance(resolved, str) and words in resolved, resolved
+
+
+def test_a_succeeded_backup_resolves_to_its_object_and_sha256() -> None:
+    cluster = desired({"name": "b"})
+    assert cluster.spec.bootstrap is not None
+    resolved = resolve(cluster, cluster.spec.bootstrap.backup, SUCCEEDED)
+    assert isinstance(resolved, RestoredFrom)
+    assert (resolved.backup, resolved.location, resolved.sha256) == (
+        "b",
+        "s3://backups/ns/old/b.db.zst",
+        "ab" * 32,
+    )
+    assert (resolved.bumpRevision, resolved.markCompacted) == (1_000_000_000, True)
+
+
+def test_a_location_must_be_in_the_stores_bucket() -> None:
+    cluster = desired({"location": "s3://other/k", "store": STORE})
+    assert cluster.spec.bootstrap is not None
+    resolved = resolve(cluster, cluster.spec.bootstrap.backup, None)
+    assert isinstance(resolved, str) and "make them the same" in resolved
+
+
+def test_the_pass_waits_before_any_member_until_the_backup_resolves() -> None:
+    result = step(desired({"name": "b"}), Observed(), SETTINGS, Decided())
+    assert result.stop and result.actions == ()
+    assert result.decided is not None
+    assert [p.reason for p in result.decided.progress] == [WAITING_FOR_BACKUP]
+
+
+def test_the_recorded_source_wins_over_a_new_lookup() -> None:
+    recorded = {
+        "location": "s3://backups/first",
+        "store": STORE,
+        "bumpRevision": 5,
+        "markCompacted": False,
+    }
+    cluster = desired({"name": "b"}, {"restoredFrom": recorded})
+    result = step(cluster, Observed(restore_backup=SUCCEEDED), SETTINGS, Decided())
+    assert result.decided is not None and not result.stop
+    note = result.decided.note(RESTORE)
+    assert isinstance(note, RestoredFrom) and note.location == "s3://backups/first"
+    assert result.decided.acted == ()  # nothing new to record
+
+
+def test_the_init_container_gets_secret_references_and_the_members_identity() -> None:
+    cluster = desired({"name": "b"})
+    assert cluster.spec.bootstrap is not None
+    source = resolve(cluster, cluster.spec.bootstrap.backup, SUCCEEDED)
+    assert isinstance(source, RestoredFrom)
+    pod = statefulset(cluster, SETTINGS, restore=source)["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["name"] == "restore" and init["command"] == ["etcd-restore"]
+    assert init["image"] == SETTINGS.restore_image
+    assert f"--sha256={'ab' * 32}" in init["args"]
+    assert "--mark-compacted" in init["args"] and "--bump-revision=1000000000" in init["args"]
+    secrets = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in init["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert secrets["RESTORE_ACCESS_KEY_ID"] == {
+        "name": "creds",
+        "key": "accessKeyId",
+        "optional": False,
+    }
+    assert all("value" not in e for e in init["env"] if e["name"].startswith("RESTORE_"))
+    member = pod["containers"][0]
+    assert init["volumeMounts"] == member["volumeMounts"]
+    assert [e["name"] for e in member["env"]] == [e["name"] for e in init["env"]][
+        : len(member["env"])
+    ]
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert "initContainers" not in statefulset(cluster, SETTINGS)["spec"]["template"]["spec"]
