@@ -5,7 +5,8 @@ control plane dies with its parent (``PR_SET_PDEATHSIG``). So one detached super
 (``python -m e2e.demo serve DIR``, its own session, no death signal) owns them: it starts a
 :class:`~e2e.controlplane.ControlPlane` (storage: Debian's etcd) with ``DIR`` as its workdir and a
 :class:`~e2e.kubelet.faults.KubeletHandle` with ``DIR/kubelet``, exactly as the test fixtures do,
-writes ``DIR/demo.json`` once both are up, and stops both on SIGTERM (or when one of them dies).
+and moto's S3 server on loopback (the demo cluster's backups go there), writes ``DIR/demo.json``
+once all are up, and stops them on SIGTERM (or when the control plane or the kubelet dies).
 
 Layout of ``DIR``: ``demo.pid`` (the supervisor), ``demo.json`` (its state once up),
 ``admin.kubeconfig``, ``logs/`` (``demo.log``, the components' and the kubelet's logs),
@@ -33,6 +34,7 @@ from pathlib import Path
 from e2e.controlplane import ControlPlane, ControlPlaneError, wait_until
 from e2e.kubelet import netns
 from e2e.kubelet.faults import KubeletHandle
+from tools.s3server import S3ServerError, moto_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PREFIX = "kdemo"
@@ -86,6 +88,10 @@ class DemoState:
     control: str
     prefix: str
     pids: tuple[int, ...]
+    # The demo's S3 server (moto) on loopback, and its admin user's keys (moto's own, local).
+    s3_url: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
 
     @staticmethod
     def read(path: Path) -> DemoState:
@@ -96,6 +102,9 @@ class DemoState:
             str(data["control"]),
             str(data["prefix"]),
             tuple(int(p) for p in data["pids"]),
+            str(data.get("s3_url", "")),
+            str(data.get("s3_access_key", "")),
+            str(data.get("s3_secret_key", "")),
         )
 
     def write(self, path: Path) -> None:
@@ -105,6 +114,9 @@ class DemoState:
             "control": self.control,
             "prefix": self.prefix,
             "pids": list(self.pids),
+            "s3_url": self.s3_url,
+            "s3_access_key": self.s3_access_key,
+            "s3_secret_key": self.s3_secret_key,
         }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -133,13 +145,25 @@ def serve(directory: Path, prefix: str) -> int:
     signal.signal(signal.SIGTERM, terminate)
     plane = ControlPlane(directory, storage="etcd")
     kubelet = KubeletHandle(plane, paths.kubelet_dir, prefix=prefix, nodes=NODES)
+    s3_server = contextlib.ExitStack()
     try:
         plane.start()
         kubelet.start()
+        s3 = s3_server.enter_context(moto_server(paths.log_dir))
         assert kubelet.process is not None and kubelet.process.pid is not None
         processes = [*plane.processes, kubelet.process]
         pids = tuple(p.pid for p in processes if p.pid is not None)
-        state = DemoState(os.getpid(), plane.kubeconfig, kubelet.control, prefix, pids)
+        pids += (s3.pid,) if s3.pid is not None else ()
+        state = DemoState(
+            os.getpid(),
+            plane.kubeconfig,
+            kubelet.control,
+            prefix,
+            pids,
+            s3.url,
+            s3.admin.access_key_id,
+            s3.admin.secret_access_key,
+        )
         state.write(paths.state_file)
         print(f"demo up: kubeconfig {plane.kubeconfig}, kubelet {kubelet.control}", flush=True)
         while True:
@@ -149,7 +173,7 @@ def serve(directory: Path, prefix: str) -> int:
     except KeyboardInterrupt:
         print("demo: stopping", flush=True)
         return 0
-    except ControlPlaneError as exc:
+    except (ControlPlaneError, S3ServerError) as exc:
         print(f"demo: {exc}", flush=True)
         return 1
     finally:
@@ -159,6 +183,7 @@ def serve(directory: Path, prefix: str) -> int:
         try:
             kubelet.stop()
         finally:
+            s3_server.close()
             plane.stop()
         print("demo: stopped", flush=True)
 

@@ -55,6 +55,12 @@ def test_demo_up_reuse_and_down(tmp_path: Path) -> None:
         assert len(rows) == 3, out
         assert sum(" true " in row.split("|")[5] for row in rows) == 1, rows
         assert f"export KUBECONFIG={state / 'admin.kubeconfig'}" in out.splitlines()
+        # kubectl get etcdbackups: the backup the annotation asked for, Succeeded, and the hints
+        # to take another and to restore it into a new cluster.
+        backups = [line.split() for line in out.splitlines() if "-ondemand-" in line]
+        assert backups and backups[0][1:3] == ["example-pyetcd", "Succeeded"], out
+        assert "etcd.pyetcd.io/backup=now" in out
+        assert f"bootstrap: {{backup: {{name: {backups[0][0]}}}}}" in out
 
         # The second run finds it running and reuses it.
         second = demo(state, "up", timeout=300)

@@ -9,8 +9,11 @@ Steps, each waiting on a condition with a deadline (never a fixed sleep):
    of its Deployment), as the e2e suite installs it (:mod:`e2e.chart`);
 4. ``kubectl apply`` of ``examples/etcdcluster-pyetcd.yaml``, then wait until it is Available
    with three healthy members;
-5. print ``kubectl get etcdclusters,pods -o wide``, ``etcdctl endpoint status --cluster`` run
-   inside a member pod (the pods' network is private to the kubelet), and how to keep exploring.
+5. back it up to the demo's S3 server (moto, run by the supervisor; ``tools.demo_backups``):
+   hourly, keep 5, and one now through the annotation, waited for;
+6. print ``kubectl get etcdbackups``, ``kubectl get etcdclusters,pods -o wide``, ``etcdctl
+   endpoint status --cluster`` run inside a member pod (the pods' network is private to the
+   kubelet), and how to keep exploring (backups and a restore included).
 
 ``python -m tools.demo down`` (``make demo-down``) stops everything; ``python -m tools.demo
 etcdctl [--cluster NAME] [--namespace NS] ARGS...`` runs etcdctl in a member pod of EtcdCluster
@@ -32,6 +35,7 @@ from e2e import chart, demo, etcdclusters
 from e2e.k8s.build import ensure_binaries
 from e2e.kube import Json, Kubectl, KubectlError, eventually
 from e2e.kubelet.faults import KubeletControl
+from tools import demo_backups
 from tools.tools import ensure_tools
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +71,7 @@ def step(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def explore_hints(kubeconfig: Path, namespace: str, name: str) -> str:
+def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> str:
     """The closing lines: the KUBECONFIG export and a few commands to try next."""
     ns = "" if namespace == NAMESPACE else f" -n {namespace}"
     demo_ns = "" if namespace == NAMESPACE else f" --namespace {namespace}"
@@ -89,6 +93,7 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str) -> str:
             f"kubectl scale statefulset {name}{ns} --replicas=1 && kubectl get events{ns} -w",
             "# the API server refuses a typo, with a message (every file there says which)",
             "kubectl apply -f examples/invalid/resources-cpu-words.yaml",
+            *demo_backups.hints(namespace, name, backup),
             "Stop everything: make demo-down",
         ]
     )
@@ -153,6 +158,19 @@ def up(options: Options) -> int:
     except AssertionError as exc:
         raise DemoFailedError(failure(kubectl, paths, options.namespace, str(exc))) from None
 
+    step(
+        f"backups of {CLUSTER} to the demo's S3 server (moto): hourly, keep 5, and one now "
+        "(annotation etcd.pyetcd.io/backup)"
+    )
+    try:
+        backup = demo_backups.configure(
+            kubectl, state, options.namespace, CLUSTER, timeout=options.timeout
+        )
+    except AssertionError as exc:
+        raise DemoFailedError(failure(kubectl, paths, options.namespace, str(exc))) from None
+    print(f"\n$ kubectl get etcdbackups -n {options.namespace}", flush=True)
+    print(kubectl.run("get", "etcdbackups", f"-n={options.namespace}").stdout, end="", flush=True)
+
     print(f"\n$ kubectl get etcdclusters,pods -o wide -n {options.namespace}", flush=True)
     table = kubectl.run("get", "etcdclusters,pods", "-o", "wide", f"-n={options.namespace}")
     print(table.stdout, end="", flush=True)
@@ -161,7 +179,7 @@ def up(options: Options) -> int:
         print(endpoint_status(state, options.namespace), end="", flush=True)
     except AssertionError as exc:
         raise DemoFailedError(failure(kubectl, paths, options.namespace, str(exc))) from None
-    print(explore_hints(state.kubeconfig, options.namespace, CLUSTER))
+    print(explore_hints(state.kubeconfig, options.namespace, CLUSTER, backup))
     print(f"(make demo took {time.monotonic() - began:.0f}s)", flush=True)
     return 0
 

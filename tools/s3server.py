@@ -49,6 +49,7 @@ class S3Server:
     url: str
     admin: Credentials  # may do anything in S3
     nobody: Credentials  # a valid user without any permission on the buckets
+    pid: int | None = None  # the server's process
 
     def client(self, creds: Credentials | None = None) -> Any:
         """A plain boto3 client (for a test's own listing and tampering)."""
@@ -94,11 +95,17 @@ def _tail(path: Path) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class Serving:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
 def serving(
     name: str, cmd: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """Run ``cmd`` (a server listening on ``port`` on loopback) until the block ends; its URL."""
+) -> Iterator[Serving]:
+    """Run ``cmd`` (a server listening on ``port`` on loopback) until the block ends."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -117,7 +124,7 @@ def serving(
                 raise S3ServerError(f"{name} did not start on {url}:\n{_tail(log_path)}")
             time.sleep(delay)  # a poll interval, not a synchronisation sleep
             delay = min(delay * 2, 0.25)
-        yield url
+        yield Serving(url, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -154,7 +161,8 @@ def moto_server(base: Path, host: str = "127.0.0.1", port: int | None = None) ->
         )
     port = port or free_port()
     cmd = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
-    with serving("moto server", cmd, port, base / "moto.log") as url:
+    with serving("moto server", cmd, port, base / "moto.log") as served:
+        url = served.url
         iam = _moto_setup_client(url, "iam")
         allow_s3 = {
             "Version": "2012-10-17",
@@ -172,7 +180,7 @@ def moto_server(base: Path, host: str = "127.0.0.1", port: int | None = None) ->
         with urllib.request.urlopen(request, timeout=10) as resp:
             if resp.status != 200:
                 raise S3ServerError(f"moto did not switch authentication on: {resp.status}")
-        yield S3Server(name="moto", url=url, admin=admin, nobody=nobody)
+        yield S3Server(name="moto", url=url, admin=admin, nobody=nobody, pid=served.pid)
 
 
 def versitygw_binary() -> Path:
@@ -221,5 +229,5 @@ def versitygw_server(base: Path) -> Iterator[S3Server]:
     ]
     # VGW_* variables would configure it behind the command line's back.
     env = {k: v for k, v in os.environ.items() if not k.startswith("VGW_")}
-    with serving("versitygw", cmd, port, base / "versitygw.log", env) as url:
-        yield S3Server(name="versitygw", url=url, admin=admin, nobody=nobody)
+    with serving("versitygw", cmd, port, base / "versitygw.log", env) as served:
+        yield S3Server(name="versitygw", url=served.url, admin=admin, nobody=nobody, pid=served.pid)

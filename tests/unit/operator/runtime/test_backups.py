@@ -48,6 +48,8 @@ class Uploads:
     def __init__(self, error: Exception | None = None) -> None:
         self.error = error
         self.calls: list[tuple[StoreSettings, str, bytes, SnapshotInfo | None]] = []
+        self.keys: list[bytes | None] = []
+        self.compressions: list[str] = []
 
     async def __call__(
         self,
@@ -61,6 +63,8 @@ class Uploads:
     ) -> UploadResult:
         data = b"".join([c async for c in chunks])
         self.calls.append((store, key, data, metadata))
+        self.keys.append(encryption_key)
+        self.compressions.append(str(compression))
         if self.error is not None:
             raise self.error
         return UploadResult(
@@ -129,6 +133,28 @@ def test_a_backup_streams_a_follower_and_records_what_it_stored() -> None:
         "etcd_operator_backup_last_success_timestamp_seconds", namespace="ns", cluster="demo"
     )
     assert after > before
+
+
+def test_the_clusters_compression_and_encryption_key_are_used() -> None:
+    import hashlib
+
+    kube, etcd = world()
+    key = hashlib.sha256(b"k").digest()
+    kube.put(secret("backup-key", key=base64.b64encode(key).decode()))
+    cluster = kube.objects[("EtcdCluster", "ns", "demo")]
+    cluster["spec"]["backup"] = {
+        "store": STORE,
+        "compression": "gzip",
+        "encryption": {"keySecret": {"name": "backup-key", "key": "key"}},
+    }
+    upload = Uploads()
+    run(kube, etcd, upload, backup_body())
+    status = status_of(kube)
+    assert status["phase"] == "Succeeded", status
+    ((_, object_key, _, _),) = upload.calls
+    assert object_key == "ns/demo/b.db.gz.enc"
+    assert upload.keys == [key] and upload.compressions == ["gzip"]
+    assert status["encrypted"] is True
 
 
 def test_a_failed_upload_fails_the_backup_with_a_message_without_credentials() -> None:
