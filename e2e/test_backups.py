@@ -270,7 +270,11 @@ def test_a_cluster_backs_itself_up_on_schedule_and_on_request_and_keeps_what_ret
     credentials_secret(kubectl, namespace, CREDENTIALS, s3.admin)
     manifest = example("etcdcluster-dev.yaml", namespace)
     cluster = manifest["metadata"]["name"]
-    manifest["spec"]["backup"] = {"store": store_of(s3, bucket), "schedule": "* * * * *"}
+    manifest["spec"]["backup"] = {
+        "store": store_of(s3, bucket),
+        "schedule": "* * * * *",
+        "verify": {"everyNth": 1},
+    }
     kubectl.apply(manifest)
     wait_available(kubectl, namespace, cluster, 1)
 
@@ -284,6 +288,17 @@ def test_a_cluster_backs_itself_up_on_schedule_and_on_request_and_keeps_what_ret
 
     first = eventually("a scheduled backup to succeed", scheduled_success, timeout=150, interval=2)
     assert re.fullmatch(rf"{cluster}-\d{{8}}-\d{{4}}", first["metadata"]["name"])
+
+    # spec.backup.verify: restored into a scratch directory, its key space reported.
+    def verified() -> Json | None:
+        found: Json = kubectl.get("etcdbackup", first["metadata"]["name"], namespace)["status"]
+        result: Json | None = found.get("verified")
+        return result
+
+    check = eventually("the backup to be verified", verified, timeout=60)
+    assert check["passed"] is True, check
+    # No key was written: the key bucket is empty (revision 0), the others are not.
+    assert check["totalKeys"] >= 1 and isinstance(check["hash"], int), check
     eventually(
         "BackupReady True",
         lambda: backup_ready(kubectl, namespace, cluster) == ("True", "BackupSucceeded"),

@@ -86,15 +86,42 @@ BACKUP_FAILURES = Counter(
     _CLUSTER_LABELS,
     registry=REGISTRY,
 )
-_CLUSTER_GAUGES = (CLUSTER_MEMBERS, CLUSTER_HEALTHY_MEMBERS, CLUSTER_AVAILABLE)
+BACKUP_READY = Gauge(
+    "etcd_operator_cluster_backup_ready",
+    "1 when the BackupReady condition is True, 0 when False or Unknown; absent without "
+    "spec.backup.",
+    _CLUSTER_LABELS,
+    registry=REGISTRY,
+)
+_CLUSTER_GAUGES = (
+    CLUSTER_MEMBERS,
+    CLUSTER_HEALTHY_MEMBERS,
+    CLUSTER_AVAILABLE,
+    BACKUP_SIZE,
+    BACKUP_LAST_SUCCESS,
+    BACKUP_READY,
+)
 
 
 def record_cluster(
-    namespace: str, cluster: str, *, members: int, healthy: int, available: bool
+    namespace: str,
+    cluster: str,
+    *,
+    members: int,
+    healthy: int,
+    available: bool,
+    backup_ready: bool | None = None,
+    last_backup: float | None = None,
 ) -> None:
+    """A cluster's gauges from the status a pass wrote. The backup gauges come from the status
+    too (not only from the backups this process ran), so they survive an operator restart."""
     CLUSTER_MEMBERS.labels(namespace, cluster).set(members)
     CLUSTER_HEALTHY_MEMBERS.labels(namespace, cluster).set(healthy)
     CLUSTER_AVAILABLE.labels(namespace, cluster).set(1 if available else 0)
+    if backup_ready is not None:
+        BACKUP_READY.labels(namespace, cluster).set(1 if backup_ready else 0)
+    if last_backup is not None:
+        BACKUP_LAST_SUCCESS.labels(namespace, cluster).set(last_backup)
 
 
 def record_backup(namespace: str, cluster: str, seconds: float, size: int) -> None:

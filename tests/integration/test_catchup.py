@@ -45,7 +45,11 @@ VALUE_SIZE = 64
 IN_FLIGHT = 256
 CHANNELS = 16
 PUT_TIMEOUT = 30.0
-PUT_ATTEMPTS = 5
+PUT_ATTEMPTS = 8
+# Between attempts of one put: a channel whose connection dropped (a clean-clone run under
+# load met "Socket closed") fails every call at once until it has reconnected, so immediate
+# retries would all fail; this backs off 0.1 s, 0.2 s, ... up to 3.2 s (6.3 s in all).
+RETRY_BACKOFF = 0.1
 WRITE_DEADLINE = 300.0
 CATCHUP_DEADLINE = 180.0
 SAMPLES = 200
@@ -105,6 +109,7 @@ async def write_keys(endpoint: str, count: int, deadline: float) -> WriteStats:
                         f"{exc.code().name} {exc.details()}"
                     ) from None
                 stats.retries += 1
+                await asyncio.sleep(min(RETRY_BACKOFF * 2 ** (attempt - 1), 3.2))
 
     async def worker(index: int) -> None:
         nonlocal next_key

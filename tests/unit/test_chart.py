@@ -15,6 +15,7 @@ the chart grants exactly that (plus its short list of permissions no request sho
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -91,6 +92,7 @@ MONITORING_VALUES: Doc = {
         "scrapeTimeout": "5s",
         "labels": {"release": "prometheus"},
     },
+    "prometheusRule": {"enabled": True, "backupMaxAgeSeconds": 7200, "labels": {"team": "db"}},
     "metrics": {
         "port": 9191,
         "service": {"enabled": True, "type": "ClusterIP", "port": 9191, "annotations": {}},
@@ -308,6 +310,7 @@ def test_rendered_kinds(rendered: tuple[str, list[Doc]]) -> None:
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
+            "PrometheusRule",
             "Service",
             "ServiceAccount",
             "ServiceMonitor",
@@ -568,6 +571,27 @@ def test_servicemonitor_shape(tools: Tools, chart: Path, tmp_path: Path) -> None
     ]
     assert service["spec"]["ports"][0]["name"] == "metrics"
     assert service["spec"]["ports"][0]["port"] == 9191
+
+
+def test_prometheus_rule_alerts_on_metrics_the_operator_exports(
+    tools: Tools, chart: Path, tmp_path: Path
+) -> None:
+    from etcd_operator import metrics
+
+    docs = render(tools, chart, tmp_path, MONITORING_VALUES)
+    rule = one(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["team"] == "db"
+    rules = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert [r["alert"] for r in rules] == ["EtcdBackupTooOld", "EtcdBackupNotReady"]
+    assert "> 7200" in rules[0]["expr"]
+    exported = {m.name for m in metrics.REGISTRY.collect()}
+    # A gauge's samples carry its name; a counter's collect() name lacks _total.
+    for r in rules:
+        names = set(re.findall(r"etcd_operator_[a-z_]+", r["expr"]))
+        assert names and names <= exported, (r["alert"], names - exported)
+        for text in r["annotations"].values():
+            # Prometheus' templates, not Helm's: rendered through as {{ $labels... }}.
+            assert "{{ $labels.cluster }}" in text or "{{ $labels.namespace }}" in text
 
 
 def test_servicemonitor_needs_the_metrics_service(

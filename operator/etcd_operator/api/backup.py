@@ -132,6 +132,17 @@ class Retention(_Model):
     )
 
 
+class BackupVerification(_Model):
+    """Restore backups into a scratch directory after they are taken, and check them."""
+
+    everyNth: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Verify every Nth successful backup of the cluster (1: every one).",
+    )
+
+
 class BackupSpec(_Model):
     """``EtcdCluster.spec.backup``: where, when, how, and for how long."""
 
@@ -154,6 +165,12 @@ class BackupSpec(_Model):
     compression: Compression = Field(default=Compression.ZSTD, description="none, gzip or zstd.")
     encryption: Encryption | None = Field(
         default=None, description="Client-side encryption; the objects are readable without it."
+    )
+    verify: BackupVerification | None = Field(
+        default=None,
+        description="Download each (or every Nth) backup after it is taken, restore it into a "
+        "scratch directory and check its structure and hash; the result is the EtcdBackup's "
+        "status.verified. Needs scratch space the size of the database in the operator's pod.",
     )
 
     @model_validator(mode="after")

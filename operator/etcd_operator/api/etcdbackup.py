@@ -65,6 +65,19 @@ class EtcdBackupSpec(OperationSpec):
     )
 
 
+class Verification(BaseModel):
+    """What the verification of a stored backup found (spec.backup.verify)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    passed: bool = Field(description="The backup restored and its structure checked out.")
+    verifiedAt: str = Field(description="When (RFC 3339).")
+    revision: int | None = Field(default=None, description="The snapshot's latest revision.")
+    totalKeys: int | None = Field(default=None, description="Keys in it (etcd's totalKey).")
+    hash: int | None = Field(default=None, description="etcd's hash of its key space.")
+    message: str | None = Field(default=None, description="What failed, when it did.")
+
+
 class EtcdBackupStatus(OperationStatus):
     """Where the backup run is and, once it succeeded, what it stored."""
 
@@ -96,6 +109,9 @@ class EtcdBackupStatus(OperationStatus):
     compression: str | None = Field(default=None, description="none, gzip or zstd.")
     encrypted: bool | None = Field(
         default=None, description="Whether the object is encrypted client-side."
+    )
+    verified: Verification | None = Field(
+        default=None, description="The verification's result, when spec.backup.verify asks."
     )
     conditions: list[Condition] = Field(
         default_factory=list,

@@ -48,6 +48,12 @@ class OperatorSettings(BaseModel):
         description="Clusters whose members may restart for a new pod template at the same "
         "time (an operator upgrade or a change of these settings re-renders every cluster).",
     )
+    scratch_size_mib: int = Field(
+        default=4096,
+        ge=64,
+        description="The operator's scratch space (/tmp) in MiB; a backup verification that "
+        "needs more (twice the database) is reported as failed instead of filling it.",
+    )
     max_concurrent_backups: int = Field(
         default=4,
         ge=1,

@@ -30,7 +30,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from etcd_operator import metrics
 from etcd_operator.api.backup import BackupSpec, BackupStore, Compression
 from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
-from etcd_operator.api.etcdbackup import EtcdBackup, EtcdBackupStatus
+from etcd_operator.api.etcdbackup import EtcdBackup, EtcdBackupStatus, Verification
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import API_VERSION, KIND, EtcdCluster
@@ -54,6 +54,7 @@ from etcd_operator.backup import (
 from etcd_operator.backup.errors import classify_s3_error
 from etcd_operator.backup.metadata import SnapshotInfo
 from etcd_operator.backup.store import make_client
+from etcd_operator.backup.verify import VerificationError, Verified, verify_backup
 from etcd_operator.reconcile import backup_run
 from etcd_operator.reconcile.backup_run import Refusal
 from etcd_operator.reconcile.operations import seconds_until_expiry
@@ -82,6 +83,10 @@ class Upload(Protocol):
         encryption_key: bytes | None = ...,
         metadata: SnapshotInfo | None = ...,
     ) -> UploadResult: ...
+
+
+Check = Callable[[StoreSettings, str, bytes | None], Awaitable[Verified]]
+"""``backup.verify.verify_backup``'s shape (tests stand in for the download)."""
 
 
 class SecretError(Exception):
@@ -120,12 +125,14 @@ class BackupRunner:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         upload: Upload = upload_snapshot,
+        check: Check = verify_backup,
     ) -> None:
         self.settings = settings
         self._kube = kube
         self._connect = connect
         self._clock = clock
         self._upload = upload
+        self._check = check
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cluster_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._slots: asyncio.Semaphore | None = None
@@ -297,6 +304,22 @@ class BackupRunner:
                     encryption_key=encryption_key,
                     info=info,
                 )
+                metrics.record_backup(
+                    ns, cluster.name, time.monotonic() - started, result.stored_size
+                )
+                await self._succeeded(body, result, info, encrypted=encryption_key is not None)
+                if spec is not None and spec.verify is not None:
+                    every = spec.verify.everyNth
+                    if await self._nth_success(ns, cluster.name) % every == 0:
+                        await self._verify(
+                            body,
+                            cluster,
+                            store,
+                            key,
+                            encryption_key=encryption_key,
+                            run=run,
+                            size=result.raw_size,
+                        )
         except (BackupError, SecretError) as err:
             metrics.BACKUP_FAILURES.labels(ns, cluster.name).inc()
             reason = err.reason if isinstance(err, BackupError) else "SecretNotUsable"
@@ -305,8 +328,10 @@ class BackupRunner:
                 Refusal(OperationPhase.FAILED, reason, run.redact(str(err))),
                 cluster_body=cluster,
             )
-            return
-        metrics.record_backup(ns, cluster.name, time.monotonic() - started, result.stored_size)
+
+    async def _succeeded(
+        self, body: Json, result: UploadResult, info: SnapshotInfo, *, encrypted: bool
+    ) -> None:
         done = EtcdBackupStatus.model_validate(body.get("status") or {}).model_copy(
             update={
                 "location": result.location,
@@ -314,7 +339,7 @@ class BackupRunner:
                 "snapshotSizeBytes": result.raw_size,
                 "sha256": result.sha256,
                 "compression": str(result.metadata.compression),
-                "encrypted": encryption_key is not None,
+                "encrypted": encrypted,
             }
         )
         message = (
@@ -327,6 +352,66 @@ class BackupRunner:
             Refusal(OperationPhase.SUCCEEDED, backup_run.SUCCEEDED, message),
             status=done,
         )
+
+    async def _nth_success(self, namespace: str, cluster: str) -> int:
+        """How many of the cluster's backups have succeeded (this one included)."""
+        listed = await self.kube.list(API_VERSION, BACKUP_KIND, namespace, "")
+        return sum(
+            1
+            for b in listed
+            if (b.get("spec") or {}).get("clusterName") == cluster
+            and (b.get("status") or {}).get("phase") == OperationPhase.SUCCEEDED
+        )
+
+    async def _verify(
+        self,
+        body: Json,
+        cluster: EtcdCluster,
+        store: StoreSettings,
+        key: str,
+        *,
+        encryption_key: bytes | None,
+        run: _Run,
+        size: int,
+    ) -> None:
+        """Verify the stored backup (spec.backup.verify); its result goes to status.verified
+        and an event, and never changes the backup's phase: the upload itself succeeded."""
+        now = self._clock()
+        # The snapshot and the restored data dir, side by side in the scratch space.
+        needed, room = 2 * size + (16 << 20), self.settings.scratch_size_mib << 20
+        try:
+            if needed > room:
+                raise VerificationError(
+                    f"verifying needs {needed >> 20} MiB of scratch space and the operator has "
+                    f"{room >> 20} MiB: raise the chart's backups.scratchSizeMiB"
+                )
+            found = await self._check(store, key, encryption_key)
+        except BackupError as err:
+            message = run.redact(str(err))
+            verified = Verification(passed=False, verifiedAt=_timestamp(now), message=message)
+            event = ("Warning", "BackupVerificationFailed", message)
+        else:
+            verified = Verification(
+                passed=True,
+                verifiedAt=_timestamp(now),
+                revision=found.revision,
+                totalKeys=found.total_keys,
+                hash=found.hash,
+            )
+            event = (
+                "Normal",
+                "BackupVerified",
+                f"restored into a scratch directory: revision {found.revision}, "
+                f"{found.total_keys} keys, hash {found.hash}",
+            )
+        status = EtcdBackupStatus.model_validate(body.get("status") or {})
+        await self._write(body, status.model_copy(update={"verified": verified}))
+        await post_events(self.kube, body, [event], now)
+        if not verified.passed:
+            raw = await self.kube.get(API_VERSION, KIND, cluster.namespace, cluster.name)
+            if raw is not None:
+                text = f"backup {body['metadata']['name']}: {verified.message}"
+                await post_events(self.kube, raw, [("Warning", event[1], text)], now)
 
     async def _stream(
         self,
@@ -476,6 +561,10 @@ async def _delete_object(store: StoreSettings, key: str, location: str) -> str:
             return f"{location} was already gone"
         raise error from None
     return f"deleted {location}"
+
+
+def _timestamp(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ref(body: Mapping[str, Any]) -> str:

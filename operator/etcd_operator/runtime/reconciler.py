@@ -95,17 +95,25 @@ def changes_membership(actions: Sequence[Action]) -> bool:
 
 def record_metrics(desired: EtcdCluster, status: Mapping[str, Any]) -> None:
     members = status.get("members") or []
-    available = any(
-        c.get("type") == "Available" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    ready = conditions.get("BackupReady")
+    last = ((status.get("backup") or {}).get("lastSuccessfulTime")) or None
     metrics.record_cluster(
         desired.namespace,
         desired.name,
         members=len(members),
         healthy=sum(1 for m in members if m.get("healthy")),
-        available=available,
+        available=conditions.get("Available") == "True",
+        backup_ready=None if ready is None else ready == "True",
+        last_backup=_epoch(last) if isinstance(last, str) else None,
     )
+
+
+def _epoch(value: str) -> float | None:
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 class Reconciler:

@@ -186,8 +186,10 @@ def test_crd_stays_small() -> None:
     # The API server stores the CRD as JSON, within etcd's 1.5 MiB request limit; client-side
     # `kubectl apply` also copies it into a 256 KiB annotation. Descriptions of the Kubernetes
     # types are cut to one sentence to stay far below both.
+    # The backup store's schema appears three times (spec.backup, spec.bootstrap.backup,
+    # status.restoredFrom): a quarter of the annotation's limit leaves room to grow.
     stored = json.dumps(examples.crd(), separators=(",", ":"))
-    assert len(stored) < 48_000, len(stored)
+    assert len(stored) < 64_000, len(stored)
 
 
 def test_generated_kubernetes_schemas_are_fresh() -> None:

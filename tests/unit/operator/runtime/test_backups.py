@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from etcd_operator import metrics
 from etcd_operator.api.backup import Compression
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.backup import AccessDeniedError, StoreSettings, UploadResult
@@ -45,8 +46,9 @@ def secret(name: str, **values: str) -> dict[str, Any]:
 class Uploads:
     """Stands in for ``upload_snapshot``: reads the stream, records, answers or fails."""
 
-    def __init__(self, error: Exception | None = None) -> None:
+    def __init__(self, error: Exception | None = None, raw_size: int | None = None) -> None:
         self.error = error
+        self.raw_size = raw_size
         self.calls: list[tuple[StoreSettings, str, bytes, SnapshotInfo | None]] = []
         self.keys: list[bytes | None] = []
         self.compressions: list[str] = []
@@ -72,7 +74,7 @@ class Uploads:
             bucket=store.bucket,
             key=key,
             stored_size=5,
-            raw_size=len(data),
+            raw_size=self.raw_size if self.raw_size is not None else len(data),
             sha256="ab" * 32,
             parts=0,
             metadata=ObjectMetadata(compression=Compression(compression), encryption="none"),
@@ -88,16 +90,29 @@ def world(*, with_secret: bool = True) -> tuple[FakeKube, FakeEtcd]:
     return kube, FakeEtcd()
 
 
-def run(kube: FakeKube, etcd: FakeEtcd, upload: Uploads, *bodies: dict[str, Any]) -> None:
+def run(
+    kube: FakeKube,
+    etcd: FakeEtcd,
+    upload: Uploads,
+    *bodies: dict[str, Any],
+    settings: OperatorSettings = SETTINGS,
+    check: Any = None,
+) -> None:
+    """Start each backup's run and wait for it to end, in order."""
     runner = BackupRunner(
-        SETTINGS, lambda: kube, lambda endpoints, timeout: etcd, clock=lambda: NOW, upload=upload
+        settings,
+        lambda: kube,
+        lambda endpoints, timeout: etcd,
+        clock=lambda: NOW,
+        upload=upload,
+        **({"check": check} if check is not None else {}),
     )
 
     async def scenario() -> None:
         for b in bodies:
             kube.put(b)
             runner.start(kube.live(b))
-        await runner.wait()
+            await runner.wait()
 
     asyncio.run(scenario())
 
@@ -262,3 +277,116 @@ def test_the_annotation_makes_exactly_one_backup_across_passes() -> None:
     assert status["backup"]["lastRequest"] == "now"
     ready = [c for c in status["conditions"] if c["type"] == "BackupReady"]
     assert [(c["status"], c["reason"]) for c in ready] == [("Unknown", "NoBackupYet")]
+    gauge = "etcd_operator_cluster_backup_ready"
+    assert metrics.REGISTRY.get_sample_value(gauge, {"namespace": "ns", "cluster": "demo"}) == 0
+
+
+def test_the_backup_gauges_come_from_the_status_so_they_survive_a_restart() -> None:
+    from etcd_operator.api.v1alpha1 import EtcdCluster
+    from etcd_operator.runtime.reconciler import record_metrics
+
+    cluster = EtcdCluster.model_validate(cluster_body())
+    labels = {"namespace": "ns", "cluster": "demo"}
+    status = {
+        "conditions": [{"type": "BackupReady", "status": "True"}],
+        "backup": {"lastSuccessfulTime": "2026-12-06T10:00:00Z"},
+    }
+    record_metrics(cluster, status)
+    last = metrics.REGISTRY.get_sample_value(
+        "etcd_operator_backup_last_success_timestamp_seconds", labels
+    )
+    assert last == NOW.timestamp()
+    assert metrics.REGISTRY.get_sample_value("etcd_operator_cluster_backup_ready", labels) == 1
+    metrics.forget_cluster("ns", "demo")
+    assert metrics.REGISTRY.get_sample_value("etcd_operator_cluster_backup_ready", labels) is None
+
+
+class Checks:
+    """Stands in for ``verify_backup``: records the keys it is asked to check."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.keys: list[str] = []
+
+    async def __call__(self, store: StoreSettings, key: str, encryption_key: bytes | None) -> Any:
+        from etcd_operator.backup.verify import Verified
+
+        self.keys.append(key)
+        if self.error is not None:
+            raise self.error
+        return Verified(revision=42, total_keys=7, hash=1234)
+
+
+def verifying_world(every: int) -> FakeKube:
+    kube, _ = world()
+    cluster = kube.objects[("EtcdCluster", "ns", "demo")]
+    cluster["spec"]["backup"] = {"store": STORE, "verify": {"everyNth": every}}
+    return kube
+
+
+def test_verification_records_what_the_restored_backup_holds() -> None:
+    kube = verifying_world(1)
+    checks = Checks()
+    run(kube, FakeEtcd(), Uploads(), backup_body(), check=checks)
+    status = status_of(kube)
+    assert status["phase"] == "Succeeded"
+    assert status["verified"] == {
+        "passed": True,
+        "verifiedAt": "2026-12-06T10:00:00Z",
+        "revision": 42,
+        "totalKeys": 7,
+        "hash": 1234,
+    }
+    assert checks.keys == ["ns/demo/b.db.zst"]
+    assert [e[1] for e in kube.events()] == ["BackupSucceeded", "BackupVerified"]
+
+
+def test_a_failed_verification_warns_and_leaves_the_backup_succeeded() -> None:
+    from etcd_operator.backup.verify import VerificationError
+
+    kube = verifying_world(1)
+    run(
+        kube,
+        FakeEtcd(),
+        Uploads(),
+        backup_body(),
+        check=Checks(VerificationError("snapshot status: bad page")),
+    )
+    status = status_of(kube)
+    assert status["phase"] == "Succeeded"
+    assert status["verified"]["passed"] is False
+    assert status["verified"]["message"] == "snapshot status: bad page"
+    warnings = [
+        (e["involvedObject"]["kind"], e["reason"]) for e in kube.created if e["type"] == "Warning"
+    ]
+    assert warnings == [
+        ("EtcdBackup", "BackupVerificationFailed"),
+        ("EtcdCluster", "BackupVerificationFailed"),
+    ]
+
+
+def test_every_nth_success_is_verified() -> None:
+    kube = verifying_world(2)
+    checks = Checks()
+    run(
+        kube,
+        FakeEtcd(),
+        Uploads(),
+        backup_body("one"),
+        backup_body("two"),
+        backup_body("three"),
+        check=checks,
+    )
+    assert checks.keys == ["ns/demo/two.db.zst"]
+    assert "verified" not in status_of(kube, "one") and "verified" not in status_of(kube, "three")
+
+
+def test_a_verification_that_would_not_fit_the_scratch_space_is_refused() -> None:
+    kube = verifying_world(1)
+    checks = Checks()
+    small = OperatorSettings(etcd_timeout_seconds=0.5, scratch_size_mib=64)
+    big = Uploads(raw_size=100 << 20)
+    run(kube, FakeEtcd(), big, backup_body(), settings=small, check=checks)
+    verified = status_of(kube)["verified"]
+    assert verified["passed"] is False and checks.keys == []
+    assert "needs 216 MiB of scratch space and the operator has 64 MiB" in verified["message"]
