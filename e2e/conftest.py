@@ -89,6 +89,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "last_on_storage: runs after every other test on its control plane"
     )
+    config.addinivalue_line(
+        "markers",
+        "one_storage: runs on the first selected plane only (what it tests does not touch the "
+        "API server's storage, and it is slow)",
+    )
     path = given_kubeconfig(config)
     if path is not None and not path.is_file():
         raise pytest.UsageError(f"--kubeconfig: {path} does not exist")
@@ -115,6 +120,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "control_plane" in metafunc.fixturenames and given_kubeconfig(metafunc.config) is None:
         storages = _storages(metafunc.config)
+        if metafunc.definition.get_closest_marker("one_storage"):
+            storages = storages[:1]
         metafunc.parametrize(
             "control_plane", storages, ids=storages, indirect=True, scope="session"
         )

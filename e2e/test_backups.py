@@ -263,28 +263,87 @@ def backup_ready(kubectl: Kubectl, namespace: str, cluster: str) -> tuple[str, s
     return None
 
 
-def test_a_cluster_backs_itself_up_on_schedule_and_on_request_and_keeps_what_retention_says(
-    kubectl: Kubectl, operator: OperatorRelease, namespace: str, s3: S3
-) -> None:
+def backed_up_cluster(kubectl: Kubectl, namespace: str, s3: S3, **backup: Any) -> tuple[str, str]:
+    """The dev example with spec.backup to a new bucket, Available; (cluster, bucket)."""
     bucket = s3.create_bucket(f"e2e-{uuid.uuid4().hex[:12]}")
     credentials_secret(kubectl, namespace, CREDENTIALS, s3.admin)
     manifest = example("etcdcluster-dev.yaml", namespace)
-    cluster = manifest["metadata"]["name"]
-    manifest["spec"]["backup"] = {
-        "store": store_of(s3, bucket),
-        "schedule": "* * * * *",
-        "verify": {"everyNth": 1},
-    }
+    cluster: str = manifest["metadata"]["name"]
+    manifest["spec"]["backup"] = {"store": store_of(s3, bucket), **backup}
     kubectl.apply(manifest)
     wait_available(kubectl, namespace, cluster, 1)
+    return cluster, bucket
 
-    # The schedule: a backup for the first slot after the cluster was created.
+
+def triggered(kubectl: Kubectl, namespace: str, cluster: str, trigger: str) -> list[Json]:
+    return [
+        b
+        for b in operator_backups(kubectl, namespace, cluster)
+        if b["metadata"]["labels"].get("etcd.pyetcd.io/backup-trigger") == trigger
+    ]
+
+
+def annotate(kubectl: Kubectl, namespace: str, cluster: str, value: str) -> None:
+    kubectl.run("annotate", "etcdcluster", cluster, f"etcd.pyetcd.io/backup={value}",
+                "--overwrite", f"--namespace={namespace}")  # fmt: skip
+
+
+def merge_patch(kubectl: Kubectl, namespace: str, cluster: str, backup: Json) -> None:
+    kubectl.run("patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=merge",
+                "-p", json.dumps({"spec": {"backup": backup}}))  # fmt: skip
+
+
+def test_the_annotation_makes_one_backup_per_value_and_retention_keeps_what_it_says(
+    kubectl: Kubectl, operator: OperatorRelease, namespace: str, s3: S3
+) -> None:
+    cluster, bucket = backed_up_cluster(kubectl, namespace, s3)
+
+    # One backup per new value, however many passes see it.
+    for n, value in enumerate(("first", "second"), start=1):
+        annotate(kubectl, namespace, cluster, value)
+
+        def all_succeeded(n: int = n) -> bool:
+            phases = [phase(b) for b in triggered(kubectl, namespace, cluster, "annotation")]
+            return phases == ["Succeeded"] * n
+
+        eventually(f"the backup {value!r} asks for to succeed", all_succeeded, 90, 2)
+    status = kubectl.get("etcdcluster", cluster, namespace)["status"]
+    assert status["backup"]["lastRequest"] == "second"
+    assert status["backup"]["lastSuccessful"]["name"]
+    assert len(triggered(kubectl, namespace, cluster, "annotation")) == 2
+
+    # Retention: keep one of the operator's backups; the other goes, with its stored copy.
+    merge_patch(kubectl, namespace, cluster, {"retention": {"keepLast": 1}})
+
+    def retained() -> bool:
+        kept = [b for b in operator_backups(kubectl, namespace, cluster) if phase(b) == "Succeeded"]
+        stored = s3.client().list_objects_v2(Bucket=bucket).get("Contents") or []
+        locations = {f"s3://{bucket}/{o['Key']}" for o in stored}
+        return len(kept) == 1 and locations == {b["status"]["location"] for b in kept}
+
+    eventually("retention to keep one backup and its object only", retained, timeout=90)
+
+    # Deleting the cluster keeps its backups: that is when they are needed.
+    before = {b["metadata"]["name"] for b in operator_backups(kubectl, namespace, cluster)}
+    kubectl.run("delete", "etcdcluster", cluster, f"--namespace={namespace}", "--wait=true")
+    after = {b["metadata"]["name"] for b in operator_backups(kubectl, namespace, cluster)}
+    assert before and before <= after, (before, after)
+
+
+@pytest.mark.one_storage
+def test_the_schedule_backs_up_verifies_and_says_when_backups_fail(
+    kubectl: Kubectl, operator: OperatorRelease, namespace: str, s3: S3
+) -> None:
+    cluster, bucket = backed_up_cluster(
+        kubectl, namespace, s3, schedule="* * * * *", verify={"everyNth": 1}
+    )
+
+    # A backup for the first slot after the cluster was created.
     def scheduled_success() -> Json | None:
-        for b in operator_backups(kubectl, namespace, cluster):
-            trigger = b["metadata"]["labels"].get("etcd.pyetcd.io/backup-trigger")
-            if trigger == "schedule" and phase(b) == "Succeeded":
-                return b
-        return None
+        done = [
+            b for b in triggered(kubectl, namespace, cluster, "schedule") if phase(b) == "Succeeded"
+        ]
+        return done[0] if done else None
 
     first = eventually("a scheduled backup to succeed", scheduled_success, timeout=150, interval=2)
     assert re.fullmatch(rf"{cluster}-\d{{8}}-\d{{4}}", first["metadata"]["name"])
@@ -305,48 +364,11 @@ def test_a_cluster_backs_itself_up_on_schedule_and_on_request_and_keeps_what_ret
         timeout=60,
     )
     status = kubectl.get("etcdcluster", cluster, namespace)["status"]["backup"]
-    assert (
-        status["lastSuccessful"]["name"]
-        and status["nextScheduledTime"] > status["lastScheduledTime"]
-    )
+    assert status["nextScheduledTime"] > status["lastScheduledTime"]
 
-    # The annotation: one backup per new value, however many passes see it.
-    kubectl.run("annotate", "etcdcluster", cluster, "etcd.pyetcd.io/backup=first",
-                f"--namespace={namespace}")  # fmt: skip
-
-    def on_demand() -> list[Json]:
-        return [
-            b
-            for b in operator_backups(kubectl, namespace, cluster)
-            if b["metadata"]["labels"].get("etcd.pyetcd.io/backup-trigger") == "annotation"
-        ]
-
-    eventually(
-        "the requested backup to succeed",
-        lambda: [phase(b) for b in on_demand()] == ["Succeeded"],
-        timeout=90,
-        interval=2,
-    )
-    requested = kubectl.get("etcdcluster", cluster, namespace)["status"]["backup"]["lastRequest"]
-    assert requested == "first"
-    assert len(on_demand()) == 1
-
-    # Retention: keep one of the operator's backups; the others go, with their stored copies.
-    kubectl.run("patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=merge",
-                "-p", json.dumps({"spec": {"backup": {"retention": {"keepLast": 1}}}}))  # fmt: skip
-
-    def retained() -> bool:
-        kept = [b for b in operator_backups(kubectl, namespace, cluster) if phase(b) == "Succeeded"]
-        stored = s3.client().list_objects_v2(Bucket=bucket).get("Contents") or []
-        locations = {f"s3://{bucket}/{o['Key']}" for o in stored}
-        return len(kept) == 1 and locations == {b["status"]["location"] for b in kept}
-
-    eventually("retention to keep one backup and its object only", retained, timeout=90)
-
-    # S3 away: the next scheduled backup fails and BackupReady says so; back: it recovers.
+    # S3 away: the next scheduled backup fails and BackupReady says so.
     dead = {**store_of(s3, bucket), "endpoint": f"http://s3.{S3_NAMESPACE}.svc.cluster.local:81"}
-    kubectl.run("patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=merge",
-                "-p", json.dumps({"spec": {"backup": {"store": dead}}}))  # fmt: skip
+    merge_patch(kubectl, namespace, cluster, {"store": dead})
     eventually(
         "BackupReady False after a failed scheduled backup",
         lambda: backup_ready(kubectl, namespace, cluster) == ("False", "BackupFailed"),
@@ -354,22 +376,17 @@ def test_a_cluster_backs_itself_up_on_schedule_and_on_request_and_keeps_what_ret
         interval=2,
     )
     failed = kubectl.get("etcdcluster", cluster, namespace)["status"]["backup"]["lastFailed"]
-    assert "did not answer" in failed["message"] or "unreachable" in failed["message"], failed
-    back = {"spec": {"backup": {"store": store_of(s3, bucket)}}}
-    kubectl.run("patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=merge",
-                "-p", json.dumps(back))  # fmt: skip
+    assert "is unreachable" in failed["message"], failed
+
+    # S3 back: a backup on request succeeds, and BackupReady recovers at once.
+    merge_patch(kubectl, namespace, cluster, {"store": store_of(s3, bucket)})
+    annotate(kubectl, namespace, cluster, "after-the-outage")
     eventually(
         "BackupReady True again once S3 is back",
         lambda: backup_ready(kubectl, namespace, cluster) == ("True", "BackupSucceeded"),
-        timeout=150,
+        timeout=90,
         interval=2,
     )
-
-    # Deleting the cluster keeps its backups: that is when they are needed.
-    before = {b["metadata"]["name"] for b in operator_backups(kubectl, namespace, cluster)}
-    kubectl.run("delete", "etcdcluster", cluster, f"--namespace={namespace}", "--wait=true")
-    after = {b["metadata"]["name"] for b in operator_backups(kubectl, namespace, cluster)}
-    assert before and before <= after, (before, after)
 
 
 def dev_cluster(namespace: str, name: str, **spec: Any) -> Json:
