@@ -33,6 +33,8 @@ from etcd_operator.backup import (
     download_snapshot,
     parse_key,
 )
+from etcd_operator.backup.download import fsync_dir
+from etcd_operator.backup.verify import PYETCDUTL
 from etcd_operator.components.flags import ENV_INITIAL_CLUSTER, ENV_INITIAL_CLUSTER_STATE
 from etcd_operator.components.restore import (
     ENV_ACCESS_KEY_ID,
@@ -41,9 +43,6 @@ from etcd_operator.components.restore import (
     ENV_SESSION_TOKEN,
 )
 
-# pyetcdutl as a module of this very interpreter: it is installed with this package, and no
-# PATH (an image's, or the process kubelet's) has to find its script.
-PYETCDUTL = (sys.executable, "-m", "pyetcd.utl")
 SNAPSHOT_NAME = "restore-snapshot.db"
 
 
@@ -93,14 +92,6 @@ def encryption_key(env: Mapping[str, str]) -> bytes | None:
         return parse_key(value)
     except BackupError as err:
         raise RestoreError(f"the backup encryption key is not usable: {err}") from None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def restore(opts: argparse.Namespace, env: Mapping[str, str]) -> str:
@@ -155,7 +146,7 @@ def restore(opts: argparse.Namespace, env: Mapping[str, str]) -> str:
         if data_dir.exists():
             data_dir.rmdir()  # empty (no member dir): a fresh volume's mount point
         staging.rename(data_dir)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BackupError as err:
         raise RestoreError(str(err)) from None
     finally:

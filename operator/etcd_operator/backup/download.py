@@ -207,11 +207,11 @@ def _write_atomically(
         if isinstance(exc, OSError):
             raise SnapshotFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return digest
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename durable (a crash right after it must not lose the file)."""
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -23,6 +23,8 @@ from etcd_operator.backup.download import download_snapshot
 from etcd_operator.backup.errors import BackupError
 from etcd_operator.backup.store import StoreSettings
 
+# pyetcdutl as a module of this very interpreter: it is installed with this package, and no
+# PATH (an image's, or the process kubelet's) has to find its script.
 PYETCDUTL = (sys.executable, "-m", "pyetcd.utl")
 
 

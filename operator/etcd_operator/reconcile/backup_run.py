@@ -13,11 +13,12 @@ stream the database; the follower that has applied the most is chosen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from etcd_operator.api.backup import BackupStore, Compression
 from etcd_operator.api.etcdbackup import BackupConditionType, EtcdBackup, EtcdBackupStatus
 from etcd_operator.api.operation import OperationPhase
+from etcd_operator.api.times import rfc3339
 from etcd_operator.api.v1alpha1 import Condition, EtcdCluster
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView
 from etcd_operator.reconcile.operations import advance
@@ -125,7 +126,7 @@ def conditions(status: EtcdBackupStatus, now: datetime) -> list[Condition]:
             status="True",
             reason=status.reason or str(phase),
             message=status.message or "",
-            lastTransitionTime=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            lastTransitionTime=rfc3339(now),
         )
     ]
 

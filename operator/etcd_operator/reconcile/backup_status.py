@@ -9,6 +9,7 @@ over the cluster's EtcdBackups.
 
 from __future__ import annotations
 
+from etcd_operator.api.times import rfc3339
 from etcd_operator.api.v1alpha1 import BackupRef, ClusterBackupStatus, EtcdCluster
 from etcd_operator.reconcile.backup_records import BackupRecord, newest
 from etcd_operator.reconcile.backups import (
@@ -17,7 +18,6 @@ from etcd_operator.reconcile.backups import (
     BackupsActed,
     created_at,
     previous_status,
-    timestamp,
 )
 from etcd_operator.reconcile.conditions import backup_ready
 from etcd_operator.reconcile.conditions.common import Verdict
@@ -30,7 +30,7 @@ def _ref(record: BackupRecord | None, *, failed: bool = False) -> BackupRef | No
         return None
     return BackupRef(
         name=record.name,
-        time=timestamp(record.time),
+        time=rfc3339(record.time),
         revision=None if failed else record.revision,
         message=record.message if failed else None,
     )
@@ -47,7 +47,7 @@ def backup_status(
     request, slot = previous.lastRequest, previous.lastScheduledTime
     if isinstance(acted, BackupsActed):
         request = acted.request if acted.request is not None else request
-        slot = timestamp(acted.slot) if acted.slot is not None else slot
+        slot = rfc3339(acted.slot) if acted.slot is not None else slot
     success = newest(b for b in observed.backups if b.succeeded)
     failure = newest(b for b in observed.backups if b.finished and b.unsuccessful)
     if failure is not None and success is not None and failure.order < success.order:
@@ -55,9 +55,9 @@ def backup_status(
     upcoming = decided.note(NEXT)
     return ClusterBackupStatus(
         lastSuccessful=_ref(success),
-        lastSuccessfulTime=timestamp(success.time) if success is not None else None,
+        lastSuccessfulTime=rfc3339(success.time) if success is not None else None,
         lastFailed=_ref(failure, failed=True),
-        nextScheduledTime=timestamp(upcoming) if upcoming is not None else None,  # type: ignore[arg-type]
+        nextScheduledTime=rfc3339(upcoming) if upcoming is not None else None,  # type: ignore[arg-type]
         lastScheduledTime=slot,
         lastRequest=request,
     )

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from etcd_operator.api.backup import BackupSpec, DeletionPolicy
 from etcd_operator.api.schedule import ScheduleError, parse_schedule
 from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.times import parse_rfc3339, rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, ClusterBackupStatus, EtcdCluster
 from etcd_operator.components.naming import LABEL_CLUSTER
 from etcd_operator.reconcile.actions import Action, CreateBackup, DeleteBackup, Event, Manifest
@@ -56,33 +57,20 @@ class BackupsActed:
     slot: datetime | None = None
 
 
-def timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def previous_status(desired: EtcdCluster) -> ClusterBackupStatus:
     status = desired.status.backup if desired.status is not None else None
     return status or ClusterBackupStatus()
 
 
 def created_at(desired: EtcdCluster) -> datetime | None:
-    return parse_timestamp(desired.metadata.get("creationTimestamp"))
+    return parse_rfc3339(desired.metadata.get("creationTimestamp"))
 
 
 def backup_manifest(
     desired: EtcdCluster, name: str, trigger: str, slot: datetime | None = None
 ) -> Manifest:
     """An EtcdBackup the operator creates for ``desired``; its store is the cluster's."""
-    annotations = {SCHEDULED_FOR_ANNOTATION: timestamp(slot)} if slot is not None else {}
+    annotations = {SCHEDULED_FOR_ANNOTATION: rfc3339(slot)} if slot is not None else {}
     return {
         "apiVersion": API_VERSION,
         "kind": "EtcdBackup",
@@ -137,7 +125,7 @@ def step(
         if schedule is not None:
             decision = decide(
                 schedule,
-                parse_timestamp(previous.lastScheduledTime),
+                parse_rfc3339(previous.lastScheduledTime),
                 now,
                 since=created_at(desired),
                 suspended=spec.suspend,
@@ -151,7 +139,7 @@ def step(
                     Event(
                         "Normal",
                         "BackupScheduled",
-                        f"created EtcdBackup {name} for {timestamp(decision.due)}{late}",
+                        f"created EtcdBackup {name} for {rfc3339(decision.due)}{late}",
                     ),
                 ]
                 acted = dataclasses.replace(acted, slot=decision.due)

@@ -18,18 +18,15 @@ from etcd_operator.api.operation import (
     OperationSpec,
     OperationStatus,
 )
+from etcd_operator.api.times import RFC3339, rfc3339
 
 
 class IllegalTransitionError(ValueError):
     """A phase change the operation state machine does not allow."""
 
 
-def _timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parse(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return datetime.strptime(value, RFC3339).replace(tzinfo=UTC)
 
 
 def advance(
@@ -52,9 +49,9 @@ def advance(
     if message is not None:
         update["message"] = message
     if phase == OperationPhase.RUNNING and status.startedAt is None:
-        update["startedAt"] = _timestamp(now)
+        update["startedAt"] = rfc3339(now)
     if phase.terminal:
-        update["completedAt"] = _timestamp(now)
+        update["completedAt"] = rfc3339(now)
     return status.model_copy(update=update)
 
 

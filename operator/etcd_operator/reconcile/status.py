@@ -14,9 +14,10 @@ runtime then writes ``failed_pass``: the previous status with Degraded True, rea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.times import rfc3339 as timestamp
 from etcd_operator.api.v1alpha1 import (
     Condition,
     ConditionType,
@@ -42,11 +43,6 @@ ERROR_MESSAGE_LIMIT = 4096
 
 def failure_message(error: str) -> str:
     return error[:ERROR_MESSAGE_LIMIT]
-
-
-def timestamp(now: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as metav1.Time serialises."""
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def selector(cluster: str) -> str:

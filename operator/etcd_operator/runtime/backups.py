@@ -41,6 +41,7 @@ from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.etcdbackup import EtcdBackup, EtcdBackupStatus, Verification
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.times import rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, KIND, EtcdCluster
 from etcd_operator.backup import (
     BackupError,
@@ -388,12 +389,12 @@ class BackupRunner:
             found = await self._check(store, key, encryption_key)
         except BackupError as err:
             message = run.redact(str(err))
-            verified = Verification(passed=False, verifiedAt=_timestamp(now), message=message)
+            verified = Verification(passed=False, verifiedAt=rfc3339(now), message=message)
             event = ("Warning", "BackupVerificationFailed", message)
         else:
             verified = Verification(
                 passed=True,
-                verifiedAt=_timestamp(now),
+                verifiedAt=rfc3339(now),
                 revision=found.revision,
                 totalKeys=found.total_keys,
                 hash=found.hash,
@@ -561,10 +562,6 @@ async def _delete_object(store: StoreSettings, key: str, location: str) -> str:
             return f"{location} was already gone"
         raise error from None
     return f"deleted {location}"
-
-
-def _timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ref(body: Mapping[str, Any]) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from etcd_operator.api.times import rfc3339
 from etcd_operator.runtime.kube import KubeApi
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,6 @@ log = logging.getLogger(__name__)
 COMPONENT = "etcd-operator"
 # What the API server accepts in an Event's message (kopf cuts its own the same way).
 MAX_MESSAGE = 1024
-
-
-def _timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
@@ -41,7 +38,7 @@ def event_manifest(
 ) -> dict[str, Any]:
     """A core/v1 Event about ``involved`` (a namespaced object as the API returns it)."""
     meta = involved["metadata"]
-    when = _timestamp(now)
+    when = rfc3339(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",

@@ -24,6 +24,7 @@ from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.times import parse_rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, EtcdCluster
 from etcd_operator.components import naming
 from etcd_operator.components.bootstrap import (
@@ -237,15 +238,6 @@ def _without_kopf(raw: Json) -> Json:
     return {**raw, "status": status or None}
 
 
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def backup_record(obj: Json) -> BackupRecord:
     """What the backup decisions know of one EtcdBackup object as the API returned it."""
     meta = obj.get("metadata") or {}
@@ -256,14 +248,14 @@ def backup_record(obj: Json) -> BackupRecord:
         phase = OperationPhase(status.get("phase") or OperationPhase.PENDING)
     except ValueError:
         phase = OperationPhase.PENDING
-    created = _time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    created = parse_rfc3339(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
     revision = status.get("revision")
     return BackupRecord(
         name=str(meta.get("name")),
         phase=phase,
         created_at=created,
-        completed_at=_time(status.get("completedAt")),
-        scheduled_for=_time(annotations.get(SCHEDULED_FOR_ANNOTATION)),
+        completed_at=parse_rfc3339(status.get("completedAt")),
+        scheduled_for=parse_rfc3339(annotations.get(SCHEDULED_FOR_ANNOTATION)),
         message=status.get("message"),
         trigger=labels.get(TRIGGER_LABEL),
         revision=revision if isinstance(revision, int) else None,

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from etcd_operator import metrics
 from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.api.times import parse_rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, KIND, EtcdCluster
 from etcd_operator.members import MembershipNotSupportedError
 from etcd_operator.reconcile.actions import (
@@ -97,7 +98,7 @@ def record_metrics(desired: EtcdCluster, status: Mapping[str, Any]) -> None:
     members = status.get("members") or []
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     ready = conditions.get("BackupReady")
-    last = ((status.get("backup") or {}).get("lastSuccessfulTime")) or None
+    last = parse_rfc3339((status.get("backup") or {}).get("lastSuccessfulTime"))
     metrics.record_cluster(
         desired.namespace,
         desired.name,
@@ -105,15 +106,8 @@ def record_metrics(desired: EtcdCluster, status: Mapping[str, Any]) -> None:
         healthy=sum(1 for m in members if m.get("healthy")),
         available=conditions.get("Available") == "True",
         backup_ready=None if ready is None else ready == "True",
-        last_backup=_epoch(last) if isinstance(last, str) else None,
+        last_backup=last.timestamp() if last is not None else None,
     )
-
-
-def _epoch(value: str) -> float | None:
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
 
 
 class Reconciler:

@@ -28,10 +28,11 @@ one: nothing promises a backup, so nothing is late.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from etcd_operator.api.backup import BackupSpec
 from etcd_operator.api.schedule import CronSchedule, ScheduleError, parse_schedule
+from etcd_operator.api.times import rfc3339 as _at
 from etcd_operator.reconcile.backup_records import BackupRecord, newest
 from etcd_operator.reconcile.backup_schedule import next_slot, previous_slots
 from etcd_operator.reconcile.conditions.common import FALSE, TRUE, UNKNOWN, Verdict
@@ -41,10 +42,6 @@ NO_RECENT_BACKUP = "NoRecentBackup"
 BACKUP_SUCCEEDED = "BackupSucceeded"
 NO_BACKUP_YET = "NoBackupYet"
 INVALID_SCHEDULE = "InvalidSchedule"
-
-
-def _at(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _failed(backup: BackupRecord) -> Verdict:
