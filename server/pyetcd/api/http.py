@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pyetcd import __version__
+from pyetcd.panic import panic_on_invariant
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import CLUSTER_VERSION, EtcdServer
 
@@ -58,5 +59,6 @@ class HttpEndpoints:
         except TimeoutError:
             return False, "RANGE ERROR:context deadline exceeded"
         except Exception as exc:
+            panic_on_invariant(exc, "the /health probe")
             return False, f"RANGE ERROR:{exc}"
         return True, ""

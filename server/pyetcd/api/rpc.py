@@ -18,6 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from pyetcd.mvcc.events import encode_varint
+from pyetcd.panic import panic_on_invariant
 from pyetcd.server import errors
 from pyetcd.server.metrics import ServerMetrics
 
@@ -89,6 +90,9 @@ async def _abort(
         code = status_code(exc)
         done(code.name).inc()
         await context.abort(code, exc.message)
+    # A request that broke an invariant (Raft refusing a local step, apply out of order) stops
+    # the member; it is not the client's error to be told about.
+    panic_on_invariant(exc, f"{service}/{method}")
     log.exception("%s/%s failed", service, method)
     done("Unknown").inc()
     await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")

@@ -235,8 +235,8 @@ class RaftLog:
         if self.committed < tocommit:
             if self.last_index() < tocommit:
                 raise AssertionError(
-                    f"tocommit({tocommit}) is out of range [lastIndex({self.last_index()})]; "
-                    "was the raft log corrupted, truncated, or lost?"
+                    f"tocommit({tocommit}) is out of range [lastIndex({self.last_index()})]. "
+                    "Was the raft log corrupted, truncated, or lost?"
                 )
             self.committed = tocommit
 

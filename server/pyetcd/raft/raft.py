@@ -203,7 +203,7 @@ class Raft:
     def load_state(self, hs: raft_pb2.HardState) -> None:
         if hs.commit < self.raft_log.committed or hs.commit > self.raft_log.last_index():
             raise AssertionError(
-                f"{self.id} state.commit {hs.commit} is out of range "
+                f"{self.id:x} state.commit {hs.commit} is out of range "
                 f"[{self.raft_log.committed}, {self.raft_log.last_index()}]"
             )
         self.raft_log.committed = hs.commit

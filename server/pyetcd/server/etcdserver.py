@@ -37,11 +37,13 @@ from pyetcd.backend import contract
 from pyetcd.backend.bbolt import BoltBackend
 from pyetcd.fileutil import fsync_dir
 from pyetcd.mvcc import WatchableStore
+from pyetcd.panic import panic, panic_on_invariant
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.proto.leasepb import lease_pb2
 from pyetcd.proto.membershippb import membership_pb2
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.walpb import record_pb2
+from pyetcd.raft.confchange import ConfChangeError
 from pyetcd.raft.raft import NONE, ProposalDroppedError, StateType
 from pyetcd.raft.raft import Config as RaftConfig
 from pyetcd.raft.rawnode import RawNode, Ready, SnapshotStatus, StepPeerNotFoundError
@@ -95,6 +97,9 @@ LEARNER_READY_PERCENT = 0.9
 # etcd's HealthInterval: a peer counts as active if its stream was up for this long.
 HEALTH_INTERVAL = 5.0
 JOIN_FETCH_TIMEOUT = 30.0
+# etcd bounds isMemberBootstrapped by the bootstrap timeout; a peer that does not answer in
+# this time is taken as not started yet.
+BOOTSTRAP_PROBE_TIMEOUT = 1.0
 
 ErrTimeoutLeaderTransfer = errors.EtcdError(
     "etcdserver: request timed out, leader transfer took too long", errors.UNAVAILABLE
@@ -119,7 +124,10 @@ class EtcdServer:
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         self.metrics = ServerMetrics()
-        existing = self._fetch_existing_cluster() if not storage.has_wal(cfg) else None
+        existing = None
+        if not storage.has_wal(cfg):
+            existing = self._fetch_existing_cluster()
+            self._refuse_if_bootstrapped()
         # A joining member talks to the members it was told about until the log it receives
         # lists them (etcd adds them as transport "remotes").
         self._remotes: dict[int, tuple[str, ...]] = (
@@ -249,6 +257,33 @@ class EtcdServer:
                 continue
             members = {m.id: m for m in (Member.from_json(j) for j in members_json)}
             return Cluster(cluster_id, members)
+
+    def _refuse_if_bootstrapped(self) -> None:
+        """For ``--initial-cluster-state new`` on an empty data dir: refuse if the peers already
+        run this member (etcd's isMemberBootstrapped), i.e. its data dir was lost after it had
+        started; a member that bootstrapped a second cluster with the same ID would be worse."""
+        if self.cfg.initial_cluster_state != "new":
+            return
+        local = Cluster.from_initial_cluster(self.cfg)
+        me = local.member_by_name(self.cfg.name)
+        if me is None:
+            return  # open_storage says what is wrong with --initial-cluster
+        urls = [
+            str(u)
+            for m in local.members.values()
+            if m.id != me.id
+            for u in m.peer_urls
+            if str(u) not in me.peer_urls
+        ]
+        if not urls:
+            return
+        try:
+            cluster_id, members_json = fetch_cluster(urls, timeout=BOOTSTRAP_PROBE_TIMEOUT)
+        except TransportError:
+            return  # no peer up yet: a new cluster forming
+        remote = {m.id: m for m in (Member.from_json(j) for j in members_json)}
+        if storage.is_bootstrapped(remote.get(me.id)):
+            raise storage.already_bootstrapped(self.cfg, remote[me.id], cluster_id)
 
     def _load_state_machine(self) -> None:
         """(Re)build the applied state from the backend: MVCC, leases, alarms, members."""
@@ -717,11 +752,12 @@ class EtcdServer:
             self._apply_membership(kind, cc.node_id, member, is_promote)
         elif not self._took_effect(kind, cc.node_id, is_promote):
             return None
+        # etcd panics when Raft cannot take a committed change: the server checked it before
+        # proposing and again above, so a refusal here means the two disagree.
         try:
             self.conf_state = self.raw.apply_conf_change(cc)
-        except Exception:
-            log.exception("raft refused the membership change for %x", cc.node_id)
-            return None
+        except ConfChangeError as exc:
+            panic(f"applying the membership change for {cc.node_id:x}: {exc}")
         if self._loop is not None:
             self._update_peers()
         if cc.node_id == self.member_id and kind == "remove" and live:
@@ -997,8 +1033,15 @@ class EtcdServer:
             return
         # A forwarded proposal that cannot be taken now is simply lost (its proposer times out,
         # as with etcd), and so is a response from a member no longer in the configuration.
-        with contextlib.suppress(ProposalDroppedError, StepPeerNotFoundError):
+        # Anything else Raft raises here is a broken invariant (a commit index past the end of
+        # a log that was lost, say): the member stops, as etcd's raft goroutine panics.
+        try:
             self.raw.step(msg)
+        except (ProposalDroppedError, StepPeerNotFoundError):
+            pass
+        except Exception as exc:
+            panic_on_invariant(exc, f"a {msg.type} message from {sender:x}")
+            raise
         self._wake_raft()
 
     def report_unreachable(self, peer_id: int) -> None:
@@ -1047,6 +1090,7 @@ class EtcdServer:
         exc = task.exception()
         if exc is None:
             return
+        panic_on_invariant(exc, task.get_name())
         log.critical("%s failed", task.get_name(), exc_info=exc)
         self._exit(f"{task.get_name()} failed: {exc!r}", code=1)
 

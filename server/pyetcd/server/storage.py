@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,11 @@ def _open_storage(cfg: ServerConfig, existing: Cluster | None) -> Storage:
             f"{wal_dir}: no WAL found and --initial-cluster-state=existing: the existing "
             "cluster's members could not be fetched from its peers"
         )
+    if not have_wal and existing is not None:
+        # Before anything is written to the data dir.
+        joining = match_joining_member(cfg, existing)
+        if is_bootstrapped(joining):
+            raise already_bootstrapped(cfg, joining, existing.cluster_id)
     _mkdir(snap_dir)
     backend = BoltBackend.open(str(snap_dir / "db"))
     for bucket in contract.ALL_BUCKETS:
@@ -160,6 +166,11 @@ def _open_storage(cfg: ServerConfig, existing: Cluster | None) -> Storage:
     meta_bytes, hs, entries = wal.read_all()
     meta = etcdserver_pb2.Metadata.FromString(meta_bytes)
     ci, _ = read_consistent_index(backend)
+    entries = list(entries)
+    if cfg.force_new_cluster:
+        hs, entries = _force_new_cluster(
+            cfg, wal, backend=backend, member_id=meta.NodeID, snap=snap, hs=hs, entries=entries
+        )
     return Storage(
         backend=backend,
         wal=wal,
@@ -167,12 +178,94 @@ def _open_storage(cfg: ServerConfig, existing: Cluster | None) -> Storage:
         member_id=meta.NodeID,
         cluster_id=meta.ClusterID,
         hard_state=hs,
-        entries=list(entries),
+        entries=entries,
         snapshot=snap,
         snapshot_index=snap_index,
         snapshot_term=snap_term,
         consistent_index=ci,
     )
+
+
+def member_ids_in_log(
+    snap: raft_pb2.Snapshot | None, entries: list[raft_pb2.Entry], fallback: Iterable[int]
+) -> set[int]:
+    """The members Raft knows at the end of ``entries`` (etcd's getIDs): the snapshot's
+    configuration, then every ConfChange after it. ``fallback`` (the backend's members) stands
+    in for a snapshot written without a configuration."""
+    ids: set[int] = set()
+    if snap is not None:
+        ids.update(snap.metadata.conf_state.voters)
+        ids.update(snap.metadata.conf_state.learners)
+        if not ids:
+            ids.update(fallback)
+    for entry in entries:
+        if entry.Type != raft_pb2.EntryConfChange:
+            continue
+        cc = raft_pb2.ConfChange.FromString(entry.Data)
+        if cc.type in (raft_pb2.ConfChangeAddNode, raft_pb2.ConfChangeAddLearnerNode):
+            ids.add(cc.node_id)
+        elif cc.type == raft_pb2.ConfChangeRemoveNode:
+            ids.discard(cc.node_id)
+    return ids
+
+
+def force_new_cluster_entries(
+    hs: raft_pb2.HardState, entries: list[raft_pb2.Entry], member_id: int, others: Iterable[int]
+) -> tuple[raft_pb2.HardState, list[raft_pb2.Entry], list[raft_pb2.Entry]]:
+    """etcd's restartAsStandaloneNode on the log: drop what was not committed, then commit one
+    ConfChange removing each other member. Returns the hard state to start from, the whole log
+    and the entries to append to the WAL."""
+    kept = [e for e in entries if e.Index <= hs.commit]
+    index, term = hs.commit, hs.term
+    appended: list[raft_pb2.Entry] = []
+    for node_id in sorted(others):
+        if node_id == member_id:
+            continue
+        index += 1
+        cc = raft_pb2.ConfChange(type=raft_pb2.ConfChangeRemoveNode, node_id=node_id)
+        appended.append(
+            raft_pb2.Entry(
+                Term=term, Index=index, Type=raft_pb2.EntryConfChange, Data=cc.SerializeToString()
+            )
+        )
+    forced = raft_pb2.HardState(term=hs.term, vote=hs.vote, commit=index)
+    return forced, kept + appended, appended
+
+
+def _force_new_cluster(
+    cfg: ServerConfig,
+    wal: WAL,
+    *,
+    backend: BoltBackend,
+    member_id: int,
+    snap: raft_pb2.Snapshot | None,
+    hs: raft_pb2.HardState,
+    entries: list[raft_pb2.Entry],
+) -> tuple[raft_pb2.HardState, list[raft_pb2.Entry]]:
+    ids = member_ids_in_log(snap, entries, (m.id for m in members_from_backend(backend)))
+    if member_id not in ids:
+        raise StorageError(
+            f"--force-new-cluster: member {member_id:x} is not a member of its own log's "
+            "configuration (it was removed); it cannot continue the cluster"
+        )
+    dropped = sum(1 for e in entries if e.Index > hs.commit)
+    forced, kept, appended = force_new_cluster_entries(hs, entries, member_id, ids)
+    log.warning(
+        "forcing a new one-member cluster from member %x's data (%s): committed index %d, %d "
+        "uncommitted entries discarded, removing members %s",
+        member_id,
+        cfg.data_dir,
+        hs.commit,
+        dropped,
+        ", ".join(f"{i:x}" for i in sorted(ids - {member_id})) or "none",
+    )
+    # The entries past the commit index are superseded in the WAL by the ones appended here,
+    # as a leader's conflicting entries supersede a follower's. The commit index goes to disk
+    # with them: a restart before the next hard state would otherwise find the removals
+    # uncommitted and wait for a quorum of members that are gone.
+    wal.save(forced, appended)
+    wal.sync()
+    return forced, kept
 
 
 def _bootstrap_new(
@@ -223,6 +316,39 @@ def match_joining_member(cfg: ServerConfig, existing: Cluster) -> Member:
         f"error validating peerURLs: no member of cluster {existing.cluster_id:x} has the "
         f"peer URLs {', '.join(mine)}; add it first (etcdctl member add)"
     )
+
+
+def already_bootstrapped(cfg: ServerConfig, member: Member, cluster_id: int) -> StorageError:
+    """The refusal of a member with an empty data dir that its cluster lists as started.
+
+    Its WAL held its votes and the entries it acknowledged; rejoining under the same ID without
+    them could help elect a leader that lacks committed writes. etcd refuses the ``new`` case
+    with this message (``isMemberBootstrapped``) and panics in the ``existing`` case on the first
+    heartbeat (``tocommit(N) is out of range``); pyetcd refuses both at start, with etcd's
+    message, and logs what happened and what to do (the operator matches the message).
+    """
+    log.error(
+        "member %x (name %r, client URLs %s) is listed as started by cluster %x, but its data "
+        "dir %s holds no WAL: its data was lost. It must not rejoin under its old ID: remove it "
+        "(etcdctl member remove %x), add it back as a new member (etcdctl member add %s "
+        "--learner --peer-urls=%s), and start it again on an empty data dir",
+        member.id,
+        member.name,
+        ",".join(member.client_urls) or "none",
+        cluster_id,
+        cfg.data_dir,
+        member.id,
+        cfg.name,
+        ",".join(member.peer_urls),
+    )
+    return StorageError(f"member {member.id:x} has already been bootstrapped")
+
+
+def is_bootstrapped(member: Member | None) -> bool:
+    """etcd's test (``isMemberBootstrapped``): the cluster lists the member with client URLs,
+    which it publishes once it has started (the name alone is not enough: the bootstrap
+    entries of a new cluster carry every member's name)."""
+    return member is not None and bool(member.client_urls)
 
 
 def _bootstrap_join(
@@ -287,4 +413,12 @@ def save_member(backend: contract.Backend, member: Member) -> None:
     backend.put(contract.MEMBERS, f"{member.id:x}".encode(), member.to_json().encode())
 
 
-__all__ = ["Storage", "StorageError", "has_wal", "match_joining_member", "open_storage"]
+__all__ = [
+    "Storage",
+    "StorageError",
+    "already_bootstrapped",
+    "has_wal",
+    "is_bootstrapped",
+    "match_joining_member",
+    "open_storage",
+]

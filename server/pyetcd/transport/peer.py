@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pyetcd.fileutil import fsync_dir
+from pyetcd.panic import panic_on_invariant
 from pyetcd.proto.raftpb import raft_pb2
 
 log = logging.getLogger(__name__)
@@ -359,14 +360,16 @@ class Transport:
                 # RuntimeError: uvloop refuses a write on a transport that closed between two
                 # checks; the stream is gone all the same.
                 log.warning("peer %x: stream lost: %s", peer.id, exc or type(exc).__name__)
-            except Exception:
+            except Exception as exc:
+                panic_on_invariant(exc, f"the stream to peer {peer.id:x}")
                 log.exception("peer %x: stream failed; re-dialling", peer.id)
                 await asyncio.sleep(backoff)
             finally:
                 if not self._stopped and peer_id_is_current(self._peers, peer):
                     try:
                         self.handler.peer_lost(peer.id)
-                    except Exception:
+                    except Exception as exc:
+                        panic_on_invariant(exc, f"losing the stream to peer {peer.id:x}")
                         log.exception("peer %x: handling the lost stream failed", peer.id)
 
     async def _run_stream(
@@ -571,6 +574,11 @@ class Transport:
             ValueError,
         ) as exc:
             log.debug("peer connection closed: %s", exc)
+        except Exception as exc:
+            # A frame that does not decode, a request the handler refuses: the fault of one
+            # connection, which is closed. A broken invariant in a handler stops the member.
+            panic_on_invariant(exc, "a peer connection's handler")
+            log.warning("peer connection closed: %r", exc)
         finally:
             self._conns.discard(writer)
             writer.close()
