@@ -28,8 +28,9 @@ from e2e.rbac import Permission, Request
 
 pytestmark = pytest.mark.last_on_storage
 
-SCENARIOS = "test_operator.py"
-COMMAND = "pytest e2e/test_operator.py e2e/test_rbac.py --storage={storage}"
+# The scenarios whose requests show what the operator needs (pod deletion: the replacement).
+SCENARIOS = ("test_operator.py", "test_replacement.py")
+COMMAND = "pytest e2e/test_operator.py e2e/test_replacement.py e2e/test_rbac.py --storage={storage}"
 
 # What the chart grants the operator that no request of the e2e run shows as used, each with the
 # reason it is needed all the same. Keep it short: anything else unused goes from the chart.
@@ -75,17 +76,21 @@ def require_the_scenarios(request: pytest.FixtureRequest, storage: str) -> None:
     mine = [
         i
         for i in request.session.items
-        if isinstance(i, pytest.Function) and i.path.name == SCENARIOS and storage_of(i) == storage
+        if isinstance(i, pytest.Function) and i.path.name in SCENARIOS and storage_of(i) == storage
     ]
-    if not mine:
+    files = {i.path.name: i.module for i in mine}
+    if set(files) != set(SCENARIOS):
         pytest.fail(
-            f"the operator scenarios ({SCENARIOS}) are not in this run on {storage}: this test "
-            f"checks what they made the operator do; run both: {command}",
+            f"the operator scenarios ({', '.join(SCENARIOS)}) are not all in this run on "
+            f"{storage}: this test checks what they made the operator do; run them: {command}",
             pytrace=False,
         )
-    module = mine[0].module
-    functions = inspect.getmembers(module, inspect.isfunction)
-    defined = {name for name, _ in functions if name.startswith("test_")}
+    defined = {
+        name
+        for module in files.values()
+        for name, _ in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith("test_")
+    }
     missing = sorted(defined - {i.originalname for i in mine})
     if missing:
         pytest.fail(

@@ -93,7 +93,15 @@ BACKUP_READY = Gauge(
     _CLUSTER_LABELS,
     registry=REGISTRY,
 )
+MEMBERS_REPLACED = Gauge(
+    "etcd_operator_cluster_members_replaced",
+    "How many times a member that lost its data was replaced (status.membersReplaced); "
+    "alert on changes().",
+    _CLUSTER_LABELS,
+    registry=REGISTRY,
+)
 _CLUSTER_GAUGES = (
+    MEMBERS_REPLACED,
     CLUSTER_MEMBERS,
     CLUSTER_HEALTHY_MEMBERS,
     CLUSTER_AVAILABLE,
@@ -112,12 +120,14 @@ def record_cluster(
     available: bool,
     backup_ready: bool | None = None,
     last_backup: float | None = None,
+    members_replaced: int = 0,
 ) -> None:
     """A cluster's gauges from the status a pass wrote. The backup gauges come from the status
     too (not only from the backups this process ran), so they survive an operator restart."""
     CLUSTER_MEMBERS.labels(namespace, cluster).set(members)
     CLUSTER_HEALTHY_MEMBERS.labels(namespace, cluster).set(healthy)
     CLUSTER_AVAILABLE.labels(namespace, cluster).set(1 if available else 0)
+    MEMBERS_REPLACED.labels(namespace, cluster).set(members_replaced)
     if backup_ready is not None:
         BACKUP_READY.labels(namespace, cluster).set(1 if backup_ready else 0)
     if last_backup is not None:

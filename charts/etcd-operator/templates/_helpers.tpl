@@ -99,10 +99,11 @@ here is used there (or listed there with the reason no request shows it), and no
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "create", "patch"]
 # Member pods and volume claims: listed by the cluster's labels, never watched; the claims of
-# members removed by a scale-in are deleted.
+# members removed by a scale-in are deleted, and the pod and claim of a member that lost its
+# data (replaced on a new volume).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "delete"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["list", "delete"]

@@ -441,6 +441,32 @@ class EtcdOptions(_Model):
         return self
 
 
+class ReplacementPolicy(StrEnum):
+    """What the operator does when a member has lost its data."""
+
+    AUTOMATIC = "Automatic"
+    MANUAL = "Manual"
+
+
+# The annotation that approves a replacement under the Manual policy: its value names the member
+# (``<cluster>-<n>``), optionally followed by ``:<anything>`` to approve the same member again
+# later (a value is used once: ``status.lastReplacement.approval`` records it).
+REPLACE_MEMBER_ANNOTATION = "etcd.pyetcd.io/replace-member"
+
+
+class ReplacementSpec(_Model):
+    """Replacement of members whose data is gone (a wiped or new volume, a lost log)."""
+
+    policy: ReplacementPolicy = Field(
+        default=ReplacementPolicy.AUTOMATIC,
+        description="Automatic: a member that lost its data is removed from etcd and added back "
+        "under a new member ID on an empty volume, one at a time and only while the other "
+        "members keep a quorum. Manual: the operator reports it (Degraded, MemberDataLost) and "
+        f"waits for the annotation {REPLACE_MEMBER_ANNOTATION}=<member name>.",
+        json_schema_extra={"maxLength": 16},
+    )
+
+
 class EtcdClusterSpec(_Model):
     """The desired cluster."""
 
@@ -487,6 +513,10 @@ class EtcdClusterSpec(_Model):
     bootstrap: BootstrapSpec | None = Field(
         default=None,
         description="A new cluster's data from a backup; only at creation (immutable).",
+    )
+    replacement: ReplacementSpec = Field(
+        default_factory=ReplacementSpec,
+        description="What happens to a member whose data is lost.",
     )
 
     @model_validator(mode="after")
@@ -595,6 +625,21 @@ class RestoredFrom(_Model):
     markCompacted: bool = Field(description="The restored revisions are marked compacted.")
 
 
+class MemberReplacement(_Model):
+    """One replacement of a member whose data was lost."""
+
+    member: str = Field(description="The member (and pod) name.")
+    oldID: str | None = Field(
+        default=None, description="The member ID removed from etcd (hex); none for a re-add."
+    )
+    reason: str = Field(description="The evidence: why the member's data counts as lost.")
+    time: str = Field(description="When the operator replaced it (RFC 3339).")
+    approval: str | None = Field(
+        default=None,
+        description="The value of the replace-member annotation that approved it (Manual).",
+    )
+
+
 class EtcdClusterStatus(_Model):
     """The observed cluster; written by the operator only."""
 
@@ -627,6 +672,12 @@ class EtcdClusterStatus(_Model):
     )
     restoredFrom: RestoredFrom | None = Field(
         default=None, description="The backup the cluster was created from (spec.bootstrap)."
+    )
+    membersReplaced: int | None = Field(
+        default=None, description="How many times a member that lost its data was replaced."
+    )
+    lastReplacement: MemberReplacement | None = Field(
+        default=None, description="The last replacement of a member that lost its data."
     )
     observedGeneration: int | None = Field(
         default=None, description="The spec generation this status describes."

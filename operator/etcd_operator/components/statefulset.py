@@ -190,6 +190,10 @@ def container(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
             {"name": "metrics", "containerPort": naming.METRICS_PORT, "protocol": "TCP"},
         ],
         "readinessProbe": readiness_probe(),
+        # The end of the log of a member that exits with an error (etcd's panic on a lost raft
+        # log, the refusal of a wiped member) becomes its termination message: the evidence the
+        # operator replaces a member on.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         # No livenessProbe, on purpose: /health fails on every member at once when the cluster
         # loses its leader or raises an alarm, and restarting members then turns a blip into an
         # outage (improbable-eng's FAQ). A hung process is left to the operator's health checks.

@@ -101,6 +101,14 @@ class DeletePVC:
 
 
 @dataclass(frozen=True)
+class DeletePod:
+    """Delete a member pod (no-op if it is already gone); the StatefulSet makes it anew."""
+
+    name: str
+    namespace: str
+
+
+@dataclass(frozen=True)
 class CreateBackup:
     """Create an EtcdBackup (``manifest``); one that exists already counts as created (the
     names are deterministic: that is what makes the triggers exactly-once)."""
@@ -124,6 +132,7 @@ Action = (
     | PatchStatus
     | MembershipAction
     | DeletePVC
+    | DeletePod
     | CreateBackup
     | DeleteBackup
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.api.v1alpha1 import ConditionType, EtcdCluster
 from etcd_operator.components import naming
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView
 
@@ -51,3 +51,27 @@ def pvc_name(cluster: str, index: int) -> str:
 def pvc_ordinal(cluster: str, name: str) -> int | None:
     prefix = f"{naming.VOLUME_NAME}-"
     return ordinal(cluster, name[len(prefix) :]) if name.startswith(prefix) else None
+
+
+# The Degraded (and Progressing) reason of a cluster whose engine cannot change its membership.
+MEMBERSHIP_NOT_SUPPORTED = "MembershipNotSupported"
+
+
+def membership_latched(desired: EtcdCluster) -> bool:
+    """The last pass of this generation found that the engine cannot change membership.
+
+    Not retried until the spec changes (a new generation, e.g. a new engine version): retrying
+    every pass would only repeat the same refusal.
+    """
+    status = desired.status
+    generation = desired.metadata.get("generation")
+    if status is None or generation is None:
+        return False
+    # Progressing says it too (False), and keeps saying it when Degraded names another cause
+    # (a member that cannot be scheduled).
+    return any(
+        c.type in (ConditionType.DEGRADED, ConditionType.PROGRESSING)
+        and c.reason == MEMBERSHIP_NOT_SUPPORTED
+        and c.observedGeneration == int(generation)
+        for c in status.conditions
+    )

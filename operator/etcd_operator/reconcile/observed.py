@@ -41,6 +41,9 @@ class PodState:
     (condition ``PodScheduled`` False with reason ``Unschedulable``), else ``None``.
     ``restore_failed``: the termination message of its ``restore`` init container when that
     last exited non-zero (a cluster created from a backup), else ``None``.
+    ``exit_message``: the termination message (the end of its log, ``FallbackToLogsOnError``)
+    of the member container's last run when that exited non-zero, else ``None``; the evidence
+    of a member that stops because its data was lost. ``terminating``: the pod is being deleted.
     """
 
     name: str
@@ -49,6 +52,8 @@ class PodState:
     node: str | None = None
     unschedulable: str | None = None
     restore_failed: str | None = None
+    exit_message: str | None = None
+    terminating: bool = False
 
 
 @dataclass(frozen=True)

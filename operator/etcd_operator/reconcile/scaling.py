@@ -31,7 +31,9 @@ from __future__ import annotations
 import dataclasses
 
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.v1alpha1 import ConditionType, EtcdCluster
+from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.reconcile import replacement
+from etcd_operator.reconcile.membership import MEMBERSHIP_NOT_SUPPORTED, membership_latched
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
 from etcd_operator.reconcile.scaling_rules import SCALING_IN, SCALING_OUT, ScalePlan, decide
@@ -47,29 +49,14 @@ __all__ = [
     "step",
 ]
 
-# The Degraded (and Progressing) reason of a cluster whose engine cannot change its membership.
-MEMBERSHIP_NOT_SUPPORTED = "MembershipNotSupported"
 SCALE_NOTE = "scaling"
 
 
-def membership_latched(desired: EtcdCluster) -> bool:
-    """The last pass of this generation found that the engine cannot change membership.
-
-    Not retried until the spec changes (a new generation, e.g. a new engine version): retrying
-    every pass would only repeat the same refusal.
-    """
-    status = desired.status
-    generation = desired.metadata.get("generation")
-    if status is None or generation is None:
-        return False
-    # Progressing says it too (False), and keeps saying it when Degraded names another cause
-    # (a member that cannot be scheduled).
-    return any(
-        c.type in (ConditionType.DEGRADED, ConditionType.PROGRESSING)
-        and c.reason == MEMBERSHIP_NOT_SUPPORTED
-        and c.observedGeneration == int(generation)
-        for c in status.conditions
-    )
+def replacing_count(observed: Observed) -> int | None:
+    """The member count to render with while a member is replaced: what was rendered last."""
+    if observed.rendered_members is not None:
+        return observed.rendered_members
+    return observed.statefulset.replicas if observed.statefulset is not None else None
 
 
 def step(
@@ -81,6 +68,10 @@ def step(
     decided = dataclasses.replace(decided, membership_blocked=blocked)
     if not decided.has_formed:
         return StepResult(decided=decided)
+    replacing = replacement.pending(decided)
+    if replacing is not None and replacing.acting:
+        # The replacement step changes the membership in this pass; the member count stays.
+        return StepResult(decided=dataclasses.replace(decided, replicas=replacing_count(observed)))
     scale = decide(desired, observed, settings, blocked=blocked)
     decided = dataclasses.replace(
         decided,

@@ -23,6 +23,7 @@ from etcd_operator.api.v1alpha1 import (
     ConditionType,
     EtcdCluster,
     EtcdClusterStatus,
+    MemberReplacement,
     MemberStatus,
     Phase,
     RestoredFrom,
@@ -33,6 +34,7 @@ from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
 from etcd_operator.reconcile.membership import member_name
 from etcd_operator.reconcile.observed import EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided
+from etcd_operator.reconcile.replacement import REPLACEMENT
 from etcd_operator.reconcile.restore import RESTORE
 from etcd_operator.reconcile.scaling import SCALING_IN, SCALING_OUT
 
@@ -186,8 +188,25 @@ def compute_status(
         selector=selector(desired.name),
         backup=backup_status(desired, observed, decided),
         restoredFrom=_restored_from(previous, decided),
+        membersReplaced=_members_replaced(previous, decided),
+        lastReplacement=_last_replacement(previous, decided),
         observedGeneration=generation,
     )
+
+
+def _replaced(decided: Decided) -> MemberReplacement | None:
+    acted = decided.acted_on(REPLACEMENT)
+    return acted if isinstance(acted, MemberReplacement) else None
+
+
+def _members_replaced(previous: EtcdClusterStatus, decided: Decided) -> int | None:
+    if _replaced(decided) is None:
+        return previous.membersReplaced
+    return (previous.membersReplaced or 0) + 1
+
+
+def _last_replacement(previous: EtcdClusterStatus, decided: Decided) -> MemberReplacement | None:
+    return _replaced(decided) or previous.lastReplacement
 
 
 def _restored_from(previous: EtcdClusterStatus, decided: Decided) -> RestoredFrom | None:

@@ -22,6 +22,7 @@ from etcd_operator.reconcile.actions import (
     Apply,
     CreateBackup,
     DeleteBackup,
+    DeletePod,
     DeletePVC,
     Event,
     MoveLeader,
@@ -61,6 +62,9 @@ async def execute(
             case DeletePVC(name=name, namespace=namespace):
                 if not await kube.delete("v1", "PersistentVolumeClaim", namespace, name):
                     log.info("volume claim %s/%s was already deleted", namespace, name)
+            case DeletePod(name=name, namespace=namespace):
+                if not await kube.delete("v1", "Pod", namespace, name):
+                    log.info("pod %s/%s was already deleted", namespace, name)
             case CreateBackup(manifest=manifest):
                 try:
                     await kube.create(manifest)

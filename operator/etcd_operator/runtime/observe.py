@@ -33,6 +33,7 @@ from etcd_operator.components.bootstrap import (
     BootstrapState,
 )
 from etcd_operator.components.restore import CONTAINER_NAME as RESTORE_CONTAINER
+from etcd_operator.components.statefulset import CONTAINER_NAME as MEMBER_CONTAINER
 from etcd_operator.members import EtcdConnection, connect_etcd
 from etcd_operator.members import observe as observe_etcd
 from etcd_operator.reconcile.actions import key_of
@@ -91,6 +92,22 @@ def restore_failure(pod: Json) -> str | None:
     return None
 
 
+def member_exit_message(pod: Json) -> str | None:
+    """The termination message of the member container's last run (the current state when it is
+    terminated, else the last state) when that exited non-zero, else ``None``."""
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        if c.get("name") != MEMBER_CONTAINER:
+            continue
+        for state in (c.get("state") or {}, c.get("lastState") or {}):
+            terminated = state.get("terminated")
+            if terminated:
+                if not terminated.get("exitCode"):
+                    return None
+                message = str(terminated.get("message") or "").strip()
+                return message or f"exit code {terminated['exitCode']}"
+    return None
+
+
 def pod_state(pod: Json) -> PodState:
     status = pod.get("status") or {}
     ready = any(
@@ -102,6 +119,8 @@ def pod_state(pod: Json) -> PodState:
         ready=ready,
         phase=str(status.get("phase") or "Pending"),
         restore_failed=restore_failure(pod),
+        exit_message=member_exit_message(pod),
+        terminating=bool((pod.get("metadata") or {}).get("deletionTimestamp")),
         node=(pod.get("spec") or {}).get("nodeName"),
         unschedulable=unschedulable(pod),
     )

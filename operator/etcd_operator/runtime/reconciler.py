@@ -107,6 +107,7 @@ def record_metrics(desired: EtcdCluster, status: Mapping[str, Any]) -> None:
         available=conditions.get("Available") == "True",
         backup_ready=None if ready is None else ready == "True",
         last_backup=last.timestamp() if last is not None else None,
+        members_replaced=int(status.get("membersReplaced") or 0),
     )
 
 

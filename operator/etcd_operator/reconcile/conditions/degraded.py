@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.reconcile import replacement
 from etcd_operator.reconcile.conditions.common import (
     FALSE,
     TRUE,
@@ -68,6 +69,13 @@ def check(
         return bootstrapping(desired)
     if decided.blocked is not None:
         return Verdict(TRUE, MEMBERSHIP_NOT_SUPPORTED, decided.blocked)
+    lost = replacement.pending(decided)
+    if lost is not None and not lost.acting and lost.old_id is not None:
+        return Verdict(
+            TRUE,
+            replacement.MEMBER_DATA_LOST,
+            f"member {lost.member}: {lost.evidence}; {lost.waiting}",
+        )
     by_name = {member_name(m): m for m in etcd.members}
     # Desired members beyond the current count are still to be added (scaling, not missing);
     # a gap below it is a member that is gone.

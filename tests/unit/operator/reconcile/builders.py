@@ -12,6 +12,7 @@ from typing import Any
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, EtcdClusterStatus
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
+from etcd_operator.reconcile.actions import DeletePod
 from etcd_operator.reconcile.observed import (
     ChildKey,
     EtcdMember,
@@ -180,6 +181,7 @@ def execute(
     etcd = observed.etcd
     sts = observed.statefulset
     pvcs = list(observed.pvcs)
+    pod_list = list(observed.pods)
     for action in actions:
         if isinstance(action, Apply | SetBootstrapState):
             manifest = action.manifest
@@ -195,6 +197,8 @@ def execute(
             etcd = _membership(etcd, action, in_sync=in_sync)
         elif isinstance(action, DeletePVC):
             pvcs = [p for p in pvcs if p != action.name]
+        elif isinstance(action, DeletePod):
+            pod_list = [p for p in pod_list if p.name != action.name]
         elif isinstance(action, PatchStatus):
             status = EtcdClusterStatus.model_validate(action.status)
     return (
@@ -207,6 +211,7 @@ def execute(
             etcd=etcd,
             statefulset=sts,
             pvcs=tuple(pvcs),
+            pods=tuple(pod_list),
         ),
     )
 
