@@ -64,7 +64,7 @@ E2E_ARGS ?=
 # (~6 min on 2 cores); later runs reuse ~/.cache/pyetcd-e2e.
 e2e: setup
 	$(BIN)/python -m e2e.k8s.build build
-	$(BIN)/pytest e2e $(E2E_ARGS)
+	$(BIN)/pytest e2e --durations=25 $(E2E_ARGS)
 
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

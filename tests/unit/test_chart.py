@@ -77,9 +77,14 @@ KOPF_NAMESPACE_OBSERVATION = frozenset(
 )
 # Of the resources the operator touches, the cluster-scoped ones (a Kubernetes fact): the only
 # ones a ClusterRole may hold when the operator serves some namespaces.
-CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
+CLUSTER_SCOPED = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("", "namespaces"),
+    ("", "nodes"),
+    ("", "persistentvolumes"),
+}
 # Nothing the operator does needs these; a grant of them would be a leak.
-SENSITIVE = {"pods/exec", "pods/attach", "nodes", "leases", "serviceaccounts/token"}
+SENSITIVE = {"pods/exec", "pods/attach", "leases", "serviceaccounts/token"}
 
 NAMESPACED_VALUES: Doc = {
     "watchNamespaces": ["team-a", "team-b"],
@@ -368,6 +373,9 @@ def test_rbac_is_the_operators_alone(rendered: tuple[str, list[Doc]]) -> None:
     bound = frozenset[Permission]().union(*granted(docs, user, NAMESPACE).values())
     assert bound == spelled_out
     assert not {p.resource for p in spelled_out} & SENSITIVE
+    # Nodes and volumes are read, one by name (the node of a member pod that is not Ready, the
+    # volume of its claim): never changed, never listed across the cluster.
+    assert {p.verb for p in spelled_out if p.resource in ("nodes", "persistentvolumes")} <= {"get"}
     # Secrets a backup store names are read by name; listing or watching would hand the
     # operator every Secret of every namespace it serves.
     assert {p.verb for p in spelled_out if p.resource == "secrets"} <= {"get"}

@@ -137,4 +137,9 @@ its resources (and notices the EtcdCluster CRD being added or removed).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# The node of a member pod that is not Ready, and the volume of its claim: a member whose node is
+# gone while its volume is local to that node is replaced (cluster-scoped reads, never watched).
+- apiGroups: [""]
+  resources: ["nodes", "persistentvolumes"]
+  verbs: ["get"]
 {{- end }}

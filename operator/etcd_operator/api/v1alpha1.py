@@ -465,6 +465,15 @@ class ReplacementSpec(_Model):
         f"waits for the annotation {REPLACE_MEMBER_ANNOTATION}=<member name>.",
         json_schema_extra={"maxLength": 16},
     )
+    nodeLostAfterSeconds: int = Field(
+        default=300,
+        ge=30,
+        le=7 * 24 * 3600,
+        description="A member whose node has not been Ready for this long, while its volume is "
+        "local to that node (the volume's node affinity names the node), counts as having lost "
+        "its data: it is replaced on another node. Members on network volumes are not: their "
+        "data is not on the node.",
+    )
 
 
 class EtcdClusterSpec(_Model):

@@ -102,10 +102,13 @@ class DeletePVC:
 
 @dataclass(frozen=True)
 class DeletePod:
-    """Delete a member pod (no-op if it is already gone); the StatefulSet makes it anew."""
+    """Delete a member pod (no-op if it is already gone); the StatefulSet makes it anew.
+    ``force``: with grace period 0, for a pod on a node that is gone (no kubelet will ever
+    confirm its end, and the StatefulSet waits for it)."""
 
     name: str
     namespace: str
+    force: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,9 @@ class PodState:
     ``exit_message``: the termination message (the end of its log, ``FallbackToLogsOnError``)
     of the member container's last run when that exited non-zero, else ``None``; the evidence
     of a member that stops because its data was lost. ``terminating``: the pod is being deleted.
+    ``node_lost_since``: since when the pod's node has not been Ready (``None``: Ready, or not
+    looked at because the pod is Ready); ``volume_node``: the node its data volume is pinned to
+    (a local volume), ``None`` for a network volume or when unknown.
     """
 
     name: str
@@ -54,6 +57,8 @@ class PodState:
     restore_failed: str | None = None
     exit_message: str | None = None
     terminating: bool = False
+    node_lost_since: datetime | None = None
+    volume_node: str | None = None
 
 
 @dataclass(frozen=True)

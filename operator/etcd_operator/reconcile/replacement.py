@@ -5,9 +5,13 @@ back as a learner under a new member ID (the scaling step promotes it once it ca
 (its container's termination message, the end of its log): pyetcd and etcd refuse to start on an
 empty data dir that the cluster lists as started ("member <id> has already been bootstrapped"),
 and etcd panics on a raft log that lost acknowledged entries ("tocommit(N) is out of range
-[lastIndex(M)]. Was the raft log corrupted, truncated, or lost?"), as pyetcd does. A member that
-is down for any other reason (its node restarting, a crash, a bad flag) keeps its member ID and
-its volume and is restarted by the kubelet: replacing it would throw away a good copy.
+[lastIndex(M)]. Was the raft log corrupted, truncated, or lost?"), as pyetcd does. Or its node
+is gone with its data: the node has not been Ready for ``spec.replacement.nodeLostAfterSeconds``
+and the member's volume is local to it (the volume's node affinity names that node); its pod is
+then deleted with grace period 0, since no kubelet will confirm its end. A member that is down
+for any other reason (a crash, a bad flag, a node reboot shorter than the grace period, a node
+lost with a network volume) keeps its member ID and its volume and is restarted: replacing it
+would throw away a good copy.
 
 **Steps**, every one derived from what is observed, so that a pass that stopped between any two
 of them is finished by the next:
@@ -93,6 +97,25 @@ def lost_data_evidence(pod: PodState | None) -> str | None:
     return None
 
 
+def node_lost_evidence(pod: PodState | None, now: datetime | None, after: int) -> str | None:
+    """Why ``pod``'s member counts as having lost its data with its node: the node has not been
+    Ready for ``after`` seconds and the member's volume is local to it. ``None`` otherwise (a
+    member on a network volume is not replaced: its data is not on the node)."""
+    if pod is None or now is None or pod.node is None or pod.node_lost_since is None:
+        return None
+    if pod.volume_node != pod.node:
+        return None
+    lost_for = (now - pod.node_lost_since).total_seconds()
+    if lost_for < after:
+        return None
+    return f"node {pod.node} not Ready for {int(lost_for)}s, and the member's volume is local to it"
+
+
+def on_lost_node(pod: PodState | None) -> bool:
+    """The pod's node is not Ready: its deletion must be forced (no kubelet will confirm it)."""
+    return pod is not None and pod.node_lost_since is not None
+
+
 @dataclass(frozen=True)
 class Replacement:
     """What the replacement step found: the member, why, and whether it acts now (``acting``)
@@ -133,7 +156,9 @@ def quorum_kept(voters: tuple[EtcdMember, ...], leaving: EtcdMember) -> tuple[bo
     )
 
 
-def _rebuild(desired: EtcdCluster, settings: OperatorSettings, index: int) -> tuple[Action, ...]:
+def _rebuild(
+    desired: EtcdCluster, observed: Observed, settings: OperatorSettings, index: int
+) -> tuple[Action, ...]:
     """Step 2: the claim and pod of ordinal ``index`` go, then the member comes back as a
     learner under a new ID with the same name and peer URL."""
     ns = desired.namespace
@@ -141,7 +166,7 @@ def _rebuild(desired: EtcdCluster, settings: OperatorSettings, index: int) -> tu
     peer = naming.peer_url(desired.name, ns, index, settings.cluster_domain)
     return (
         DeletePVC(pvc_name(desired.name, index), ns),
-        DeletePod(name, ns),
+        DeletePod(name, ns, force=on_lost_node(observed.pod(name))),
         AddMember(name, peer),
     )
 
@@ -181,11 +206,18 @@ def find(
             why = "a learner is being added" if etcd.learners else "there is no leader"
             return Replacement(name, missing, waiting=f"waiting: {why}"), (), None
         record = MemberReplacement(member=name, reason=missing, time=stamp)
-        return Replacement(name, missing, acting=True), _rebuild(desired, settings, index), record
+        return (
+            Replacement(name, missing, acting=True),
+            _rebuild(desired, observed, settings, index),
+            record,
+        )
     for index in sorted(by_ordinal):
         member = by_ordinal[index]
         name = member_name(member)
-        evidence = lost_data_evidence(observed.pod(name))
+        pod = observed.pod(name)
+        evidence = lost_data_evidence(pod) or node_lost_evidence(
+            pod, now, desired.spec.replacement.nodeLostAfterSeconds
+        )
         if evidence is None or member.healthy:
             continue
         found = Replacement(name, evidence, old_id=member.id)
@@ -218,7 +250,7 @@ def find(
         record = MemberReplacement(
             member=name, oldID=member.id_hex, reason=evidence, time=stamp, approval=approved
         )
-        actions = (RemoveMember(member.id, name), *_rebuild(desired, settings, index))
+        actions = (RemoveMember(member.id, name), *_rebuild(desired, observed, settings, index))
         return dataclasses.replace(found, acting=True), actions, record
     return None, (), None
 

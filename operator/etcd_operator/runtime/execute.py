@@ -62,8 +62,8 @@ async def execute(
             case DeletePVC(name=name, namespace=namespace):
                 if not await kube.delete("v1", "PersistentVolumeClaim", namespace, name):
                     log.info("volume claim %s/%s was already deleted", namespace, name)
-            case DeletePod(name=name, namespace=namespace):
-                if not await kube.delete("v1", "Pod", namespace, name):
+            case DeletePod(name=name, namespace=namespace, force=force):
+                if not await kube.delete("v1", "Pod", namespace, name, force=force):
                     log.info("pod %s/%s was already deleted", namespace, name)
             case CreateBackup(manifest=manifest):
                 try:

@@ -41,8 +41,11 @@ class KubeApi(Protocol):
         """Server-side apply of a namespaced manifest; returns the live object."""
         ...
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
-        """Delete an object; ``False`` when it did not exist (already deleted)."""
+    async def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, *, force: bool = False
+    ) -> bool:
+        """Delete an object; ``False`` when it did not exist (already deleted). ``force``: with
+        grace period 0 (a pod on a node that is gone, which no kubelet will confirm)."""
         ...
 
     async def patch_status(
@@ -82,6 +85,8 @@ def already_exists(err: BaseException) -> bool:
 # (apiVersion, kind) -> the resource's plural, for every kind the operator reads or writes.
 RESOURCES: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Node"): "nodes",
+    ("v1", "PersistentVolume"): "persistentvolumes",
     ("v1", "Event"): "events",
     ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
     ("v1", "Pod"): "pods",
@@ -99,12 +104,13 @@ class UnknownKindError(KeyError):
 
 
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    """The REST path of a namespaced object (or collection) of a kind in ``RESOURCES``."""
+    """The REST path of an object (or collection) of a kind in ``RESOURCES``; ``namespace``
+    ``""`` for a cluster-scoped kind (Node, PersistentVolume)."""
     plural = RESOURCES.get((api_version, kind))
     if plural is None:
         raise UnknownKindError(f"{api_version} {kind} is not a kind the operator manages")
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
     return f"{path}/{name}" if name else path
 
 
@@ -198,7 +204,9 @@ class KubernetesApi:
             query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         )
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+    async def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, *, force: bool = False
+    ) -> bool:
         from kubernetes.client.exceptions import ApiException
 
         path = resource_path(api_version, kind, namespace, name)
@@ -207,7 +215,8 @@ class KubernetesApi:
                 self._call,
                 path,
                 "DELETE",
-                header_params={"Accept": "application/json"},
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body={"gracePeriodSeconds": 0} if force else None,
             )
         except ApiException as err:
             if err.status == 404:

@@ -108,6 +108,58 @@ def member_exit_message(pod: Json) -> str | None:
     return None
 
 
+def not_ready_since(node: Json | None) -> datetime | None:
+    """Since when ``node`` has not been Ready (its Ready condition False or Unknown); ``None``
+    when it is Ready or unknown to us."""
+    if node is None:
+        return None
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            if c.get("status") == "True":
+                return None
+            return parse_rfc3339(c.get("lastTransitionTime"))
+    return None
+
+
+def pinned_node(volume: Json | None) -> str | None:
+    """The one node a PersistentVolume is bound to by its required node affinity (a local
+    volume: ``local``, ``hostPath``, or a CSI driver that places volumes on nodes), else
+    ``None``: a zone affinity or none at all is a network volume that can follow its pod."""
+    if volume is None:
+        return None
+    required = (((volume.get("spec") or {}).get("nodeAffinity") or {}).get("required")) or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for expr in term.get("matchExpressions") or []:
+            values = expr.get("values") or []
+            key = str(expr.get("key") or "")
+            one_node = "hostname" in key or key.endswith(("/node", ".node"))
+            if expr.get("operator") == "In" and len(values) == 1 and one_node:
+                return str(values[0])
+    return None
+
+
+async def node_facts(
+    kube: KubeApi, pods: Sequence[Json], pvcs: Sequence[Json]
+) -> dict[str, tuple[datetime | None, str | None]]:
+    """For each member pod that is not Ready on a node: since when its node is not Ready, and
+    the node its data volume is pinned to. Ready pods cost no request."""
+    claims = {str(c["metadata"]["name"]): c for c in pvcs}
+    facts: dict[str, tuple[datetime | None, str | None]] = {}
+    nodes: dict[str, datetime | None] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or pod_state(pod).ready:
+            continue
+        if node not in nodes:
+            nodes[node] = not_ready_since(await kube.get("v1", "Node", "", node))
+        name = str(pod["metadata"]["name"])
+        claim = claims.get(f"{naming.VOLUME_NAME}-{name}") or {}
+        volume_name = (claim.get("spec") or {}).get("volumeName")
+        volume = await kube.get("v1", "PersistentVolume", "", volume_name) if volume_name else None
+        facts[name] = (nodes[node], pinned_node(volume))
+    return facts
+
+
 def pod_state(pod: Json) -> PodState:
     status = pod.get("status") or {}
     ready = any(
@@ -169,6 +221,8 @@ def assemble(
     etcd: EtcdView | None,
     bootstrap_key: ChildKey,
     pvcs: Iterable[Json] = (),
+    *,
+    nodes: Mapping[str, tuple[datetime | None, str | None]] | None = None,
 ) -> Observed:
     """Observed state from the live objects (``None`` for an absent child), the member pods,
     the etcd view and the cluster's volume claims."""
@@ -180,13 +234,22 @@ def assemble(
     sts = next((obj for key, obj in existing.items() if key.kind == "StatefulSet"), None)
     return Observed(
         children=existing,
-        pods=tuple(sorted((pod_state(p) for p in pods), key=lambda p: p.name)),
+        pods=tuple(sorted((_with_node(pod_state(p), nodes) for p in pods), key=lambda p: p.name)),
         bootstrap_state=str(state) if state is not None else None,
         rendered_members=len(listed) if listed else None,
         statefulset=statefulset_state(sts) if sts is not None else None,
         etcd=etcd,
         pvcs=tuple(sorted(str(p["metadata"]["name"]) for p in pvcs)),
     )
+
+
+def _with_node(
+    pod: PodState, nodes: Mapping[str, tuple[datetime | None, str | None]] | None
+) -> PodState:
+    if not nodes or pod.name not in nodes:
+        return pod
+    since, volume_node = nodes[pod.name]
+    return dataclasses.replace(pod, node_lost_since=since, volume_node=volume_node)
 
 
 async def observe(
@@ -220,7 +283,8 @@ async def observe(
         finally:
             await client.close()
     bootstrap_key = ChildKey("ConfigMap", naming.bootstrap_configmap_name(desired.name))
-    observed = assemble(children, pods, etcd, bootstrap_key, pvcs)
+    nodes = await node_facts(kube, pods, pvcs)
+    observed = assemble(children, pods, etcd, bootstrap_key, pvcs, nodes=nodes)
     backups: tuple[BackupRecord, ...] = ()
     if desired.spec.backup is not None:
         listed = await kube.list(API_VERSION, BACKUP_KIND, ns, "")

@@ -456,6 +456,22 @@ def test_condition_keeps_transition_time_unless_its_status_changes() -> None:
     assert no_leader["lastTransitionTime"] == "2025-01-02T03:09:05Z"
 
 
+def test_a_lost_quorum_names_the_members_gone_and_the_survivors() -> None:
+    desired, observed = running()
+    survivor = dataclasses.replace(member(0, healthy=False), raft_index=812)
+    etcd = view(survivor, member(1, healthy=False), member(2, healthy=False))
+
+    lost = condition(
+        plan(desired, dataclasses.replace(observed, etcd=etcd), SETTINGS, at(100)), "Available"
+    )
+
+    assert (lost["status"], lost["reason"]) == ("False", "QuorumLost")
+    assert lost["message"] == (
+        "1 of 3 voting members answer, 2 needed: gone demo-1, demo-2; "
+        "surviving demo-0 (raft index 812)"
+    )
+
+
 def test_current_version_is_the_lowest_healthy_member_version() -> None:
     desired, observed = running()
     etcd = view(

@@ -349,3 +349,53 @@ def test_no_leader_no_replacement() -> None:
 
     assert changes(actions) == []
     assert "waiting for a leader" in condition(actions, "Degraded")["message"]
+
+
+# -- a node gone with the member's local volume ----------------------------------------------
+
+
+def on_dead_node(observed: Observed, index: int, since: int, *, local: bool = True) -> Observed:
+    """Member ``index``'s node stopped ``since`` seconds after T0: the member is unhealthy, its
+    pod not Ready; its volume is pinned to the node (``local``) or not."""
+    assert observed.etcd is not None
+    members = tuple(
+        member(i, healthy=False) if i == index else m for i, m in enumerate(observed.etcd.members)
+    )
+    pod_list = tuple(
+        dataclasses.replace(
+            p, ready=False, node_lost_since=at(since), volume_node=p.node if local else None
+        )
+        if p.name == f"{NAME}-{index}"
+        else p
+        for p in observed.pods
+    )
+    return dataclasses.replace(observed, etcd=view(*members), pods=pod_list)
+
+
+def test_a_member_whose_node_is_gone_with_its_local_volume_is_replaced_after_the_grace() -> None:
+    desired, observed = formed(replacement={"nodeLostAfterSeconds": 120})
+    observed = on_dead_node(observed, 2, since=100)
+
+    early = plan(desired, dataclasses.replace(observed, now=at(219)), SETTINGS, at(219))
+    assert changes(early) == []
+    assert condition(early, "Degraded")["reason"] == "MemberUnhealthy"
+
+    late = plan(desired, dataclasses.replace(observed, now=at(220)), SETTINGS, at(220))
+    peer = f"http://{NAME}-2.{NAME}-peer.ns.svc.cluster.local:2380"
+    assert changes(late) == [
+        RemoveMember(0x102, "demo-2"),
+        DeletePVC("data-demo-2", "ns"),
+        DeletePod("demo-2", "ns", force=True),  # no kubelet will confirm it
+        AddMember("demo-2", peer),
+    ]
+    reason = status_of(late)["lastReplacement"]["reason"]
+    assert reason == "node node-2 not Ready for 120s, and the member's volume is local to it"
+
+
+def test_a_member_whose_node_is_gone_with_a_network_volume_is_not_replaced() -> None:
+    desired, observed = formed()
+    observed = on_dead_node(observed, 2, since=0, local=False)
+
+    actions = plan(desired, dataclasses.replace(observed, now=at(3600)), SETTINGS, at(3600))
+
+    assert changes(actions) == []

@@ -25,6 +25,7 @@ class FakeKube:
         self.pods: list[Json] = []
         self.pvcs: list[Json] = []
         self.deleted: list[tuple[str, str, str]] = []
+        self.forced: list[tuple[str, str, str]] = []
         self.status_patches: list[tuple[str, str, Json]] = []
         self.created: list[Json] = []
         self.fail_apply_of: str | None = None
@@ -83,8 +84,12 @@ class FakeKube:
         self.applied.append(obj)
         return obj
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+    async def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, *, force: bool = False
+    ) -> bool:
         self.deleted.append((kind, namespace, name))
+        if force:
+            self.forced.append((kind, namespace, name))
         if kind == "PersistentVolumeClaim":
             before = len(self.pvcs)
             self.pvcs = [p for p in self.pvcs if p["metadata"]["name"] != name]
