@@ -91,6 +91,11 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             "endpoint status -w table",
             "# scaled behind the operator's back: put back within a refresh (DriftCorrected)",
             f"kubectl scale statefulset {name}{ns} --replicas=1 && kubectl get events{ns} -w",
+            "# a member's volume lost (claim deleted with its pod): the member refuses to rejoin",
+            "# under its old ID, and the operator replaces it on a new volume (MemberReplaced)",
+            f"kubectl delete pvc data-{name}-1{ns} --wait=false && kubectl delete pod {name}-1{ns}",
+            f"kubectl get events{ns} -w   # then: kubectl get etcdcluster {name}{ns} "
+            "-o jsonpath='{.status.lastReplacement}'",
             "# the API server refuses a typo, with a message (every file there says which)",
             "kubectl apply -f examples/invalid/resources-cpu-words.yaml",
             *demo_backups.hints(namespace, name, backup),
