@@ -484,6 +484,10 @@ class ControlPlane:
             "--allocate-node-cidrs=false",
             "--cluster-name=pyetcd-e2e",
             "--controllers=*,tokencleaner",
+            # The process kubelet renews its node's Lease every 10 s: a node is NotReady after
+            # three missed renewals (Kubernetes' default waits 50 s), which is what the
+            # node-loss scenarios wait for.
+            "--node-monitor-grace-period=30s",
             *self.controller_manager_args,
         ]
         process = self._spawn("kube-controller-manager", argv)
