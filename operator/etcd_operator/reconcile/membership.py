@@ -4,6 +4,7 @@ shared by the steps and the condition checkers."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from etcd_operator.api.v1alpha1 import ConditionType, EtcdCluster
@@ -75,3 +76,11 @@ def membership_latched(desired: EtcdCluster) -> bool:
         and c.observedGeneration == int(generation)
         for c in status.conditions
     )
+
+
+def quorum_without(voters: Iterable[EtcdMember], leaving: int) -> tuple[int, int, int]:
+    """The voters other than member ``leaving``: how many are healthy, how many there are, and
+    how many make a quorum of them. Removing ``leaving`` keeps the cluster writable only if the
+    first is at least the third."""
+    remaining = [v for v in voters if v.id != leaving]
+    return sum(1 for v in remaining if v.healthy), len(remaining), len(remaining) // 2 + 1

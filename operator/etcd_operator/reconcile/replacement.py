@@ -65,6 +65,7 @@ from etcd_operator.reconcile.membership import (
     membership_latched,
     ordinal,
     pvc_name,
+    quorum_without,
 )
 from etcd_operator.reconcile.observed import EtcdMember, Observed, PodState
 from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
@@ -146,16 +147,6 @@ def approval(desired: EtcdCluster, member: str) -> str | None:
     return value
 
 
-def quorum_kept(voters: tuple[EtcdMember, ...], leaving: EtcdMember) -> tuple[bool, str]:
-    """Whether the voters other than ``leaving`` are a healthy quorum of the voters left."""
-    remaining = [v for v in voters if v.id != leaving.id]
-    healthy = sum(1 for v in remaining if v.healthy)
-    need = len(remaining) // 2 + 1
-    return healthy >= need, f"{healthy} of the {len(remaining)} other voting members healthy, " + (
-        f"{need} needed"
-    )
-
-
 def _rebuild(
     desired: EtcdCluster, observed: Observed, settings: OperatorSettings, index: int
 ) -> tuple[Action, ...]:
@@ -225,10 +216,9 @@ def find(
             return dataclasses.replace(found, waiting="waiting: a learner is being added"), (), None
         if etcd.leader is None or member.leader:
             return dataclasses.replace(found, waiting="waiting for a leader"), (), None
-        kept, quorum = quorum_kept(etcd.voters, member)
-        if member.learner:
-            kept = True
-        if not kept:
+        healthy, remaining, need = quorum_without(etcd.voters, member.id)
+        if not member.learner and healthy < need:
+            quorum = f"{healthy} of the {remaining} other voting members healthy, {need} needed"
             return (
                 dataclasses.replace(found, waiting=f"not replaced while only {quorum}"),
                 (),

@@ -36,7 +36,13 @@ from etcd_operator.reconcile import replacement
 from etcd_operator.reconcile.membership import MEMBERSHIP_NOT_SUPPORTED, membership_latched
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
-from etcd_operator.reconcile.scaling_rules import SCALING_IN, SCALING_OUT, ScalePlan, decide
+from etcd_operator.reconcile.scaling_rules import (
+    SCALING_IN,
+    SCALING_OUT,
+    ScalePlan,
+    decide,
+    last_rendered,
+)
 
 __all__ = [
     "MEMBERSHIP_NOT_SUPPORTED",
@@ -52,13 +58,6 @@ __all__ = [
 SCALE_NOTE = "scaling"
 
 
-def replacing_count(observed: Observed) -> int | None:
-    """The member count to render with while a member is replaced: what was rendered last."""
-    if observed.rendered_members is not None:
-        return observed.rendered_members
-    return observed.statefulset.replicas if observed.statefulset is not None else None
-
-
 def step(
     desired: EtcdCluster, observed: Observed, settings: OperatorSettings, decided: Decided
 ) -> StepResult:
@@ -71,7 +70,9 @@ def step(
     replacing = replacement.pending(decided)
     if replacing is not None and replacing.acting:
         # The replacement step changes the membership in this pass; the member count stays.
-        return StepResult(decided=dataclasses.replace(decided, replicas=replacing_count(observed)))
+        return StepResult(
+            decided=dataclasses.replace(decided, replicas=last_rendered(desired, observed))
+        )
     scale = decide(desired, observed, settings, blocked=blocked)
     decided = dataclasses.replace(
         decided,

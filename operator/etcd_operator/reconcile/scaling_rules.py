@@ -19,7 +19,7 @@ from etcd_operator.reconcile.actions import (
     PromoteMember,
     RemoveMember,
 )
-from etcd_operator.reconcile.membership import member_name, ordinal, pvc_ordinal
+from etcd_operator.reconcile.membership import member_name, ordinal, pvc_ordinal, quorum_without
 from etcd_operator.reconcile.observed import EtcdMember, Observed
 
 SCALING_OUT = "ScalingOut"
@@ -169,23 +169,21 @@ def _scale_in(scene: Scene) -> ScalePlan | None:
             (RemoveMember(top.id, top_name),),
             (Event("Normal", "MemberRemoved", f"removed learner {top_name} from etcd"),),
         )
-    remaining = [v for v in scene.members(learners=False) if v.id != top.id]
-    healthy = [v for v in remaining if v.healthy]
-    need = len(remaining) // 2 + 1
+    healthy, remaining, need = quorum_without(scene.members(learners=False), top.id)
     assert scene.observed.etcd is not None
     if scene.observed.etcd.leader is None:
         return scene.plan(count, SCALING_IN, f"{progress}: waiting for a leader")
-    if len(healthy) < need:
+    if healthy < need:
         return scene.plan(
             count,
             SCALING_IN,
             f"{progress}: waiting, the remaining voting members would be "
-            f"{len(healthy)} healthy of {len(remaining)}, {need} needed",
+            f"{healthy} healthy of {remaining}, {need} needed",
         )
     steps: tuple[MembershipAction, ...] = ()
     events: tuple[Event, ...] = ()
     if top.leader:
-        heir = healthy[0]
+        heir = next(v for v in scene.members(learners=False) if v.id != top.id and v.healthy)
         steps += (MoveLeader(top.id, heir.id, member_name(heir)),)
         events += (
             Event(
@@ -296,6 +294,16 @@ def regular_members(cluster: str, observed: Observed) -> dict[int, EtcdMember] |
     return by_ordinal
 
 
+def last_rendered(desired: EtcdCluster, observed: Observed) -> int:
+    """The member count the children were last rendered with: the bootstrap ConfigMap's (not
+    the StatefulSet's replicas, which may have been changed by hand: that drift is put back),
+    else the StatefulSet's, else the spec's."""
+    if observed.rendered_members is not None:
+        return observed.rendered_members
+    sts = observed.statefulset
+    return sts.replicas if sts is not None else desired.spec.replicas
+
+
 def decide(
     desired: EtcdCluster, observed: Observed, settings: OperatorSettings, *, blocked: bool
 ) -> ScalePlan:
@@ -303,12 +311,8 @@ def decide(
     cluster = desired.name
     by_ordinal = regular_members(cluster, observed)
     if by_ordinal is None:
-        # Nothing to decide on: keep the membership last rendered (not the StatefulSet's
-        # replicas, which may have been changed by hand: that drift is put back).
-        sts = observed.statefulset
-        if observed.rendered_members is not None:
-            return ScalePlan(replicas=observed.rendered_members)
-        return ScalePlan(replicas=sts.replicas if sts is not None else desired.spec.replicas)
+        # Nothing to decide on: keep the membership last rendered.
+        return ScalePlan(replicas=last_rendered(desired, observed))
     scene = Scene(
         desired=desired,
         observed=observed,

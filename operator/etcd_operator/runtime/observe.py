@@ -148,7 +148,7 @@ async def node_facts(
     nodes: dict[str, datetime | None] = {}
     for pod in pods:
         node = (pod.get("spec") or {}).get("nodeName")
-        if not node or pod_state(pod).ready:
+        if not node or pod_ready(pod):
             continue
         if node not in nodes:
             nodes[node] = not_ready_since(await kube.get("v1", "Node", "", node))
@@ -160,12 +160,17 @@ async def node_facts(
     return facts
 
 
+def pod_ready(pod: Json) -> bool:
+    """The pod's Ready condition is True."""
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
 def pod_state(pod: Json) -> PodState:
     status = pod.get("status") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
+    ready = pod_ready(pod)
     return PodState(
         name=str(pod["metadata"]["name"]),
         ready=ready,

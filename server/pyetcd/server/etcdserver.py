@@ -235,13 +235,7 @@ class EtcdServer:
         until JOIN_FETCH_TIMEOUT, or ``attempts`` times if given."""
         if self.cfg.initial_cluster_state != "existing":
             return None
-        mine = {str(u) for u in self.cfg.initial_advertise_peer_urls}
-        urls = [
-            str(u)
-            for name, peer_urls in self.cfg.initial_cluster.items()
-            for u in peer_urls
-            if name != self.cfg.name and str(u) not in mine
-        ]
+        urls = self._other_peer_urls()
         deadline = time.monotonic() + JOIN_FETCH_TIMEOUT
         tried = 0
         while True:
@@ -258,23 +252,27 @@ class EtcdServer:
             members = {m.id: m for m in (Member.from_json(j) for j in members_json)}
             return Cluster(cluster_id, members)
 
+    def _other_peer_urls(self) -> list[str]:
+        """The peer URLs ``--initial-cluster`` gives the other members: whom to ask about the
+        cluster before this member has a log of its own."""
+        mine = {str(u) for u in self.cfg.initial_advertise_peer_urls}
+        return [
+            str(u)
+            for name, peer_urls in self.cfg.initial_cluster.items()
+            for u in peer_urls
+            if name != self.cfg.name and str(u) not in mine
+        ]
+
     def _refuse_if_bootstrapped(self) -> None:
         """For ``--initial-cluster-state new`` on an empty data dir: refuse if the peers already
         run this member (etcd's isMemberBootstrapped), i.e. its data dir was lost after it had
         started; a member that bootstrapped a second cluster with the same ID would be worse."""
         if self.cfg.initial_cluster_state != "new":
             return
-        local = Cluster.from_initial_cluster(self.cfg)
-        me = local.member_by_name(self.cfg.name)
+        me = Cluster.from_initial_cluster(self.cfg).member_by_name(self.cfg.name)
         if me is None:
             return  # open_storage says what is wrong with --initial-cluster
-        urls = [
-            str(u)
-            for m in local.members.values()
-            if m.id != me.id
-            for u in m.peer_urls
-            if str(u) not in me.peer_urls
-        ]
+        urls = self._other_peer_urls()
         if not urls:
             return
         try:

@@ -256,3 +256,16 @@ def converge(
         if all(isinstance(a, Event | PatchStatus) for a in actions):
             return desired, observed, history
     raise AssertionError(f"no convergence in {passes} passes; last: {history[-1]}")
+
+
+def formed(replicas: int = 3, leader: int = 0, **spec: Any) -> tuple[EtcdCluster, Observed]:
+    """A running cluster of ``replicas`` members whose last pass wrote status and children."""
+    desired = cluster(replicas=replicas, **spec)
+    observed = Observed(
+        pods=pods(replicas),
+        statefulset=rolled_out(replicas),
+        etcd=healthy_view(replicas, leader=leader),
+        pvcs=tuple(f"data-{NAME}-{i}" for i in range(replicas)),
+    )
+    desired, observed, _ = converge(desired, observed)
+    return desired, observed

@@ -4,12 +4,10 @@ order of the steps, every crash point between them, and the guardrails."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import pytest
 from etcd_operator.api.v1alpha1 import EtcdCluster, EtcdClusterStatus, MemberReplacement
 from etcd_operator.reconcile.actions import DeletePod
-from etcd_operator.reconcile.membership import pvc_name
 from etcd_operator.reconcile.observed import Observed, PodState
 from etcd_operator.reconcile.plan import (
     Action,
@@ -26,16 +24,14 @@ from tests.unit.operator.reconcile.builders import (
     NAME,
     SETTINGS,
     at,
-    cluster,
     condition,
     converge,
     events,
     execute,
-    healthy_view,
+    formed,
     member,
     pods,
     reasons,
-    rolled_out,
     settle,
     status_of,
     view,
@@ -53,18 +49,6 @@ ETCD_PANIC = (
     "panic: tocommit(38) is out of range [lastIndex(0)]. Was the raft log corrupted, truncated, "
     "or lost?\n\ngoroutine 125 [running]:\nlog.(*Logger).Panicf(0xc000114280?)"
 )
-
-
-def formed(replicas: int = 3, **spec: Any) -> tuple[EtcdCluster, Observed]:
-    desired = cluster(replicas=replicas, **spec)
-    observed = Observed(
-        pods=pods(replicas),
-        statefulset=rolled_out(replicas),
-        etcd=healthy_view(replicas),
-        pvcs=tuple(pvc_name(NAME, i) for i in range(replicas)),
-    )
-    desired, observed, _ = converge(desired, observed)
-    return desired, observed
 
 
 def lost(observed: Observed, index: int, message: str = PYETCD_REFUSAL) -> Observed:

@@ -29,12 +29,11 @@ from tests.unit.operator.reconcile.builders import (
     NAME,
     SETTINGS,
     at,
-    cluster,
     condition,
     converge,
     events,
     execute,
-    healthy_view,
+    formed,
     member,
     pods,
     reasons,
@@ -45,19 +44,6 @@ from tests.unit.operator.reconcile.builders import (
 )
 
 MEMBERSHIP = (AddMember, PromoteMember, MoveLeader, RemoveMember, DeletePVC)
-
-
-def formed(replicas: int, leader: int = 0) -> tuple[EtcdCluster, Observed]:
-    """A running cluster of ``replicas`` members whose last pass wrote status and children."""
-    desired = cluster(replicas=replicas)
-    observed = Observed(
-        pods=pods(replicas),
-        statefulset=rolled_out(replicas),
-        etcd=healthy_view(replicas, leader=leader),
-        pvcs=tuple(pvc_name(NAME, i) for i in range(replicas)),
-    )
-    desired, observed, _ = converge(desired, observed)
-    return desired, observed
 
 
 def resize(desired: EtcdCluster, replicas: int, generation: int = 2) -> EtcdCluster:
