@@ -23,7 +23,7 @@ from e2e.controlplane import ControlPlane
 from e2e.etcdclusters import CLIENT_POD, client_endpoint
 from e2e.kube import Kubectl, PodExec, eventually
 from e2e.kubelet.faults import KubeletHandle
-from e2e.test_operator import example, start_client, wait_available
+from e2e.test_operator import etcdctl_put, example, start_client, wait_available
 
 Json = dict[str, Any]
 
@@ -92,8 +92,11 @@ def diagnostics(kubectl: Kubectl, namespace: str, name: str) -> str:
     pods = kubectl.json("get", "pods", f"--namespace={namespace}")["items"]
     states = {
         p["metadata"]["name"]: [
-            {k: c.get(k) for k in ("state", "lastState", "restartCount")}
-            for c in (p.get("status") or {}).get("containerStatuses") or []
+            {k: c.get(k) for k in ("name", "state", "lastState", "restartCount")}
+            for c in [
+                *((p.get("status") or {}).get("initContainerStatuses") or []),
+                *((p.get("status") or {}).get("containerStatuses") or []),
+            ]
         ]
         for p in pods
     }
@@ -289,3 +292,96 @@ def test_a_member_whose_node_is_gone_with_its_local_volume_is_replaced_on_anothe
         if stopped is not None:
             kubelet.start_node(stopped)
         kubectl.run("label", "node", "node-d", f"{SSD_LABEL}-")
+
+
+def raft_indexes(pod_exec: PodExec, namespace: str, name: str) -> dict[int, int]:
+    statuses = etcdctl_json(pod_exec, namespace, name, "endpoint", "status", "--cluster")
+    return {
+        int(s["Status"]["header"]["member_id"]): int(s["Status"]["raftIndex"]) for s in statuses
+    }
+
+
+def condition_of(kubectl: Kubectl, namespace: str, name: str, type_: str) -> Json:
+    cluster = kubectl.get("etcdcluster", name, namespace)
+    for c in (cluster.get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return dict(c)
+    return {}
+
+
+@pytest.mark.timeout(600)
+def test_a_cluster_that_lost_two_of_three_members_is_rebuilt_from_the_survivor_with_consent(
+    engine: str,
+    *,
+    kubectl: Kubectl,
+    pod_exec: PodExec,
+    operator: OperatorRelease,
+    namespace: str,
+) -> None:
+    example_file, _ = ENGINES[engine]
+    manifest = example(example_file, namespace)
+    # Manual: the first member to come back empty must not be replaced before the second goes.
+    manifest["spec"]["replacement"] = {"policy": "Manual"}
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest)
+    wait_available(kubectl, namespace, name, 3)
+    start_client(kubectl, namespace)
+    before = eventually("the member list", lambda: member_ids(pod_exec, namespace, name))
+    keys = [f"q{i:03d}" for i in range(20)]
+    for key in keys:
+        assert etcdctl_put(pod_exec, namespace, name, key, key)
+    # Every member holds every write (one raft index): whichever survives has them all.
+    eventually(
+        "every member at the same raft index",
+        lambda: len(set(raft_indexes(pod_exec, namespace, name).values())) == 1,
+    )
+    status = kubectl.get("etcdcluster", name, namespace)["status"]
+    survivor = next(m for m in sorted(before) if m != status.get("leader"))
+    lost = sorted(m for m in before if m != survivor)
+    # Two volumes lost for good, the leader's among them: the new pods start empty, and
+    # member-init refuses them (their cluster lists them as started).
+    for member in lost:
+        kubectl.run("delete", "pvc", f"data-{member}", f"--namespace={namespace}", "--wait=false")
+        kubectl.run("delete", "pod", member, f"--namespace={namespace}", "--wait=false")
+
+    def quorum_lost() -> str | None:
+        # (A survivor may name the old leader for an election timeout: "0 of 3 healthy" first.)
+        available = condition_of(kubectl, namespace, name, "Available")
+        message = str(available.get("message"))
+        lost = available.get("reason") == "QuorumLost" and "surviving" in message
+        return message if lost else None
+
+    message = eventually("Available/QuorumLost", quorum_lost, timeout=180, interval=2)
+    assert f"surviving {survivor}" in message and "etcd.pyetcd.io/recover-quorum" in message
+    kubectl.run(
+        "annotate", "etcdcluster", name, f"--namespace={namespace}",
+        "etcd.pyetcd.io/recover-quorum=e2e-1",
+    )  # fmt: skip
+
+    def recovered() -> Json | None:
+        cluster = kubectl.get("etcdcluster", name, namespace)
+        record = (cluster.get("status") or {}).get("quorumRecovery") or {}
+        assert record.get("phase") != "Failed", record
+        return record if record.get("phase") == "Succeeded" else None
+
+    try:
+        record = eventually("the quorum recovered", recovered, timeout=240, interval=2)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{diagnostics(kubectl, namespace, name)}") from None
+    assert record["member"] == survivor and record["token"] == "e2e-1", record
+    assert record["removed"] == lost, record
+    assert record["revisionAfter"] == record["revisionBefore"], record
+    wait_available(kubectl, namespace, name, 3, timeout=300)
+
+    stored = etcdctl_json(pod_exec, namespace, name, "get", "q", "--prefix", "--keys-only")
+    assert sorted(base64.b64decode(kv["key"]).decode() for kv in stored["kvs"]) == keys
+    hashes = etcdctl_json(pod_exec, namespace, name, "endpoint", "hashkv", "--cluster")
+    assert len(hashes) == 3 and len({h["HashKV"]["hash"] for h in hashes}) == 1, hashes
+    after = member_ids(pod_exec, namespace, name)
+    assert after[survivor] == before[survivor]
+    assert all(after[m] != before[m] for m in lost), (before, after)
+    events = kubectl.json(
+        "get", "events", f"--namespace={namespace}",
+        f"--field-selector=involvedObject.name={name},reason=QuorumRecovered",
+    )["items"]  # fmt: skip
+    assert events and survivor in events[0]["message"], events

@@ -96,6 +96,13 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             f"kubectl delete pvc data-{name}-1{ns} --wait=false && kubectl delete pod {name}-1{ns}",
             f"kubectl get events{ns} -w   # then: kubectl get etcdcluster {name}{ns} "
             "-o jsonpath='{.status.lastReplacement}'",
+            "# two volumes lost at once: the quorum is gone (Available=False/QuorumLost names the",
+            "# survivor); with your consent the operator rebuilds from it (QuorumRecovered)",
+            f"kubectl delete pvc data-{name}-1 data-{name}-2{ns} --wait=false && "
+            f"kubectl delete pod {name}-1 {name}-2{ns}",
+            f"kubectl describe etcdcluster {name}{ns}   # wait for QuorumLost, then consent:",
+            f"kubectl annotate etcdcluster {name}{ns} etcd.pyetcd.io/recover-quorum=try-1",
+            f"kubectl get etcdcluster {name}{ns} -o jsonpath='{{.status.quorumRecovery}}'",
             "# the API server refuses a typo, with a message (every file there says which)",
             "kubectl apply -f examples/invalid/resources-cpu-words.yaml",
             *demo_backups.hints(namespace, name, backup),

@@ -74,6 +74,8 @@ TABLE: tuple[Image, ...] = (
             "etcd-operator": str(VENV_BIN / "etcd-operator"),
             # The restore init container of clusters created from a backup.
             "etcd-restore": str(VENV_BIN / "etcd-restore"),
+            # The member-init container of every member pod.
+            "etcd-member-init": str(VENV_BIN / "etcd-member-init"),
             "pyetcdutl": str(VENV_BIN / "pyetcdutl"),
             **_PYTHON_TOOLS,
         },

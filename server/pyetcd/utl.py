@@ -1,7 +1,10 @@
 """The `pyetcdutl` command: offline tools on snapshot files and data dirs, mirroring `etcdutl`.
 
-`snapshot status <file>`, `snapshot restore <file> ...`, `defrag --data-dir`, `version`. These run
-without a server, on files. Errors are one line on stderr (`Error: ...`) and a non-zero exit
+`snapshot status <file>`, `snapshot restore <file> ...`, `defrag --data-dir`, `version`, and one
+command etcdutl lacks, `force-new-cluster --data-dir`: etcd's `--force-new-cluster` done on a
+stopped member's data dir, so that a plain start continues as a one-member cluster (for a member
+whose command line cannot be changed, such as a pod of a StatefulSet). These run without a
+server, on files. Errors are one line on stderr (`Error: ...`) and a non-zero exit
 status (2 for a bad command line, 1 for a failure), never a traceback.
 
 A snapshot file (what `etcdctl snapshot save` writes) is the bbolt db followed by a 32-byte SHA-256
@@ -68,7 +71,7 @@ from pyetcd.server.membership import (
     Cluster,
     member_key,
 )
-from pyetcd.server.storage import conf_change_entry
+from pyetcd.server.storage import StorageError, conf_change_entry, force_new_cluster_offline
 from pyetcd.server.v2store import raft_attributes_json, v2_store_json
 from pyetcd.snap.snapshotter import Snapshotter
 from pyetcd.wal.errors import WALError
@@ -802,6 +805,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", required=True, help="Required. Path to the data directory."
     )
 
+    force = sub.add_parser(
+        "force-new-cluster",
+        help="Makes a stopped member's data dir a one-member cluster, as etcd's "
+        "--force-new-cluster does at start (not in etcdutl)",
+        allow_abbrev=False,
+    )
+    force.add_argument("--data-dir", required=True, help="Required. Path to the data directory.")
+
     sub.add_parser("version", help="Prints the version of pyetcdutl", allow_abbrev=False)
     return parser
 
@@ -810,6 +821,17 @@ def _run(ns: argparse.Namespace) -> None:
     write_out = getattr(ns, "write_out_sub", None) or ns.write_out
     if ns.command == "version":
         sys.stdout.write(f"{PROGRAM} version: {__version__}\nAPI version: 3.5\n")
+    elif ns.command == "force-new-cluster":
+        try:
+            forced = force_new_cluster_offline(ns.data_dir)
+        except StorageError as err:
+            raise UtlError(str(err)) from None
+        removed = ", ".join(f"{i:x}" for i in forced.removed) or "none"
+        sys.stdout.write(
+            f"member {forced.member_id:x} of cluster {forced.cluster_id:x} continues alone from "
+            f"committed index {forced.commit} ({forced.discarded} uncommitted entries "
+            f"discarded); removed members: {removed}\n"
+        )
     elif ns.command == "defrag":
         path = defrag(ns.data_dir)
         sys.stdout.write(f"Finished defragmenting etcd data[{path}]\n")

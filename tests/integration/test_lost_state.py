@@ -15,6 +15,8 @@ import json
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -176,11 +178,35 @@ def member_list(member: Member) -> list[dict[str, object]]:
     return members
 
 
+def member_init(member: Member, *args: str) -> subprocess.CompletedProcess[str]:
+    """The operator's member-init container's command, run on ``member``'s data dir."""
+    tool = Path(sys.executable).with_name("etcd-member-init")
+    assert tool.exists(), f"{tool} is missing: install the project (make install)"
+    return subprocess.run(
+        [
+            str(tool),
+            f"--name={member.name}",
+            f"--data-dir={member.data_dir}",
+            f"--peer-url={member.peer_url}",
+            f"--endpoints={member.client_url}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("how", ["flag", "offline"])
 @pytest.mark.parametrize("flavour", ["etcd", "pyetcd"])
-def test_force_new_cluster_rebuilds_from_a_survivor(flavour: Flavour, tmp_path: Path) -> None:
-    """Two of three members gone for good: the survivor, restarted with --force-new-cluster,
-    is a one-member cluster with the same IDs and every committed write, stays one across a
-    plain restart, and grows again through a learner."""
+def test_force_new_cluster_rebuilds_from_a_survivor(
+    flavour: Flavour, how: Literal["flag", "offline"], tmp_path: Path
+) -> None:
+    """Two of three members gone for good: the survivor, restarted with --force-new-cluster
+    (or with the operator's offline surgery and then a plain start), is a one-member cluster
+    with the same IDs and every committed write, stays one across a plain restart, and grows
+    again through a learner."""
     with running_cluster(flavour, tmp_path) as cluster:
         survivor = a_follower(cluster)
         put_keys(survivor, "/k", 25)
@@ -189,7 +215,15 @@ def test_force_new_cluster_rebuilds_from_a_survivor(flavour: Flavour, tmp_path: 
             if m is not survivor:
                 m.kill()
         survivor.stop()
-        survivor.extra_flags = (*survivor.extra_flags, "--force-new-cluster")
+        if how == "flag":
+            survivor.extra_flags = (*survivor.extra_flags, "--force-new-cluster")
+        else:
+            done = member_init(survivor, f"--force-new-cluster={survivor.name}:t1")
+            assert done.returncode == 0, done.stderr
+            assert "continues alone" in done.stdout and "removed members: " in done.stdout
+            # Once per token: the same token again changes nothing.
+            again = member_init(survivor, f"--force-new-cluster={survivor.name}:t1")
+            assert again.returncode == 0 and "done before" in again.stdout, again.stdout
         survivor.start_and_wait()
         listed = member_list(survivor)
         assert [int(str(m["ID"])) for m in listed] == [before[survivor.name]]
@@ -215,3 +249,36 @@ def test_force_new_cluster_rebuilds_from_a_survivor(flavour: Flavour, tmp_path: 
             DEADLINE,
             joiner,
         )
+
+
+@pytest.mark.parametrize("flavour", ["etcd", "pyetcd"])
+def test_member_init_refuses_a_wiped_member_and_starts_the_others(
+    flavour: Flavour, tmp_path: Path
+) -> None:
+    """The operator's member-init check, against a live cluster: a member with its WAL starts,
+    the same member wiped is refused in etcd's words (etcd 3.4 itself would rejoin after a
+    leader change), a member added but not started yet starts."""
+    with running_cluster(flavour, tmp_path) as cluster:
+        follower = a_follower(cluster)
+        others = ",".join(m.client_url for m in cluster.members if m is not follower)
+        kept = member_init(follower, f"--endpoints={others}")
+        assert kept.returncode == 0 and "holds a WAL" in kept.stdout, kept.stderr
+        joiner = cluster.new_member("m9")
+        lead = leader(cluster)
+
+        def add() -> bool | None:
+            # etcd refuses a membership change until its peers have been connected for 5 s.
+            peer = f"--peer-urls={joiner.peer_url}"
+            done = lead.etcdctl("member", "add", "m9", "--learner", peer)
+            assert done.returncode == 0 or "unhealthy cluster" in done.stderr, done.stderr
+            return done.returncode == 0 or None
+
+        wait_for("the learner to be added", add, DEADLINE, lead)
+        fresh = member_init(joiner, f"--endpoints={others}")
+        assert fresh.returncode == 0 and "a new member" in fresh.stdout, fresh.stderr
+        follower.stop()
+        follower.wipe()
+        # A gone member among the endpoints (an address nothing answers) costs no time.
+        refused = member_init(follower, f"--endpoints=http://10.255.255.1:2379,{others}")
+        assert refused.returncode == 1, refused.stdout
+        assert BOOTSTRAPPED in refused.stderr.strip().splitlines()[-1], refused.stderr

@@ -28,8 +28,9 @@ class OperatorSettings(BaseModel):
     image_pull_policy: str = "IfNotPresent"
     restore_image: str = Field(
         default="ghcr.io/pyetcd/etcd-operator:0.1.0",
-        description="The image of the restore init container of clusters created from a "
-        "backup: the operator's own (the backup library and pyetcdutl).",
+        description="The image of the members' init containers (member-init in every member "
+        "pod, restore in clusters created from a backup): the operator's own (the backup "
+        "library and pyetcd's storage code).",
     )
     ssd_node_label: str = Field(
         default=DEFAULT_SSD_LABEL,

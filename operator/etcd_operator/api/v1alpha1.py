@@ -452,6 +452,9 @@ class ReplacementPolicy(StrEnum):
 # (``<cluster>-<n>``), optionally followed by ``:<anything>`` to approve the same member again
 # later (a value is used once: ``status.lastReplacement.approval`` records it).
 REPLACE_MEMBER_ANNOTATION = "etcd.pyetcd.io/replace-member"
+# The user's consent to rebuild a cluster that lost its quorum for good from the surviving member
+# with the highest raft index; any value, used once (``status.recoverQuorumToken`` records it).
+RECOVER_QUORUM_ANNOTATION = "etcd.pyetcd.io/recover-quorum"
 
 
 class ReplacementSpec(_Model):
@@ -473,6 +476,34 @@ class ReplacementSpec(_Model):
         "local to that node (the volume's node affinity names the node), counts as having lost "
         "its data: it is replaced on another node. Members on network volumes are not: their "
         "data is not on the node.",
+    )
+
+
+class QuorumLossPolicy(StrEnum):
+    """What the operator does when the quorum is lost for good."""
+
+    MANUAL = "Manual"
+    AUTOMATIC = "Automatic"
+
+
+class RecoverySpec(_Model):
+    """Recovery from a permanent loss of quorum (see docs/operations.md)."""
+
+    quorumLoss: QuorumLossPolicy = Field(
+        default=QuorumLossPolicy.MANUAL,
+        description="Manual: the operator reports a lost quorum (Available=False, QuorumLost) "
+        f"and rebuilds from the survivor only on the annotation {RECOVER_QUORUM_ANNOTATION}="
+        "<token>. Automatic: it also rebuilds by itself once the quorum has been lost for "
+        "quorumLostAfterSeconds and every member that is gone says that its data is lost (a "
+        "member that is merely unreachable, or on a node that is down, never counts: it may be "
+        "serving on the other side of a partition).",
+        json_schema_extra={"maxLength": 16},
+    )
+    quorumLostAfterSeconds: int = Field(
+        default=600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Automatic only: how long the cluster must have been unavailable first.",
     )
 
 
@@ -526,6 +557,10 @@ class EtcdClusterSpec(_Model):
     replacement: ReplacementSpec = Field(
         default_factory=ReplacementSpec,
         description="What happens to a member whose data is lost.",
+    )
+    recovery: RecoverySpec = Field(
+        default_factory=RecoverySpec,
+        description="What happens when the quorum is lost for good.",
     )
 
     @model_validator(mode="after")
@@ -649,6 +684,37 @@ class MemberReplacement(_Model):
     )
 
 
+class QuorumRecoveryPhase(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class QuorumRecovery(_Model):
+    """One rebuild of a cluster that lost its quorum, from its surviving member: the record of
+    what may have been lost (writes the survivor had not committed)."""
+
+    token: str = Field(description="The recover-quorum annotation's value that consented.")
+    phase: QuorumRecoveryPhase = Field(description="Running, Succeeded or Failed.")
+    member: str = Field(description="The surviving member the cluster was rebuilt from.")
+    memberID: str = Field(description="Its member ID (hex), kept by the rebuild.")
+    raftIndex: int | None = Field(
+        default=None, description="Its raft index when the rebuild started (the highest)."
+    )
+    revisionBefore: int | None = Field(
+        default=None, description="Its revision when the rebuild started."
+    )
+    revisionAfter: int | None = Field(
+        default=None, description="The rebuilt cluster's revision when it first answered."
+    )
+    removed: list[str] = Field(
+        default_factory=list, description="The members removed (their volumes deleted)."
+    )
+    startedAt: str = Field(description="When the rebuild started (RFC 3339).")
+    completedAt: str | None = Field(default=None, description="When it ended (RFC 3339).")
+    message: str | None = Field(default=None, description="How it ended, or why it failed.")
+
+
 class EtcdClusterStatus(_Model):
     """The observed cluster; written by the operator only."""
 
@@ -687,6 +753,15 @@ class EtcdClusterStatus(_Model):
     )
     lastReplacement: MemberReplacement | None = Field(
         default=None, description="The last replacement of a member that lost its data."
+    )
+    quorumRecovery: QuorumRecovery | None = Field(
+        default=None,
+        description="The last rebuild after a lost quorum (recover-quorum annotation).",
+    )
+    recoverQuorumToken: str | None = Field(
+        default=None,
+        description="The last recover-quorum annotation value acted on or refused: a value is "
+        "used once.",
     )
     observedGeneration: int | None = Field(
         default=None, description="The spec generation this status describes."

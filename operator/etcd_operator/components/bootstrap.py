@@ -38,6 +38,8 @@ from etcd_operator.components.owner import object_meta
 
 KEY_INITIAL_CLUSTER = "initial-cluster"
 KEY_INITIAL_CLUSTER_STATE = "initial-cluster-state"
+# Read by the member-init container only (components.memberinit), absent outside a recovery.
+KEY_FORCE_NEW_CLUSTER = "force-new-cluster"
 
 
 class BootstrapState(StrEnum):
@@ -64,19 +66,25 @@ def bootstrap_configmap(
     state: BootstrapState,
     *,
     replicas: int | None = None,
+    force_new_cluster: str | None = None,
 ) -> dict[str, Any]:
-    """The ConfigMap for ``state``; ``replicas`` overrides ``spec.replicas`` while scaling."""
+    """The ConfigMap for ``state``; ``replicas`` overrides ``spec.replicas`` while scaling;
+    ``force_new_cluster`` (``<pod>:<token>``) names the survivor of a quorum-loss recovery, whose
+    member-init container then forces a one-member cluster from its data (once per token)."""
     count = cluster.spec.replicas if replicas is None else replicas
+    data = {
+        KEY_INITIAL_CLUSTER: naming.initial_cluster(
+            cluster.name, cluster.namespace, count, settings.cluster_domain
+        ),
+        KEY_INITIAL_CLUSTER_STATE: BootstrapState(state).value,
+    }
+    if force_new_cluster is not None:
+        data[KEY_FORCE_NEW_CLUSTER] = force_new_cluster
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": object_meta(
             cluster, naming.bootstrap_configmap_name(cluster.name), naming.COMPONENT_BOOTSTRAP
         ),
-        "data": {
-            KEY_INITIAL_CLUSTER: naming.initial_cluster(
-                cluster.name, cluster.namespace, count, settings.cluster_domain
-            ),
-            KEY_INITIAL_CLUSTER_STATE: BootstrapState(state).value,
-        },
+        "data": data,
     }

@@ -24,14 +24,22 @@ def children(
     *,
     replicas: int | None = None,
     restore: RestoredFrom | None = None,
+    force_new_cluster: str | None = None,
 ) -> list[dict[str, Any]]:
     """All manifests of ``cluster`` for server-side apply, in apply order.
 
     ``replicas`` overrides ``spec.replicas`` for the ConfigMap, the PDB and the StatefulSet while
-    the operator steps the membership one member at a time.
+    the operator steps the membership one member at a time; ``force_new_cluster`` names the
+    survivor of a quorum-loss recovery in the bootstrap ConfigMap.
     """
     return [
-        bootstrap_configmap(cluster, settings, bootstrap_state, replicas=replicas),
+        bootstrap_configmap(
+            cluster,
+            settings,
+            bootstrap_state,
+            replicas=replicas,
+            force_new_cluster=force_new_cluster,
+        ),
         peer_service(cluster, settings),
         client_service(cluster, settings),
         pdb(cluster, settings, replicas=replicas),

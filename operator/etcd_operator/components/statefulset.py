@@ -17,6 +17,7 @@ from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import DEFAULT_SSD_LABEL, EtcdCluster, PlacementMode, RestoredFrom
 from etcd_operator.components import flags, naming
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
+from etcd_operator.components.memberinit import member_init_container
 from etcd_operator.components.owner import object_meta
 from etcd_operator.components.restore import restore_container, restore_volumes
 
@@ -240,17 +241,16 @@ def pod_spec(
         spec["imagePullSecrets"] = [{"name": secret.name} for secret in template.imagePullSecrets]
     if template.priorityClassName:
         spec["priorityClassName"] = template.priorityClassName
+    shared: Json = {
+        "member_env": member["env"],
+        "mounts": member["volumeMounts"],
+        "security_context": member["securityContext"],
+    }
+    # member-init first: a recovery's surgery or the lost-data refusal, before anything else
+    # touches the data dir.
+    spec["initContainers"] = [member_init_container(cluster, settings, **shared)]
     if restore is not None:
-        spec["initContainers"] = [
-            restore_container(
-                cluster,
-                settings,
-                restore,
-                member_env=member["env"],
-                mounts=member["volumeMounts"],
-                security_context=member["securityContext"],
-            )
-        ]
+        spec["initContainers"].append(restore_container(cluster, settings, restore, **shared))
         spec["volumes"] += restore_volumes(restore)
     return spec
 

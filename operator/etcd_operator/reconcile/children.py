@@ -69,11 +69,20 @@ def desired_children(
     *,
     replicas: int | None = None,
     restore: RestoredFrom | None = None,
+    force_new_cluster: str | None = None,
 ) -> list[Manifest]:
     """The manifests to apply, in apply order, each annotated with its fingerprint;
     ``replicas`` overrides ``spec.replicas`` (the members etcd lists, while scaling);
-    ``restore`` the backup a cluster created from one starts from."""
-    rendered = children(desired, settings, state, replicas=replicas, restore=restore)
+    ``restore`` the backup a cluster created from one starts from; ``force_new_cluster`` the
+    survivor of a quorum-loss recovery."""
+    rendered = children(
+        desired,
+        settings,
+        state,
+        replicas=replicas,
+        restore=restore,
+        force_new_cluster=force_new_cluster,
+    )
     return [with_fingerprint(m) for m in rendered]
 
 
@@ -128,6 +137,7 @@ def step(
         decided.bootstrap,
         replicas=decided.replicas,
         restore=restore if isinstance(restore, RestoredFrom) else None,
+        force_new_cluster=decided.force_new_cluster,
     ):
         manifest, key = rendered, key_of(rendered)
         live = observed.children.get(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from etcd_operator.api.v1alpha1 import ConditionType, EtcdCluster
@@ -84,3 +85,37 @@ def quorum_without(voters: Iterable[EtcdMember], leaving: int) -> tuple[int, int
     first is at least the third."""
     remaining = [v for v in voters if v.id != leaving]
     return sum(1 for v in remaining if v.healthy), len(remaining), len(remaining) // 2 + 1
+
+
+@dataclass(frozen=True)
+class QuorumLoss:
+    """A majority of the voters does not answer and there is no leader: ``alive`` are the voters
+    that answer their own status, ``gone`` the others, ``quorum`` how many it takes."""
+
+    alive: tuple[EtcdMember, ...]
+    gone: tuple[EtcdMember, ...]
+    quorum: int
+
+    @property
+    def message(self) -> str:
+        gone = ", ".join(sorted(member_name(m) for m in self.gone))
+        survive = ", ".join(f"{member_name(m)} (raft index {m.raft_index})" for m in self.alive)
+        total = len(self.alive) + len(self.gone)
+        return (
+            f"{len(self.alive)} of {total} voting members answer, {self.quorum} needed: "
+            f"gone {gone}; surviving {survive or 'none'}"
+        )
+
+
+def quorum_loss(etcd: EtcdView) -> QuorumLoss | None:
+    """The lost quorum of ``etcd``, else ``None``. A member that answers its own status is
+    alive, leader or not; a majority of voters that does not answer is a lost quorum, which no
+    election can mend."""
+    if etcd.leader is not None:
+        return None
+    voters = etcd.voters
+    alive = tuple(m for m in voters if m.healthy or m.raft_index is not None)
+    quorum = len(voters) // 2 + 1
+    if len(alive) >= quorum:
+        return None
+    return QuorumLoss(alive, tuple(m for m in voters if m not in alive), quorum)

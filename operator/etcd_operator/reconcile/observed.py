@@ -43,7 +43,9 @@ class PodState:
     last exited non-zero (a cluster created from a backup), else ``None``.
     ``exit_message``: the termination message (the end of its log, ``FallbackToLogsOnError``)
     of the member container's last run when that exited non-zero, else ``None``; the evidence
-    of a member that stops because its data was lost. ``terminating``: the pod is being deleted.
+    of a member that stops because its data was lost. ``init_failed``: the same of its
+    ``member-init`` container (the lost-data refusal; a recovery that could not be done).
+    ``terminating``: the pod is being deleted.
     ``node_lost_since``: since when the pod's node has not been Ready (``None``: Ready, or not
     looked at because the pod is Ready); ``volume_node``: the node its data volume is pinned to
     (a local volume), ``None`` for a network volume or when unknown.
@@ -56,6 +58,7 @@ class PodState:
     unschedulable: str | None = None
     restore_failed: str | None = None
     exit_message: str | None = None
+    init_failed: str | None = None
     terminating: bool = False
     node_lost_since: datetime | None = None
     volume_node: str | None = None
@@ -159,7 +162,9 @@ class Observed:
     asked (the StatefulSet's replicas may have been changed by hand). ``etcd`` is
     ``None`` when no member answered. ``pvcs`` are the names of the cluster's existing
     PersistentVolumeClaims (the StatefulSet keeps them when it scales down).
-    ``membership_unsupported`` is set when, in this pass, etcd answered a membership change with
+    ``force_new_cluster`` is the live bootstrap ConfigMap's survivor of a quorum-loss recovery
+    (``<pod>:<token>``, ``None`` outside one). ``membership_unsupported`` is set when, in this
+    pass, etcd answered a membership change with
     "not capable" (an engine that cannot change its membership yet): the pass is then planned
     again without membership changes. ``rollout_slot`` is the operator's own state as seen by
     this pass: whether the operator-wide limit of clusters rolling their pods at once lets this
@@ -176,6 +181,7 @@ class Observed:
     statefulset: StatefulSetState | None = None
     etcd: EtcdView | None = None
     pvcs: tuple[str, ...] = ()
+    force_new_cluster: str | None = None
     membership_unsupported: str | None = None
     rollout_slot: bool = True
     backups: tuple[BackupRecord, ...] = ()

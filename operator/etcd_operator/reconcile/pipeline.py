@@ -49,7 +49,9 @@ class Decided:
     way, in step order (the first one wins). ``creating``: no child existed. ``updated``: existing
     children the pass applies anew because we changed them; ``drifted``: those applied because
     someone else changed them (with the fields). ``rollout``: the pass changes what the members
-    run (their pod template): a rollout starts or continues.
+    run (their pod template): a rollout starts or continues. ``force_new_cluster``: the
+    survivor of a quorum-loss recovery under way (``<pod>:<token>``), rendered into the
+    bootstrap ConfigMap.
     """
 
     bootstrap: BootstrapState = BootstrapState.NEW
@@ -63,6 +65,7 @@ class Decided:
     updated: tuple[ChildKey, ...] = ()
     drifted: tuple[tuple[ChildKey, tuple[str, ...]], ...] = ()
     rollout: bool = False
+    force_new_cluster: str | None = None
     # Room for a step's own findings that only its own later step reads (e.g. the scale plan
     # that the volume cleanup step carries out after the children are applied).
     notes: tuple[tuple[str, object], ...] = field(default=())

@@ -1,8 +1,9 @@
 """One reconcile pass as a decision: (desired, observed, settings, now) -> actions. Pure.
 
 ``STEPS`` is the pipeline (see ``pipeline``): deletion, restore (a cluster created from a
-backup), bootstrap, scaling, children, volume cleanup, backups (the schedule, the annotation,
-retention), each in its own module.
+backup), bootstrap, quorum-loss recovery, replacement, scaling, children, the recovering
+survivor's restart, volume cleanup, backups (the schedule, the annotation, retention), each in
+its own module.
 ``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
 turns its decisions into the events of the status transitions and the status itself, always the
 last action. A pass that changed something looks at the world again after its steps and reports on
@@ -23,6 +24,7 @@ from etcd_operator.reconcile import (
     bootstrap,
     children,
     deletion,
+    recovery,
     replacement,
     restore,
     scaling,
@@ -77,9 +79,11 @@ STEPS: tuple[Step, ...] = (
     deletion.step,
     restore.step,
     bootstrap.step,
+    recovery.step,
     replacement.step,
     scaling.step,
     children.step,
+    recovery.restart_step,
     volumes.step,
     backups.step,
 )

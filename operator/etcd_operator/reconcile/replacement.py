@@ -2,8 +2,9 @@
 back as a learner under a new member ID (the scaling step promotes it once it caught up). Pure.
 
 **Evidence.** A member's data counts as lost only on what the member itself says when it stops
-(its container's termination message, the end of its log): pyetcd and etcd refuse to start on an
-empty data dir that the cluster lists as started ("member <id> has already been bootstrapped"),
+(its container's termination message, the end of its log, or its ``member-init`` container's):
+pyetcd, etcd and member-init refuse to start on an empty data dir that the cluster lists as
+started ("member <id> has already been bootstrapped"),
 and etcd panics on a raft log that lost acknowledged entries ("tocommit(N) is out of range
 [lastIndex(M)]. Was the raft log corrupted, truncated, or lost?"), as pyetcd does. Or its node
 is gone with its data: the node has not been Ready for ``spec.replacement.nodeLostAfterSeconds``
@@ -90,11 +91,12 @@ def lost_data_evidence(pod: PodState | None) -> str | None:
     """The line of ``pod``'s last exit that says its member's data is lost, else ``None``.
 
     A pod being deleted says nothing about the member that will run in its successor."""
-    if pod is None or pod.terminating or pod.exit_message is None:
+    if pod is None or pod.terminating:
         return None
-    for line in reversed(pod.exit_message.splitlines()):
-        if any(sig in line for sig in LOST_DATA_SIGNATURES):
-            return line.strip()[:EVIDENCE_LIMIT]
+    for message in (pod.init_failed, pod.exit_message):
+        for line in reversed((message or "").splitlines()):
+            if any(sig in line for sig in LOST_DATA_SIGNATURES):
+                return line.strip()[:EVIDENCE_LIMIT]
     return None
 
 
@@ -250,7 +252,8 @@ def step(
 ) -> StepResult:
     """The replacement step: on a formed cluster whose membership may change, the next
     replacement action (and its events), or the report of one that waits."""
-    if not decided.has_formed:
+    if not decided.has_formed or decided.force_new_cluster is not None:
+        # (A quorum-loss recovery under way owns the membership until it ends.)
         return StepResult(decided=decided)
     if observed.membership_unsupported is not None or membership_latched(desired):
         return StepResult(decided=decided)

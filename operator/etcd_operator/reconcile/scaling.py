@@ -23,7 +23,8 @@ The rules, in the order ``decide`` applies them (ordinals are the pods' ``<clust
   StatefulSet no longer covers ordinal ``n``, so a later scale-out never starts on the data dir
   of a removed member; a scale-out waits for it.
 * An irregular membership (a gap in the ordinals, a member with a foreign name) is left alone:
-  no step and no replica change. Replacing members is a different operation.
+  no replica change, and no step but the promotion of a ready learner (one the replacement step
+  added into a gap). Replacing members is a different operation.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def step(
     if not decided.has_formed:
         return StepResult(decided=decided)
     replacing = replacement.pending(decided)
+    if decided.force_new_cluster is not None:
+        # A quorum-loss recovery is under way: the membership is the recovery's until it ends.
+        return StepResult(
+            decided=dataclasses.replace(decided, replicas=last_rendered(desired, observed))
+        )
     if replacing is not None and replacing.acting:
         # The replacement step changes the membership in this pass; the member count stays.
         return StepResult(

@@ -311,8 +311,21 @@ def decide(
     cluster = desired.name
     by_ordinal = regular_members(cluster, observed)
     if by_ordinal is None:
-        # Nothing to decide on: keep the membership last rendered.
-        return ScalePlan(replicas=last_rendered(desired, observed))
+        # No count to decide on: keep the membership last rendered. A learner the replacement
+        # step added into a gap is still promoted here (promotions are this step's), or a
+        # second gap (a cluster growing back after a lost quorum) would wait for it forever.
+        rendered = last_rendered(desired, observed)
+        etcd = observed.etcd
+        learner = next((m for m in etcd.learners if learner_ready(m)), None) if etcd else None
+        if learner is None or blocked:
+            return ScalePlan(replicas=rendered)
+        name = member_name(learner)
+        return ScalePlan(
+            replicas=rendered,
+            steps=(PromoteMember(learner.id, name),),
+            reason=SCALING_OUT,
+            message=f"promoting learner {name} once it has caught up with the leader",
+        )
     scene = Scene(
         desired=desired,
         observed=observed,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import rfc3339 as timestamp
@@ -26,6 +27,7 @@ from etcd_operator.api.v1alpha1 import (
     MemberReplacement,
     MemberStatus,
     Phase,
+    QuorumRecovery,
     RestoredFrom,
 )
 from etcd_operator.components import naming
@@ -34,6 +36,7 @@ from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
 from etcd_operator.reconcile.membership import member_name
 from etcd_operator.reconcile.observed import EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided
+from etcd_operator.reconcile.recovery import RECOVERY_RECORD, RECOVERY_TOKEN
 from etcd_operator.reconcile.replacement import REPLACEMENT
 from etcd_operator.reconcile.restore import RESTORE
 from etcd_operator.reconcile.scaling import SCALING_IN, SCALING_OUT
@@ -190,8 +193,19 @@ def compute_status(
         restoredFrom=_restored_from(previous, decided),
         membersReplaced=_members_replaced(previous, decided),
         lastReplacement=_last_replacement(previous, decided),
+        quorumRecovery=_acted(decided, RECOVERY_RECORD, QuorumRecovery, previous.quorumRecovery),
+        recoverQuorumToken=_acted(decided, RECOVERY_TOKEN, str, previous.recoverQuorumToken),
         observedGeneration=generation,
     )
+
+
+T = TypeVar("T")
+
+
+def _acted(decided: Decided, key: str, kind: type[T], previous: T | None) -> T | None:
+    """What a step of this pass recorded under ``key``, else the previous value."""
+    acted = decided.acted_on(key)
+    return acted if isinstance(acted, kind) else previous
 
 
 def _replaced(decided: Decided) -> MemberReplacement | None:

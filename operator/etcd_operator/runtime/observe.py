@@ -28,10 +28,12 @@ from etcd_operator.api.times import parse_rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, EtcdCluster
 from etcd_operator.components import naming
 from etcd_operator.components.bootstrap import (
+    KEY_FORCE_NEW_CLUSTER,
     KEY_INITIAL_CLUSTER,
     KEY_INITIAL_CLUSTER_STATE,
     BootstrapState,
 )
+from etcd_operator.components.memberinit import CONTAINER_NAME as MEMBER_INIT_CONTAINER
 from etcd_operator.components.restore import CONTAINER_NAME as RESTORE_CONTAINER
 from etcd_operator.components.statefulset import CONTAINER_NAME as MEMBER_CONTAINER
 from etcd_operator.members import EtcdConnection, connect_etcd
@@ -76,20 +78,26 @@ def unschedulable(pod: Json) -> str | None:
     return None
 
 
-def restore_failure(pod: Json) -> str | None:
-    """The termination message of the pod's ``restore`` init container when its last run
+def init_failure(pod: Json, container: str) -> str | None:
+    """The termination message of the pod's init container ``container`` when its last run
     failed (now, or before the back-off it waits in), else ``None``."""
     for c in (pod.get("status") or {}).get("initContainerStatuses") or []:
-        if c.get("name") != RESTORE_CONTAINER:
+        if c.get("name") != container:
             continue
         for state in (c.get("state") or {}, c.get("lastState") or {}):
             terminated = state.get("terminated")
             if terminated and terminated.get("exitCode"):
-                lines = str(terminated.get("message") or "").strip().splitlines()
-                return lines[-1] if lines else f"exit code {terminated['exitCode']}"
+                message = str(terminated.get("message") or "").strip()
+                return message or f"exit code {terminated['exitCode']}"
             if "running" in state:
                 return None
     return None
+
+
+def restore_failure(pod: Json) -> str | None:
+    """The last line of the ``restore`` init container's failure, else ``None``."""
+    message = init_failure(pod, RESTORE_CONTAINER)
+    return message.splitlines()[-1] if message else None
 
 
 def member_exit_message(pod: Json) -> str | None:
@@ -177,6 +185,7 @@ def pod_state(pod: Json) -> PodState:
         phase=str(status.get("phase") or "Pending"),
         restore_failed=restore_failure(pod),
         exit_message=member_exit_message(pod),
+        init_failed=init_failure(pod, MEMBER_INIT_CONTAINER),
         terminating=bool((pod.get("metadata") or {}).get("deletionTimestamp")),
         node=(pod.get("spec") or {}).get("nodeName"),
         unschedulable=unschedulable(pod),
@@ -245,6 +254,7 @@ def assemble(
         statefulset=statefulset_state(sts) if sts is not None else None,
         etcd=etcd,
         pvcs=tuple(sorted(str(p["metadata"]["name"]) for p in pvcs)),
+        force_new_cluster=str(forced) if (forced := data.get(KEY_FORCE_NEW_CLUSTER)) else None,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,8 +168,14 @@ def _open_storage(cfg: ServerConfig, existing: Cluster | None) -> Storage:
     ci, _ = read_consistent_index(backend)
     entries = list(entries)
     if cfg.force_new_cluster:
-        hs, entries = _force_new_cluster(
-            cfg, wal, backend=backend, member_id=meta.NodeID, snap=snap, hs=hs, entries=entries
+        hs, entries, _ = _force_new_cluster(
+            cfg.data_dir,
+            wal,
+            backend_ids=lambda: [m.id for m in members_from_backend(backend)],
+            meta=meta,
+            snap=snap,
+            hs=hs,
+            entries=entries,
         )
     return Storage(
         backend=backend,
@@ -232,17 +238,33 @@ def force_new_cluster_entries(
     return forced, kept + appended, appended
 
 
+@dataclass(frozen=True)
+class ForcedCluster:
+    """What forcing a one-member cluster did: the member kept, the committed index it starts
+    from, the members removed and how many uncommitted entries were discarded."""
+
+    member_id: int
+    cluster_id: int
+    commit: int
+    removed: tuple[int, ...]
+    discarded: int
+
+
 def _force_new_cluster(
-    cfg: ServerConfig,
+    data_dir: str,
     wal: WAL,
     *,
-    backend: BoltBackend,
-    member_id: int,
+    backend_ids: Callable[[], Iterable[int]],
+    meta: etcdserver_pb2.Metadata,
     snap: raft_pb2.Snapshot | None,
     hs: raft_pb2.HardState,
     entries: list[raft_pb2.Entry],
-) -> tuple[raft_pb2.HardState, list[raft_pb2.Entry]]:
-    ids = member_ids_in_log(snap, entries, (m.id for m in members_from_backend(backend)))
+) -> tuple[raft_pb2.HardState, list[raft_pb2.Entry], ForcedCluster]:
+    member_id = meta.NodeID
+    conf = snap.metadata.conf_state if snap is not None else None
+    # The backend's members stand in only for a snapshot written without a configuration.
+    fallback = backend_ids() if conf is not None and not (conf.voters or conf.learners) else ()
+    ids = member_ids_in_log(snap, entries, fallback)
     if member_id not in ids:
         raise StorageError(
             f"--force-new-cluster: member {member_id:x} is not a member of its own log's "
@@ -250,14 +272,15 @@ def _force_new_cluster(
         )
     dropped = sum(1 for e in entries if e.Index > hs.commit)
     forced, kept, appended = force_new_cluster_entries(hs, entries, member_id, ids)
+    removed = tuple(sorted(ids - {member_id}))
     log.warning(
         "forcing a new one-member cluster from member %x's data (%s): committed index %d, %d "
         "uncommitted entries discarded, removing members %s",
         member_id,
-        cfg.data_dir,
+        data_dir,
         hs.commit,
         dropped,
-        ", ".join(f"{i:x}" for i in sorted(ids - {member_id})) or "none",
+        ", ".join(f"{i:x}" for i in removed) or "none",
     )
     # The entries past the commit index are superseded in the WAL by the ones appended here,
     # as a leader's conflicting entries supersede a follower's. The commit index goes to disk
@@ -265,7 +288,61 @@ def _force_new_cluster(
     # uncommitted and wait for a quorum of members that are gone.
     wal.save(forced, appended)
     wal.sync()
-    return forced, kept
+    summary = ForcedCluster(
+        member_id=member_id,
+        cluster_id=meta.ClusterID,
+        commit=forced.commit,
+        removed=removed,
+        discarded=dropped,
+    )
+    return forced, kept, summary
+
+
+def force_new_cluster_offline(data_dir: str) -> ForcedCluster:
+    """``--force-new-cluster`` done on the data dir of a stopped member, without starting it:
+    its log then commits the removal of every other member, so that a plain start of either
+    engine (pyetcd, or etcd 3.4/3.5, whose data dir this is too) continues the cluster as a
+    one-member cluster with the same cluster and member IDs and every committed write.
+
+    For a member that cannot be started with an extra flag (the operator's member-init
+    container runs this before the member's own container). Running it again on its result
+    removes nothing more: the log's configuration is then the member alone.
+    """
+    mdir = member_dir(data_dir)
+    wal_dir, snap_dir = mdir / "wal", mdir / "snap"
+    try:
+        if not wal_files.exists(str(wal_dir)):
+            raise StorageError(f"{wal_dir}: no WAL: there is no member data to continue from")
+        snapshotter = Snapshotter(str(snap_dir), on_broken=_report_broken_snap)
+        snap = snapshotter.load_newest_available(valid_snapshot_entries(str(wal_dir)))
+        index = snap.metadata.index if snap is not None else 0
+        term = snap.metadata.term if snap is not None else 0
+        wal = WAL.open(str(wal_dir), record_pb2.Snapshot(index=index, term=term))
+        try:
+            meta_bytes, hs, entries = wal.read_all()
+            meta = etcdserver_pb2.Metadata.FromString(meta_bytes)
+
+            def backend_ids() -> list[int]:
+                backend = BoltBackend.open(str(snap_dir / "db"))
+                try:
+                    return [m.id for m in members_from_backend(backend)]
+                finally:
+                    backend.close()
+
+            _, _, summary = _force_new_cluster(
+                data_dir,
+                wal,
+                backend_ids=backend_ids,
+                meta=meta,
+                snap=snap,
+                hs=hs,
+                entries=list(entries),
+            )
+        finally:
+            wal.close()
+    except OSError as exc:
+        raise StorageError(f"{exc.filename or data_dir}: {exc.strerror or exc}") from None
+    return summary
 
 
 def _bootstrap_new(
@@ -414,9 +491,11 @@ def save_member(backend: contract.Backend, member: Member) -> None:
 
 
 __all__ = [
+    "ForcedCluster",
     "Storage",
     "StorageError",
     "already_bootstrapped",
+    "force_new_cluster_offline",
     "has_wal",
     "is_bootstrapped",
     "match_joining_member",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.api.v1alpha1 import RECOVER_QUORUM_ANNOTATION, EtcdCluster
+from etcd_operator.reconcile import recovery
 from etcd_operator.reconcile.conditions.common import (
     FALSE,
     TRUE,
@@ -11,7 +12,7 @@ from etcd_operator.reconcile.conditions.common import (
     bootstrapping,
     unreachable,
 )
-from etcd_operator.reconcile.membership import member_name
+from etcd_operator.reconcile.membership import member_name, quorum_loss
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided
 
@@ -24,18 +25,16 @@ def check(
         return unreachable(settings) if decided.has_formed else bootstrapping(desired)
     voters = etcd.voters
     if etcd.leader is None:
-        # A member that answers its own status is alive, leader or not; a majority of voters
-        # that does not answer is a lost quorum, which no election can mend.
-        alive = [m for m in voters if m.healthy or m.raft_index is not None]
-        quorum = len(voters) // 2 + 1
-        if len(alive) < quorum:
-            gone = sorted(member_name(m) for m in voters if m not in alive)
-            survive = ", ".join(f"{member_name(m)} (raft index {m.raft_index})" for m in alive)
+        lost = quorum_loss(etcd)
+        if lost is not None:
+            automatic = recovery.waiting(decided)
             return Verdict(
                 FALSE,
                 "QuorumLost",
-                f"{len(alive)} of {len(voters)} voting members answer, {quorum} needed: "
-                f"gone {', '.join(gone)}; surviving {survive or 'none'}",
+                f"{lost.message}; once the gone members are known to be lost for good, annotate "
+                f"the cluster with {RECOVER_QUORUM_ANNOTATION}=<any token> to rebuild it from "
+                "the survivor with the highest raft index (docs/operations.md)"
+                + (f"; {automatic}" if automatic else ""),
             )
         return Verdict(FALSE, "NoLeader", "no member reports a leader")
     healthy = [m for m in voters if m.healthy]

@@ -62,3 +62,13 @@ def test_next_state_is_monotonic(
     observed: str | None, formed: bool, expected: BootstrapState
 ) -> None:
     assert next_state(observed, formed=formed) == expected
+
+
+def test_the_survivor_of_a_recovery_is_named_only_during_it() -> None:
+    cluster = make_cluster()
+    plain = bootstrap_configmap(cluster, OperatorSettings(), BootstrapState.EXISTING)
+    assert "force-new-cluster" not in plain["data"]
+    forced = bootstrap_configmap(
+        cluster, OperatorSettings(), BootstrapState.EXISTING, force_new_cluster="demo-2:t1"
+    )
+    assert forced["data"]["force-new-cluster"] == "demo-2:t1"

@@ -429,3 +429,32 @@ def test_volume_claims_and_retention(
     assert claim["metadata"]["name"] == naming.VOLUME_NAME
     assert claim["spec"] == claim_spec
     assert spec["persistentVolumeClaimRetentionPolicy"] == retention
+
+
+@pytest.mark.parametrize("engine", ["pyetcd", "etcd"])
+def test_every_member_pod_starts_with_member_init_from_the_operator_image(engine: str) -> None:
+    spec = pod_spec({"engine": engine, "version": "3.5.17"})
+    (init,) = spec["initContainers"]
+    assert init["name"] == "member-init" and init["command"] == ["etcd-member-init"]
+    assert init["image"] == SETTINGS.restore_image
+    assert init["args"] == [
+        "--name=$(POD_NAME)",
+        f"--data-dir={naming.DATA_DIR}",
+        "--peer-url=http://$(POD_NAME).demo-peer.prod.svc.cluster.local:2380",
+        "--endpoints=http://demo-client.prod.svc.cluster.local:2379",
+        "--client-port=2379",
+    ]
+    member_container = spec["containers"][0]
+    # The member's identity, its initial cluster (where the peers are asked) and its volume.
+    assert init["env"][: len(member_container["env"])] == member_container["env"]
+    assert init["volumeMounts"] == member_container["volumeMounts"]
+    assert init["securityContext"] == member_container["securityContext"]
+    force = init["env"][-1]
+    assert force["name"] == "ETCD_OPERATOR_FORCE_NEW_CLUSTER"
+    # Optional: the key exists only during a quorum-loss recovery.
+    assert force["valueFrom"]["configMapKeyRef"] == {
+        "name": "demo-bootstrap",
+        "key": "force-new-cluster",
+        "optional": True,
+    }
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"

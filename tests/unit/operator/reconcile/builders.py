@@ -11,7 +11,11 @@ from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, EtcdClusterStatus
-from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
+from etcd_operator.components.bootstrap import (
+    KEY_FORCE_NEW_CLUSTER,
+    KEY_INITIAL_CLUSTER,
+    KEY_INITIAL_CLUSTER_STATE,
+)
 from etcd_operator.reconcile.actions import DeletePod
 from etcd_operator.reconcile.observed import (
     ChildKey,
@@ -177,6 +181,7 @@ def execute(
     children = dict(observed.children)
     bootstrap = observed.bootstrap_state
     rendered = observed.rendered_members
+    forced = observed.force_new_cluster
     status = desired.status
     etcd = observed.etcd
     sts = observed.statefulset
@@ -190,6 +195,7 @@ def execute(
             if manifest["kind"] == "ConfigMap":
                 bootstrap = manifest["data"][KEY_INITIAL_CLUSTER_STATE]
                 rendered = len(manifest["data"][KEY_INITIAL_CLUSTER].split(","))
+                forced = manifest["data"].get(KEY_FORCE_NEW_CLUSTER)
             if manifest["kind"] == "StatefulSet" and sts is not None:
                 sts = dataclasses.replace(sts, replicas=manifest["spec"]["replicas"])
         elif isinstance(action, AddMember | PromoteMember | MoveLeader | RemoveMember):
@@ -208,6 +214,7 @@ def execute(
             children=children,
             bootstrap_state=bootstrap,
             rendered_members=rendered,
+            force_new_cluster=forced,
             etcd=etcd,
             statefulset=sts,
             pvcs=tuple(pvcs),

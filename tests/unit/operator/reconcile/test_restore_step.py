@@ -116,7 +116,8 @@ def test_the_init_container_gets_secret_references_and_the_members_identity() ->
     source = resolve(cluster, cluster.spec.bootstrap.backup, SUCCEEDED)
     assert isinstance(source, RestoredFrom)
     pod = statefulset(cluster, SETTINGS, restore=source)["spec"]["template"]["spec"]
-    (init,) = pod["initContainers"]
+    first, init = pod["initContainers"]
+    assert first["name"] == "member-init"
     assert init["name"] == "restore" and init["command"] == ["etcd-restore"]
     assert init["image"] == SETTINGS.restore_image
     assert f"--sha256={'ab' * 32}" in init["args"]
@@ -138,4 +139,5 @@ def test_the_init_container_gets_secret_references_and_the_members_identity() ->
         : len(member["env"])
     ]
     assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
-    assert "initContainers" not in statefulset(cluster, SETTINGS)["spec"]["template"]["spec"]
+    plain = statefulset(cluster, SETTINGS)["spec"]["template"]["spec"]
+    assert [c["name"] for c in plain["initContainers"]] == ["member-init"]
