@@ -488,3 +488,58 @@ def test_new_clusters_start_from_backups_across_engines_and_refuse_a_tampered_on
     status = kubectl.get("etcdcluster", "from-tampered", namespace)["status"]
     available = [c for c in status["conditions"] if c["type"] == "Available"]
     assert [c["status"] for c in available] == ["False"], available
+
+
+# One plane: the restore itself runs the same on both (the API server's storage plays no part),
+# and restores across engines are covered above.
+@pytest.mark.one_storage
+def test_a_cluster_that_lost_every_member_is_rebuilt_from_its_latest_backup_with_consent(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str, s3: S3
+) -> None:
+    cluster, bucket = backed_up_cluster(kubectl, namespace, s3)
+    start_client(kubectl, namespace)
+    for i in range(3):
+
+        def put(i: int = i) -> bool:
+            return etcdctl_put(pod_exec, namespace, cluster, f"kept-{i}", "v")
+
+        eventually(f"put kept-{i}", put)
+    kubectl.apply(backup_manifest(namespace, "before-loss", cluster, store_of(s3, bucket)))
+    backup = wait_ended(kubectl, namespace, "before-loss")["status"]
+    assert backup["phase"] == "Succeeded", backup
+    assert etcdctl_put(pod_exec, namespace, cluster, "after-backup", "lost")
+    # The only member's volume is lost: its new pod starts empty and no member answers.
+    member = f"{cluster}-0"
+    kubectl.run("delete", "pvc", f"data-{member}", f"--namespace={namespace}", "--wait=false")
+    kubectl.run("delete", "pod", member, f"--namespace={namespace}", "--wait=false")
+
+    def unreachable() -> bool:
+        status = kubectl.get("etcdcluster", cluster, namespace).get("status") or {}
+        return any(
+            c["type"] == "Available" and c["reason"] == "EtcdUnreachable"
+            for c in status.get("conditions") or []
+        )
+
+    eventually("no member answering", unreachable, timeout=120, interval=2)
+    kubectl.run(
+        "annotate", "etcdcluster", cluster, f"--namespace={namespace}",
+        "etcd.pyetcd.io/recover-quorum=from-backup-1",
+    )  # fmt: skip
+
+    def recovered() -> Json | None:
+        status = kubectl.get("etcdcluster", cluster, namespace).get("status") or {}
+        record = status.get("quorumRecovery") or {}
+        return record if record.get("phase") == "Succeeded" else None
+
+    record = eventually("the rebuild from the backup", recovered, timeout=240, interval=2)
+    assert record["backup"] == "before-loss" and record["token"] == "from-backup-1", record
+    assert record["revisionBefore"] == backup["revision"], record
+    assert record["revisionAfter"] >= backup["revision"] + 1_000_000_000, record
+    wait_available(kubectl, namespace, cluster, 1)
+    for i in range(3):
+        assert value_of(pod_exec, namespace, cluster, f"kept-{i}") == "v"
+    assert value_of(pod_exec, namespace, cluster, "after-backup") is None
+    status = kubectl.get("etcdcluster", cluster, namespace)["status"]
+    assert status["restoredFrom"]["backup"] == "before-loss"
+    reasons = {e["reason"] for e in events_of(kubectl, namespace, cluster)}
+    assert {"QuorumRecoveryStarted", "QuorumRecovered"} <= reasons, reasons

@@ -7,8 +7,10 @@ URL, the cluster's initial cluster and token, bumping revisions and marking them
 asked. The member then starts on the restored data dir.
 
 Idempotent and safe to repeat: nothing is done for a member that joins an existing cluster
-(``initial-cluster-state existing``: a member added later starts empty and catches up), or whose
-data dir already holds a member (a restart after a restore). The data dir appears whole or not
+(``initial-cluster-state existing``: a member added later starts empty and catches up), unless
+the cluster is being rebuilt from a backup after losing every member (``RESTORE_FOR_RECOVERY``
+set from the bootstrap ConfigMap: every member restores), or whose data dir already holds a
+member (a restart after a restore). The data dir appears whole or not
 at all: the restore writes a sibling directory, which is renamed into place and the parent
 fsynced. The snapshot file is removed afterwards. Any failure exits 1 with one line on stderr
 (no traceback, no credential): the container's termination message, which the operator shows
@@ -39,6 +41,7 @@ from etcd_operator.components.flags import ENV_INITIAL_CLUSTER, ENV_INITIAL_CLUS
 from etcd_operator.components.restore import (
     ENV_ACCESS_KEY_ID,
     ENV_ENCRYPTION_KEY,
+    ENV_RESTORE_FOR_RECOVERY,
     ENV_SECRET_ACCESS_KEY,
     ENV_SESSION_TOKEN,
 )
@@ -97,7 +100,8 @@ def encryption_key(env: Mapping[str, str]) -> bytes | None:
 def restore(opts: argparse.Namespace, env: Mapping[str, str]) -> str:
     """Restore the member's data dir; returns what was done, raises ``RestoreError``."""
     state = env.get(ENV_INITIAL_CLUSTER_STATE, "")
-    if state != "new":
+    recovery = env.get(ENV_RESTORE_FOR_RECOVERY, "")
+    if state != "new" and not recovery:
         return f"initial-cluster-state is {state or 'unset'}: the member joins, nothing to restore"
     data_dir: Path = opts.data_dir
     if (data_dir / "member").exists():

@@ -691,18 +691,28 @@ class QuorumRecoveryPhase(StrEnum):
 
 
 class QuorumRecovery(_Model):
-    """One rebuild of a cluster that lost its quorum, from its surviving member: the record of
-    what may have been lost (writes the survivor had not committed)."""
+    """One rebuild of a cluster that lost its quorum, from its surviving member or, when none
+    survived, from its latest backup: the record of what may have been lost (writes the
+    survivor had not received, or everything after the backup)."""
 
     token: str = Field(description="The recover-quorum annotation's value that consented.")
     phase: QuorumRecoveryPhase = Field(description="Running, Succeeded or Failed.")
-    member: str = Field(description="The surviving member the cluster was rebuilt from.")
-    memberID: str = Field(description="Its member ID (hex), kept by the rebuild.")
+    member: str | None = Field(
+        default=None, description="The surviving member the cluster was rebuilt from."
+    )
+    memberID: str | None = Field(
+        default=None, description="Its member ID (hex), kept by the rebuild."
+    )
+    backup: str | None = Field(
+        default=None,
+        description="The EtcdBackup the cluster was rebuilt from, when no member survived.",
+    )
     raftIndex: int | None = Field(
-        default=None, description="Its raft index when the rebuild started (the highest)."
+        default=None, description="The survivor's raft index when the rebuild started."
     )
     revisionBefore: int | None = Field(
-        default=None, description="Its revision when the rebuild started."
+        default=None,
+        description="The survivor's revision when the rebuild started, or the backup's.",
     )
     revisionAfter: int | None = Field(
         default=None, description="The rebuilt cluster's revision when it first answered."
@@ -746,7 +756,9 @@ class EtcdClusterStatus(_Model):
         default=None, description="Backups, when spec.backup is set."
     )
     restoredFrom: RestoredFrom | None = Field(
-        default=None, description="The backup the cluster was created from (spec.bootstrap)."
+        default=None,
+        description="The backup the cluster was created from (spec.bootstrap), or rebuilt "
+        "from after losing every member (recover-quorum).",
     )
     membersReplaced: int | None = Field(
         default=None, description="How many times a member that lost its data was replaced."

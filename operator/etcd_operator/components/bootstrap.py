@@ -40,6 +40,10 @@ KEY_INITIAL_CLUSTER = "initial-cluster"
 KEY_INITIAL_CLUSTER_STATE = "initial-cluster-state"
 # Read by the member-init container only (components.memberinit), absent outside a recovery.
 KEY_FORCE_NEW_CLUSTER = "force-new-cluster"
+# Read by the restore init container only (components.restore), absent outside a recovery: the
+# token of a rebuild from a backup, which has every member restore onto an empty data dir
+# although the cluster exists (initial-cluster-state stays existing).
+KEY_RESTORE_FOR_RECOVERY = "restore-for-recovery"
 
 
 class BootstrapState(StrEnum):
@@ -67,10 +71,12 @@ def bootstrap_configmap(
     *,
     replicas: int | None = None,
     force_new_cluster: str | None = None,
+    restore_for_recovery: str | None = None,
 ) -> dict[str, Any]:
     """The ConfigMap for ``state``; ``replicas`` overrides ``spec.replicas`` while scaling;
     ``force_new_cluster`` (``<pod>:<token>``) names the survivor of a quorum-loss recovery, whose
-    member-init container then forces a one-member cluster from its data (once per token)."""
+    member-init container then forces a one-member cluster from its data (once per token);
+    ``restore_for_recovery`` the token of a rebuild from a backup."""
     count = cluster.spec.replicas if replicas is None else replicas
     data = {
         KEY_INITIAL_CLUSTER: naming.initial_cluster(
@@ -80,6 +86,8 @@ def bootstrap_configmap(
     }
     if force_new_cluster is not None:
         data[KEY_FORCE_NEW_CLUSTER] = force_new_cluster
+    if restore_for_recovery is not None:
+        data[KEY_RESTORE_FOR_RECOVERY] = restore_for_recovery
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -25,12 +25,14 @@ def children(
     replicas: int | None = None,
     restore: RestoredFrom | None = None,
     force_new_cluster: str | None = None,
+    restore_for_recovery: str | None = None,
 ) -> list[dict[str, Any]]:
     """All manifests of ``cluster`` for server-side apply, in apply order.
 
     ``replicas`` overrides ``spec.replicas`` for the ConfigMap, the PDB and the StatefulSet while
     the operator steps the membership one member at a time; ``force_new_cluster`` names the
-    survivor of a quorum-loss recovery in the bootstrap ConfigMap.
+    survivor of a quorum-loss recovery in the bootstrap ConfigMap, ``restore_for_recovery`` the
+    token of a rebuild from a backup.
     """
     return [
         bootstrap_configmap(
@@ -39,6 +41,7 @@ def children(
             bootstrap_state,
             replicas=replicas,
             force_new_cluster=force_new_cluster,
+            restore_for_recovery=restore_for_recovery,
         ),
         peer_service(cluster, settings),
         client_service(cluster, settings),

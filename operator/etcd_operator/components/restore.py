@@ -5,7 +5,9 @@ the backup library and ``pyetcdutl``, whatever the engine: pyetcdutl's data dir 
 3.4 and 3.5 read too, and it bumps revisions and marks them compacted as etcd 3.5's etcdutl does.
 It sees the member's identity and bootstrap settings exactly as the member does (the same
 environment), and restores only for a founding member (``initial-cluster-state new``) whose
-data dir is empty, so a restart, or a member added later, restores nothing.
+data dir is empty, so a restart, or a member added later, restores nothing; or, while the
+bootstrap ConfigMap carries a rebuild from a backup (``restore-for-recovery``), for any member
+whose data dir is empty: every member of a cluster that lost them all starts from the backup.
 
 Credentials reach it as environment variables from the store's Secret (``secretKeyRef``): the pod
 spec names the Secret, never holds its values. A CA bundle is a Secret volume. On failure it
@@ -20,6 +22,7 @@ from typing import Any
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
 from etcd_operator.components import naming
+from etcd_operator.components.bootstrap import KEY_RESTORE_FOR_RECOVERY
 
 Json = dict[str, Any]
 
@@ -33,6 +36,8 @@ ENV_ACCESS_KEY_ID = "RESTORE_ACCESS_KEY_ID"
 ENV_SECRET_ACCESS_KEY = "RESTORE_SECRET_ACCESS_KEY"
 ENV_SESSION_TOKEN = "RESTORE_SESSION_TOKEN"
 ENV_ENCRYPTION_KEY = "RESTORE_ENCRYPTION_KEY"
+# The bootstrap ConfigMap's restore-for-recovery key (optional): a rebuild from a backup under way.
+ENV_RESTORE_FOR_RECOVERY = "RESTORE_FOR_RECOVERY"
 
 
 def _secret_env(name: str, secret: str, key: str, *, optional: bool = False) -> Json:
@@ -69,8 +74,12 @@ def restore_args(
     return args
 
 
-def restore_env(source: RestoredFrom) -> list[Json]:
-    env: list[Json] = []
+def restore_env(cluster: EtcdCluster, source: RestoredFrom) -> list[Json]:
+    configmap = naming.bootstrap_configmap_name(cluster.name)
+    recovery = {"name": configmap, "key": KEY_RESTORE_FOR_RECOVERY, "optional": True}
+    env: list[Json] = [
+        {"name": ENV_RESTORE_FOR_RECOVERY, "valueFrom": {"configMapKeyRef": recovery}}
+    ]
     secret = source.store.credentialsSecret
     if secret:
         env += [
@@ -112,7 +121,7 @@ def restore_container(
         "imagePullPolicy": settings.image_pull_policy,
         "command": [COMMAND],
         "args": restore_args(cluster, settings, source),
-        "env": [*member_env, *restore_env(source)],
+        "env": [*member_env, *restore_env(cluster, source)],
         "volumeMounts": volume_mounts,
         "securityContext": security_context,
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -70,11 +70,12 @@ def desired_children(
     replicas: int | None = None,
     restore: RestoredFrom | None = None,
     force_new_cluster: str | None = None,
+    restore_for_recovery: str | None = None,
 ) -> list[Manifest]:
     """The manifests to apply, in apply order, each annotated with its fingerprint;
     ``replicas`` overrides ``spec.replicas`` (the members etcd lists, while scaling);
     ``restore`` the backup a cluster created from one starts from; ``force_new_cluster`` the
-    survivor of a quorum-loss recovery."""
+    survivor of a quorum-loss recovery, ``restore_for_recovery`` a rebuild from a backup."""
     rendered = children(
         desired,
         settings,
@@ -82,6 +83,7 @@ def desired_children(
         replicas=replicas,
         restore=restore,
         force_new_cluster=force_new_cluster,
+        restore_for_recovery=restore_for_recovery,
     )
     return [with_fingerprint(m) for m in rendered]
 
@@ -130,7 +132,7 @@ def step(
     drift: list[tuple[ChildKey, tuple[str, ...]]] = []
     rollout = False
     queued = False
-    restore = decided.note(RESTORE)
+    restore = decided.last_note(RESTORE)
     for rendered in desired_children(
         desired,
         settings,
@@ -138,6 +140,7 @@ def step(
         replicas=decided.replicas,
         restore=restore if isinstance(restore, RestoredFrom) else None,
         force_new_cluster=decided.force_new_cluster,
+        restore_for_recovery=decided.restore_for_recovery,
     ):
         manifest, key = rendered, key_of(rendered)
         live = observed.children.get(key)

@@ -163,7 +163,10 @@ class Observed:
     ``None`` when no member answered. ``pvcs`` are the names of the cluster's existing
     PersistentVolumeClaims (the StatefulSet keeps them when it scales down).
     ``force_new_cluster`` is the live bootstrap ConfigMap's survivor of a quorum-loss recovery
-    (``<pod>:<token>``, ``None`` outside one). ``membership_unsupported`` is set when, in this
+    (``<pod>:<token>``, ``None`` outside one), ``restore_for_recovery`` its token of a rebuild
+    from a backup. ``latest_backup`` is the cluster's newest Succeeded EtcdBackup, looked up
+    only while no member answers (what a rebuild from a backup would restore).
+    ``membership_unsupported`` is set when, in this
     pass, etcd answered a membership change with
     "not capable" (an engine that cannot change its membership yet): the pass is then planned
     again without membership changes. ``rollout_slot`` is the operator's own state as seen by
@@ -182,6 +185,8 @@ class Observed:
     etcd: EtcdView | None = None
     pvcs: tuple[str, ...] = ()
     force_new_cluster: str | None = None
+    restore_for_recovery: str | None = None
+    latest_backup: EtcdBackup | None = None
     membership_unsupported: str | None = None
     rollout_slot: bool = True
     backups: tuple[BackupRecord, ...] = ()

@@ -51,7 +51,8 @@ class Decided:
     someone else changed them (with the fields). ``rollout``: the pass changes what the members
     run (their pod template): a rollout starts or continues. ``force_new_cluster``: the
     survivor of a quorum-loss recovery under way (``<pod>:<token>``), rendered into the
-    bootstrap ConfigMap.
+    bootstrap ConfigMap; ``restore_for_recovery``: the token of a rebuild from a backup under
+    way, likewise. ``recovering``: either is.
     """
 
     bootstrap: BootstrapState = BootstrapState.NEW
@@ -66,6 +67,7 @@ class Decided:
     drifted: tuple[tuple[ChildKey, tuple[str, ...]], ...] = ()
     rollout: bool = False
     force_new_cluster: str | None = None
+    restore_for_recovery: str | None = None
     # Room for a step's own findings that only its own later step reads (e.g. the scale plan
     # that the volume cleanup step carries out after the children are applied).
     notes: tuple[tuple[str, object], ...] = field(default=())
@@ -74,8 +76,20 @@ class Decided:
     # kept by ``Steps.seen_again``, unlike ``notes``.
     acted: tuple[tuple[str, object], ...] = field(default=())
 
+    @property
+    def recovering(self) -> bool:
+        """A quorum-loss recovery is under way: the membership is its own until it ends."""
+        return self.force_new_cluster is not None or self.restore_for_recovery is not None
+
     def note(self, key: str) -> object | None:
         for name, value in self.notes:
+            if name == key:
+                return value
+        return None
+
+    def last_note(self, key: str) -> object | None:
+        """The latest note under ``key`` (a later step may supersede an earlier one's)."""
+        for name, value in reversed(self.notes):
             if name == key:
                 return value
         return None

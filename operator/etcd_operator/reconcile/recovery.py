@@ -62,6 +62,7 @@ from etcd_operator.api.v1alpha1 import (
     QuorumRecoveryPhase,
 )
 from etcd_operator.components import naming
+from etcd_operator.reconcile import recovery_backup
 from etcd_operator.reconcile.actions import Action, DeletePod, DeletePVC, Event
 from etcd_operator.reconcile.membership import (
     QuorumLoss,
@@ -72,21 +73,22 @@ from etcd_operator.reconcile.membership import (
 )
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
+from etcd_operator.reconcile.recovery_record import (
+    QUORUM_RECOVERED,
+    QUORUM_RECOVERY_FAILED,
+    QUORUM_RECOVERY_STARTED,
+    RECOVERING_QUORUM,
+    RECOVERY_RECORD,
+    RECOVERY_TOKEN,
+    ordinals,
+    reject,
+)
 from etcd_operator.reconcile.replacement import lost_data_evidence, on_lost_node
 
 # Decided.notes key: the recovery under way or refused in this pass (a ``Recovery``).
 RECOVERY = "recovery"
 # Decided.notes key: why an Automatic recovery does not start yet (a ``str``, for Available).
 AUTOMATIC_WAIT = "recovery-automatic-wait"
-# Decided.acted key: the record to write to status.quorumRecovery.
-RECOVERY_RECORD = "quorumRecovery"
-# Decided.acted key: the consent token acted on or refused (status.recoverQuorumToken).
-RECOVERY_TOKEN = "recoverQuorumToken"
-RECOVERING_QUORUM = "RecoveringQuorum"
-QUORUM_RECOVERY_STARTED = "QuorumRecoveryStarted"
-QUORUM_RECOVERED = "QuorumRecovered"
-QUORUM_RECOVERY_FAILED = "QuorumRecoveryFailed"
-QUORUM_RECOVERY_REJECTED = "QuorumRecoveryRejected"
 # The start of member-init's message when the offline surgery failed.
 SURGERY_FAILED = "force-new-cluster"
 
@@ -180,34 +182,6 @@ def choose_survivor(desired: EtcdCluster, lost: QuorumLoss) -> EtcdMember | None
     )
 
 
-def _ordinals(desired: EtcdCluster, observed: Observed, etcd: EtcdView) -> list[int]:
-    """Every ordinal that may hold a member's pod or volume."""
-    count = max(
-        desired.spec.replicas,
-        len(etcd.members),
-        observed.statefulset.replicas if observed.statefulset is not None else 0,
-        observed.rendered_members or 0,
-    )
-    return list(range(count))
-
-
-def _reject(decided: Decided, token: str, why: str) -> StepResult:
-    """Spend ``token`` on a refusal: a consent is for the loss the user saw, never for a later
-    one (the annotation stays on the object long after)."""
-    decided = dataclasses.replace(decided, acted=(*decided.acted, (RECOVERY_TOKEN, token)))
-    return StepResult(
-        actions=(
-            Event(
-                "Warning",
-                QUORUM_RECOVERY_REJECTED,
-                f"{RECOVER_QUORUM_ANNOTATION}={token} not acted on: {why}; the token is spent, "
-                "annotate again with a new one if needed",
-            ),
-        ),
-        decided=decided,
-    )
-
-
 def _start(
     desired: EtcdCluster,
     observed: Observed,
@@ -216,24 +190,19 @@ def _start(
 ) -> StepResult:
     etcd = observed.etcd
     if etcd is None:
-        return _reject(
-            decided,
-            token,
-            "no member answers, so there is no survivor to rebuild from (if none comes back, "
-            "create a new cluster from the latest backup: spec.bootstrap.backup)",
-        )
+        return recovery_backup.start(desired, observed, decided, token)
     lost = quorum_loss(etcd)
     if lost is None:
-        return _reject(decided, token, "the cluster has its quorum")
+        return reject(decided, token, "the cluster has its quorum")
     survivor = choose_survivor(desired, lost)
     if survivor is None:
-        return _reject(decided, token, f"no member of this cluster answers ({lost.message})")
+        return reject(decided, token, f"no member of this cluster answers ({lost.message})")
     name = member_name(survivor)
     index = ordinal(desired.name, name)
     ns = desired.namespace
     actions: list[Action] = []
     removed: list[str] = []
-    for i in _ordinals(desired, observed, etcd):
+    for i in ordinals(desired, observed, etcd):
         if i == index:
             continue
         pod = naming.member_name(desired.name, i)
@@ -292,7 +261,7 @@ def _noted(decided: Decided, found: Recovery) -> Decided:
 def _others_placed(desired: EtcdCluster, observed: Observed, etcd: EtcdView, survivor: str) -> bool:
     """Every other member's pod exists anew and is placed: on a node, or refused by the
     scheduler (waiting for it would wait for ever)."""
-    for i in _ordinals(desired, observed, etcd):
+    for i in ordinals(desired, observed, etcd):
         name = naming.member_name(desired.name, i)
         if name == survivor:
             continue
@@ -387,12 +356,16 @@ def step(
     the one under way to its end."""
     if not decided.has_formed:
         return StepResult(decided=decided)
+    if observed.restore_for_recovery is not None:
+        return recovery_backup.carry_on(desired, observed, decided, observed.restore_for_recovery)
     under_way = parse_key(observed.force_new_cluster)
     if under_way is None:
         last = desired.status.quorumRecovery if desired.status is not None else None
         if last is not None and last.phase == QuorumRecoveryPhase.RUNNING:
             # The pass that ended it removed the key but did not get to write the record.
-            return _continue(desired, observed, decided, last.member, last.token)
+            if last.backup is not None:
+                return recovery_backup.carry_on(desired, observed, decided, last.token)
+            return _continue(desired, observed, decided, last.member or "", last.token)
         token = consent(desired)
         if token is None:
             token, why = automatic(desired, observed)

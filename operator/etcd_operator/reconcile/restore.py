@@ -89,13 +89,14 @@ def step(
     desired: EtcdCluster, observed: Observed, settings: OperatorSettings, decided: Decided
 ) -> StepResult:
     bootstrap = desired.spec.bootstrap
-    if bootstrap is None:
-        return StepResult()
     recorded = desired.status.restoredFrom if desired.status is not None else None
     if recorded is not None:
+        # Created from it, or rebuilt from it after losing every member (reconcile.recovery).
         return StepResult(
             decided=dataclasses.replace(decided, notes=(*decided.notes, (RESTORE, recorded)))
         )
+    if bootstrap is None:
+        return StepResult()
     resolved = resolve(desired, bootstrap.backup, observed.restore_backup)
     if isinstance(resolved, str):
         waiting = Progress(WAITING_FOR_BACKUP, resolved, active=False)

@@ -69,7 +69,7 @@ def step(
     if not decided.has_formed:
         return StepResult(decided=decided)
     replacing = replacement.pending(decided)
-    if decided.force_new_cluster is not None:
+    if decided.recovering:
         # A quorum-loss recovery is under way: the membership is the recovery's until it ends.
         return StepResult(
             decided=dataclasses.replace(decided, replicas=last_rendered(desired, observed))

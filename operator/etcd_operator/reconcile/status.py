@@ -36,7 +36,7 @@ from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
 from etcd_operator.reconcile.membership import member_name
 from etcd_operator.reconcile.observed import EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided
-from etcd_operator.reconcile.recovery import RECOVERY_RECORD, RECOVERY_TOKEN
+from etcd_operator.reconcile.recovery_record import RECOVERY_RECORD, RECOVERY_TOKEN
 from etcd_operator.reconcile.replacement import REPLACEMENT
 from etcd_operator.reconcile.restore import RESTORE
 from etcd_operator.reconcile.scaling import SCALING_IN, SCALING_OUT

@@ -31,6 +31,7 @@ from etcd_operator.components.bootstrap import (
     KEY_FORCE_NEW_CLUSTER,
     KEY_INITIAL_CLUSTER,
     KEY_INITIAL_CLUSTER_STATE,
+    KEY_RESTORE_FOR_RECOVERY,
     BootstrapState,
 )
 from etcd_operator.components.memberinit import CONTAINER_NAME as MEMBER_INIT_CONTAINER
@@ -39,7 +40,7 @@ from etcd_operator.components.statefulset import CONTAINER_NAME as MEMBER_CONTAI
 from etcd_operator.members import EtcdConnection, connect_etcd
 from etcd_operator.members import observe as observe_etcd
 from etcd_operator.reconcile.actions import key_of
-from etcd_operator.reconcile.backup_records import BackupRecord
+from etcd_operator.reconcile.backup_records import BackupRecord, newest
 from etcd_operator.reconcile.backup_requests import SCHEDULED_FOR_ANNOTATION, TRIGGER_LABEL
 from etcd_operator.reconcile.children import desired_children
 from etcd_operator.reconcile.observed import (
@@ -255,6 +256,7 @@ def assemble(
         etcd=etcd,
         pvcs=tuple(sorted(str(p["metadata"]["name"]) for p in pvcs)),
         force_new_cluster=str(forced) if (forced := data.get(KEY_FORCE_NEW_CLUSTER)) else None,
+        restore_for_recovery=str(token) if (token := data.get(KEY_RESTORE_FOR_RECOVERY)) else None,
     )
 
 
@@ -311,7 +313,26 @@ async def observe(
             and not (b.get("metadata") or {}).get("deletionTimestamp")
         )
     restore_backup = await _restore_backup(desired, kube)
-    return dataclasses.replace(observed, backups=backups, now=now, restore_backup=restore_backup)
+    latest = None
+    if etcd is None and backups:
+        latest = await _latest_backup(desired, kube, backups)
+    return dataclasses.replace(
+        observed,
+        backups=backups,
+        now=now,
+        restore_backup=restore_backup,
+        latest_backup=latest,
+    )
+
+
+async def _latest_backup(
+    desired: EtcdCluster, kube: KubeApi, backups: Sequence[BackupRecord]
+) -> EtcdBackup | None:
+    """The newest Succeeded EtcdBackup of the cluster (what a rebuild from a backup restores)."""
+    latest = newest(b for b in backups if b.succeeded)
+    if latest is None:
+        return None
+    return await _backup_object(kube, desired.namespace, latest.name)
 
 
 async def _restore_backup(desired: EtcdCluster, kube: KubeApi) -> EtcdBackup | None:
@@ -320,7 +341,11 @@ async def _restore_backup(desired: EtcdCluster, kube: KubeApi) -> EtcdBackup | N
     recorded = desired.status.restoredFrom if desired.status is not None else None
     if bootstrap is None or bootstrap.backup.name is None or recorded is not None:
         return None
-    raw = await kube.get(API_VERSION, BACKUP_KIND, desired.namespace, bootstrap.backup.name)
+    return await _backup_object(kube, desired.namespace, bootstrap.backup.name)
+
+
+async def _backup_object(kube: KubeApi, namespace: str, name: str) -> EtcdBackup | None:
+    raw = await kube.get(API_VERSION, BACKUP_KIND, namespace, name)
     if raw is None:
         return None
     try:

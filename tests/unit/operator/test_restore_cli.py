@@ -31,6 +31,21 @@ def test_a_joining_member_restores_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+def test_a_rebuild_from_a_backup_restores_a_member_of_an_existing_cluster(tmp_path: Path) -> None:
+    """With the recovery's key, a member of an existing cluster restores (here it gets as far
+    as the credentials check, before any download); without it, it joins."""
+    env = {
+        "ETCD_INITIAL_CLUSTER_STATE": "existing",
+        "ETCD_INITIAL_CLUSTER": "m-0=http://m-0:2380",
+        "RESTORE_FOR_RECOVERY": "token-1",
+        "RESTORE_ACCESS_KEY_ID": "AKIA",
+    }
+    with pytest.raises(RestoreError, match="needs both accessKeyId and secretAccessKey"):
+        restore(opts(tmp_path), env)
+    (tmp_path / "data" / "member").mkdir(parents=True)
+    assert "restored before" in restore(opts(tmp_path), env)
+
+
 def test_a_member_restored_before_restores_nothing(tmp_path: Path) -> None:
     (tmp_path / "data" / "member").mkdir(parents=True)
     done = restore(opts(tmp_path), {"ETCD_INITIAL_CLUSTER_STATE": "new"})

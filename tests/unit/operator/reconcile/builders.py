@@ -15,6 +15,7 @@ from etcd_operator.components.bootstrap import (
     KEY_FORCE_NEW_CLUSTER,
     KEY_INITIAL_CLUSTER,
     KEY_INITIAL_CLUSTER_STATE,
+    KEY_RESTORE_FOR_RECOVERY,
 )
 from etcd_operator.reconcile.actions import DeletePod
 from etcd_operator.reconcile.observed import (
@@ -182,6 +183,7 @@ def execute(
     bootstrap = observed.bootstrap_state
     rendered = observed.rendered_members
     forced = observed.force_new_cluster
+    restoring = observed.restore_for_recovery
     status = desired.status
     etcd = observed.etcd
     sts = observed.statefulset
@@ -196,6 +198,7 @@ def execute(
                 bootstrap = manifest["data"][KEY_INITIAL_CLUSTER_STATE]
                 rendered = len(manifest["data"][KEY_INITIAL_CLUSTER].split(","))
                 forced = manifest["data"].get(KEY_FORCE_NEW_CLUSTER)
+                restoring = manifest["data"].get(KEY_RESTORE_FOR_RECOVERY)
             if manifest["kind"] == "StatefulSet" and sts is not None:
                 sts = dataclasses.replace(sts, replicas=manifest["spec"]["replicas"])
         elif isinstance(action, AddMember | PromoteMember | MoveLeader | RemoveMember):
@@ -215,6 +218,7 @@ def execute(
             bootstrap_state=bootstrap,
             rendered_members=rendered,
             force_new_cluster=forced,
+            restore_for_recovery=restoring,
             etcd=etcd,
             statefulset=sts,
             pvcs=tuple(pvcs),

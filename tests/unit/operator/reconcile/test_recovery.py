@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.api.v1alpha1 import RECOVER_QUORUM_ANNOTATION, EtcdCluster
-from etcd_operator.components.bootstrap import KEY_FORCE_NEW_CLUSTER
+from etcd_operator.components.bootstrap import KEY_FORCE_NEW_CLUSTER, KEY_RESTORE_FOR_RECOVERY
 from etcd_operator.reconcile.actions import DeletePod
 from etcd_operator.reconcile.observed import EtcdMember, Observed
 from etcd_operator.reconcile.plan import Action, Apply, DeletePVC, PatchStatus, plan
@@ -215,16 +216,6 @@ def test_a_consent_that_finds_the_quorum_intact_is_refused_and_spent() -> None:
     assert "QuorumRecoveryRejected" not in reasons(later)
 
 
-def test_a_consent_with_no_member_answering_is_refused() -> None:
-    desired, observed = formed()
-    desired = consenting(desired, "t2")
-    observed = dataclasses.replace(observed, etcd=None)
-    actions = plan(desired, observed, SETTINGS, at(100))
-    assert not [a for a in actions if isinstance(a, DeletePVC | DeletePod)]
-    rejected = next(e for e in events(actions) if e.reason == "QuorumRecoveryRejected")
-    assert "no member answers" in rejected.message and "spec.bootstrap.backup" in rejected.message
-
-
 def test_the_record_is_only_written_by_passes_that_change_it() -> None:
     desired, observed = formed()
     desired = consenting(desired)
@@ -300,3 +291,116 @@ def test_without_automatic_the_evidence_alone_does_nothing() -> None:
     desired, observed = execute(desired, observed, planned(desired, observed, 100))
     actions = planned(desired, observed, 100_000)
     assert not [a for a in actions if isinstance(a, DeletePVC | DeletePod)]
+
+
+# -- from the latest backup, when no member survives -------------------------------------------
+
+STORE = {"bucket": "backups", "endpoint": "http://s3:9000", "credentialsSecret": "creds"}
+BACKUP = EtcdBackup.model_validate(
+    {
+        "metadata": {"name": "demo-20250102", "namespace": "ns"},
+        "spec": {"clusterName": NAME},
+        "status": {
+            "phase": "Succeeded",
+            "location": "s3://backups/ns/demo/demo-20250102.db.zst",
+            "store": STORE,
+            "sha256": "ab" * 32,
+            "encrypted": False,
+            "revision": 812,
+        },
+    }
+)
+
+
+def all_gone(observed: Observed) -> Observed:
+    """No member answers and no member pod is Ready; the newest backup is known."""
+    return dataclasses.replace(
+        observed,
+        etcd=None,
+        pods=tuple(dataclasses.replace(p, ready=False) for p in observed.pods),
+        latest_backup=BACKUP,
+    )
+
+
+def restore_key(actions: list[Action]) -> str | None:
+    found = [a for a in actions if isinstance(a, Apply) and a.manifest["kind"] == "ConfigMap"]
+    assert len(found) == 1, found
+    value = found[0].manifest["data"].get(KEY_RESTORE_FOR_RECOVERY)
+    return str(value) if value is not None else None
+
+
+def restore_container(actions: list[Action]) -> dict[str, Any] | None:
+    for a in actions:
+        if isinstance(a, Apply) and a.manifest["kind"] == "StatefulSet":
+            spec = a.manifest["spec"]["template"]["spec"]
+            return next((c for c in spec["initContainers"] if c["name"] == "restore"), None)
+    return None
+
+
+def test_with_no_member_left_the_consent_rebuilds_every_member_from_the_newest_backup() -> None:
+    desired, observed = formed()
+    desired = consenting(desired, "b1")
+    observed = all_gone(observed)
+    first = plan(desired, observed, SETTINGS, at(100))
+    # Step 1: the key and the restore container, no deletion yet.
+    assert not [a for a in first if isinstance(a, DeletePVC | DeletePod)]
+    assert restore_key(first) == "b1"
+    container = restore_container(first)
+    assert container is not None
+    assert "--location=s3://backups/ns/demo/demo-20250102.db.zst" in container["args"]
+    status = status_of(first)
+    assert status["restoredFrom"]["backup"] == "demo-20250102"
+    assert status["quorumRecovery"]["backup"] == "demo-20250102"
+    assert status["quorumRecovery"]["revisionBefore"] == 812
+    started = next(e for e in events(first) if e.reason == "QuorumRecoveryStarted")
+    assert "every write after it is lost" in started.message
+    desired, observed = execute(desired, observed, first)
+    # Step 2: the key is live: every claim and pod goes, once.
+    second = plan(desired, observed, SETTINGS, at(101))
+    assert [a for a in second if isinstance(a, DeletePVC | DeletePod)] == [
+        DeletePVC("data-demo-0", "ns"),
+        DeletePod("demo-0", "ns"),
+        DeletePVC("data-demo-1", "ns"),
+        DeletePod("demo-1", "ns"),
+        DeletePVC("data-demo-2", "ns"),
+        DeletePod("demo-2", "ns"),
+    ]
+    desired, observed = execute(desired, observed, second)
+    third = plan(desired, settle(observed), SETTINGS, at(102))
+    assert not [a for a in third if isinstance(a, DeletePVC | DeletePod)]
+    # Step 3: the restored members form the cluster again.
+    restored = dataclasses.replace(
+        settle(observed),
+        etcd=view(
+            *(dataclasses.replace(member(i, leader=i == 1), revision=10**9 + 812) for i in range(3))
+        ),
+    )
+    done = plan(desired, restored, SETTINGS, at(103))
+    assert restore_key(done) is None
+    record = status_of(done)["quorumRecovery"]
+    assert record["phase"] == "Succeeded"
+    assert (record["revisionBefore"], record["revisionAfter"]) == (812, 10**9 + 812)
+    assert "QuorumRecovered" in reasons(done)
+
+
+def test_a_ready_member_pod_or_no_backup_refuses_the_rebuild_from_a_backup() -> None:
+    desired, observed = formed()
+    desired = consenting(desired, "b2")
+    ready = dataclasses.replace(observed, etcd=None, latest_backup=BACKUP)
+    refused = plan(desired, ready, SETTINGS, at(100))
+    assert not [a for a in refused if isinstance(a, DeletePVC | DeletePod)]
+    message = next(e.message for e in events(refused) if e.reason == "QuorumRecoveryRejected")
+    assert "are Ready: the operator may only be cut off" in message
+    none = dataclasses.replace(all_gone(observed), latest_backup=None)
+    refused = plan(consenting(desired, "b3"), none, SETTINGS, at(101))
+    message = next(e.message for e in events(refused) if e.reason == "QuorumRecoveryRejected")
+    assert "no member answers, and the cluster has no Succeeded EtcdBackup" in message
+    assert not [a for a in refused if isinstance(a, DeletePVC | DeletePod | Apply)]
+
+
+def test_automatic_never_rebuilds_from_a_backup() -> None:
+    desired, observed = formed(recovery={"quorumLoss": "Automatic", "quorumLostAfterSeconds": 60})
+    observed = all_gone(observed)
+    desired, observed = execute(desired, observed, planned(desired, observed, 100))
+    actions = planned(desired, observed, 100_000)
+    assert not [a for a in actions if isinstance(a, DeletePVC | DeletePod | Apply)]
