@@ -228,14 +228,29 @@ def _restored_from(previous: EtcdClusterStatus, decided: Decided) -> RestoredFro
     return acted if isinstance(acted, RestoredFrom) else previous.restoredFrom
 
 
+# What the status accumulates over the cluster's life: never cleared by a patch (a pass that
+# does not know them writes nothing, rather than null).
+STICKY_FIELDS = (
+    "restoredFrom",
+    "membersReplaced",
+    "lastReplacement",
+    "quorumRecovery",
+    "recoverQuorumToken",
+)
+
+
 def status_patch(status: EtcdClusterStatus) -> dict[str, object]:
     """The status as a merge patch body, ``observedGeneration`` last.
 
     Consumers read ``observedGeneration`` to learn that the rest of the status describes the
     current spec, so it is written after everything else (etcd-druid's rule); ``None`` values
-    stay in the patch so that a merge patch clears what is no longer known (e.g. the leader).
+    stay in the patch so that a merge patch clears what is no longer known (e.g. the leader),
+    except in the fields the status accumulates (``STICKY_FIELDS``).
     """
     body: dict[str, object] = status.model_dump(mode="json")
+    for field in STICKY_FIELDS:
+        if body.get(field) is None:
+            body.pop(field, None)
     generation = body.pop("observedGeneration")
     body["observedGeneration"] = generation
     return body

@@ -152,8 +152,14 @@ class Reconciler:
         return self._locks.setdefault(uid, asyncio.Lock())
 
     async def reconcile(self, body: Mapping[str, Any]) -> None:
-        """One pass for one cluster, as kopf delivered it (events through the poster); raises
-        ``InvalidSpecError`` or ``PassFailedError`` (with the backoff delay)."""
+        """One pass for one cluster kopf delivered (events through the poster); raises
+        ``InvalidSpecError`` or ``PassFailedError`` (with the backoff delay).
+
+        The cluster is read again under its lock, as the refresh does: kopf's body may predate
+        a status another pass wrote meanwhile (kopf queues events while a pass holds the
+        lock), and a pass planned on it would write back the older status, rewinding what the
+        status accumulates (the replacement count, the last recovery, the spent consent
+        tokens). Skipped when the cluster is gone or is another one of the same name."""
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid", meta.get("name")))
 
@@ -161,7 +167,12 @@ class Reconciler:
             self._post_event(body, type=type_, reason=reason, message=message)
 
         async with self._lock(uid):
-            await self._guarded(body, uid, post_event)
+            fresh = await self.kube.get(
+                API_VERSION, KIND, str(meta.get("namespace")), str(meta.get("name"))
+            )
+            if fresh is None or (fresh.get("metadata") or {}).get("uid") != meta.get("uid"):
+                return
+            await self._guarded(fresh, uid, post_event)
 
     async def refresh(self, ref: ClusterRef) -> None:
         """One pass of the periodic refresh: the cluster is read under its lock (never a stale

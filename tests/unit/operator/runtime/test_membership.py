@@ -168,6 +168,7 @@ def test_a_not_capable_engine_is_reported_degraded_not_retried(
 
     reconciler = Reconciler(SETTINGS, kube, events, connect)
     obj = body()  # spec.replicas = 3
+    kube.put(obj)
 
     asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, obj))))  # no raise
 
@@ -184,6 +185,7 @@ def test_a_not_capable_engine_is_reported_degraded_not_retried(
 
     # The refresh's next pass of the same generation does not ask etcd again.
     obj["status"] = status
+    kube.put(obj)
     asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, obj))))
     assert len(connected) == 1
     assert kube.last_status["phase"] == "Degraded"

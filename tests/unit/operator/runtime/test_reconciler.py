@@ -384,3 +384,40 @@ def test_refresh_of_an_invalid_spec_raises_for_the_loop_to_log() -> None:
     kube.put(bad)
     with pytest.raises(InvalidSpecError):
         asyncio.run(Reconciler(SETTINGS, kube, Events()).refresh(REF))
+
+
+def test_a_stale_kopf_body_never_rewinds_what_the_status_accumulates() -> None:
+    """kopf may deliver a body older than the status another pass wrote meanwhile: the pass
+    reads the cluster again, so the replacement count, the last recovery and the spent consent
+    token stay as written."""
+    kube, events = FakeKube(), Events()
+    reconciler = Reconciler(SETTINGS, kube, events, clock=lambda: T0)
+    stale = body()
+    kube.put(stale)
+    run_pass(reconciler, kube, stale)
+    written = {
+        "membersReplaced": 2,
+        "recoverQuorumToken": "t1",
+        "lastReplacement": {"member": "demo-1", "reason": "lost", "time": "2025-01-02T03:04:05Z"},
+    }
+    asyncio.run(kube.patch_status("etcd.pyetcd.io/v1alpha1", "EtcdCluster", "ns", "demo", written))
+    asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, stale))))
+    status = kube.live(stale)["status"]
+    assert (status["membersReplaced"], status["recoverQuorumToken"]) == (2, "t1")
+    assert status["lastReplacement"]["member"] == "demo-1"
+    # A pass that does not know them never writes null over them.
+    fresh = body()
+    kube.put(fresh)
+    run_pass(reconciler, kube, fresh)
+    assert not {"membersReplaced", "recoverQuorumToken", "lastReplacement"} & set(kube.last_status)
+
+
+def test_a_cluster_gone_or_replaced_by_another_of_its_name_is_skipped() -> None:
+    kube, events = FakeKube(), Events()
+    reconciler = Reconciler(SETTINGS, kube, events, clock=lambda: T0)
+    asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, body()))))  # never stored
+    other = body()
+    other["metadata"]["uid"] = "another"
+    kube.put(other)
+    asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, body()))))
+    assert kube.status_patches == [] and kube.applied == []
