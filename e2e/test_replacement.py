@@ -136,6 +136,16 @@ def member_ids(pod_exec: PodExec, namespace: str, name: str) -> dict[str, int]:
     return {str(m.get("name")): int(m["ID"]) for m in listed}
 
 
+def running(kubectl: Kubectl, pod_exec: PodExec, manifest: Json) -> dict[str, int]:
+    """Apply a three-member cluster, wait until it is Available, start the client pod; the
+    member IDs by name."""
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    kubectl.apply(manifest)
+    wait_available(kubectl, namespace, name, 3)
+    start_client(kubectl, namespace)
+    return eventually("the member list", lambda: member_ids(pod_exec, namespace, name))
+
+
 # The example to run and what its members say when they stop on lost data.
 ENGINES = {
     "pyetcd": ("etcdcluster-pyetcd.yaml", "has already been bootstrapped"),
@@ -162,10 +172,7 @@ def test_members_that_lost_their_data_are_replaced_under_a_writer(
     example_file, evidence = ENGINES[engine]
     manifest = example(example_file, namespace)
     name = manifest["metadata"]["name"]
-    kubectl.apply(manifest)
-    wait_available(kubectl, namespace, name, 3)
-    start_client(kubectl, namespace)
-    before = eventually("the member list", lambda: member_ids(pod_exec, namespace, name))
+    before = running(kubectl, pod_exec, manifest)
 
     with Writer(pod_exec, namespace, name) as writer:
         eventually("a first acknowledged write", lambda: len(writer.acked) > 3)
@@ -260,10 +267,7 @@ def test_a_member_whose_node_is_gone_with_its_local_volume_is_replaced_on_anothe
     kubectl.run("label", "node", "node-d", f"{SSD_LABEL}=ssd", "--overwrite")
     stopped: str | None = None
     try:
-        kubectl.apply(manifest)
-        wait_available(kubectl, namespace, name, 3)
-        start_client(kubectl, namespace)
-        before = eventually("the member list", lambda: member_ids(pod_exec, namespace, name))
+        before = running(kubectl, pod_exec, manifest)
         members = pod_nodes(kubectl, namespace, f"app.kubernetes.io/instance={name}")
         # Not the node of the operator or of the client pod: they must outlive the fault.
         busy = set(pod_nodes(kubectl, operator.namespace).values())
@@ -323,10 +327,7 @@ def test_a_cluster_that_lost_two_of_three_members_is_rebuilt_from_the_survivor_w
     # Manual: the first member to come back empty must not be replaced before the second goes.
     manifest["spec"]["replacement"] = {"policy": "Manual"}
     name = manifest["metadata"]["name"]
-    kubectl.apply(manifest)
-    wait_available(kubectl, namespace, name, 3)
-    start_client(kubectl, namespace)
-    before = eventually("the member list", lambda: member_ids(pod_exec, namespace, name))
+    before = running(kubectl, pod_exec, manifest)
     keys = [f"q{i:03d}" for i in range(20)]
     for key in keys:
         assert etcdctl_put(pod_exec, namespace, name, key, key)

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.times import parse_rfc3339, rfc3339
+from etcd_operator.api.times import parse_rfc3339
 from etcd_operator.api.v1alpha1 import (
     RECOVER_QUORUM_ANNOTATION,
     ConditionType,
@@ -82,6 +82,7 @@ from etcd_operator.reconcile.recovery_record import (
     RECOVERY_TOKEN,
     ordinals,
     reject,
+    stamp,
 )
 from etcd_operator.reconcile.replacement import lost_data_evidence, on_lost_node
 
@@ -211,7 +212,7 @@ def _start(
             DeletePVC(pvc_name(desired.name, i), ns),
             DeletePod(pod, ns, force=on_lost_node(observed.pod(pod))),
         ]
-    stamp = rfc3339(observed.now) if observed.now is not None else ""
+    now = stamp(observed)
     record = QuorumRecovery(
         token=token,
         phase=QuorumRecoveryPhase.RUNNING,
@@ -220,7 +221,7 @@ def _start(
         raftIndex=survivor.raft_index,
         revisionBefore=survivor.revision,
         removed=removed,
-        startedAt=stamp,
+        startedAt=now,
     )
     # The key reaches the ConfigMap through the children step, after these deletions; the
     # survivor's pod is deleted by a later pass, once the others are placed (step 2).
@@ -283,7 +284,7 @@ def _record(desired: EtcdCluster, survivor: str, token: str, observed: Observed)
         phase=QuorumRecoveryPhase.RUNNING,
         member=survivor,
         memberID=member.id_hex if member is not None else "",
-        startedAt=rfc3339(observed.now) if observed.now is not None else "",
+        startedAt=stamp(observed),
     )
 
 
@@ -291,7 +292,7 @@ def _continue(
     desired: EtcdCluster, observed: Observed, decided: Decided, survivor: str, token: str
 ) -> StepResult:
     record = _record(desired, survivor, token, observed)
-    stamp = rfc3339(observed.now) if observed.now is not None else None
+    now = stamp(observed)
     etcd = observed.etcd
     pod = observed.pod(survivor)
     if etcd is not None and [member_name(m) for m in etcd.members] == [survivor]:
@@ -306,7 +307,7 @@ def _continue(
                 update={
                     "phase": QuorumRecoveryPhase.SUCCEEDED,
                     "revisionAfter": member.revision,
-                    "completedAt": stamp,
+                    "completedAt": now,
                     "message": message,
                 }
             )
@@ -318,7 +319,7 @@ def _continue(
     if failure is not None and SURGERY_FAILED in failure:
         line = failure.strip().splitlines()[-1]
         failed = record.model_copy(
-            update={"phase": QuorumRecoveryPhase.FAILED, "completedAt": stamp, "message": line}
+            update={"phase": QuorumRecoveryPhase.FAILED, "completedAt": now, "message": line}
         )
         decided = dataclasses.replace(decided, acted=(*decided.acted, (RECOVERY_RECORD, failed)))
         return StepResult(

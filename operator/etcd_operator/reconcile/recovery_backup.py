@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 
 from etcd_operator.api.backup import RestoreSource
-from etcd_operator.api.times import rfc3339
 from etcd_operator.api.v1alpha1 import (
     RECOVER_QUORUM_ANNOTATION,
     EtcdCluster,
@@ -54,6 +53,7 @@ from etcd_operator.reconcile.recovery_record import (
     RECOVERY_TOKEN,
     ordinals,
     reject,
+    stamp,
 )
 from etcd_operator.reconcile.replacement import on_lost_node
 from etcd_operator.reconcile.restore import RESTORE, resolve
@@ -103,7 +103,7 @@ def start(desired: EtcdCluster, observed: Observed, decided: Decided, token: str
         phase=QuorumRecoveryPhase.RUNNING,
         backup=latest.name,
         revisionBefore=latest.status.revision,
-        startedAt=rfc3339(observed.now) if observed.now is not None else "",
+        startedAt=stamp(observed),
     )
     decided = _running(decided, token, source)
     decided = dataclasses.replace(
@@ -135,7 +135,7 @@ def _record(desired: EtcdCluster, observed: Observed, token: str) -> QuorumRecov
         token=token,
         phase=QuorumRecoveryPhase.RUNNING,
         backup=restored.backup if restored is not None else None,
-        startedAt=rfc3339(observed.now) if observed.now is not None else "",
+        startedAt=stamp(observed),
     )
 
 
@@ -156,7 +156,7 @@ def carry_on(desired: EtcdCluster, observed: Observed, decided: Decided, token: 
         acted.append((RESTORE, source))
     etcd = observed.etcd
     names = [naming.member_name(desired.name, i) for i in ordinals(desired, observed, etcd)]
-    stamp = rfc3339(observed.now) if observed.now is not None else None
+    now = stamp(observed)
     if record.removed and etcd is not None and etcd.leader is not None:
         listed = {member_name(m): m for m in etcd.members}
         if sorted(listed) == sorted(names) and all(m.healthy for m in listed.values()):
@@ -169,7 +169,7 @@ def carry_on(desired: EtcdCluster, observed: Observed, decided: Decided, token: 
                 update={
                     "phase": QuorumRecoveryPhase.SUCCEEDED,
                     "revisionAfter": revision,
-                    "completedAt": stamp,
+                    "completedAt": now,
                     "message": message,
                 }
             )

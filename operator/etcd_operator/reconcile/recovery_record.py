@@ -1,11 +1,13 @@
 """What the two ways of recovering from a lost quorum share (``recovery``: from the survivor,
 ``recovery_backup``: from the latest backup when none survives): the names of their events and
-of what they record, the refusal of a consent, and the ordinals a rebuild clears. Pure."""
+of what they record, the refusal of a consent, the ordinals a rebuild clears and the record's
+clock. Pure."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from etcd_operator.api.times import rfc3339
 from etcd_operator.api.v1alpha1 import RECOVER_QUORUM_ANNOTATION, EtcdCluster
 from etcd_operator.reconcile.actions import Event
 from etcd_operator.reconcile.observed import EtcdView, Observed
@@ -20,6 +22,11 @@ QUORUM_RECOVERY_STARTED = "QuorumRecoveryStarted"
 QUORUM_RECOVERED = "QuorumRecovered"
 QUORUM_RECOVERY_FAILED = "QuorumRecoveryFailed"
 QUORUM_RECOVERY_REJECTED = "QuorumRecoveryRejected"
+
+
+def stamp(observed: Observed) -> str:
+    """When the pass looked (RFC 3339), for the record; empty when the look has no clock."""
+    return rfc3339(observed.now) if observed.now is not None else ""
 
 
 def reject(decided: Decided, token: str, why: str) -> StepResult:
