@@ -287,3 +287,26 @@ def test_crd_refuses_invalid_update(kubectl: Kubectl, crd: str, namespace: str, 
         f"{new.name} was accepted as an update of {old.name}: {result.stdout}"
     )
     assert _expected(new) in result.stderr
+
+
+def test_crd_accepts_forward_version_changes(kubectl: Kubectl, crd: str, namespace: str) -> None:
+    """The real API server runs the version transition rule (Kubernetes' CEL strings library):
+    patches forward and the next minor are accepted, one after the other."""
+
+    def cluster(version: str) -> dict[str, object]:
+        return {
+            "apiVersion": "etcd.pyetcd.io/v1alpha1",
+            "kind": "EtcdCluster",
+            "metadata": {"name": "version-forward", "namespace": namespace},
+            "spec": {"engine": "etcd", "version": version},
+        }
+
+    for version in ("3.4.23", "3.4.30", "v3.5.0", "3.5.17"):
+        kubectl.apply(cluster(version))
+        stored = kubectl.get("etcdclusters", "version-forward", namespace)
+        assert stored["spec"]["version"] == version
+    back = kubectl.run(
+        "apply", f"--namespace={namespace}", "-f", "-",
+        input=json.dumps(cluster("3.5.16")), check=False,
+    )  # fmt: skip
+    assert back.returncode != 0 and "version may only move forward" in back.stderr, back

@@ -36,6 +36,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from etcd_operator.api import corev1, structural
 from etcd_operator.api.backup import BackupSpec, BackupStore, BootstrapSpec, SecretKeyRef
+from etcd_operator.api.versions import (
+    VERSION_CHANGE_RULE,
+    VERSION_MAX_LENGTH,
+    VERSION_PATTERN,
+)
 
 GROUP = "etcd.pyetcd.io"
 VERSION = "v1alpha1"
@@ -526,9 +531,10 @@ class EtcdClusterSpec(_Model):
         json_schema_extra={"maxLength": 16},
     )
     version: str = Field(
-        description="The image tag to run, e.g. 3.5.17.",
-        pattern=r"^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$",
-        max_length=64,
+        description="The image tag to run, e.g. 3.5.17. It may move forward by patch versions "
+        "and to the next minor version; a downgrade or a skipped minor is refused.",
+        pattern=VERSION_PATTERN,
+        max_length=VERSION_MAX_LENGTH,
     )
     storage: Storage = Field(default_factory=Storage, description="The members' volumes.")
     podTemplate: PodTemplate = Field(
@@ -830,6 +836,7 @@ SPEC_RULES = rules(
         "bootstrap is immutable: it says where a cluster's data came from when it was created",
         ".bootstrap",
     ),
+    Rule(*VERSION_CHANGE_RULE),
     Rule(
         "!has(oldSelf.engine) || !has(self.engine) || self.engine == oldSelf.engine",
         "engine is immutable: the data format of a running cluster cannot change engines",

@@ -483,6 +483,24 @@ def _cel(value: Any) -> Any:
     return json_to_cel(value)
 
 
+def _split(text: Any, separator: Any) -> celpy.celtypes.ListType:
+    return celpy.celtypes.ListType(
+        [celpy.celtypes.StringType(part) for part in str(text).split(str(separator))]
+    )
+
+
+def _substring(text: Any, start: Any, end: Any = None) -> celpy.celtypes.StringType:
+    value = str(text)
+    return celpy.celtypes.StringType(
+        value[int(start) :] if end is None else value[int(start) : int(end)]
+    )
+
+
+# The functions of the Kubernetes CEL libraries that the rules use and cel-python lacks (the
+# strings extension: ``"3.5.17".split(".")``, ``"v3".substring(1)``).
+KUBERNETES_FUNCTIONS: dict[str, Any] = {"split": _split, "substring": _substring}
+
+
 def cel_errors(schema: Json, obj: Any, old: Any = None) -> list[str]:
     """The CEL rules that fail on ``obj`` (``old``: the stored object of an update).
 
@@ -506,7 +524,8 @@ def cel_errors(schema: Json, obj: Any, old: Any = None) -> list[str]:
             where = path + validation.get("fieldPath", "")
             where = where.removeprefix(".") or "<nil>"  # the API server's name for the root
             try:
-                result = env.program(env.compile(rule)).evaluate(activation)
+                program = env.program(env.compile(rule), functions=KUBERNETES_FUNCTIONS)
+                result = program.evaluate(activation)
             except CELEvalError as exc:
                 errors.append(f"{where}: Invalid value: rule evaluation error: {exc}")
                 continue

@@ -81,7 +81,7 @@ def test_transition_rules_are_on_the_spec_only() -> None:
         if is_transition_rule(rule["rule"])
     ]
     assert {path for path, _ in transition} == {"spec"}
-    assert len(transition) == 3  # storageClassName, bootstrap and engine
+    assert len(transition) == 4  # storageClassName, bootstrap, version and engine
 
 
 def test_model_rules_are_in_the_crd() -> None:
