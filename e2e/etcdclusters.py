@@ -24,11 +24,11 @@ CLIENT_IMAGE = "gcr.io/etcd-development/etcd:v3.5.17"
 
 
 def available(cluster: Json, replicas: int) -> bool:
-    """Available, with ``replicas`` members, all healthy (etcd's view), all pods Ready
-    (``readyReplicas``)."""
+    """Available, with ``replicas`` members, all healthy voters (etcd's view: a learner being
+    added or replaced counts as not yet there), all pods Ready (``readyReplicas``)."""
     status = cluster.get("status") or {}
     members = status.get("members") or []
-    healthy = [m for m in members if m.get("healthy")]
+    healthy = [m for m in members if m.get("healthy") and not m.get("learner")]
     return (
         condition(cluster, "Available") == "True"
         and status.get("readyReplicas") == replicas
