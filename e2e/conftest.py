@@ -213,6 +213,14 @@ def kubelet(
         )
 
 
+@pytest.fixture
+def engine(control_plane: ControlPlane) -> str:
+    """The engine of an EtcdCluster a scenario runs on both planes: the plane's own storage
+    engine. A full run covers both engines, one per plane, in the time of one (the API
+    server's storage plays no part in the scenario)."""
+    return "etcd" if control_plane.storage == "etcd" else "pyetcd"
+
+
 @pytest.fixture(scope="session")
 def kubectl_binary() -> Path:
     return ensure_tools().kubectl

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from e2e.chart import OperatorRelease
-from e2e.controlplane import ControlPlane
 from e2e.etcdclusters import CLIENT_POD, client_endpoint
 from e2e.kube import Kubectl, PodExec, eventually
 from e2e.kubelet.faults import KubeletHandle
@@ -151,13 +150,6 @@ ENGINES = {
     "pyetcd": ("etcdcluster-pyetcd.yaml", "has already been bootstrapped"),
     "etcd": ("etcdcluster-etcd.yaml", "Was the raft log corrupted, truncated, or lost?"),
 }
-
-
-@pytest.fixture
-def engine(control_plane: ControlPlane) -> str:
-    """The engine of the cluster to break: the plane's own storage engine. A full run covers
-    both engines, one per plane, in the time of one (the API server's storage plays no part)."""
-    return "etcd" if control_plane.storage == "etcd" else "pyetcd"
 
 
 def test_members_that_lost_their_data_are_replaced_under_a_writer(

@@ -37,13 +37,12 @@ def set_pull_policy(kubectl: Kubectl, operator: OperatorRelease, policy: str) ->
 
 
 def rolling(sts: Json) -> bool:
-    """The StatefulSet has a template its controller has not rolled out to every pod yet."""
+    """The StatefulSet has a template not every pod runs yet (counted from the pods: under
+    OnDelete the controller never moves currentRevision to updateRevision)."""
     spec, status = sts.get("spec") or {}, sts.get("status") or {}
-    return (
-        int(status.get("observedGeneration") or 0) < int(sts["metadata"].get("generation") or 0)
-        or int(status.get("updatedReplicas") or 0) < int(spec.get("replicas") or 0)
-        or status.get("currentRevision") != status.get("updateRevision")
-    )
+    return int(status.get("observedGeneration") or 0) < int(
+        sts["metadata"].get("generation") or 0
+    ) or int(status.get("updatedReplicas") or 0) < int(spec.get("replicas") or 0)
 
 
 def pull_policy(sts: Json) -> str:

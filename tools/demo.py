@@ -34,6 +34,7 @@ from pathlib import Path
 from e2e import chart, demo, etcdclusters
 from e2e.k8s.build import ensure_binaries
 from e2e.kube import Json, Kubectl, KubectlError, eventually
+from e2e.kubelet import images
 from e2e.kubelet.faults import KubeletControl
 from tools import demo_backups
 from tools.tools import ensure_tools
@@ -103,6 +104,16 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             f"kubectl describe etcdcluster {name}{ns}   # wait for QuorumLost, then consent:",
             f"kubectl annotate etcdcluster {name}{ns} etcd.pyetcd.io/recover-quorum=try-1",
             f"kubectl get etcdcluster {name}{ns} -o jsonpath='{{.status.quorumRecovery}}'",
+            "# a changed flag rolls one member at a time, followers first, the leader last:",
+            f"kubectl patch etcdcluster {name}{ns} --type=merge "
+            """-p '{"spec":{"etcd":{"snapshotCount":20000}}}'""",
+            f"kubectl get events{ns} --field-selector reason=RestartingMember -w",
+            "# upstream etcd (spec.engine: etcd) by version: "
+            + images.available(images.ETCD_RELEASES),
+            "# so a 3.4 -> 3.5 upgrade runs for real: examples/etcdcluster-etcd.yaml with "
+            "spec.version 3.4.23, then:",
+            """kubectl patch etcdcluster example-etcd --type=merge """
+            """-p '{"spec":{"version":"3.5.36"}}'""",
             "# the API server refuses a typo, with a message (every file there says which)",
             "kubectl apply -f examples/invalid/resources-cpu-words.yaml",
             *demo_backups.hints(namespace, name, backup),

@@ -1,12 +1,15 @@
 """One Go command built from the Go module proxy, once per version, into the e2e cache.
 
-Serves ``tools/etcdutl.py`` and ``tools/versitygw.py`` (and whatever Go tool the tests need
-next): a throw-away module requires the tool's package at the pinned version (``go get`` records
-the dependencies' checksums, verified against the checksum database; this also works for modules
-whose own go.mod has ``replace`` lines, which ``go install pkg@version`` refuses) and builds it.
-The binary lands in ``<cache root>/<name>-<version>/<name>`` (the root follows
-``PYETCD_E2E_CACHE``, else ``XDG_CACHE_HOME``, as the Kubernetes build's), next to a stamp file
-with the version, the Go toolchain and the build time; while both are there nothing is rebuilt.
+Serves ``tools/etcdutl.py``, ``tools/versitygw.py`` and ``tools/etcd35.py`` (and whatever Go
+tool the tests need next): a throw-away module requires the tool's package at the pinned version
+(``go get`` records the dependencies' checksums, verified against the checksum database; this
+also works for modules whose own go.mod has ``replace`` lines, which ``go install pkg@version``
+refuses) and builds it.
+The binary lands in ``<cache root>/<name>-<version>/<binary>`` (``binary`` defaults to the
+tool's name; the root follows ``PYETCD_E2E_CACHE``, else ``XDG_CACHE_HOME``, as the Kubernetes
+build's), next to a stamp file with the version, the Go toolchain and the build time; while both
+are there nothing is rebuilt. A tool may build further commands of the same release alongside
+(``extra``: etcd's server and its etcdctl), into the same directory under the same stamp.
 Builds are serialised with a file lock, so concurrent callers build once. Pure stdlib.
 """
 
@@ -82,11 +85,22 @@ def run(cmd: list[str], cwd: Path, log_path: Path) -> None:
 
 @dataclass(frozen=True)
 class GoTool:
-    """A Go command: its binary ``name``, the ``package`` to build and its pinned ``version``."""
+    """A Go command: the tool's ``name``, the ``package`` to build and its pinned ``version``.
+
+    ``binary`` names the built file when it is not the tool's name (``etcd35`` builds ``etcd``);
+    ``extra`` lists further ``(binary, package)`` pairs built at the same version with it.
+    """
 
     name: str
     package: str
     version: str
+    binary: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def binaries(self) -> dict[str, str]:
+        """Every file the tool builds -> its package, the main one first."""
+        return {self.binary or self.name: self.package, **dict(self.extra)}
 
     @property
     def hint(self) -> str:
@@ -99,20 +113,22 @@ class GoTool:
     def cache_dir(self, version: str | None = None) -> Path:
         return cache_root() / f"{self.name}-{version or self.version}"
 
-    def binary_path(self, version: str | None = None) -> Path:
-        return self.cache_dir(version) / self.name
+    def binary_path(self, version: str | None = None, binary: str | None = None) -> Path:
+        return self.cache_dir(version) / (binary or self.binary or self.name)
 
-    def cached_binary(self, version: str | None = None) -> Path | None:
-        """The built binary if it is there and its stamp names the version; never builds."""
+    def cached_binary(self, version: str | None = None, binary: str | None = None) -> Path | None:
+        """The built binary (the main one unless ``binary`` names another) if every binary of
+        the tool is there and the stamp names the version; never builds."""
         version = version or self.version
-        path = self.binary_path(version)
         try:
             stamp = json.loads((self.cache_dir(version) / STAMP).read_text())
         except (OSError, ValueError):
             return None
         if not isinstance(stamp, dict) or stamp.get("version") != version:
             return None
-        return path if os.access(path, os.X_OK) else None
+        if not all(os.access(self.binary_path(version, b), os.X_OK) for b in self.binaries):
+            return None
+        return self.binary_path(version, binary)
 
     def ensure_binary(self, version: str | None = None, *, log: bool = True) -> tuple[Path, bool]:
         """The cached binary, built first if needed; returns (path, built now)."""
@@ -137,11 +153,13 @@ class GoTool:
         with tempfile.TemporaryDirectory(prefix="build.", dir=directory) as tmp:
             module = Path(tmp)
             (module / "go.mod").write_text(f"module pyetcd.io/tools/{self.name}build\n\ngo 1.21\n")
-            run([go, "get", f"{self.package}@{version}"], module, log_path)
-            staged = module / self.name
-            run([go, "build", "-trimpath", "-o", str(staged), self.package], module, log_path)
-            # Rename within the cache dir: a reader never sees a half-written binary.
-            os.replace(staged, self.binary_path(version))
+            packages = self.binaries
+            run([go, "get", *(f"{p}@{version}" for p in packages.values())], module, log_path)
+            for binary, package in packages.items():
+                staged = module / binary
+                run([go, "build", "-trimpath", "-o", str(staged), package], module, log_path)
+                # Rename within the cache dir: a reader never sees a half-written binary.
+                os.replace(staged, self.binary_path(version, binary))
         seconds = time.monotonic() - started
         go_version = subprocess.run(
             [go, "env", "GOVERSION"], check=True, capture_output=True, text=True, env=go_env()
@@ -161,11 +179,15 @@ class GoTool:
         """``python -m tools.<name> build [--version V]``: build or find it; print its path."""
         parser = argparse.ArgumentParser(description=description)
         sub = parser.add_subparsers(dest="command", required=True)
-        build = sub.add_parser("build", help=f"build (or find cached) {self.name}; print its path")
+        build = sub.add_parser(
+            "build", help=f"build (or find cached) {self.name}; print the path of each binary"
+        )
         build.add_argument("--version", default=self.version)
         args = parser.parse_args(argv)
         started = time.monotonic()
         path, built = self.ensure_binary(args.version)
         state = "built" if built else "cached"
         print(f"{path} ({state} in {time.monotonic() - started:.1f}s)")
+        for binary in list(self.binaries)[1:]:
+            print(self.binary_path(args.version, binary))
         return 0

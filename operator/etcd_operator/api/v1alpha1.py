@@ -512,6 +512,22 @@ class RecoverySpec(_Model):
     )
 
 
+class RolloutSpec(_Model):
+    """How a change to what the members run (version, image, flags, resources) reaches them:
+    one member at a time, followers first and the leader last, each step only while every member
+    is healthy and caught up (see docs/operations.md)."""
+
+    progressDeadlineSeconds: int = Field(
+        default=600,
+        ge=30,
+        le=24 * 3600,
+        description="How long a rollout may go without a member restarted and back healthy "
+        "before it counts as stuck (Progressing=False, reason RolloutStuck, and a Warning "
+        "event). A stuck rollout restarts no further member; it goes on by itself once every "
+        "member is healthy again.",
+    )
+
+
 class EtcdClusterSpec(_Model):
     """The desired cluster."""
 
@@ -567,6 +583,10 @@ class EtcdClusterSpec(_Model):
     recovery: RecoverySpec = Field(
         default_factory=RecoverySpec,
         description="What happens when the quorum is lost for good.",
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,
+        description="How changes that restart members are rolled out.",
     )
 
     @model_validator(mode="after")
@@ -731,6 +751,27 @@ class QuorumRecovery(_Model):
     message: str | None = Field(default=None, description="How it ended, or why it failed.")
 
 
+class RolloutStatus(_Model):
+    """The latest rollout: the members restarted one at a time onto a new pod template."""
+
+    revision: str = Field(description="The StatefulSet revision the members are rolled to.")
+    startedAt: str = Field(description="When the first member was found outdated (RFC 3339).")
+    updatedMembers: int = Field(description="Members running the revision.")
+    members: int = Field(description="Members in all.")
+    lastRestarted: str | None = Field(
+        default=None, description="The member restarted last by this rollout."
+    )
+    lastRestartedAt: str | None = Field(default=None, description="When (RFC 3339).")
+    completedAt: str | None = Field(
+        default=None, description="When every member ran the revision and was healthy."
+    )
+    supersededRevision: str | None = Field(
+        default=None,
+        description="The revision of an unfinished rollout this one replaced: a member that "
+        "rollout left down (a crash on its template) is restarted first.",
+    )
+
+
 class EtcdClusterStatus(_Model):
     """The observed cluster; written by the operator only."""
 
@@ -780,6 +821,9 @@ class EtcdClusterStatus(_Model):
         default=None,
         description="The last recover-quorum annotation value acted on or refused: a value is "
         "used once.",
+    )
+    rollout: RolloutStatus | None = Field(
+        default=None, description="The latest rollout of a changed pod template."
     )
     observedGeneration: int | None = Field(
         default=None, description="The spec generation this status describes."

@@ -64,3 +64,24 @@ def _cel_rule() -> str:
 
 # A transition rule on the spec (the version is required, so both sides have one).
 VERSION_CHANGE_RULE = (_cel_rule(), VERSION_CHANGE_MESSAGE, ".version")
+
+
+def skew(target: str, running: list[str]) -> str | None:
+    """Why members running ``running`` may not be rolled to ``target`` yet, or ``None``.
+
+    The admission rule sees one change at a time; two minor upgrades asked for in a row
+    (3.4 -> 3.5, then 3.5 -> 3.6 before the first finished) would still skip a minor on the
+    members. A member may only be restarted onto ``target`` while every member runs its
+    minor version or the one before it."""
+    major, minor, _ = core(target)
+    behind = sorted(
+        {v for v in running if core(v)[:2] < (major, minor - 1) or core(v)[0] != major},
+        key=core,
+    )
+    if not behind:
+        return None
+    return (
+        f"members still run {', '.join(behind)}: {target} may only follow a cluster whose "
+        f"members all run {major}.{minor - 1}.x or {major}.{minor}.x; the upgrade to "
+        f"{major}.{minor - 1} has to finish first"
+    )

@@ -119,8 +119,8 @@ def env(cluster: EtcdCluster) -> list[Json]:
 
 def readiness_probe() -> Json:
     """etcd's /health on the metrics port: false without a leader or with an alarm raised, which
-    is exactly when a member must leave the client Service's endpoints. It also gates the rolling
-    update, so the next member is only restarted once this one is back in the quorum."""
+    is exactly when a member must leave the client Service's endpoints. The rollout gates on etcd's
+    own view of each member instead (``reconcile/rollout.py``)."""
     return {
         "httpGet": {"path": "/health", "port": "metrics", "scheme": "HTTP"},
         "initialDelaySeconds": 5,
@@ -297,9 +297,14 @@ def statefulset(
             # A new cluster's members must all start before any can become ready (no quorum
             # alone); OrderedReady would wait forever for member 0 to be ready first.
             "podManagementPolicy": "Parallel",
-            # One pod at a time, each waiting for the previous one's readiness (= back in the
-            # quorum with a leader).
-            "updateStrategy": {"type": "RollingUpdate"},
+            # The operator restarts the members itself (reconcile/rollout.py): the controller's
+            # RollingUpdate goes by ordinal and pod readiness alone, so it would restart the
+            # leader whenever its ordinal comes up and a second member while the first is Ready
+            # but still catching up. With OnDelete a changed template waits until the operator
+            # deletes each pod: followers first, the leader last after a leadership transfer,
+            # each only while etcd reports every member healthy and caught up. A partition would
+            # still fix the order by ordinal.
+            "updateStrategy": {"type": "OnDelete"},
             "persistentVolumeClaimRetentionPolicy": {
                 "whenDeleted": cluster.spec.storage.volumeRetention,
                 # Scaling in is a membership change the operator makes deliberately, and a replica

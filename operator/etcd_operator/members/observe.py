@@ -196,6 +196,7 @@ def _member_observation(
             revision=status.revision,
             raft_term=status.raft_term,
             raft_index=status.raft_index,
+            raft_applied_index=status.raft_applied_index,
             error=error,
         )
     return EtcdMember(

@@ -10,7 +10,9 @@ Changes to the StatefulSet's pod template restart members. They start only when 
 operator-wide rollout limit gives this cluster a slot (``Observed.rollout_slot``), so an operator
 upgrade or a change of the operator's member settings, which re-render every cluster's template,
 rolls a bounded number of clusters at a time. While a cluster waits for its slot, its StatefulSet
-keeps the live template and still follows membership changes (replicas).
+keeps the live template and still follows membership changes (replicas). The same hold applies
+while members still run a minor version older than the one before ``spec.version`` (two minor
+upgrades asked for in a row): Progressing False, ``VersionSkew``, until the first one finished.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
+from etcd_operator.api.versions import skew
 from etcd_operator.components.bootstrap import BootstrapState
 from etcd_operator.components.children import children
 from etcd_operator.reconcile.actions import Action, Apply, Manifest, SetBootstrapState, key_of
@@ -36,6 +39,7 @@ from etcd_operator.reconcile.restore import RESTORE
 # change that restarts members from one that does not (replicas).
 TEMPLATE_FINGERPRINT_ANNOTATION = "etcd.pyetcd.io/template-fingerprint"
 ROLLOUT_QUEUED = "RolloutQueued"
+VERSION_SKEW = "VersionSkew"
 
 
 def fingerprint(manifest: Manifest) -> str:
@@ -124,6 +128,15 @@ def with_fingerprint_only(manifest: Manifest) -> Manifest:
     return out
 
 
+def _version_skew(desired: EtcdCluster, observed: Observed) -> str | None:
+    """Why the members may not get ``spec.version`` yet (two minor upgrades in a row), from the
+    versions etcd reports; ``None`` when they may, or when no member answers to tell."""
+    if observed.etcd is None:
+        return None
+    running = [m.version for m in observed.etcd.members if m.version]
+    return skew(desired.spec.version, running)
+
+
 def step(
     desired: EtcdCluster, observed: Observed, settings: OperatorSettings, decided: Decided
 ) -> StepResult:
@@ -132,6 +145,8 @@ def step(
     drift: list[tuple[ChildKey, tuple[str, ...]]] = []
     rollout = False
     queued = False
+    held = _version_skew(desired, observed)
+    skewed = False
     restore = decided.last_note(RESTORE)
     for rendered in desired_children(
         desired,
@@ -151,7 +166,10 @@ def step(
             actions.append(SetBootstrapState(decided.bootstrap, manifest))
             continue
         if key.kind == "StatefulSet" and template_changes(manifest, live):
-            if not observed.rollout_slot:
+            if held is not None:
+                skewed = True
+                manifest = keep_live_template(manifest, live)
+            elif not observed.rollout_slot:
                 queued = True
                 manifest = keep_live_template(manifest, live)
             else:
@@ -166,6 +184,8 @@ def step(
     decided = dataclasses.replace(
         decided, updated=tuple(updated), drifted=tuple(drift), rollout=rollout
     )
+    if skewed and held is not None:
+        decided = with_progress(decided, Progress(VERSION_SKEW, held, active=False))
     if queued:
         decided = with_progress(
             decided,

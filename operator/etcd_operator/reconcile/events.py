@@ -20,6 +20,7 @@ from etcd_operator.reconcile.conditions import FALSE, TRUE, UNKNOWN
 from etcd_operator.reconcile.conditions.degraded import MEMBER_UNSCHEDULABLE, unschedulable_pods
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided
+from etcd_operator.reconcile.rollout import ROLLOUT_STUCK
 from etcd_operator.reconcile.status import failure_message
 
 EVEN_MEMBERS = "an even number of members tolerates no more failures than one fewer"
@@ -94,6 +95,7 @@ def transitions(
             was = old.leader if old is not None and old.leader else "none"
             events.append(Event("Normal", "LeaderChanged", f"leader is {new.leader} (was {was})"))
 
+    events.extend(_rollout_events(old, new))
     before_c, after_c = _conditions(old), _conditions(new)
     available, was_available = (
         after_c[ConditionType.AVAILABLE],
@@ -129,6 +131,30 @@ def transitions(
             events.append(Event("Warning", degraded.reason, degraded.message))
         elif was_degraded is not None:
             events.append(Event("Normal", "Recovered", degraded.message))
+    return events
+
+
+def _rollout_events(old: EtcdClusterStatus | None, new: EtcdClusterStatus) -> list[Event]:
+    """A rollout that got stuck (once per stall) and one that completed."""
+    events: list[Event] = []
+    was = _conditions(old).get(ConditionType.PROGRESSING)
+    now = _conditions(new)[ConditionType.PROGRESSING]
+    if now.reason == ROLLOUT_STUCK and (was is None or was.reason != ROLLOUT_STUCK):
+        events.append(Event("Warning", ROLLOUT_STUCK, now.message))
+    done = new.rollout
+    before = old.rollout if old is not None else None
+    if (
+        done is not None
+        and done.completedAt is not None
+        and (before is None or before.revision != done.revision or before.completedAt is None)
+    ):
+        events.append(
+            Event(
+                "Normal",
+                "RolloutComplete",
+                f"all {done.members} members run revision {done.revision}",
+            )
+        )
     return events
 
 

@@ -45,7 +45,8 @@ class PodState:
     of the member container's last run when that exited non-zero, else ``None``; the evidence
     of a member that stops because its data was lost. ``init_failed``: the same of its
     ``member-init`` container (the lost-data refusal; a recovery that could not be done).
-    ``terminating``: the pod is being deleted.
+    ``terminating``: the pod is being deleted. ``revision``: the StatefulSet revision it was
+    made from (its ``controller-revision-hash`` label).
     ``node_lost_since``: since when the pod's node has not been Ready (``None``: Ready, or not
     looked at because the pod is Ready); ``volume_node``: the node its data volume is pinned to
     (a local volume), ``None`` for a network volume or when unknown.
@@ -62,6 +63,7 @@ class PodState:
     terminating: bool = False
     node_lost_since: datetime | None = None
     volume_node: str | None = None
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,20 +80,19 @@ class StatefulSetState:
 
     @property
     def rolling(self) -> bool:
-        """True while the controller has not yet brought every pod to the latest template."""
-        return (
-            self.observed_generation < self.generation
-            or self.updated_replicas < self.replicas
-            or (self.update_revision is not None and self.current_revision != self.update_revision)
-        )
+        """True while some pod does not run the latest template yet. Counted from the pods
+        (``updatedReplicas``): under the ``OnDelete`` strategy the controller never moves
+        ``currentRevision`` to the update revision, so the two revisions stay apart."""
+        return self.observed_generation < self.generation or self.updated_replicas < self.replicas
 
 
 @dataclass(frozen=True)
 class EtcdMember:
     """One member as etcd reports it (member list + status + health).
 
-    ``raft_term``/``raft_index`` come from the member's own status (``None`` when it did not
-    answer); ``error`` says why a member is unhealthy.
+    ``raft_term``/``raft_index`` (its commit index)/``raft_applied_index`` come from the
+    member's own status (``None`` when it did not answer); ``error`` says why a member is
+    unhealthy.
     """
 
     id: int
@@ -107,6 +108,7 @@ class EtcdMember:
     raft_term: int | None = None
     raft_index: int | None = None
     error: str | None = None
+    raft_applied_index: int | None = None
 
     @property
     def id_hex(self) -> str:

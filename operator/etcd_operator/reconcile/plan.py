@@ -1,9 +1,9 @@
 """One reconcile pass as a decision: (desired, observed, settings, now) -> actions. Pure.
 
 ``STEPS`` is the pipeline (see ``pipeline``): deletion, restore (a cluster created from a
-backup), bootstrap, quorum-loss recovery, replacement, scaling, children, the recovering
-survivor's restart, volume cleanup, backups (the schedule, the annotation, retention), each in
-its own module.
+backup), bootstrap, quorum-loss recovery, replacement, scaling, children, the rollout of a
+changed pod template, the recovering survivor's restart, volume cleanup, backups (the
+schedule, the annotation, retention), each in its own module.
 ``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
 turns its decisions into the events of the status transitions and the status itself, always the
 last action. A pass that changed something looks at the world again after its steps and reports on
@@ -27,6 +27,7 @@ from etcd_operator.reconcile import (
     recovery,
     replacement,
     restore,
+    rollout,
     scaling,
     volumes,
 )
@@ -83,6 +84,7 @@ STEPS: tuple[Step, ...] = (
     replacement.step,
     scaling.step,
     children.step,
+    rollout.step,
     recovery.restart_step,
     volumes.step,
     backups.step,

@@ -39,6 +39,7 @@ from etcd_operator.reconcile.pipeline import Decided
 from etcd_operator.reconcile.recovery_record import RECOVERY_RECORD, RECOVERY_TOKEN
 from etcd_operator.reconcile.replacement import REPLACEMENT
 from etcd_operator.reconcile.restore import RESTORE
+from etcd_operator.reconcile.rollout import rollout_status
 from etcd_operator.reconcile.scaling import SCALING_IN, SCALING_OUT
 
 RECONCILE_FAILED = "ReconcileFailed"
@@ -195,6 +196,7 @@ def compute_status(
         lastReplacement=_last_replacement(previous, decided),
         quorumRecovery=_acted(decided, RECOVERY_RECORD, QuorumRecovery, previous.quorumRecovery),
         recoverQuorumToken=_acted(decided, RECOVERY_TOKEN, str, previous.recoverQuorumToken),
+        rollout=rollout_status(decided) or previous.rollout,
         observedGeneration=generation,
     )
 
@@ -236,6 +238,7 @@ STICKY_FIELDS = (
     "lastReplacement",
     "quorumRecovery",
     "recoverQuorumToken",
+    "rollout",
 )
 
 

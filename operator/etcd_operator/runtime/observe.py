@@ -169,6 +169,10 @@ async def node_facts(
     return facts
 
 
+# The label the StatefulSet controller puts on each pod: the revision it was made from.
+REVISION_LABEL = "controller-revision-hash"
+
+
 def pod_ready(pod: Json) -> bool:
     """The pod's Ready condition is True."""
     return any(
@@ -190,6 +194,7 @@ def pod_state(pod: Json) -> PodState:
         terminating=bool((pod.get("metadata") or {}).get("deletionTimestamp")),
         node=(pod.get("spec") or {}).get("nodeName"),
         unschedulable=unschedulable(pod),
+        revision=((pod.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL),
     )
 
 

@@ -39,7 +39,8 @@ def test_workload_shape() -> None:
     assert spec["replicas"] == 5
     assert spec["serviceName"] == "demo-peer"
     assert spec["podManagementPolicy"] == "Parallel"
-    assert spec["updateStrategy"] == {"type": "RollingUpdate"}
+    # The operator restarts members itself (reconcile/rollout.py).
+    assert spec["updateStrategy"] == {"type": "OnDelete"}
     assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 30
 
 
