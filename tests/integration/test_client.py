@@ -14,6 +14,7 @@ import grpc
 import pytest
 from etcd_operator.members import add_member, observe, promote_member, remove_member
 from pyetcd.client import EtcdClient, EtcdClientError, normalize_endpoint
+from pyetcd.server.etcdserver import CLUSTER_VERSION
 
 from tests.integration.cluster import Member, free_port
 
@@ -183,3 +184,18 @@ def test_membership_calls_are_idempotent(upstream: Member) -> None:
         assert len((await client.member_list()).members) == 1
 
     run(upstream, scenario)
+
+
+def test_cluster_version(member: Member) -> None:
+    """The cluster version a member's /version reports: etcd 3.4 runs a new cluster at 3.4.0;
+    pyetcd says what it implements. A member that does not answer raises."""
+    dead = f"127.0.0.1:{free_port()}"
+
+    async def scenario(client: EtcdClient) -> str:
+        with pytest.raises(EtcdClientError) as err:
+            await client.cluster_version(dead)
+        assert err.value.unreachable
+        return await client.cluster_version(member.client_url)
+
+    version = run(member, scenario)
+    assert version == ("3.4.0" if member.flavour == "etcd" else CLUSTER_VERSION)

@@ -795,7 +795,14 @@ class EtcdClusterStatus(_Model):
             "is members[].healthy."
         ),
     )
-    currentVersion: str | None = Field(default=None, description="The version members run.")
+    currentVersion: str | None = Field(
+        default=None, description="The version members run: the lowest a healthy member reports."
+    )
+    clusterVersion: str | None = Field(
+        default=None,
+        description="The cluster version etcd reports (its /version): the minor version the "
+        "cluster runs at, which moves up once every member runs the new one.",
+    )
     leader: str | None = Field(default=None, description="Name of the leader member.")
     clusterID: str | None = Field(default=None, description="etcd's cluster ID in hex.")
     selector: str | None = Field(default=None, description="Pod label selector (scale).")

@@ -6,8 +6,10 @@ healthy when its status answers without errors and names a leader: etcd serves l
 linearizable read, so the voters' health check would always fail on them. Only when no
 endpoint answers the member list is the whole cluster unobservable (``None``).
 
-The result is ``reconcile.observed.EtcdView`` of ``EtcdMember``s, the one type of a member as
-observed that the reconcile steps and the status read: no copy field by field in between.
+The cluster version (what etcd runs the cluster at, from a member's ``/version``) is asked of the
+leader, else a healthy member, last, as detail for the status. The result is
+``reconcile.observed.EtcdView`` of ``EtcdMember``s, the one type of a member as observed that
+the reconcile steps and the status read: no copy field by field in between.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class ObservingClient(Protocol):
     async def health(self, endpoint: str) -> EndpointHealth: ...
 
     async def alarm_list(self) -> list[AlarmMember]: ...
+
+    async def cluster_version(self, endpoint: str) -> str: ...
 
 
 async def _status(client: ObservingClient, endpoint: str, seconds: float) -> EndpointStatus | str:
@@ -124,7 +128,26 @@ async def observe(client: ObservingClient, deadline_seconds: float) -> EtcdView 
     except (EtcdClientError, TimeoutError):
         pass  # the health of each member already reports alarms; this is only detail
     members = tuple(_member_observation(m, s, h, leader_id) for m, s, h in results)
-    return EtcdView(cluster_id=listed.cluster_id, members=members, alarms=alarms)
+    version = await _cluster_version(client, members, deadline_seconds)
+    return EtcdView(
+        cluster_id=listed.cluster_id, members=members, alarms=alarms, cluster_version=version
+    )
+
+
+async def _cluster_version(
+    client: ObservingClient, members: Iterable[EtcdMember], seconds: float
+) -> str | None:
+    """The cluster version as the leader (else any healthy member) reports it; ``None`` when
+    none answers: it is detail for the status, never a reason to fail the look."""
+    serving = sorted(
+        (m for m in members if m.healthy and m.client_urls), key=lambda m: not m.leader
+    )
+    for member in serving[:2]:
+        try:
+            return await asyncio.wait_for(client.cluster_version(member.client_urls[0]), seconds)
+        except (EtcdClientError, TimeoutError):
+            continue
+    return None
 
 
 async def _leaders_member_list(

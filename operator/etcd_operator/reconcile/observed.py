@@ -123,11 +123,13 @@ class EtcdMember:
 
 @dataclass(frozen=True)
 class EtcdView:
-    """The etcd side of a cluster, as far as any member answered."""
+    """The etcd side of a cluster, as far as any member answered; ``cluster_version`` is the
+    cluster version a member reports (``None``: none said)."""
 
     cluster_id: int
     members: tuple[EtcdMember, ...]
     alarms: tuple[str, ...] = ()
+    cluster_version: str | None = None
 
     def by_name(self, name: str) -> EtcdMember | None:
         for member in self.members:

@@ -175,9 +175,11 @@ def compute_status(
         )
     etcd = observed.etcd
     version, cluster_id, leader = previous.currentVersion, previous.clusterID, None
+    at_version = previous.clusterVersion
     if etcd is not None:
         cluster_id = f"{etcd.cluster_id:x}"
         version = cluster_version(etcd) or version
+        at_version = etcd.cluster_version or at_version
         leader = member_name(etcd.leader) if etcd.leader is not None else None
     by_type = {c.type: c for c in conditions}
     return EtcdClusterStatus(
@@ -187,6 +189,7 @@ def compute_status(
         replicas=len(etcd.members) if etcd is not None else len(observed.pods),
         readyReplicas=sum(1 for p in observed.pods if p.ready),
         currentVersion=version,
+        clusterVersion=at_version,
         leader=leader,
         clusterID=cluster_id,
         selector=selector(desired.name),

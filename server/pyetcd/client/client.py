@@ -12,7 +12,9 @@ and instead fails when the member sends nothing for a while. gRPC failures surfa
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -220,6 +222,22 @@ class EtcdClient:
         req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET)
         resp = await self._any(lambda s: s.maintenance.Alarm(req, timeout=self.timeout))
         return _alarms(resp)
+
+    async def cluster_version(self, endpoint: str) -> str:
+        """The cluster version ``endpoint`` reports (``etcdcluster`` of its HTTP ``/version``):
+        the minor version etcd runs the cluster at, ``3.5.0`` once every member runs 3.5.
+        Raises ``EtcdClientError`` when it does not answer."""
+        url = f"http://{normalize_endpoint(endpoint)}/version"
+
+        def fetch() -> str:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                body = json.loads(response.read())
+            return str(body["etcdcluster"])
+
+        try:
+            return await asyncio.to_thread(fetch)
+        except (OSError, ValueError, KeyError) as err:
+            raise EtcdClientError(str(err), grpc.StatusCode.UNAVAILABLE, url) from err
 
     async def move_leader(self, target_id: int) -> None:
         """Transfer leadership to ``target_id``; the request must reach the current leader."""

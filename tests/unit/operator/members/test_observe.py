@@ -64,6 +64,9 @@ class FakeEtcd:
     async def alarm_list(self) -> list[AlarmMember]:
         return []
 
+    async def cluster_version(self, endpoint: str) -> str:
+        return "3.5.0"
+
 
 def test_a_lagging_member_list_is_replaced_by_the_leaders() -> None:
     fresh = (member(1), member(2), member(3))  # demo-3 was added and promoted
@@ -75,6 +78,7 @@ def test_a_lagging_member_list_is_replaced_by_the_leaders() -> None:
     assert not any(m.learner for m in view.members)
     assert view.leader is not None and view.leader.id == LEADER
     assert etcd.list_calls[-1] == "http://c1:2379"  # asked the leader last
+    assert view.cluster_version == "3.5.0"
 
 
 def test_the_leaders_own_list_is_not_asked_twice() -> None:

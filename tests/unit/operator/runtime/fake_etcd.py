@@ -104,6 +104,9 @@ class FakeEtcd:
     async def alarm_list(self) -> list[AlarmMember]:
         return []
 
+    async def cluster_version(self, endpoint: str) -> str:
+        return "3.5.0"
+
     async def snapshot(
         self, endpoint: str, idle_timeout: float | None = None
     ) -> AsyncIterator[bytes]:
