@@ -80,6 +80,8 @@ def skew(target: str, running: list[str]) -> str | None:
     )
     if not behind:
         return None
+    if minor == 0:
+        return f"members still run {', '.join(behind)}: no upgrade path to {target}"
     return (
         f"members still run {', '.join(behind)}: {target} may only follow a cluster whose "
         f"members all run {major}.{minor - 1}.x or {major}.{minor}.x; the upgrade to "
