@@ -175,8 +175,8 @@ def test_a_change_rolls_one_member_at_a_time_leader_last_and_pauses_on_a_sick_me
         # etcd moves the cluster version up by itself once every member runs 3.5.
 
         def at_35() -> bool:
-            status = kubectl.get("etcdcluster", name, namespace)["status"]
-            return status.get("clusterVersion") == "3.5.0"
+            status: Json = kubectl.get("etcdcluster", name, namespace)["status"]
+            return bool(status.get("clusterVersion") == "3.5.0")
 
         eventually("clusterVersion 3.5.0", at_35, timeout=60)
     # Reported, not asserted: a put through the Service can meet a member as it stops.
