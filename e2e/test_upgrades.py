@@ -8,7 +8,8 @@ pyetcd plane a pyetcd cluster gets a changed flag. Both under a writer, while a 
 network: the rollout restarts nobody while it is down, reports ``RolloutStuck`` past its
 deadline, and goes on by itself once the member is back. In the end every member runs the new
 template, the leader was restarted last, no acknowledged write is lost and the cluster never
-stopped being Available.
+stopped being Available. On the pyetcd plane the cluster is then hibernated (``replicas: 0``)
+and woken: the same member IDs come back with every key.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from e2e.chart import OperatorRelease
 from e2e.kube import Kubectl, PodExec, eventually
 from e2e.kubelet.faults import KubeletHandle
 from e2e.test_backups import events_of
-from e2e.test_operator import example, member_pods
-from e2e.test_replacement import Writer, assert_nothing_lost, diagnostics, running
+from e2e.test_operator import example, member_pods, wait_available
+from e2e.test_replacement import (
+    Writer,
+    assert_nothing_lost,
+    diagnostics,
+    member_ids,
+    running,
+)
 
 Json = dict[str, Any]
 DEADLINE = 30  # spec.rollout.progressDeadlineSeconds: the smallest accepted
@@ -101,7 +108,7 @@ def test_a_change_rolls_one_member_at_a_time_leader_last_and_pauses_on_a_sick_me
     name = manifest["metadata"]["name"]
     manifest["spec"].update(before)
     manifest["spec"]["rollout"] = {"progressDeadlineSeconds": DEADLINE}
-    running(kubectl, pod_exec, manifest)
+    ids = running(kubectl, pod_exec, manifest)
     old = revisions(kubectl, namespace, name)
     assert len(set(old.values())) == 1, old
 
@@ -181,3 +188,37 @@ def test_a_change_rolls_one_member_at_a_time_leader_last_and_pauses_on_a_sick_me
         eventually("clusterVersion 3.5.0", at_35, timeout=60)
     # Reported, not asserted: a put through the Service can meet a member as it stops.
     print(f"writer: {len(writer.acked)} acknowledged, {writer.failed} failed")
+    if engine == "pyetcd":
+        # One plane is enough for hibernation: nothing in it depends on the engine.
+        hibernate_and_wake(kubectl, pod_exec, namespace, name, ids=ids, writer=writer)
+
+
+def hibernate_and_wake(
+    kubectl: Kubectl,
+    pod_exec: PodExec,
+    namespace: str,
+    name: str,
+    *,
+    ids: dict[str, int],
+    writer: Writer,
+) -> None:
+    """3 -> 0 -> 3: every member stops, the claims stay, and the same members come back with
+    every key."""
+    kubectl.run("scale", "etcdcluster", name, f"--namespace={namespace}", "--replicas=0")
+
+    def asleep() -> Json | None:
+        cluster = kubectl.get("etcdcluster", name, namespace)
+        status = cluster.get("status") or {}
+        return (
+            cluster
+            if status.get("phase") == "Hibernated" and not member_pods(kubectl, namespace, name)
+            else None
+        )
+
+    eventually("Hibernated, no member pod", asleep, timeout=120, interval=2)
+    claims = kubectl.json("get", "pvc", f"--namespace={namespace}")["items"]
+    assert sorted(c["metadata"]["name"] for c in claims) == [f"data-{name}-{i}" for i in range(3)]
+    kubectl.run("scale", "etcdcluster", name, f"--namespace={namespace}", "--replicas=3")
+    wait_available(kubectl, namespace, name, 3)
+    assert eventually("the member list", lambda: member_ids(pod_exec, namespace, name)) == ids
+    assert_nothing_lost(pod_exec, namespace, name, writer)

@@ -104,6 +104,8 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             f"kubectl describe etcdcluster {name}{ns}   # wait for QuorumLost, then consent:",
             f"kubectl annotate etcdcluster {name}{ns} etcd.pyetcd.io/recover-quorum=try-1",
             f"kubectl get etcdcluster {name}{ns} -o jsonpath='{{.status.quorumRecovery}}'",
+            "# hibernate: every member stopped, volumes and member IDs kept; scale back to wake",
+            f"kubectl scale etcdcluster {name}{ns} --replicas=0 && kubectl get etcdclusters{ns} -w",
             "# a changed flag rolls one member at a time, followers first, the leader last:",
             f"kubectl patch etcdcluster {name}{ns} --type=merge "
             """-p '{"spec":{"etcd":{"snapshotCount":20000}}}'""",

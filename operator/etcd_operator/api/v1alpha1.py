@@ -533,10 +533,12 @@ class EtcdClusterSpec(_Model):
 
     replicas: int = Field(
         default=3,
-        ge=1,
+        ge=0,
         le=9,
         description="Number of members: 1, 3 or 5 are the sane choices; 1 to 9 are accepted "
-        "(an even number adds no fault tolerance and the operator says so with an event).",
+        "(an even number adds no fault tolerance and the operator says so with an event). 0 "
+        "hibernates the cluster: every member is stopped, keeping its volume and member ID, "
+        "and comes back with the same data when replicas is set again.",
     )
     engine: Engine = Field(
         default=Engine.PYETCD,
@@ -627,6 +629,7 @@ class Phase(StrEnum):
     UPGRADING = "Upgrading"
     DEGRADED = "Degraded"
     FAILED = "Failed"
+    HIBERNATED = "Hibernated"
 
 
 class MemberStatus(_Model):

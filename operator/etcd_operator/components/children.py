@@ -26,13 +26,15 @@ def children(
     restore: RestoredFrom | None = None,
     force_new_cluster: str | None = None,
     restore_for_recovery: str | None = None,
+    hibernate: bool = False,
 ) -> list[dict[str, Any]]:
     """All manifests of ``cluster`` for server-side apply, in apply order.
 
     ``replicas`` overrides ``spec.replicas`` for the ConfigMap, the PDB and the StatefulSet while
     the operator steps the membership one member at a time; ``force_new_cluster`` names the
     survivor of a quorum-loss recovery in the bootstrap ConfigMap, ``restore_for_recovery`` the
-    token of a rebuild from a backup.
+    token of a rebuild from a backup. ``hibernate``: the StatefulSet runs no pod, while the
+    ConfigMap and the PDB keep the membership.
     """
     return [
         bootstrap_configmap(
@@ -46,5 +48,5 @@ def children(
         peer_service(cluster, settings),
         client_service(cluster, settings),
         pdb(cluster, settings, replicas=replicas),
-        statefulset(cluster, settings, replicas=replicas, restore=restore),
+        statefulset(cluster, settings, replicas=0 if hibernate else replicas, restore=restore),
     ]

@@ -117,7 +117,7 @@ def step(
         if actions:
             annotations = desired.metadata.get("annotations") or {}
             acted = dataclasses.replace(acted, request=annotations.get(BACKUP_ANNOTATION))
-    if spec.schedule is not None:
+    if spec.schedule is not None and not decided.hibernating:
         try:
             schedule = parse_schedule(spec.schedule, spec.timeZone)
         except ScheduleError:

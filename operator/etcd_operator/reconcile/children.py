@@ -75,6 +75,7 @@ def desired_children(
     restore: RestoredFrom | None = None,
     force_new_cluster: str | None = None,
     restore_for_recovery: str | None = None,
+    hibernate: bool = False,
 ) -> list[Manifest]:
     """The manifests to apply, in apply order, each annotated with its fingerprint;
     ``replicas`` overrides ``spec.replicas`` (the members etcd lists, while scaling);
@@ -88,6 +89,7 @@ def desired_children(
         restore=restore,
         force_new_cluster=force_new_cluster,
         restore_for_recovery=restore_for_recovery,
+        hibernate=hibernate,
     )
     return [with_fingerprint(m) for m in rendered]
 
@@ -156,6 +158,7 @@ def step(
         restore=restore if isinstance(restore, RestoredFrom) else None,
         force_new_cluster=decided.force_new_cluster,
         restore_for_recovery=decided.restore_for_recovery,
+        hibernate=decided.hibernating,
     ):
         manifest, key = rendered, key_of(rendered)
         live = observed.children.get(key)

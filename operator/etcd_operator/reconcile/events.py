@@ -18,6 +18,7 @@ from etcd_operator.api.v1alpha1 import (
 from etcd_operator.reconcile.actions import Event
 from etcd_operator.reconcile.conditions import FALSE, TRUE, UNKNOWN
 from etcd_operator.reconcile.conditions.degraded import MEMBER_UNSCHEDULABLE, unschedulable_pods
+from etcd_operator.reconcile.hibernation import HIBERNATED
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided
 from etcd_operator.reconcile.rollout import ROLLOUT_STUCK
@@ -40,12 +41,16 @@ def transitions(
     """The events of a pass that writes ``new`` over ``old``."""
     events: list[Event] = []
     spec = desired.spec
-    if decided.creating:
+    if decided.creating and not decided.hibernating:
         events.append(
             Event("Normal", "Creating", f"creating {spec.replicas} members running {spec.version}")
         )
     generation = desired.metadata.get("generation")
-    if spec.replicas % 2 == 0 and (old is None or old.observedGeneration != generation):
+    if (
+        spec.replicas > 0
+        and spec.replicas % 2 == 0
+        and (old is None or old.observedGeneration != generation)
+    ):
         events.append(Event("Warning", "EvenMembers", f"{spec.replicas} members: {EVEN_MEMBERS}"))
     events.extend(
         Event("Normal", "Updated", f"applied the changed {key.kind} {key.name}")
@@ -104,7 +109,12 @@ def transitions(
     if available.status == TRUE and (was_available is None or was_available.status != TRUE):
         events.append(Event("Normal", "Available", available.message))
     elif available.status != TRUE and was_available is not None and was_available.status == TRUE:
-        events.append(Event("Warning", "Unavailable", f"{available.reason}: {available.message}"))
+        if available.reason == HIBERNATED:
+            events.append(Event("Normal", HIBERNATED, available.message))
+        else:
+            events.append(
+                Event("Warning", "Unavailable", f"{available.reason}: {available.message}")
+            )
     degraded, was_degraded = after_c[ConditionType.DEGRADED], before_c.get(ConditionType.DEGRADED)
     prior_status = was_degraded.status if was_degraded is not None else FALSE
     unplaced = degraded.reason == MEMBER_UNSCHEDULABLE

@@ -30,8 +30,9 @@ def member_name(member: EtcdMember) -> str:
 
 
 def formed(desired: EtcdCluster, etcd: EtcdView | None) -> bool:
-    """Every desired member is listed in etcd and healthy: the cluster has formed."""
-    if etcd is None:
+    """Every desired member is listed in etcd and healthy: the cluster has formed (never for
+    ``replicas: 0``, which asks for no member)."""
+    if etcd is None or desired.spec.replicas == 0:
         return False
     by_name = {member_name(m): m for m in etcd.members}
     return all(

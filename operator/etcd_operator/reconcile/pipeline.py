@@ -52,7 +52,8 @@ class Decided:
     run (their pod template): a rollout starts or continues. ``force_new_cluster``: the
     survivor of a quorum-loss recovery under way (``<pod>:<token>``), rendered into the
     bootstrap ConfigMap; ``restore_for_recovery``: the token of a rebuild from a backup under
-    way, likewise. ``recovering``: either is.
+    way, likewise. ``recovering``: either is. ``hibernating``: ``replicas: 0``, the members are
+    stopped (or being stopped) and keep their membership and volumes.
     """
 
     bootstrap: BootstrapState = BootstrapState.NEW
@@ -68,6 +69,7 @@ class Decided:
     rollout: bool = False
     force_new_cluster: str | None = None
     restore_for_recovery: str | None = None
+    hibernating: bool = False
     # Room for a step's own findings that only its own later step reads (e.g. the scale plan
     # that the volume cleanup step carries out after the children are applied).
     notes: tuple[tuple[str, object], ...] = field(default=())

@@ -1,9 +1,9 @@
 """One reconcile pass as a decision: (desired, observed, settings, now) -> actions. Pure.
 
 ``STEPS`` is the pipeline (see ``pipeline``): deletion, restore (a cluster created from a
-backup), bootstrap, quorum-loss recovery, replacement, scaling, children, the rollout of a
-changed pod template, the recovering survivor's restart, volume cleanup, backups (the
-schedule, the annotation, retention), each in its own module.
+backup), bootstrap, hibernation, quorum-loss recovery, replacement, scaling, children, the
+rollout of a changed pod template, the recovering survivor's restart, volume cleanup, backups
+(the schedule, the annotation, retention), each in its own module.
 ``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
 turns its decisions into the events of the status transitions and the status itself, always the
 last action. A pass that changed something looks at the world again after its steps and reports on
@@ -24,6 +24,7 @@ from etcd_operator.reconcile import (
     bootstrap,
     children,
     deletion,
+    hibernation,
     recovery,
     replacement,
     restore,
@@ -80,6 +81,7 @@ STEPS: tuple[Step, ...] = (
     deletion.step,
     restore.step,
     bootstrap.step,
+    hibernation.step,
     recovery.step,
     replacement.step,
     scaling.step,

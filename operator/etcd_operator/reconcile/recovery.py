@@ -355,7 +355,7 @@ def step(
 ) -> StepResult:
     """The recovery step: start a consented rebuild of a cluster whose quorum is lost, or carry
     the one under way to its end."""
-    if not decided.has_formed:
+    if not decided.has_formed or decided.hibernating:
         return StepResult(decided=decided)
     if observed.restore_for_recovery is not None:
         return recovery_backup.carry_on(desired, observed, decided, observed.restore_for_recovery)

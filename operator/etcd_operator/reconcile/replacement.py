@@ -252,7 +252,7 @@ def step(
 ) -> StepResult:
     """The replacement step: on a formed cluster whose membership may change, the next
     replacement action (and its events), or the report of one that waits."""
-    if not decided.has_formed or decided.recovering:
+    if not decided.has_formed or decided.recovering or decided.hibernating:
         # (A quorum-loss recovery under way owns the membership until it ends.)
         return StepResult(decided=decided)
     if observed.membership_unsupported is not None or membership_latched(desired):

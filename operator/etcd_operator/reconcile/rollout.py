@@ -253,6 +253,7 @@ def step(
     sts = observed.statefulset
     if (
         not decided.has_formed
+        or decided.hibernating
         or sts is None
         or sts.update_revision is None
         or sts.observed_generation < sts.generation

@@ -66,7 +66,8 @@ def step(
     events) and the member count the children are rendered with."""
     blocked = observed.membership_unsupported is not None or membership_latched(desired)
     decided = dataclasses.replace(decided, membership_blocked=blocked)
-    if not decided.has_formed:
+    if not decided.has_formed or decided.hibernating:
+        # (Hibernation keeps the membership as it is: the hibernation step set the count.)
         return StepResult(decided=decided)
     replacing = replacement.pending(decided)
     if decided.recovering:

@@ -129,6 +129,8 @@ def _members(observed: Observed) -> list[MemberStatus]:
 def _phase(
     desired: EtcdCluster, decided: Decided, by_type: dict[str, Condition], version: str | None
 ) -> Phase:
+    if decided.hibernating:
+        return Phase.HIBERNATED
     if not decided.has_formed:
         return Phase.CREATING
     available, degraded = by_type[ConditionType.AVAILABLE], by_type[ConditionType.DEGRADED]

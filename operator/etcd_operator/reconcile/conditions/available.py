@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import RECOVER_QUORUM_ANNOTATION, EtcdCluster
-from etcd_operator.reconcile import recovery
+from etcd_operator.reconcile import hibernation, recovery
 from etcd_operator.reconcile.conditions.common import (
     FALSE,
     TRUE,
@@ -20,6 +20,8 @@ from etcd_operator.reconcile.pipeline import Decided
 def check(
     desired: EtcdCluster, observed: Observed, decided: Decided, settings: OperatorSettings
 ) -> Verdict:
+    if decided.hibernating:
+        return Verdict(FALSE, hibernation.HIBERNATED, hibernation.message(decided))
     etcd = observed.etcd
     if etcd is None:
         return unreachable(settings) if decided.has_formed else bootstrapping(desired)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.reconcile import replacement
+from etcd_operator.reconcile import hibernation, replacement
 from etcd_operator.reconcile.conditions.common import (
     FALSE,
     TRUE,
@@ -49,6 +49,9 @@ def unschedulable_pods(observed: Observed) -> list[str]:
 def check(
     desired: EtcdCluster, observed: Observed, decided: Decided, settings: OperatorSettings
 ) -> Verdict:
+    if decided.hibernating:
+        # Stopped on request: nothing is wrong with it.
+        return Verdict(FALSE, hibernation.HIBERNATED, hibernation.message(decided))
     unplaced = unschedulable_pods(observed)
     if unplaced:
         return Verdict(TRUE, MEMBER_UNSCHEDULABLE, "; ".join(unplaced))

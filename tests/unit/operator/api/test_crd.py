@@ -148,7 +148,7 @@ def test_conditions_merge_by_type() -> None:
 @pytest.mark.parametrize(
     ("path", "bounds"),
     [
-        ("spec.replicas", {"minimum": 1, "maximum": 9, "default": 3}),
+        ("spec.replicas", {"minimum": 0, "maximum": 9, "default": 3}),
         ("spec.engine", {"enum": ["pyetcd", "etcd"], "default": "pyetcd"}),
         ("spec.etcd.quotaBackendBytes", {"minimum": 0, "maximum": 8 * 1024**3}),
         ("spec.storage.placement.mode", {"enum": ["Required", "Preferred", "Off"]}),

@@ -112,7 +112,7 @@ def test_an_invalid_spec_is_a_kopf_permanent_error() -> None:
     registry = kopf.OperatorRegistry()
     register(registry, SETTINGS, Reconciler(SETTINGS, kube, Events()))
     bad = body()
-    bad["spec"]["replicas"] = 0
+    bad["spec"]["replicas"] = -1
     kube.put(bad)
     with pytest.raises(kopf.PermanentError, match="invalid spec"):
         asyncio.run(changing_handler(registry, "create")(body=kopf.Body(cast(kopf.RawBody, bad))))

@@ -78,7 +78,7 @@ def test_parse_cluster_drops_kopf_bookkeeping_from_status() -> None:
 def test_parse_cluster_ignores_an_unreadable_status_and_refuses_an_invalid_spec() -> None:
     assert parse_cluster(body(members="garbage")).status is None
     bad = body()
-    bad["spec"]["replicas"] = 0
+    bad["spec"]["replicas"] = -1
     with pytest.raises(InvalidSpecError, match="invalid spec"):
         parse_cluster(bad)
 
@@ -380,7 +380,7 @@ def test_refresh_leaves_alone_a_cluster_that_is_gone(live: dict[str, Any] | None
 def test_refresh_of_an_invalid_spec_raises_for_the_loop_to_log() -> None:
     kube = FakeKube()
     bad = body()
-    bad["spec"]["replicas"] = 0
+    bad["spec"]["replicas"] = -1
     kube.put(bad)
     with pytest.raises(InvalidSpecError):
         asyncio.run(Reconciler(SETTINGS, kube, Events()).refresh(REF))
