@@ -36,6 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from etcd_operator.api import corev1, structural
 from etcd_operator.api.backup import BackupSpec, BackupStore, BootstrapSpec, SecretKeyRef
+from etcd_operator.api.maintenance import MaintenanceSpec
 from etcd_operator.api.versions import (
     VERSION_CHANGE_RULE,
     VERSION_MAX_LENGTH,
@@ -590,6 +591,10 @@ class EtcdClusterSpec(_Model):
         default_factory=RolloutSpec,
         description="How changes that restart members are rolled out.",
     )
+    maintenance: MaintenanceSpec = Field(
+        default_factory=MaintenanceSpec,
+        description="Upkeep the operator does by itself: defragmentation.",
+    )
 
     @model_validator(mode="after")
     def _nothing_unsupported(self) -> EtcdClusterSpec:
@@ -775,6 +780,34 @@ class RolloutStatus(_Model):
     )
 
 
+class MemberDefrag(_Model):
+    """The last defragmentation of one member."""
+
+    member: str = Field(description="The member (and pod) name.")
+    time: str = Field(description="When it was defragmented (RFC 3339).")
+    trigger: str = Field(description="Schedule, FreeSpace, QuotaUsage or NoSpace.")
+    dbSizeBefore: int | None = Field(default=None, description="Its db file before, in bytes.")
+    dbSizeAfter: int | None = Field(default=None, description="Its db file after, in bytes.")
+    reclaimed: int | None = Field(default=None, description="Bytes given back to the disk.")
+
+
+class DefragStatus(_Model):
+    """Defragmentation: the run under way and the last result per member."""
+
+    pending: list[str] = Field(
+        default_factory=list, description="Members still to defragment in the run under way."
+    )
+    trigger: str | None = Field(default=None, description="What started the run under way.")
+    lastScheduledTime: str | None = Field(
+        default=None, description="The schedule slot last acted on (RFC 3339)."
+    )
+    members: list[MemberDefrag] = Field(
+        default_factory=list,
+        description="The last defragmentation of each member.",
+        json_schema_extra=list_map("member"),
+    )
+
+
 class EtcdClusterStatus(_Model):
     """The observed cluster; written by the operator only."""
 
@@ -834,6 +867,9 @@ class EtcdClusterStatus(_Model):
     )
     rollout: RolloutStatus | None = Field(
         default=None, description="The latest rollout of a changed pod template."
+    )
+    defrag: DefragStatus | None = Field(
+        default=None, description="Defragmentation, with spec.maintenance.defrag."
     )
     observedGeneration: int | None = Field(
         default=None, description="The spec generation this status describes."

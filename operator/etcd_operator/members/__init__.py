@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from etcd_operator.members.changes import MembershipNotSupportedError, change_membership
 from etcd_operator.members.connect import EtcdConnection, connect_etcd
+from etcd_operator.members.maintenance import MaintenanceClient, maintain
 from etcd_operator.members.membership import (
     ClusterClient,
     Promotion,
@@ -26,6 +27,7 @@ from etcd_operator.members.observe import ObservingClient, observe
 __all__ = [
     "ClusterClient",
     "EtcdConnection",
+    "MaintenanceClient",
     "MembershipNotSupportedError",
     "ObservingClient",
     "Promotion",
@@ -33,6 +35,7 @@ __all__ = [
     "change_membership",
     "connect_etcd",
     "describe_etcd_error",
+    "maintain",
     "move_leader",
     "not_capable",
     "observe",

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from pyetcd.client import EtcdClient
 
+from etcd_operator.members.maintenance import MaintenanceClient
 from etcd_operator.members.membership import ClusterClient
 from etcd_operator.members.observe import ObservingClient
 
@@ -24,9 +25,9 @@ class SnapshotClient(Protocol):
     ) -> AsyncIterator[bytes]: ...
 
 
-class EtcdConnection(ClusterClient, ObservingClient, SnapshotClient, Protocol):
-    """A client for observing etcd, changing its membership and streaming snapshots; closed
-    after use."""
+class EtcdConnection(ClusterClient, ObservingClient, SnapshotClient, MaintenanceClient, Protocol):
+    """A client for observing etcd, changing its membership, maintaining its members and
+    streaming snapshots; closed after use."""
 
     async def close(self) -> None: ...
 

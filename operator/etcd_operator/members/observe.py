@@ -220,6 +220,7 @@ def _member_observation(
             raft_term=status.raft_term,
             raft_index=status.raft_index,
             raft_applied_index=status.raft_applied_index,
+            db_size_in_use=status.db_size_in_use,
             error=error,
         )
     return EtcdMember(

@@ -2,7 +2,8 @@
 ``etcd_operator.handlers.execute``.
 
 Kubernetes writes (``Apply``, ``SetBootstrapState``, ``DeletePVC``), etcd membership changes
-(``AddMember``, ``PromoteMember``, ``MoveLeader``, ``RemoveMember``), ``Event`` and
+(``AddMember``, ``PromoteMember``, ``MoveLeader``, ``RemoveMember``), etcd maintenance
+(``Defragment``, ``DisarmAlarm``), ``Event`` and
 ``PatchStatus`` (always last). Every membership action is idempotent on the etcd side (see
 ``etcd_operator.members.membership``), so a pass that crashed half-way can simply be planned and
 run again from what is observed.
@@ -127,13 +128,33 @@ class DeleteBackup:
     namespace: str
 
 
+@dataclass(frozen=True)
+class Defragment:
+    """Defragment member ``name`` (``member_id``) online through its own ``endpoint``."""
+
+    member_id: int
+    name: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class DisarmAlarm:
+    """Disarm ``alarm`` (e.g. NOSPACE) of ``member_id`` (no-op if it is not active)."""
+
+    member_id: int
+    name: str
+    alarm: str
+
+
 MembershipAction = AddMember | PromoteMember | MoveLeader | RemoveMember
+MaintenanceAction = Defragment | DisarmAlarm
 Action = (
     Apply
     | SetBootstrapState
     | Event
     | PatchStatus
     | MembershipAction
+    | MaintenanceAction
     | DeletePVC
     | DeletePod
     | CreateBackup

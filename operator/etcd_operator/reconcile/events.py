@@ -101,6 +101,7 @@ def transitions(
             events.append(Event("Normal", "LeaderChanged", f"leader is {new.leader} (was {was})"))
 
     events.extend(_rollout_events(old, new))
+    events.extend(_defrag_events(old, new))
     before_c, after_c = _conditions(old), _conditions(new)
     available, was_available = (
         after_c[ConditionType.AVAILABLE],
@@ -166,6 +167,21 @@ def _rollout_events(old: EtcdClusterStatus | None, new: EtcdClusterStatus) -> li
             )
         )
     return events
+
+
+def _defrag_events(old: EtcdClusterStatus | None, new: EtcdClusterStatus) -> list[Event]:
+    """One per member defragmented, with what it gave back to the disk."""
+    before = {m.member: m.time for m in (old.defrag.members if old and old.defrag else [])}
+    return [
+        Event(
+            "Normal",
+            "Defragmented",
+            f"member {m.member} ({m.trigger}): db file {m.dbSizeBefore} -> {m.dbSizeAfter} "
+            f"bytes, {m.reclaimed} reclaimed",
+        )
+        for m in (new.defrag.members if new.defrag else [])
+        if before.get(m.member) != m.time
+    ]
 
 
 def failure_event(status: EtcdClusterStatus | None, error: str, reason: str) -> Event | None:

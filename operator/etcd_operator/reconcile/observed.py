@@ -109,6 +109,7 @@ class EtcdMember:
     raft_index: int | None = None
     error: str | None = None
     raft_applied_index: int | None = None
+    db_size_in_use: int | None = None
 
     @property
     def id_hex(self) -> str:

@@ -2,8 +2,8 @@
 
 ``STEPS`` is the pipeline (see ``pipeline``): deletion, restore (a cluster created from a
 backup), bootstrap, hibernation, quorum-loss recovery, replacement, scaling, children, the
-rollout of a changed pod template, the recovering survivor's restart, volume cleanup, backups
-(the schedule, the annotation, retention), each in its own module.
+rollout of a changed pod template, defragmentation, the recovering survivor's restart, volume
+cleanup, backups (the schedule, the annotation, retention), each in its own module.
 ``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
 turns its decisions into the events of the status transitions and the status itself, always the
 last action. A pass that changed something looks at the world again after its steps and reports on
@@ -23,6 +23,7 @@ from etcd_operator.reconcile import (
     backups,
     bootstrap,
     children,
+    defrag,
     deletion,
     hibernation,
     recovery,
@@ -87,6 +88,7 @@ STEPS: tuple[Step, ...] = (
     scaling.step,
     children.step,
     rollout.step,
+    defrag.step,
     recovery.restart_step,
     volumes.step,
     backups.step,

@@ -33,6 +33,7 @@ from etcd_operator.api.v1alpha1 import (
 from etcd_operator.components import naming
 from etcd_operator.reconcile.backup_status import backup_ready_verdict, backup_status
 from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
+from etcd_operator.reconcile.defrag import defrag_status
 from etcd_operator.reconcile.membership import member_name
 from etcd_operator.reconcile.observed import EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided
@@ -202,6 +203,7 @@ def compute_status(
         quorumRecovery=_acted(decided, RECOVERY_RECORD, QuorumRecovery, previous.quorumRecovery),
         recoverQuorumToken=_acted(decided, RECOVERY_TOKEN, str, previous.recoverQuorumToken),
         rollout=rollout_status(decided) or previous.rollout,
+        defrag=defrag_status(desired, observed, decided) or previous.defrag,
         observedGeneration=generation,
     )
 
@@ -244,6 +246,7 @@ STICKY_FIELDS = (
     "quorumRecovery",
     "recoverQuorumToken",
     "rollout",
+    "defrag",
 )
 
 

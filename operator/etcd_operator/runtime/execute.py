@@ -15,15 +15,17 @@ from typing import Any
 
 from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.v1alpha1 import API_VERSION
-from etcd_operator.members import ClusterClient, change_membership
+from etcd_operator.members import EtcdConnection, change_membership, maintain
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
     Apply,
     CreateBackup,
+    Defragment,
     DeleteBackup,
     DeletePod,
     DeletePVC,
+    DisarmAlarm,
     Event,
     MoveLeader,
     PatchStatus,
@@ -46,15 +48,20 @@ async def execute(
     kube: KubeApi,
     post_event: PostEvent,
     write_status: WriteStatus,
-    etcd: ClusterClient | None = None,
+    etcd: EtcdConnection | None = None,
 ) -> None:
-    """Run ``actions`` in order; ``etcd`` is required when they change the membership."""
+    """Run ``actions`` in order; ``etcd`` is required when they change the membership or
+    maintain members."""
     for action in actions:
         match action:
             case AddMember() | PromoteMember() | MoveLeader() | RemoveMember():
                 if etcd is None:
                     raise RuntimeError(f"{action} needs an etcd client")
                 await change_membership(etcd, action)
+            case Defragment() | DisarmAlarm():
+                if etcd is None:
+                    raise RuntimeError(f"{action} needs an etcd client")
+                await maintain(etcd, action)
             case Apply(manifest=manifest) | SetBootstrapState(manifest=manifest):
                 # The ConfigMap switch is an apply too: the manifest carries the new state and
                 # its fingerprint, so the next pass sees it as up to date.

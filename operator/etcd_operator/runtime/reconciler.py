@@ -41,6 +41,8 @@ from etcd_operator.members import MembershipNotSupportedError
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
+    Defragment,
+    DisarmAlarm,
     MoveLeader,
     PromoteMember,
     RemoveMember,
@@ -89,8 +91,12 @@ def no_events(objs: Any, /, *, type: str, reason: str, message: str) -> None:
 
 
 def changes_membership(actions: Sequence[Action]) -> bool:
+    """The actions talk to etcd: membership changes or maintenance."""
     return any(
-        isinstance(a, AddMember | PromoteMember | MoveLeader | RemoveMember) for a in actions
+        isinstance(
+            a, AddMember | PromoteMember | MoveLeader | RemoveMember | Defragment | DisarmAlarm
+        )
+        for a in actions
     )
 
 

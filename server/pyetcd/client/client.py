@@ -223,6 +223,17 @@ class EtcdClient:
         resp = await self._any(lambda s: s.maintenance.Alarm(req, timeout=self.timeout))
         return _alarms(resp)
 
+    async def alarm_disarm(self, member_id: int, alarm: str) -> list[AlarmMember]:
+        """``etcdctl alarm disarm`` for one member's alarm (``NOSPACE``, ``CORRUPT``); returns
+        the alarms it deactivated (none when it was not active)."""
+        req = rpc_pb2.AlarmRequest(
+            action=rpc_pb2.AlarmRequest.DEACTIVATE,
+            memberID=member_id,
+            alarm=rpc_pb2.AlarmType.Value(alarm),
+        )
+        resp = await self._any(lambda s: s.maintenance.Alarm(req, timeout=self.timeout))
+        return _alarms(resp)
+
     async def cluster_version(self, endpoint: str) -> str:
         """The cluster version ``endpoint`` reports (``etcdcluster`` of its HTTP ``/version``):
         the minor version etcd runs the cluster at, ``3.5.0`` once every member runs 3.5.

@@ -50,6 +50,8 @@ class FakeEtcd:
         self.closed = False
         self.snapshot_chunks: list[bytes] = [b"snapshot"]
         self.snapshots_from: list[str] = []
+        self.defragmented: list[str] = []
+        self.disarmed: list[tuple[int, str]] = []
 
     def _check(self, call: str) -> None:
         self.calls.append(call)
@@ -106,6 +108,13 @@ class FakeEtcd:
 
     async def cluster_version(self, endpoint: str) -> str:
         return "3.5.0"
+
+    async def defragment(self, endpoint: str) -> None:
+        self.defragmented.append(endpoint)
+
+    async def alarm_disarm(self, member_id: int, alarm: str) -> list[AlarmMember]:
+        self.disarmed.append((member_id, alarm))
+        return []
 
     async def snapshot(
         self, endpoint: str, idle_timeout: float | None = None
