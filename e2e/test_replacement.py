@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ class Writer:
     def __init__(self, pod_exec: PodExec, namespace: str, name: str) -> None:
         self.pod_exec, self.namespace, self.name = pod_exec, namespace, name
         self.acked: list[str] = []
+        self.acked_at: list[float] = []  # time.monotonic() of each acknowledgement
         self.failed = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -47,9 +49,19 @@ class Writer:
             done = self.pod_exec.exec(self.namespace, CLIENT_POD, argv, timeout=20)
             if done.code == 0:
                 self.acked.append(key)
+                self.acked_at.append(time.monotonic())
             else:
                 self.failed += 1
             n += 1
+
+    def longest_gap(self, outside: tuple[float, float] | None = None) -> float:
+        """The longest time (s) between two acknowledged writes: how long the cluster took no
+        write, at most; ``outside``: ignoring gaps that overlap that (monotonic) window."""
+        pairs = list(zip(self.acked_at, self.acked_at[1:], strict=False))
+        if outside is not None:
+            start, end = outside
+            pairs = [(a, b) for a, b in pairs if b < start or a > end]
+        return max((b - a for a, b in pairs), default=0.0)
 
     def __enter__(self) -> Writer:
         self._thread.start()

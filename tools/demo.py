@@ -106,6 +106,10 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             f"kubectl get etcdcluster {name}{ns} -o jsonpath='{{.status.quorumRecovery}}'",
             "# hibernate: every member stopped, volumes and member IDs kept; scale back to wake",
             f"kubectl scale etcdcluster {name}{ns} --replicas=0 && kubectl get etcdclusters{ns} -w",
+            "# defragment one member at a time (the leader last) when a db file passes 80% of "
+            "its quota:",
+            f"kubectl patch etcdcluster {name}{ns} --type=merge "
+            """-p '{"spec":{"maintenance":{"defrag":{"quotaUsageAbovePercent":80}}}}'""",
             "# a changed flag rolls one member at a time, followers first, the leader last:",
             f"kubectl patch etcdcluster {name}{ns} --type=merge "
             """-p '{"spec":{"etcd":{"snapshotCount":20000}}}'""",

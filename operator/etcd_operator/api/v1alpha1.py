@@ -527,6 +527,14 @@ class RolloutSpec(_Model):
         "event). A stuck rollout restarts no further member; it goes on by itself once every "
         "member is healthy again.",
     )
+    minReadySeconds: int = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="How long every member pod must have been Ready before the next member is "
+        "restarted (as a StatefulSet's minReadySeconds): a member that crashes again right "
+        "after it rejoined holds the rollout instead of letting it take the next one down.",
+    )
 
 
 class EtcdClusterSpec(_Model):

@@ -62,6 +62,10 @@ def args(cluster: EtcdCluster, settings: OperatorSettings) -> list[str]:
     flags += [
         f"--heartbeat-interval={options.heartbeatIntervalMs}",
         f"--election-timeout={options.electionTimeoutMs}",
+        # A member cut off from the others campaigns in vain and raises its term; without
+        # pre-vote it deposes the healthy leader the moment it is back (an election, writes
+        # stalled). etcd 3.5 and pyetcd default to it; etcd 3.4 does not.
+        "--pre-vote=true",
     ]
     # Unset options are left to the engine's own defaults rather than restated here.
     if options.quotaBackendBytes is not None:

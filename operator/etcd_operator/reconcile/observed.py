@@ -46,7 +46,8 @@ class PodState:
     of a member that stops because its data was lost. ``init_failed``: the same of its
     ``member-init`` container (the lost-data refusal; a recovery that could not be done).
     ``terminating``: the pod is being deleted. ``revision``: the StatefulSet revision it was
-    made from (its ``controller-revision-hash`` label).
+    made from (its ``controller-revision-hash`` label); ``ready_since``: when it last turned
+    Ready (``None``: not Ready, or not known).
     ``node_lost_since``: since when the pod's node has not been Ready (``None``: Ready, or not
     looked at because the pod is Ready); ``volume_node``: the node its data volume is pinned to
     (a local volume), ``None`` for a network volume or when unknown.
@@ -64,6 +65,7 @@ class PodState:
     node_lost_since: datetime | None = None
     volume_node: str | None = None
     revision: str | None = None
+    ready_since: datetime | None = None
 
 
 @dataclass(frozen=True)

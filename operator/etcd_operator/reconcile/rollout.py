@@ -12,9 +12,10 @@ when all of these hold:
   desired voters, every one healthy, with a leader (one exception: when the only member that
   does not serve runs the template of an unfinished rollout this one replaced, it is restarted
   first: it is down already, likely because of that template, and the new one may fix it);
-- every member is caught up: its raft applied index is within ``CATCH_UP_ENTRIES`` of the
-  leader's commit index (the member restarted last has replayed its log and received what it
-  missed, and nobody is lagging behind whom a restart would leave without a quorum).
+- every member pod has been Ready for ``spec.rollout.minReadySeconds``, and every member is
+  caught up: its raft applied index is within ``CATCH_UP_ENTRIES`` of the leader's commit
+  index (the member restarted last has replayed its log and received what it missed, and
+  nobody is lagging behind whom a restart would leave without a quorum).
 
 Then the outdated followers go first, highest ordinal first; the leader goes last, after
 ``MoveLeader`` has handed leadership to the follower with the highest applied index. A lone
@@ -94,6 +95,19 @@ def caught_up(member: EtcdMember, leader: EtcdMember) -> bool:
     return member.raft_applied_index + CATCH_UP_ENTRIES >= leader.raft_index
 
 
+def _settling(desired: EtcdCluster, observed: Observed, replicas: int) -> str | None:
+    """A member pod Ready for less than ``spec.rollout.minReadySeconds``, if any."""
+    needed, now = desired.spec.rollout.minReadySeconds, observed.now
+    if not needed or now is None:
+        return None
+    for name in _ordinals(desired, replicas):
+        pod = observed.pod(name)
+        since = pod.ready_since if pod is not None else None
+        if since is not None and (now - since).total_seconds() < needed:
+            return f"member {name} has been Ready for less than {needed}s (minReadySeconds)"
+    return None
+
+
 def _down(desired: EtcdCluster, observed: Observed, etcd: EtcdView, replicas: int) -> list[str]:
     """The members that do not serve now: pod not Ready, or etcd reports them unhealthy."""
     by_name = {member_name(m): m for m in etcd.members}
@@ -166,6 +180,8 @@ def decide(
         # member down pauses the rollout.
         return Verdict(outdated, member=casualty.name, repair=True)
     if (why := _why_not_ready(desired, observed, etcd, down, replicas)) is not None:
+        return Verdict(outdated, waiting=why)
+    if (why := _settling(desired, observed, replicas)) is not None:
         return Verdict(outdated, waiting=why)
     leader = etcd.leader
     assert leader is not None  # _why_not_ready checked it

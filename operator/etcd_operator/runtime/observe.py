@@ -173,6 +173,14 @@ async def node_facts(
 REVISION_LABEL = "controller-revision-hash"
 
 
+def ready_since(pod: Json) -> datetime | None:
+    """When the pod's Ready condition last turned True; ``None`` when it is not Ready."""
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready" and c.get("status") == "True":
+            return parse_rfc3339(c.get("lastTransitionTime"))
+    return None
+
+
 def pod_ready(pod: Json) -> bool:
     """The pod's Ready condition is True."""
     return any(
@@ -195,6 +203,7 @@ def pod_state(pod: Json) -> PodState:
         node=(pod.get("spec") or {}).get("nodeName"),
         unschedulable=unschedulable(pod),
         revision=((pod.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL),
+        ready_since=ready_since(pod),
     )
 
 

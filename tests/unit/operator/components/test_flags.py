@@ -35,6 +35,7 @@ BASE = [
             [
                 "--heartbeat-interval=100",
                 "--election-timeout=1000",
+                "--pre-vote=true",
                 "--auto-compaction-mode=periodic",
                 "--auto-compaction-retention=1h",
             ],
@@ -45,6 +46,7 @@ BASE = [
             [
                 "--heartbeat-interval=250",
                 "--election-timeout=2500",
+                "--pre-vote=true",
                 "--auto-compaction-mode=periodic",
                 "--auto-compaction-retention=1h",
             ],
@@ -52,7 +54,7 @@ BASE = [
         ),
         pytest.param(
             {"autoCompaction": None},
-            ["--heartbeat-interval=100", "--election-timeout=1000"],
+            ["--heartbeat-interval=100", "--election-timeout=1000", "--pre-vote=true"],
             id="no-auto-compaction",
         ),
         pytest.param(
@@ -60,6 +62,7 @@ BASE = [
             [
                 "--heartbeat-interval=100",
                 "--election-timeout=1000",
+                "--pre-vote=true",
                 "--auto-compaction-mode=revision",
                 "--auto-compaction-retention=1000",
             ],
@@ -70,6 +73,7 @@ BASE = [
             [
                 "--heartbeat-interval=100",
                 "--election-timeout=1000",
+                "--pre-vote=true",
                 "--quota-backend-bytes=8589934592",
                 "--snapshot-count=10000",
             ],
@@ -86,6 +90,7 @@ BASE = [
             [
                 "--heartbeat-interval=50",
                 "--election-timeout=500",
+                "--pre-vote=true",
                 "--quota-backend-bytes=0",
                 "--auto-compaction-mode=periodic",
                 "--auto-compaction-retention=30m",

@@ -423,3 +423,19 @@ def test_version_skew_table() -> None:
     message = skew("3.6.0", ["3.4.23", "3.5.17"])
     assert message is not None and "3.4.23" in message and "3.5" in message
     assert skew("4.0.0", ["3.5.17"]) == "members still run 3.5.17: no upgrade path to 4.0.0"
+
+
+def test_the_next_member_waits_until_every_pod_has_been_ready_for_min_ready_seconds() -> None:
+    desired, observed = changed(rollout={"minReadySeconds": 30})
+    actions = plan_at(desired, observed, 100)
+    desired, observed = execute(desired, observed, actions)
+    back = restarted(observed, f"{NAME}-2")
+    pods = tuple(
+        dataclasses.replace(p, ready_since=at(110)) if p.name == f"{NAME}-2" else p
+        for p in back.pods
+    )
+    back = dataclasses.replace(back, pods=pods)
+    early = plan_at(desired, back, 120)
+    assert deletes(early) == []
+    assert "minReadySeconds" in condition(early, "Progressing")["message"]
+    assert deletes(plan_at(desired, back, 141)) == [f"{NAME}-1"]
