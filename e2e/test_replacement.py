@@ -147,6 +147,18 @@ def member_ids(pod_exec: PodExec, namespace: str, name: str) -> dict[str, int]:
     return {str(m.get("name")): int(m["ID"]) for m in listed}
 
 
+def listed_member_ids(pod_exec: PodExec, namespace: str, name: str) -> dict[str, int] | None:
+    """The member IDs by name, or ``None`` while etcdctl gets no answer through the client
+    Service (its endpoints follow pods that just became Ready): a probe for ``eventually``."""
+    argv = ["etcdctl", client_endpoint(name, namespace), "member", "list", "-w", "json"]
+    done = pod_exec.exec(namespace, CLIENT_POD, argv, timeout=30)
+    if done.code != 0:
+        return None
+    listed = json.loads(done.stdout)["members"]
+    assert all(not m.get("isLearner") for m in listed), listed
+    return {str(m.get("name")): int(m["ID"]) for m in listed}
+
+
 def running(kubectl: Kubectl, pod_exec: PodExec, manifest: Json) -> dict[str, int]:
     """Apply a three-member cluster, wait until it is Available, start the client pod; the
     member IDs by name."""
@@ -154,7 +166,7 @@ def running(kubectl: Kubectl, pod_exec: PodExec, manifest: Json) -> dict[str, in
     kubectl.apply(manifest)
     wait_available(kubectl, namespace, name, 3)
     start_client(kubectl, namespace)
-    return eventually("the member list", lambda: member_ids(pod_exec, namespace, name))
+    return eventually("the member list", lambda: listed_member_ids(pod_exec, namespace, name))
 
 
 # The example to run and what its members say when they stop on lost data.

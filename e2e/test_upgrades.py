@@ -31,7 +31,7 @@ from e2e.test_replacement import (
     Writer,
     assert_nothing_lost,
     diagnostics,
-    member_ids,
+    listed_member_ids,
     running,
 )
 
@@ -341,5 +341,6 @@ def hibernate_and_wake(
     assert sorted(c["metadata"]["name"] for c in claims) == [f"data-{name}-{i}" for i in range(3)]
     kubectl.run("scale", "etcdcluster", name, f"--namespace={namespace}", "--replicas=3")
     wait_available(kubectl, namespace, name, 3)
-    assert eventually("the member list", lambda: member_ids(pod_exec, namespace, name)) == ids
+    back = eventually("the member list", lambda: listed_member_ids(pod_exec, namespace, name))
+    assert back == ids, (back, ids)
     assert_nothing_lost(pod_exec, namespace, name, writer)
