@@ -13,7 +13,7 @@ backup object is etcd's snapshot as ``Maintenance.Snapshot`` streamed it, option
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -114,6 +114,21 @@ class DeletionPolicy(StrEnum):
 SCHEDULE_PATTERN = r"^(@[a-z]+|[^\s]+(\s+[^\s]+){4})$"
 
 
+def schedule_field(description: str) -> Any:
+    """An optional cron schedule, as every scheduled operation takes it."""
+    return Field(default=None, max_length=128, pattern=SCHEDULE_PATTERN, description=description)
+
+
+def time_zone_field() -> Any:
+    """The time zone of a ``schedule_field``."""
+    return Field(
+        default=None,
+        max_length=64,
+        pattern=TIME_ZONE_PATTERN.pattern,
+        description="The schedule's time zone (IANA); UTC if unset.",
+    )
+
+
 # A Go-style duration of whole units, as maxAge takes it: "168h", "30m", "7d" is not Go's.
 AGE_PATTERN = r"^([0-9]+(h|m|s))+$"
 
@@ -147,19 +162,11 @@ class BackupSpec(_Model):
     """``EtcdCluster.spec.backup``: where, when, how, and for how long."""
 
     store: BackupStore = Field(description="The S3-compatible bucket backups go to.")
-    schedule: str | None = Field(
-        default=None,
-        max_length=128,
-        pattern=SCHEDULE_PATTERN,
-        description="A cron expression (5 fields, or @hourly, @daily, ...); none when unset "
-        "(backups then only on the annotation or an EtcdBackup object).",
+    schedule: str | None = schedule_field(
+        "A cron expression (5 fields, or @hourly, @daily, ...); none when unset "
+        "(backups then only on the annotation or an EtcdBackup object)."
     )
-    timeZone: str | None = Field(
-        default=None,
-        max_length=64,
-        pattern=TIME_ZONE_PATTERN.pattern,
-        description="The schedule's time zone (IANA); UTC if unset.",
-    )
+    timeZone: str | None = time_zone_field()
     suspend: bool = Field(default=False, description="Take no scheduled backups meanwhile.")
     retention: Retention | None = Field(default=None, description="Which backups to keep.")
     compression: Compression = Field(default=Compression.ZSTD, description="none, gzip or zstd.")

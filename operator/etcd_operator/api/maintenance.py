@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from etcd_operator.api.backup import SCHEDULE_PATTERN
-from etcd_operator.api.schedule import TIME_ZONE_PATTERN, parse_schedule
+from etcd_operator.api.backup import schedule_field, time_zone_field
+from etcd_operator.api.schedule import parse_schedule
 
 # etcd's own default quota when --quota-backend-bytes is unset or 0.
 DEFAULT_QUOTA_BYTES = 2 * 1024**3
@@ -42,19 +42,11 @@ class DefragSpec(_Model):
         }
     )
 
-    schedule: str | None = Field(
-        default=None,
-        max_length=128,
-        pattern=SCHEDULE_PATTERN,
-        description="A cron expression (5 fields, or @daily, @weekly, ...): every member, one "
-        "at a time, at each slot.",
+    schedule: str | None = schedule_field(
+        "A cron expression (5 fields, or @daily, @weekly, ...): every member, one at a time, "
+        "at each slot."
     )
-    timeZone: str | None = Field(
-        default=None,
-        max_length=64,
-        pattern=TIME_ZONE_PATTERN.pattern,
-        description="The schedule's time zone (IANA); UTC if unset.",
-    )
+    timeZone: str | None = time_zone_field()
     freeSpaceAbovePercent: int | None = Field(
         default=None,
         ge=1,

@@ -37,14 +37,14 @@ from etcd_operator.api.schedule import ScheduleError, parse_schedule
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import parse_rfc3339, rfc3339
 from etcd_operator.api.v1alpha1 import DefragStatus, EtcdCluster, MemberDefrag, RolloutStatus
-from etcd_operator.reconcile import replacement
+from etcd_operator.reconcile import replacement, scaling
 from etcd_operator.reconcile.actions import Action, Defragment, DisarmAlarm, Event, MoveLeader
 from etcd_operator.reconcile.backup_schedule import decide as schedule_decide
-from etcd_operator.reconcile.membership import member_name, ordinal
+from etcd_operator.reconcile.backups import created_at
+from etcd_operator.reconcile.membership import heir, member_name, ordinal
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided, StepResult
 from etcd_operator.reconcile.rollout import ROLLOUT, caught_up
-from etcd_operator.reconcile.scaling import SCALE_NOTE, ScalePlan
 
 # Decided.notes key: this pass's DefragStatus; Decided.acted key: the member defragmented.
 DEFRAG = "defrag"
@@ -115,8 +115,7 @@ def _busy(desired: EtcdCluster, decided: Decided, etcd: EtcdView) -> bool:
     """Another operation owns the cluster in this pass."""
     if decided.hibernating or decided.recovering or replacement.pending(decided) is not None:
         return True
-    scale = decided.note(SCALE_NOTE)
-    if isinstance(scale, ScalePlan) and (scale.reason is not None or scale.steps):
+    if scaling.under_way(decided):
         return True
     rollout = decided.last_note(ROLLOUT)
     if isinstance(rollout, RolloutStatus) and rollout.completedAt is None:
@@ -162,7 +161,7 @@ def step(
                 schedule,
                 parse_rfc3339(previous.lastScheduledTime),
                 now,
-                since=parse_rfc3339(desired.metadata.get("creationTimestamp")),
+                since=created_at(desired),
             ).due
             if slot is not None:
                 pending = sorted(names)
@@ -189,11 +188,9 @@ def step(
         name = _order(desired.name, pending, member_name(leader))[0]
         target = etcd.by_name(name)
         assert target is not None and target.client_urls  # a voter that answered its status
-        if target.id == leader.id:
-            others = [m for m in etcd.voters if m.id != leader.id]
-            heir = max(others, key=lambda m: (m.raft_applied_index or 0, -m.id), default=None)
-            if heir is not None:
-                actions.append(MoveLeader(leader.id, heir.id, member_name(heir)))
+        successor = heir(etcd, leader) if target.id == leader.id else None
+        if successor is not None:
+            actions.append(MoveLeader(leader.id, successor.id, member_name(successor)))
         actions.append(Defragment(target.id, name, target.client_urls[0]))
         why = reasons.get(name) or trigger or SCHEDULE
         done = Defragmented(name, why, target.db_size, rfc3339(now))

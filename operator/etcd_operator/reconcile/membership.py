@@ -80,6 +80,13 @@ def membership_latched(desired: EtcdCluster) -> bool:
     )
 
 
+def heir(etcd: EtcdView, leader: EtcdMember) -> EtcdMember | None:
+    """The voter to hand leadership to before ``leader`` stops: the one with the highest
+    applied index (the least to catch up as leader), lowest ID on a tie."""
+    others = [m for m in etcd.voters if m.id != leader.id]
+    return max(others, key=lambda m: (m.raft_applied_index or 0, -m.id), default=None)
+
+
 def quorum_without(voters: Iterable[EtcdMember], leaving: int) -> tuple[int, int, int]:
     """The voters other than member ``leaving``: how many are healthy, how many there are, and
     how many make a quorum of them. Removing ``leaving`` keeps the cluster writable only if the

@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from etcd_operator.api.settings import OperatorSettings
-from etcd_operator.api.times import RFC3339, rfc3339
+from etcd_operator.api.times import parse_rfc3339, rfc3339
 from etcd_operator.api.v1alpha1 import EtcdCluster, RolloutStatus
 from etcd_operator.components import naming
-from etcd_operator.reconcile import replacement
+from etcd_operator.reconcile import replacement, scaling
 from etcd_operator.reconcile.actions import Action, DeletePod, Event, MoveLeader
-from etcd_operator.reconcile.membership import member_name, ordinal
+from etcd_operator.reconcile.membership import heir, member_name, ordinal
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed, PodState
 from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
-from etcd_operator.reconcile.scaling import SCALE_NOTE, ScalePlan
 
 # Decided.notes key: this pass's view of the rollout (a ``RolloutStatus``); Decided.acted key:
 # the record of a member this pass restarted.
@@ -188,13 +187,7 @@ def decide(
     followers = [n for n in outdated if n != member_name(leader)]
     if followers:
         return Verdict(outdated, member=followers[0], leader=leader)
-    others = [m for m in etcd.voters if m.id != leader.id]
-    heir = max(others, key=lambda m: (m.raft_applied_index or 0, -m.id), default=None)
-    return Verdict(outdated, member=member_name(leader), heir=heir, leader=leader)
-
-
-def _parse(value: str) -> datetime:
-    return datetime.strptime(value, RFC3339).replace(tzinfo=UTC)
+    return Verdict(outdated, member=member_name(leader), heir=heir(etcd, leader), leader=leader)
 
 
 def record(
@@ -246,8 +239,8 @@ def _progress(
 
 
 def _stuck(current: RolloutStatus, deadline: int, now: datetime) -> bool:
-    since = _parse(current.lastRestartedAt or current.startedAt)
-    return (now - since).total_seconds() > deadline
+    since = parse_rfc3339(current.lastRestartedAt or current.startedAt)
+    return since is not None and (now - since).total_seconds() > deadline
 
 
 def _blocked_by_others(desired: EtcdCluster, decided: Decided, replicas: int) -> str | None:
@@ -256,9 +249,7 @@ def _blocked_by_others(desired: EtcdCluster, decided: Decided, replicas: int) ->
         return "a quorum-loss recovery is under way"
     if replacement.pending(decided) is not None:
         return "a member replacement is under way"
-    scale = decided.note(SCALE_NOTE)
-    scaling = isinstance(scale, ScalePlan) and (scale.reason is not None or scale.steps)
-    if scaling or replicas != desired.spec.replicas:
+    if scaling.under_way(decided) or replicas != desired.spec.replicas:
         return "the cluster is scaling"
     return None
 

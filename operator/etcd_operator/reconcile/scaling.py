@@ -59,6 +59,12 @@ __all__ = [
 SCALE_NOTE = "scaling"
 
 
+def under_way(decided: Decided) -> bool:
+    """The scaling step changes the membership in this pass, or waits to."""
+    scale = decided.note(SCALE_NOTE)
+    return isinstance(scale, ScalePlan) and (scale.reason is not None or bool(scale.steps))
+
+
 def step(
     desired: EtcdCluster, observed: Observed, settings: OperatorSettings, decided: Decided
 ) -> StepResult:
