@@ -72,11 +72,24 @@ class Writer:
         self._thread.join(timeout=60)
 
 
+# etcdctl's words when it reached no member through the client Service: its endpoints follow
+# pods that just became Ready (or just went), so a read right after a wait is retried on these.
+NOT_CONNECTED = ("waiting for connections to become ready", "connection refused", "Unavailable")
+
+
 def etcdctl_json(pod_exec: PodExec, namespace: str, name: str, *args: str) -> Any:
+    """etcdctl's JSON answer through the client Service; retried for up to a minute while it
+    reaches no member, and any other failure fails the test."""
     argv = ["etcdctl", client_endpoint(name, namespace), *args, "-w", "json"]
-    done = pod_exec.exec(namespace, CLIENT_POD, argv, timeout=30)
-    assert done.code == 0, done.stderr
-    return json.loads(done.stdout)
+
+    def answered() -> Any:
+        done = pod_exec.exec(namespace, CLIENT_POD, argv, timeout=30)
+        if done.code != 0 and any(words in done.stderr for words in NOT_CONNECTED):
+            return None
+        assert done.code == 0, done.stderr
+        return json.loads(done.stdout)
+
+    return eventually(f"an answer to etcdctl {' '.join(args)}", answered, interval=2)
 
 
 def assert_nothing_lost(pod_exec: PodExec, namespace: str, name: str, writer: Writer) -> None:
@@ -147,18 +160,6 @@ def member_ids(pod_exec: PodExec, namespace: str, name: str) -> dict[str, int]:
     return {str(m.get("name")): int(m["ID"]) for m in listed}
 
 
-def listed_member_ids(pod_exec: PodExec, namespace: str, name: str) -> dict[str, int] | None:
-    """The member IDs by name, or ``None`` while etcdctl gets no answer through the client
-    Service (its endpoints follow pods that just became Ready): a probe for ``eventually``."""
-    argv = ["etcdctl", client_endpoint(name, namespace), "member", "list", "-w", "json"]
-    done = pod_exec.exec(namespace, CLIENT_POD, argv, timeout=30)
-    if done.code != 0:
-        return None
-    listed = json.loads(done.stdout)["members"]
-    assert all(not m.get("isLearner") for m in listed), listed
-    return {str(m.get("name")): int(m["ID"]) for m in listed}
-
-
 def running(kubectl: Kubectl, pod_exec: PodExec, manifest: Json) -> dict[str, int]:
     """Apply a three-member cluster, wait until it is Available, start the client pod; the
     member IDs by name."""
@@ -166,7 +167,7 @@ def running(kubectl: Kubectl, pod_exec: PodExec, manifest: Json) -> dict[str, in
     kubectl.apply(manifest)
     wait_available(kubectl, namespace, name, 3)
     start_client(kubectl, namespace)
-    return eventually("the member list", lambda: listed_member_ids(pod_exec, namespace, name))
+    return member_ids(pod_exec, namespace, name)
 
 
 # The example to run and what its members say when they stop on lost data.

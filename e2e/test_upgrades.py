@@ -31,7 +31,7 @@ from e2e.test_replacement import (
     Writer,
     assert_nothing_lost,
     diagnostics,
-    listed_member_ids,
+    member_ids,
     running,
 )
 
@@ -341,6 +341,6 @@ def hibernate_and_wake(
     assert sorted(c["metadata"]["name"] for c in claims) == [f"data-{name}-{i}" for i in range(3)]
     kubectl.run("scale", "etcdcluster", name, f"--namespace={namespace}", "--replicas=3")
     wait_available(kubectl, namespace, name, 3)
-    back = eventually("the member list", lambda: listed_member_ids(pod_exec, namespace, name))
+    back = member_ids(pod_exec, namespace, name)
     assert back == ids, (back, ids)
     assert_nothing_lost(pod_exec, namespace, name, writer)
