@@ -169,6 +169,50 @@ def test_upstream_etcd_example_reaches_available(
     assert row[4] in {p["metadata"]["name"] for p in pods}
     assert row[5] == cluster["status"]["phase"]
     etcdctl_reads_and_writes(kubectl, pod_exec, namespace, name)
+    defragments_on_request(kubectl, namespace, name, cluster["status"]["leader"])
+
+
+def defragments_on_request(kubectl: Kubectl, namespace: str, name: str, leader: str) -> None:
+    """An EtcdDefrag defragments every member, the leader last, records what each gave back,
+    and is deleted after its ttlSecondsAfterFinished; one naming no cluster is Rejected."""
+    request = {
+        "apiVersion": "etcd.pyetcd.io/v1alpha1",
+        "kind": "EtcdDefrag",
+        "metadata": {"name": "defrag-now", "namespace": namespace},
+        "spec": {"clusterName": name, "ttlSecondsAfterFinished": 30},
+    }
+    kubectl.apply(request)
+    nowhere = {**request, "metadata": {"name": "defrag-nowhere", "namespace": namespace}}
+    kubectl.apply({**nowhere, "spec": {"clusterName": "no-such-cluster"}})
+
+    def ended(defrag: str) -> Json | None:
+        found = kubectl.get("etcddefrag", defrag, namespace)
+        status = found.get("status") or {}
+        return status if status.get("phase") in ("Succeeded", "Failed", "Rejected") else None
+
+    done = eventually("the EtcdDefrag to end", lambda: ended("defrag-now"), timeout=120)
+    assert (done["phase"], done["reason"]) == ("Succeeded", "Defragmented"), done
+    records = done["members"]
+    assert sorted(r["member"] for r in records) == [f"{name}-{i}" for i in range(3)], records
+    assert all(r["trigger"] == "Request" and r["dbSizeAfter"] > 0 for r in records), records
+    # The leader last: one member per pass, so its record is strictly the latest (RFC 3339
+    # times of one format order as strings).
+    last = max(r["time"] for r in records)
+    assert [r["member"] for r in records if r["time"] == last] == [leader], records
+    assert done["reclaimedBytes"] == sum(r["reclaimed"] for r in records)
+    [complete] = done["conditions"]
+    assert (complete["type"], complete["status"]) == ("Complete", "True")
+    rejected = eventually("the orphan EtcdDefrag to end", lambda: ended("defrag-nowhere"))
+    assert (rejected["phase"], rejected["reason"]) == ("Rejected", "ClusterNotFound"), rejected
+    cluster = kubectl.get("etcdcluster", name, namespace)
+    assert {m["member"] for m in cluster["status"]["defrag"]["members"]} == {
+        r["member"] for r in records
+    }
+    eventually(
+        "the ended EtcdDefrag deleted after its ttlSecondsAfterFinished",
+        lambda: not kubectl.exists("etcddefrag", "defrag-now", namespace),
+        timeout=90,
+    )
 
 
 def children(kubectl: Kubectl, namespace: str, name: str) -> dict[str, list[str]]:

@@ -110,6 +110,12 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             "its quota:",
             f"kubectl patch etcdcluster {name}{ns} --type=merge "
             """-p '{"spec":{"maintenance":{"defrag":{"quotaUsageAbovePercent":80}}}}'""",
+            "# or defragment every member now, the same way (an EtcdDefrag; status.members "
+            "has each member's sizes):",
+            """echo '{"apiVersion":"etcd.pyetcd.io/v1alpha1","kind":"EtcdDefrag","""
+            f""""metadata":{{"name":"defrag-now"}},"spec":{{"clusterName":"{name}"}}}}' """
+            f"| kubectl create{ns} -f - && kubectl wait{ns} etcddefrag/defrag-now "
+            "--for=condition=Complete --timeout=5m",
             "# a changed flag rolls one member at a time, followers first, the leader last:",
             f"kubectl patch etcdcluster {name}{ns} --type=merge "
             """-p '{"spec":{"etcd":{"snapshotCount":20000}}}'""",

@@ -3,8 +3,8 @@
 Two steps, in this order: first ``operator/etcd_operator/api/corev1.py``, the structural schemas
 of the Kubernetes types in ``spec.podTemplate``, from the Kubernetes OpenAPI that
 kubernetes-validate ships (``tools/kubeschemas.py``); then one CRD per kind, from the models that
-embed those schemas: ``crds/etcd.pyetcd.io_<plural>.yaml`` (etcdclusters, etcdbackups) and the
-identical copies the Helm chart installs, ``charts/etcd-operator/crds/``. Run
+embed those schemas: ``crds/etcd.pyetcd.io_<plural>.yaml`` (etcdclusters, etcdbackups,
+etcddefrags) and the identical copies the Helm chart installs, ``charts/etcd-operator/crds/``. Run
 ``python tools/gencrd.py`` after editing the API (``operator/etcd_operator/api/``) or the
 generator; ``--check`` fails when any generated file is stale (a unit test does the same).
 """
@@ -26,7 +26,7 @@ from tools import kubeschemas
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = "etcd.pyetcd.io"
-PLURALS = ("etcdclusters", "etcdbackups")
+PLURALS = ("etcdclusters", "etcdbackups", "etcddefrags")
 DIRECTORIES = (ROOT / "crds", ROOT / "charts" / "etcd-operator" / "crds")
 # Each generated file and the plural of the kind it defines.
 OUTPUTS = {

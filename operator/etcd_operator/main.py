@@ -18,8 +18,9 @@ import kopf
 
 from etcd_operator import metrics
 from etcd_operator.api.settings import ENV_PREFIX, OperatorSettings
-from etcd_operator.handlers import register, register_backups
+from etcd_operator.handlers import register, register_backups, register_defrags
 from etcd_operator.runtime.backups import BackupRunner
+from etcd_operator.runtime.defrags import DefragRequests
 from etcd_operator.runtime.events import COMPONENT
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
@@ -114,6 +115,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kopf.on.login(id="login", registry=registry)(login)
     reconciler = register(registry, settings)
     register_backups(registry, BackupRunner(settings, lambda: reconciler.kube))
+    register_defrags(registry, DefragRequests(lambda: reconciler.kube, reconciler.reconcile))
     return registry
 
 

@@ -292,6 +292,7 @@ def test_rendered_kinds(rendered: tuple[str, list[Doc]]) -> None:
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "Service",
             "ServiceAccount",
@@ -299,6 +300,7 @@ def test_rendered_kinds(rendered: tuple[str, list[Doc]]) -> None:
         "namespaced": [
             "ClusterRole",
             "ClusterRoleBinding",
+            "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
@@ -314,6 +316,7 @@ def test_rendered_kinds(rendered: tuple[str, list[Doc]]) -> None:
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "PrometheusRule",
             "Service",
@@ -325,11 +328,17 @@ def test_rendered_kinds(rendered: tuple[str, list[Doc]]) -> None:
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "Service",
             "ServiceAccount",
         ],
-        "no-rbac": ["CustomResourceDefinition", "CustomResourceDefinition", "Deployment"],
+        "no-rbac": [
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+        ],
     }[name]
     assert kinds == expected
 

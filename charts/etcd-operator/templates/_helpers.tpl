@@ -122,6 +122,15 @@ here is used there (or listed there with the reason no request shows it), and no
 - apiGroups: ["etcd.pyetcd.io"]
   resources: ["etcdbackups/status"]
   verbs: ["patch"]
+# EtcdDefrags: kopf lists and watches them (watch events only: no finalizer, no annotations); a
+# cluster's pass lists them and writes their status; ended ones past ttlSecondsAfterFinished are
+# deleted.
+- apiGroups: ["etcd.pyetcd.io"]
+  resources: ["etcddefrags"]
+  verbs: ["list", "watch", "delete"]
+- apiGroups: ["etcd.pyetcd.io"]
+  resources: ["etcddefrags/status"]
+  verbs: ["patch"]
 # The Secrets a backup store names (S3 credentials, a CA bundle, the encryption key), read by name
 # when a backup runs: never listed or watched, so the operator holds no Secret it was not sent to.
 - apiGroups: [""]

@@ -1,4 +1,4 @@
-"""The CustomResourceDefinitions (EtcdCluster, EtcdBackup), built from the pydantic models.
+"""The CustomResourceDefinitions (EtcdCluster, EtcdBackup, EtcdDefrag), from the pydantic models.
 
 Pydantic writes JSON Schema (draft 2020-12); the API server wants a *structural* OpenAPI v3
 schema. This module translates one into the other: ``$ref``s inlined, ``anyOf [X, null]`` of
@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
-from etcd_operator.api import etcdbackup, v1alpha1
+from etcd_operator.api import etcdbackup, etcddefrag, v1alpha1
 
 Json = dict[str, Any]
 
@@ -177,7 +177,19 @@ BACKUP = KindSchema(
     spec_rules=etcdbackup.SPEC_RULES,
 )
 
-KINDS = (CLUSTER, BACKUP)
+DEFRAG = KindSchema(
+    kind=etcddefrag.KIND,
+    plural=etcddefrag.PLURAL,
+    singular=etcddefrag.SINGULAR,
+    short_names=tuple(etcddefrag.SHORT_NAMES),
+    spec=etcddefrag.EtcdDefragSpec,
+    status=etcddefrag.EtcdDefragStatus,
+    description=(etcddefrag.EtcdDefrag.__doc__ or "").strip(),
+    printer_columns=etcddefrag.PRINTER_COLUMNS,
+    spec_rules=etcddefrag.SPEC_RULES,
+)
+
+KINDS = (CLUSTER, BACKUP, DEFRAG)
 
 
 def spec_schema(kind: KindSchema = CLUSTER) -> Json:

@@ -14,14 +14,13 @@ to the stored backup.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from etcd_operator.api.backup import BackupStore, DeletionPolicy
 from etcd_operator.api.operation import OPERATION_SPEC_RULES, OperationSpec, OperationStatus
-from etcd_operator.api.v1alpha1 import CLUSTER_NAME_PATTERN, Condition, list_map
+from etcd_operator.api.v1alpha1 import CLUSTER_NAME_PATTERN
 
 KIND = "EtcdBackup"
 PLURAL = "etcdbackups"
@@ -38,13 +37,6 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Location", "type": "string", "jsonPath": ".status.location", "priority": 1},
 ]
-
-
-class BackupConditionType(StrEnum):
-    """As a Job's: ``Complete`` once it succeeded, ``Failed`` once it failed or was rejected."""
-
-    COMPLETE = "Complete"
-    FAILED = "Failed"
 
 
 class EtcdBackupSpec(OperationSpec):
@@ -112,11 +104,6 @@ class EtcdBackupStatus(OperationStatus):
     )
     verified: Verification | None = Field(
         default=None, description="The verification's result, when spec.backup.verify asks."
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Complete or Failed, as a Job's.",
-        json_schema_extra=list_map("type"),
     )
 
 

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from etcd_operator.api.v1alpha1 import Rule, rules
+from etcd_operator.api.v1alpha1 import Condition, Rule, list_map, rules
 
 
 class OperationPhase(StrEnum):
@@ -32,6 +32,14 @@ class OperationPhase(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in TERMINAL
+
+
+class OperationConditionType(StrEnum):
+    """As a Job's: ``Complete`` once it succeeded, ``Failed`` once it failed or was rejected
+    (``kubectl wait --for=condition=Complete`` works on every operation kind)."""
+
+    COMPLETE = "Complete"
+    FAILED = "Failed"
 
 
 TERMINAL = frozenset({OperationPhase.SUCCEEDED, OperationPhase.FAILED, OperationPhase.REJECTED})
@@ -85,4 +93,9 @@ class OperationStatus(BaseModel):
     completedAt: str | None = Field(default=None, description="When it ended (RFC 3339).")
     observedGeneration: int | None = Field(
         default=None, description="The generation of the object this status describes."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Complete or Failed, as a Job's.",
+        json_schema_extra=list_map("type"),
     )

@@ -793,7 +793,7 @@ class MemberDefrag(_Model):
 
     member: str = Field(description="The member (and pod) name.")
     time: str = Field(description="When it was defragmented (RFC 3339).")
-    trigger: str = Field(description="Schedule, FreeSpace, QuotaUsage or NoSpace.")
+    trigger: str = Field(description="Schedule, FreeSpace, QuotaUsage, NoSpace or Request.")
     dbSizeBefore: int | None = Field(default=None, description="Its db file before, in bytes.")
     dbSizeAfter: int | None = Field(default=None, description="Its db file after, in bytes.")
     reclaimed: int | None = Field(default=None, description="Bytes given back to the disk.")

@@ -121,11 +121,23 @@ class CreateBackup:
 
 
 @dataclass(frozen=True)
-class DeleteBackup:
-    """Delete an EtcdBackup object (its deletionPolicy says what happens to the stored copy)."""
+class DeleteOperation:
+    """Delete an operation object of ``kind`` (an EtcdBackup: its deletionPolicy says what
+    happens to the stored copy; an EtcdDefrag past its time to live)."""
 
+    kind: str
     name: str
     namespace: str
+
+
+@dataclass(frozen=True)
+class PatchOperationStatus:
+    """Merge ``status`` into the status of the operation object ``kind``/``name``."""
+
+    kind: str
+    name: str
+    namespace: str
+    status: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -158,5 +170,6 @@ Action = (
     | DeletePVC
     | DeletePod
     | CreateBackup
-    | DeleteBackup
+    | DeleteOperation
+    | PatchOperationStatus
 )

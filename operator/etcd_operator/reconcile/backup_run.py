@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from etcd_operator.api.backup import BackupStore, Compression
-from etcd_operator.api.etcdbackup import BackupConditionType, EtcdBackup, EtcdBackupStatus
+from etcd_operator.api.etcdbackup import EtcdBackup, EtcdBackupStatus
 from etcd_operator.api.operation import OperationPhase
-from etcd_operator.api.times import rfc3339
-from etcd_operator.api.v1alpha1 import Condition, EtcdCluster
+from etcd_operator.api.v1alpha1 import EtcdCluster
+from etcd_operator.reconcile import operations
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView
 from etcd_operator.reconcile.operations import advance
 
@@ -110,34 +110,11 @@ def source_member(view: EtcdView | None, cluster: str) -> EtcdMember | Refusal:
     )
 
 
-def conditions(status: EtcdBackupStatus, now: datetime) -> list[Condition]:
-    """Complete or Failed, as a Job's, once the run ended; none before."""
-    phase = OperationPhase(status.phase)
-    if not phase.terminal:
-        return []
-    kind = (
-        BackupConditionType.COMPLETE
-        if phase == OperationPhase.SUCCEEDED
-        else BackupConditionType.FAILED
-    )
-    return [
-        Condition(
-            type=kind,
-            status="True",
-            reason=status.reason or str(phase),
-            message=status.message or "",
-            lastTransitionTime=rfc3339(now),
-        )
-    ]
-
-
 def ended(
     status: EtcdBackupStatus, phase: OperationPhase, reason: str, message: str, now: datetime
 ) -> EtcdBackupStatus:
     """``status`` moved to a terminal ``phase``, with its condition."""
-    moved = advance(status, phase, now, reason=reason, message=message)
-    assert isinstance(moved, EtcdBackupStatus)
-    return moved.model_copy(update={"conditions": conditions(moved, now)})
+    return operations.ended(status, phase, now, reason=reason, message=message)
 
 
 def running(
@@ -155,7 +132,6 @@ def running(
         reason=STARTED,
         message=f"streaming the snapshot of member {member.name} to {store.bucket}",
     )
-    assert isinstance(moved, EtcdBackupStatus)
     return moved.model_copy(
         update={
             "member": member.name,

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from etcd_operator.api.backup import BackupSpec, DeletionPolicy
+from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.schedule import ScheduleError, parse_schedule
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import parse_rfc3339, rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, ClusterBackupStatus, EtcdCluster
 from etcd_operator.components.naming import LABEL_CLUSTER
-from etcd_operator.reconcile.actions import Action, CreateBackup, DeleteBackup, Event, Manifest
+from etcd_operator.reconcile.actions import Action, CreateBackup, DeleteOperation, Event, Manifest
 from etcd_operator.reconcile.backup_requests import (
     BACKUP_ANNOTATION,
     SCHEDULED_FOR_ANNOTATION,
@@ -146,7 +147,7 @@ def step(
     made_by_us = [b for b in observed.backups if b.trigger is not None]
     for deletion in to_delete(made_by_us, spec.retention, now):
         actions += [
-            DeleteBackup(deletion.name, desired.namespace),
+            DeleteOperation(BACKUP_KIND, deletion.name, desired.namespace),
             Event(
                 "Normal", "BackupDeleted", f"deleted EtcdBackup {deletion.name}: {deletion.message}"
             ),

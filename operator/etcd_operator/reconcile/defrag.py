@@ -10,6 +10,9 @@ Triggers (``spec.maintenance.defrag``):
   for ``THRESHOLD_COOLDOWN`` (its file may hold no free page to give back: compaction frees
   them, not defragmentation).
 
+An EtcdDefrag request (``defrag_requests``, the step before) adds its members to the run
+under way (trigger ``Request``); a cluster needs no ``spec.maintenance.defrag`` for that.
+
 A run's members left to do are ``status.defrag.pending``. Each pass defragments at most one,
 and only when no other operation owns the cluster (hibernation, recovery, replacement,
 scaling, a rollout under way), there is no learner, etcd has a leader and every voter answers
@@ -41,6 +44,7 @@ from etcd_operator.reconcile import replacement, scaling
 from etcd_operator.reconcile.actions import Action, Defragment, DisarmAlarm, Event, MoveLeader
 from etcd_operator.reconcile.backup_schedule import decide as schedule_decide
 from etcd_operator.reconcile.backups import created_at
+from etcd_operator.reconcile.defrag_requests import REQUEST, REQUESTED
 from etcd_operator.reconcile.membership import heir, member_name, ordinal
 from etcd_operator.reconcile.observed import EtcdMember, EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided, StepResult
@@ -82,9 +86,12 @@ def no_space(etcd: EtcdView) -> set[int]:
 
 
 def threshold_trigger(
-    spec: DefragSpec, member: EtcdMember, quota: int, alarmed: bool
+    spec: DefragSpec | None, member: EtcdMember, quota: int, alarmed: bool
 ) -> str | None:
-    """Why ``member`` needs defragmenting now by its own numbers, else ``None``."""
+    """Why ``member`` needs defragmenting now by its own numbers, else ``None`` (always
+    ``None`` without ``spec.maintenance.defrag``: a request alone enables no threshold)."""
+    if spec is None:
+        return None
     if alarmed:
         return NO_SPACE
     size, in_use = member.db_size, member.db_size_in_use
@@ -144,14 +151,22 @@ def step(
 ) -> StepResult:
     spec = desired.spec.maintenance.defrag
     etcd, now = observed.etcd, observed.now
-    if spec is None or etcd is None or now is None or not decided.has_formed:
+    seen = decided.last_note(REQUESTED)
+    requested = seen if isinstance(seen, frozenset) else frozenset()
+    if spec is None and not requested:
+        return StepResult(decided=decided)
+    if etcd is None or now is None or not decided.has_formed:
         return StepResult(decided=decided)
     previous = (desired.status.defrag if desired.status is not None else None) or DefragStatus()
     current = previous.model_copy()
     trigger = previous.trigger
     names = {member_name(m) for m in etcd.voters}
     pending = [n for n in previous.pending if n in names]
-    if spec.schedule is not None:
+    for name in sorted(requested & names):
+        if name not in pending:
+            pending.append(name)
+            trigger = trigger or REQUEST
+    if spec is not None and spec.schedule is not None:
         try:
             schedule = parse_schedule(spec.schedule, spec.timeZone)
         except ScheduleError:
@@ -192,7 +207,7 @@ def step(
         if successor is not None:
             actions.append(MoveLeader(leader.id, successor.id, member_name(successor)))
         actions.append(Defragment(target.id, name, target.client_urls[0]))
-        why = reasons.get(name) or trigger or SCHEDULE
+        why = reasons.get(name) or (REQUEST if name in requested else trigger) or SCHEDULE
         done = Defragmented(name, why, target.db_size, rfc3339(now))
         left = [n for n in pending if n != name]
         current = current.model_copy(

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from etcd_operator.api.etcdbackup import EtcdBackup
+from etcd_operator.api.etcddefrag import EtcdDefrag
 from etcd_operator.reconcile.backup_records import BackupRecord
 
 # The annotation each applied child carries: the fingerprint of the manifest we applied. Comparing
@@ -182,6 +183,7 @@ class Observed:
     only when it has ``spec.backup``); ``now`` is when the look was taken, the clock of the
     decisions that depend on time (the backup schedule, retention by age). ``restore_backup`` is
     the EtcdBackup that ``spec.bootstrap.backup.name`` names, while the restore is not resolved.
+    ``defrag_requests`` are the EtcdDefrags that name the cluster (not being deleted).
     """
 
     children: Mapping[ChildKey, Json] = field(default_factory=dict)
@@ -199,6 +201,7 @@ class Observed:
     backups: tuple[BackupRecord, ...] = ()
     now: datetime | None = None
     restore_backup: EtcdBackup | None = None
+    defrag_requests: tuple[EtcdDefrag, ...] = ()
 
     def fingerprint(self, key: ChildKey) -> str | None:
         """The fingerprint annotation of a live child (``None``: absent, or not annotated)."""

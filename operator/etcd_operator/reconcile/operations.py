@@ -11,14 +11,19 @@ sure every kind moves the same way.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from etcd_operator.api.operation import (
     TRANSITIONS,
+    OperationConditionType,
     OperationPhase,
     OperationSpec,
     OperationStatus,
 )
 from etcd_operator.api.times import RFC3339, rfc3339
+from etcd_operator.api.v1alpha1 import Condition
+
+S = TypeVar("S", bound=OperationStatus)
 
 
 class IllegalTransitionError(ValueError):
@@ -30,13 +35,13 @@ def _parse(value: str) -> datetime:
 
 
 def advance(
-    status: OperationStatus,
+    status: S,
     phase: OperationPhase,
     now: datetime,
     *,
     reason: str | None = None,
     message: str | None = None,
-) -> OperationStatus:
+) -> S:
     """``status`` moved to ``phase`` (the same phase: only reason and message change)."""
     current = OperationPhase(status.phase)
     if phase != current and phase not in TRANSITIONS[current]:
@@ -53,6 +58,33 @@ def advance(
     if phase.terminal:
         update["completedAt"] = rfc3339(now)
     return status.model_copy(update=update)
+
+
+def conditions(status: OperationStatus, now: datetime) -> list[Condition]:
+    """Complete or Failed, as a Job's, once the operation ended; none before."""
+    phase = OperationPhase(status.phase)
+    if not phase.terminal:
+        return []
+    kind = (
+        OperationConditionType.COMPLETE
+        if phase == OperationPhase.SUCCEEDED
+        else OperationConditionType.FAILED
+    )
+    return [
+        Condition(
+            type=kind,
+            status="True",
+            reason=status.reason or str(phase),
+            message=status.message or "",
+            lastTransitionTime=rfc3339(now),
+        )
+    ]
+
+
+def ended(status: S, phase: OperationPhase, now: datetime, *, reason: str, message: str) -> S:
+    """``status`` moved to a terminal ``phase``, with its condition."""
+    moved = advance(status, phase, now, reason=reason, message=message)
+    return moved.model_copy(update={"conditions": conditions(moved, now)})
 
 
 def seconds_until_expiry(spec: OperationSpec, status: OperationStatus, now: datetime) -> float:

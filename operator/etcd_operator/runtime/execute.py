@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.v1alpha1 import API_VERSION
 from etcd_operator.members import EtcdConnection, change_membership, maintain
 from etcd_operator.reconcile.actions import (
@@ -22,12 +21,13 @@ from etcd_operator.reconcile.actions import (
     Apply,
     CreateBackup,
     Defragment,
-    DeleteBackup,
+    DeleteOperation,
     DeletePod,
     DeletePVC,
     DisarmAlarm,
     Event,
     MoveLeader,
+    PatchOperationStatus,
     PatchStatus,
     PromoteMember,
     RemoveMember,
@@ -80,9 +80,12 @@ async def execute(
                         raise
                     # Made by this very decision in a pass that did not get to record it.
                     log.info("EtcdBackup %s exists already", manifest["metadata"]["name"])
-            case DeleteBackup(name=name, namespace=namespace):
-                if not await kube.delete(API_VERSION, BACKUP_KIND, namespace, name):
-                    log.info("EtcdBackup %s/%s was already deleted", namespace, name)
+            case DeleteOperation(kind=kind, name=name, namespace=namespace):
+                if not await kube.delete(API_VERSION, kind, namespace, name):
+                    log.info("%s %s/%s was already deleted", kind, namespace, name)
+            case PatchOperationStatus(kind=kind, name=name, namespace=namespace, status=status):
+                if not await kube.patch_status(API_VERSION, kind, namespace, name, status):
+                    log.info("%s %s/%s is gone: status not written", kind, namespace, name)
             case Event(type=type_, reason=reason, message=message):
                 post_event(type_, reason, message)
             case PatchStatus(status=status):

@@ -96,6 +96,7 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("etcd.pyetcd.io/v1alpha1", "EtcdCluster"): "etcdclusters",
     ("etcd.pyetcd.io/v1alpha1", "EtcdBackup"): "etcdbackups",
+    ("etcd.pyetcd.io/v1alpha1", "EtcdDefrag"): "etcddefrags",
 }
 
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.etcdbackup import EtcdBackup
+from etcd_operator.api.etcddefrag import KIND as DEFRAG_KIND
+from etcd_operator.api.etcddefrag import EtcdDefrag
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import parse_rfc3339
@@ -52,6 +55,8 @@ from etcd_operator.reconcile.observed import (
 )
 from etcd_operator.reconcile.status import selector
 from etcd_operator.runtime.kube import KubeApi
+
+log = logging.getLogger(__name__)
 
 Json = Mapping[str, Any]
 
@@ -326,6 +331,7 @@ async def observe(
             # One being deleted (its stored copy first) is gone for every decision.
             and not (b.get("metadata") or {}).get("deletionTimestamp")
         )
+    requests = await defrag_requests(desired, kube)
     restore_backup = await _restore_backup(desired, kube)
     latest = None
     if etcd is None and backups:
@@ -336,7 +342,27 @@ async def observe(
         now=now,
         restore_backup=restore_backup,
         latest_backup=latest,
+        defrag_requests=requests,
     )
+
+
+async def defrag_requests(desired: EtcdCluster, kube: KubeApi) -> tuple[EtcdDefrag, ...]:
+    """The EtcdDefrags that name the cluster, oldest first; one being deleted, or one the
+    model cannot read (the CRD's schema admits none), is left out."""
+    listed = await kube.list(API_VERSION, DEFRAG_KIND, desired.namespace, "")
+    found = []
+    for raw in listed:
+        meta = raw.get("metadata") or {}
+        if (raw.get("spec") or {}).get("clusterName") != desired.name:
+            continue
+        if meta.get("deletionTimestamp"):
+            continue
+        try:
+            found.append(EtcdDefrag.model_validate(without_kopf(raw)))
+        except ValueError:
+            name = meta.get("name")
+            log.warning("EtcdDefrag %s/%s is unreadable: skipped", desired.namespace, name)
+    return tuple(sorted(found, key=lambda r: (str(r.metadata.get("creationTimestamp")), r.name)))
 
 
 async def _latest_backup(
@@ -363,12 +389,12 @@ async def _backup_object(kube: KubeApi, namespace: str, name: str) -> EtcdBackup
     if raw is None:
         return None
     try:
-        return EtcdBackup.model_validate(_without_kopf(raw))
+        return EtcdBackup.model_validate(without_kopf(raw))
     except ValueError:
         return None
 
 
-def _without_kopf(raw: Json) -> Json:
+def without_kopf(raw: Json) -> Json:
     """The object without what kopf and the API server add that the model does not type."""
     status = dict(raw.get("status") or {})
     status.pop("kopf", None)

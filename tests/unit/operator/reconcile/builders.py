@@ -9,6 +9,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from etcd_operator.api.etcddefrag import EtcdDefragStatus
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, EtcdClusterStatus
 from etcd_operator.components.bootstrap import (
@@ -17,7 +18,7 @@ from etcd_operator.components.bootstrap import (
     KEY_INITIAL_CLUSTER_STATE,
     KEY_RESTORE_FOR_RECOVERY,
 )
-from etcd_operator.reconcile.actions import DeletePod
+from etcd_operator.reconcile.actions import DeletePod, PatchOperationStatus
 from etcd_operator.reconcile.observed import (
     ChildKey,
     EtcdMember,
@@ -189,6 +190,7 @@ def execute(
     sts = observed.statefulset
     pvcs = list(observed.pvcs)
     pod_list = list(observed.pods)
+    requests = list(observed.defrag_requests)
     for action in actions:
         if isinstance(action, Apply | SetBootstrapState):
             manifest = action.manifest
@@ -210,6 +212,13 @@ def execute(
             pod_list = [p for p in pod_list if p.name != action.name]
         elif isinstance(action, PatchStatus):
             status = EtcdClusterStatus.model_validate(action.status)
+        elif isinstance(action, PatchOperationStatus) and action.kind == "EtcdDefrag":
+            requests = [
+                r.model_copy(update={"status": EtcdDefragStatus.model_validate(action.status)})
+                if r.name == action.name
+                else r
+                for r in requests
+            ]
     return (
         desired.model_copy(update={"status": status}),
         dataclasses.replace(
@@ -223,6 +232,7 @@ def execute(
             statefulset=sts,
             pvcs=tuple(pvcs),
             pods=tuple(pod_list),
+            defrag_requests=tuple(requests),
         ),
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.reconcile.actions import CreateBackup, DeleteBackup, Event
+from etcd_operator.reconcile.actions import CreateBackup, DeleteOperation, Event
 from etcd_operator.reconcile.backup_records import BackupRecord
 from etcd_operator.reconcile.backup_status import backup_status
 from etcd_operator.reconcile.backups import step
@@ -134,7 +134,7 @@ def test_retention_deletes_only_what_the_operator_made() -> None:
         record("c", 20),
     )
     result = step(cluster, Observed(now=NOW, backups=backups), SETTINGS, FORMED)
-    deleted = [a.name for a in result.actions if isinstance(a, DeleteBackup)]
+    deleted = [a.name for a in result.actions if isinstance(a, DeleteOperation)]
     assert deleted == ["a"]
     assert [e.reason for e in result.actions if isinstance(e, Event)] == ["BackupDeleted"]
 

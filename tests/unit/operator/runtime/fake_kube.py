@@ -59,7 +59,7 @@ class FakeKube:
         return copy.deepcopy(found) if found is not None else None
 
     async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Json]:
-        if kind == "EtcdBackup":
+        if kind in ("EtcdBackup", "EtcdDefrag"):
             assert selector == ""
             return [
                 copy.deepcopy(o)
