@@ -379,7 +379,7 @@ class ControlPlane:
             f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster={name}={peer_url}",
             "--initial-cluster-state=new",
-            "--logger=zap",  # etcd 3.4 defaults to the deprecated capnslog; pyetcd ignores it
+            "--logger=zap",  # etcd 3.4 defaults to the deprecated capnslog; pyetcd takes zap only
         ]
         # Keep the environment clean of ETCD_* variables that both servers would honour.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}

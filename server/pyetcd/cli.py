@@ -115,14 +115,18 @@ def _f(
     group: str = _M,
     *,
     is_bool: bool = False,
-    ignored: bool = False,
+    unsupported: str = "",
 ) -> Flag:
-    return Flag(name, default, usage, parse, is_bool=is_bool, group=group, ignored=ignored)
+    return Flag(name, default, usage, parse, is_bool=is_bool, group=group, unsupported=unsupported)
 
 
-def _b(name: str, default: str, usage: str, group: str, *, ignored: bool = False) -> Flag:
-    return Flag(name, default, usage, parse_go_bool, is_bool=True, group=group, ignored=ignored)
+def _b(name: str, default: str, usage: str, group: str, *, unsupported: str = "") -> Flag:
+    return Flag(
+        name, default, usage, parse_go_bool, is_bool=True, group=group, unsupported=unsupported
+    )
 
+
+TLS_NOT_YET = "TLS is not implemented yet: clients and peers are served plain HTTP only"
 
 FLAGS: tuple[Flag, ...] = (
     _f("name", "default", "Human-readable name for this member."),
@@ -272,38 +276,96 @@ FLAGS: tuple[Flag, ...] = (
         _one_of("periodic", "revision"),
         _C,
     ),
-    _b("enable-v2", "false", "Accept etcd V2 client requests.", _C, ignored=True),
+    _b(
+        "enable-v2",
+        "false",
+        "Accept etcd V2 client requests.",
+        _C,
+        unsupported="the v2 API is not served",
+    ),
     # Security
-    _f("cert-file", "", "Path to the client server TLS cert file.", group=_S),
-    _f("key-file", "", "Path to the client server TLS key file.", group=_S),
-    _b("client-cert-auth", "false", "Enable client cert authentication.", _S),
-    _f("client-crl-file", "", "Path to the client certificate revocation list file.", group=_S),
+    _f(
+        "cert-file",
+        "",
+        "Path to the client server TLS cert file.",
+        group=_S,
+        unsupported=TLS_NOT_YET,
+    ),
+    _f(
+        "key-file", "", "Path to the client server TLS key file.", group=_S, unsupported=TLS_NOT_YET
+    ),
+    _b(
+        "client-cert-auth",
+        "false",
+        "Enable client cert authentication.",
+        _S,
+        unsupported=TLS_NOT_YET,
+    ),
+    _f(
+        "client-crl-file",
+        "",
+        "Path to the client certificate revocation list file.",
+        group=_S,
+        unsupported=TLS_NOT_YET,
+    ),
     _f(
         "client-cert-allowed-hostname",
         "",
         "Allowed TLS hostname for client cert authentication.",
         group=_S,
-        ignored=True,
+        unsupported=TLS_NOT_YET,
     ),
-    _f("trusted-ca-file", "", "Path to the client server TLS trusted CA cert file.", group=_S),
-    _b("auto-tls", "false", "Client TLS using generated certificates.", _S),
-    _f("peer-cert-file", "", "Path to the peer server TLS cert file.", group=_S),
-    _f("peer-key-file", "", "Path to the peer server TLS key file.", group=_S),
-    _b("peer-client-cert-auth", "false", "Enable peer client cert authentication.", _S),
-    _f("peer-trusted-ca-file", "", "Path to the peer server TLS trusted CA file.", group=_S),
+    _f(
+        "trusted-ca-file",
+        "",
+        "Path to the client server TLS trusted CA cert file.",
+        group=_S,
+        unsupported=TLS_NOT_YET,
+    ),
+    _b(
+        "auto-tls", "false", "Client TLS using generated certificates.", _S, unsupported=TLS_NOT_YET
+    ),
+    _f(
+        "peer-cert-file",
+        "",
+        "Path to the peer server TLS cert file.",
+        group=_S,
+        unsupported=TLS_NOT_YET,
+    ),
+    _f(
+        "peer-key-file",
+        "",
+        "Path to the peer server TLS key file.",
+        group=_S,
+        unsupported=TLS_NOT_YET,
+    ),
+    _b(
+        "peer-client-cert-auth",
+        "false",
+        "Enable peer client cert authentication.",
+        _S,
+        unsupported=TLS_NOT_YET,
+    ),
+    _f(
+        "peer-trusted-ca-file",
+        "",
+        "Path to the peer server TLS trusted CA file.",
+        group=_S,
+        unsupported=TLS_NOT_YET,
+    ),
     _f(
         "peer-cert-allowed-cn",
         "",
         "Required CN for client certs connecting to the peer endpoint.",
         group=_S,
-        ignored=True,
+        unsupported=TLS_NOT_YET,
     ),
     _f(
         "peer-cert-allowed-hostname",
         "",
         "Allowed TLS hostname for inter peer authentication.",
         group=_S,
-        ignored=True,
+        unsupported=TLS_NOT_YET,
     ),
     _b(
         "peer-auto-tls",
@@ -311,15 +373,22 @@ FLAGS: tuple[Flag, ...] = (
         "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are "
         "not provided.",
         _S,
+        unsupported=TLS_NOT_YET,
     ),
-    _f("peer-crl-file", "", "Path to the peer certificate revocation list file.", group=_S),
+    _f(
+        "peer-crl-file",
+        "",
+        "Path to the peer certificate revocation list file.",
+        group=_S,
+        unsupported=TLS_NOT_YET,
+    ),
     _f(
         "cipher-suites",
         "",
         "Comma-separated list of supported TLS cipher suites between client/server and peers "
         "(empty will be auto-populated by Go).",
         group=_S,
-        ignored=True,
+        unsupported=TLS_NOT_YET,
     ),
     _f(
         "cors",
@@ -327,7 +396,7 @@ FLAGS: tuple[Flag, ...] = (
         "Comma-separated whitelist of origins for CORS, or cross-origin resource sharing, "
         "(empty or * means allow all).",
         group=_S,
-        ignored=True,
+        unsupported="the HTTP endpoints answer no cross-origin requests",
     ),
     _f(
         "host-whitelist",
@@ -335,7 +404,7 @@ FLAGS: tuple[Flag, ...] = (
         "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * "
         "means allow all).",
         group=_S,
-        ignored=True,
+        unsupported="the HTTP endpoints check no Host header",
     ),
     # Auth
     _f(
@@ -359,7 +428,7 @@ FLAGS: tuple[Flag, ...] = (
         "false",
         'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/"',
         _P,
-        ignored=True,
+        unsupported="there is no Go profiler to expose",
     ),
     _f(
         "metrics",
@@ -391,7 +460,7 @@ FLAGS: tuple[Flag, ...] = (
         "Specify 'zap' for structured logging or 'capnslog'.",
         _one_of("zap", "capnslog"),
         _L,
-        ignored=True,
+        unsupported="logs are Python's logging lines",
     ),
     _f(
         "log-outputs",
@@ -399,7 +468,7 @@ FLAGS: tuple[Flag, ...] = (
         "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, "
         "or list of comma separated output targets.",
         group=_L,
-        ignored=True,
+        unsupported="logs go to stderr",
     ),
     _f(
         "log-level",
@@ -420,7 +489,7 @@ FLAGS: tuple[Flag, ...] = (
         "false",
         "Enable to check data corruption before serving any client/peer traffic.",
         _X,
-        ignored=True,
+        unsupported="no corruption check is implemented",
     ),
     _f(
         "experimental-corrupt-check-time",
@@ -428,7 +497,7 @@ FLAGS: tuple[Flag, ...] = (
         "Duration of time between cluster corruption check passes.",
         _duration,
         _X,
-        ignored=True,
+        unsupported="no corruption check is implemented",
     ),
     _f(
         "experimental-backend-bbolt-freelist-type",
@@ -437,7 +506,7 @@ FLAGS: tuple[Flag, ...] = (
         "uses(array and map are supported types).",
         _one_of("array", "map"),
         _X,
-        ignored=True,
+        unsupported="the backend has the map (hashmap) freelist only",
     ),
     _b(
         "experimental-enable-lease-checkpoint",
@@ -459,7 +528,7 @@ FLAGS: tuple[Flag, ...] = (
         "false",
         "Skip verification of SAN field in client certificate for peer connections.",
         _X,
-        ignored=True,
+        unsupported=TLS_NOT_YET,
     ),
     _f(
         "experimental-watch-progress-notify-interval",
@@ -482,7 +551,7 @@ FLAGS: tuple[Flag, ...] = (
         "Warning is generated if requests take more than this duration.",
         _duration,
         _X,
-        ignored=True,
+        unsupported="no slow-apply warning is logged",
     ),
     # Unsafe
     _b("force-new-cluster", "false", "Force to create a new one-member cluster.", _U),
@@ -555,6 +624,9 @@ def parse_args(
     v = parsed.values
     if v["version"]:
         raise VersionRequested
+    refused = _flag_set().refused(parsed)
+    if refused:
+        raise ConfigError("; ".join(refused))
     if warn is not None:
         for message in parsed.warnings:
             warn(message)
@@ -653,7 +725,6 @@ def parse_args(
             auto_tls=cast(bool, v["peer-auto-tls"]),
         ),
         log_level=cast(LogLevel, log_level),
-        enable_pprof=cast(bool, v["enable-pprof"]),
         metrics=cast(MetricsLevel, v["metrics"]),
     )
     config.validate()

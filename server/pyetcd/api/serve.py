@@ -33,6 +33,10 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or 2379
 
 
+def _ms(seconds: float) -> int:
+    return min(int(seconds * 1000), 2**31 - 1)
+
+
 class StartupError(Exception):
     """The member cannot start; the message says why (a file, a port, a setting)."""
 
@@ -57,9 +61,14 @@ async def serve(cfg: ServerConfig) -> None:
         options=[
             ("grpc.max_receive_message_length", cfg.max_request_bytes + GRPC_OVERHEAD),
             ("grpc.max_send_message_length", 2**31 - 1),
-            ("grpc.max_concurrent_streams", 2**31 - 1),
+            # etcd's default is MaxUint32; grpcio takes a signed 32-bit value.
+            ("grpc.max_concurrent_streams", min(cfg.max_concurrent_streams, 2**31 - 1)),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            # etcd's --grpc-keepalive-* flags: the least time between a client's pings, and the
+            # server's own pings (interval) with the time it waits for their answer (timeout).
+            ("grpc.http2.min_ping_interval_without_data_ms", _ms(cfg.grpc_keepalive_min_time)),
+            ("grpc.keepalive_time_ms", _ms(cfg.grpc_keepalive_interval)),
+            ("grpc.keepalive_timeout_ms", _ms(cfg.grpc_keepalive_timeout)),
         ]
     )
     grpc_server.add_generic_rpc_handlers(services.generic_handlers())

@@ -321,8 +321,10 @@ class Flag:
     """Raises ValueError/ConfigError with the reason Go's flag package would print."""
     is_bool: bool = False
     group: str = ""
-    ignored: bool = False
-    """Accepted for compatibility with etcd's command line; pyetcd does not use the value."""
+    unsupported: str = ""
+    """Why pyetcd does not implement the flag (empty: it does). Such a flag is accepted at its
+    default only: any other value is refused at start (``refused``), never accepted and
+    ignored."""
     from_env: bool = True
     """Whether `<PREFIX>_<NAME>` may set it (not for `--version`: images export ETCD_VERSION)."""
 
@@ -438,6 +440,17 @@ class FlagSet:
                 warnings.append(f"unrecognized environment variable {key}={raw}")
         return ParsedFlags(values, on_cli, from_env, rest, warnings)
 
+    def refused(self, parsed: ParsedFlags) -> list[str]:
+        """One message per unsupported flag that was given a value other than its default."""
+        found = []
+        for name, f in self.flags.items():
+            if f.unsupported and parsed.is_set(name) and parsed.values[name] != f.parse(f.default):
+                found.append(
+                    f"--{name} is not supported by pyetcd ({f.unsupported}): leave it at its "
+                    f"default ('{f.default}') rather than have it ignored"
+                )
+        return found
+
     def usage_lines(self) -> list[str]:
         """etcd's help layout: `--name 'default'` then the indented usage text."""
         lines: list[str] = []
@@ -449,7 +462,7 @@ class FlagSet:
             default = f.default
             lines.append(f"  --{f.name} '{default}'")
             usage = f.usage + (
-                " [accepted for compatibility; ignored by pyetcd]" if f.ignored else ""
+                f" [pyetcd: only the default; {f.unsupported}]" if f.unsupported else ""
             )
             lines.extend(f"    {line}" for line in usage.splitlines())
         return lines
@@ -554,8 +567,6 @@ class ServerConfig:
     peer_tls: TLSInfo = TLSInfo()
 
     log_level: LogLevel = "info"
-    enable_pprof: bool = False
-    """Accepted and ignored: there is no Go profiler to expose."""
     metrics: MetricsLevel = "basic"
 
     # ----------------------------------------------------------------------------- derived
@@ -657,6 +668,22 @@ class ServerConfig:
             raise ConfigError(
                 "--advertise-client-urls is required when --listen-client-urls is set explicitly"
             )
+        for flag_name, urls in (
+            ("--listen-client-urls", self.listen_client_urls),
+            ("--listen-peer-urls", self.listen_peer_urls),
+            ("--advertise-client-urls", self.advertise_client_urls),
+            ("--initial-advertise-peer-urls", self.initial_advertise_peer_urls),
+            ("--listen-metrics-urls", self.listen_metrics_urls),
+            ("--listen-client-http-urls", self.listen_client_http_urls),
+            ("--initial-cluster", tuple(u for us in self.initial_cluster.values() for u in us)),
+        ):
+            for u in urls:
+                if u.scheme == "https":
+                    # Refused rather than served as plain HTTP on an https URL.
+                    raise ConfigError(
+                        f"{flag_name}: {u}: https is not supported by pyetcd yet (TLS is not "
+                        "implemented); use http URLs"
+                    )
         for u in self.listen_client_urls:
             if u.scheme == "https" and self.client_tls.empty and not self.client_tls.auto_tls:
                 raise ConfigError(
