@@ -31,6 +31,7 @@ from pyetcd.server.config import (
     MetricsLevel,
     ServerConfig,
     TLSInfo,
+    TLSOptions,
     parse_compaction_retention,
     parse_go_bool,
     parse_go_duration,
@@ -126,7 +127,7 @@ def _b(name: str, default: str, usage: str, group: str, *, unsupported: str = ""
     )
 
 
-TLS_NOT_YET = "TLS is not implemented yet: clients and peers are served plain HTTP only"
+AUTO_TLS_NOT_YET = "self-signed certificates are not generated yet: give --cert-file and --key-file"
 
 FLAGS: tuple[Flag, ...] = (
     _f("name", "default", "Human-readable name for this member."),
@@ -289,83 +290,74 @@ FLAGS: tuple[Flag, ...] = (
         "",
         "Path to the client server TLS cert file.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
-    _f(
-        "key-file", "", "Path to the client server TLS key file.", group=_S, unsupported=TLS_NOT_YET
-    ),
+    _f("key-file", "", "Path to the client server TLS key file.", group=_S),
     _b(
         "client-cert-auth",
         "false",
         "Enable client cert authentication.",
         _S,
-        unsupported=TLS_NOT_YET,
     ),
     _f(
         "client-crl-file",
         "",
         "Path to the client certificate revocation list file.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _f(
         "client-cert-allowed-hostname",
         "",
         "Allowed TLS hostname for client cert authentication.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _f(
         "trusted-ca-file",
         "",
         "Path to the client server TLS trusted CA cert file.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _b(
-        "auto-tls", "false", "Client TLS using generated certificates.", _S, unsupported=TLS_NOT_YET
+        "auto-tls",
+        "false",
+        "Client TLS using generated certificates.",
+        _S,
+        unsupported=AUTO_TLS_NOT_YET,
     ),
     _f(
         "peer-cert-file",
         "",
         "Path to the peer server TLS cert file.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _f(
         "peer-key-file",
         "",
         "Path to the peer server TLS key file.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _b(
         "peer-client-cert-auth",
         "false",
         "Enable peer client cert authentication.",
         _S,
-        unsupported=TLS_NOT_YET,
     ),
     _f(
         "peer-trusted-ca-file",
         "",
         "Path to the peer server TLS trusted CA file.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _f(
         "peer-cert-allowed-cn",
         "",
         "Required CN for client certs connecting to the peer endpoint.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _f(
         "peer-cert-allowed-hostname",
         "",
         "Allowed TLS hostname for inter peer authentication.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _b(
         "peer-auto-tls",
@@ -373,14 +365,13 @@ FLAGS: tuple[Flag, ...] = (
         "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are "
         "not provided.",
         _S,
-        unsupported=TLS_NOT_YET,
+        unsupported=AUTO_TLS_NOT_YET,
     ),
     _f(
         "peer-crl-file",
         "",
         "Path to the peer certificate revocation list file.",
         group=_S,
-        unsupported=TLS_NOT_YET,
     ),
     _f(
         "cipher-suites",
@@ -388,7 +379,21 @@ FLAGS: tuple[Flag, ...] = (
         "Comma-separated list of supported TLS cipher suites between client/server and peers "
         "(empty will be auto-populated by Go).",
         group=_S,
-        unsupported=TLS_NOT_YET,
+    ),
+    _f(
+        "tls-min-version",
+        "TLS1.2",
+        "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.",
+        _one_of("TLS1.2", "TLS1.3"),
+        _S,
+    ),
+    _f(
+        "tls-max-version",
+        "",
+        "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty defers "
+        "to Go).",
+        _one_of("", "TLS1.2", "TLS1.3"),
+        _S,
     ),
     _f(
         "cors",
@@ -528,7 +533,7 @@ FLAGS: tuple[Flag, ...] = (
         "false",
         "Skip verification of SAN field in client certificate for peer connections.",
         _X,
-        unsupported=TLS_NOT_YET,
+        unsupported="client certificate SANs are not checked against the remote address yet",
     ),
     _f(
         "experimental-watch-progress-notify-interval",
@@ -715,6 +720,7 @@ def parse_args(
             client_cert_auth=cast(bool, v["client-cert-auth"]),
             crl_file=cast(str, v["client-crl-file"]),
             auto_tls=cast(bool, v["auto-tls"]),
+            allowed_hostname=cast(str, v["client-cert-allowed-hostname"]),
         ),
         peer_tls=TLSInfo(
             cert_file=cast(str, v["peer-cert-file"]),
@@ -723,6 +729,15 @@ def parse_args(
             client_cert_auth=cast(bool, v["peer-client-cert-auth"]),
             crl_file=cast(str, v["peer-crl-file"]),
             auto_tls=cast(bool, v["peer-auto-tls"]),
+            allowed_cn=cast(str, v["peer-cert-allowed-cn"]),
+            allowed_hostname=cast(str, v["peer-cert-allowed-hostname"]),
+        ),
+        tls_options=TLSOptions(
+            min_version=cast(str, v["tls-min-version"]),
+            max_version=cast(str, v["tls-max-version"]),
+            cipher_suites=tuple(
+                c for c in cast(str, v["cipher-suites"]).split(",") if c.strip() != ""
+            ),
         ),
         log_level=cast(LogLevel, log_level),
         metrics=cast(MetricsLevel, v["metrics"]),

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import grpc
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
@@ -129,8 +129,15 @@ class Member:
         cluster_token: str = "pyetcd-test",
         env: Mapping[str, str] | None = None,
         initial_cluster_state: Literal["new", "existing"] = "new",
+        client_scheme: Literal["http", "https"] = "http",
+        peer_scheme: Literal["http", "https"] = "http",
+        etcdctl_flags: Sequence[str] = (),
     ) -> None:
         self.flavour: Flavour = flavour
+        self.client_scheme = client_scheme
+        self.peer_scheme = peer_scheme
+        # How etcdctl reaches it (--cacert, --cert, --key for a TLS member).
+        self.etcdctl_flags = tuple(etcdctl_flags)
         self.workdir = workdir
         self.name = name
         self.timing = timing
@@ -154,11 +161,11 @@ class Member:
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host_port}"
+        return f"{self.client_scheme}://{self.host_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.peer_scheme}://127.0.0.1:{self.peer_port}"
 
     def __repr__(self) -> str:
         return f"Member({self.flavour}, {self.name}, {self.client_url})"
@@ -313,7 +320,8 @@ class Member:
 
     # -- etcdctl ---------------------------------------------------------------------------
     def etcdctl_cmd(self, *args: str) -> list[str]:
-        return [str(ETCDCTL_BIN), f"--endpoints={self.host_port}", *args]
+        endpoint = self.client_url if self.client_scheme == "https" else self.host_port
+        return [str(ETCDCTL_BIN), f"--endpoints={endpoint}", *self.etcdctl_flags, *args]
 
     def etcdctl(
         self,
@@ -391,16 +399,24 @@ class Cluster:
         timing: Timing = FAST,
         extra_flags: Sequence[str] = (),
         cluster_token: str = "pyetcd-test",
+        client_scheme: Literal["http", "https"] = "http",
+        peer_scheme: Literal["http", "https"] = "http",
+        etcdctl_flags: Sequence[str] = (),
     ) -> None:
         self.flavour: Flavour = flavour
         self.workdir = workdir
         self.timing = timing
         self.extra_flags = tuple(extra_flags)
         self.cluster_token = cluster_token
+        self._schemes: dict[str, Any] = {
+            "client_scheme": client_scheme,
+            "peer_scheme": peer_scheme,
+            "etcdctl_flags": tuple(etcdctl_flags),
+        }
         names = [f"m{i}" for i in range(size)]
         peer_ports = [free_port() for _ in names]
         initial = ",".join(
-            f"{n}=http://127.0.0.1:{p}" for n, p in zip(names, peer_ports, strict=True)
+            f"{n}={peer_scheme}://127.0.0.1:{p}" for n, p in zip(names, peer_ports, strict=True)
         )
         self.members = [
             Member(
@@ -412,6 +428,7 @@ class Cluster:
                 peer_port=port,
                 initial_cluster=initial,
                 cluster_token=cluster_token,
+                **self._schemes,
             )
             for name, port in zip(names, peer_ports, strict=True)
         ]
@@ -440,6 +457,7 @@ class Cluster:
             peer_port=peer_port,
             cluster_token=self.cluster_token,
             initial_cluster_state="existing",
+            **self._schemes,
         )
         listed = [m for m in self.members if m.running] + [member]
         member.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in listed)

@@ -238,17 +238,31 @@ def test_listen_client_urls_alone_requires_advertise() -> None:
         ),
         (
             ("--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://a:1"),
-            "https is not supported by pyetcd yet",
-        ),
-        (
-            ("--initial-cluster=default=https://127.0.0.1:2380",),
-            "--initial-cluster: https://127.0.0.1:2380: https is not supported by pyetcd yet",
+            r"TLS key/cert \(--cert-file, --key-file\) must be provided",
         ),
         # Flags pyetcd does not implement: refused unless left at their default.
-        (("--cert-file=/etc/etcd/server.crt",), "--cert-file is not supported by pyetcd"),
-        (("--client-cert-auth",), "--client-cert-auth is not supported by pyetcd"),
+        (("--auto-tls",), "--auto-tls is not supported by pyetcd"),
         (("--peer-auto-tls",), "--peer-auto-tls is not supported by pyetcd"),
-        (("--cipher-suites=TLS_AES_128_GCM_SHA256",), "--cipher-suites is not supported"),
+        (
+            ("--experimental-peer-skip-client-san-verification",),
+            "SANs are not checked against the remote address yet",
+        ),
+        (("--cipher-suites=TLS_AES_128_GCM_SHA256",), "unexpected TLS cipher suite"),
+        (
+            ("--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "--tls-min-version=TLS1.3"),
+            "TLS 1.3 cipher suites are not configurable",
+        ),
+        (("--tls-min-version=TLS1.1",), 'invalid value "TLS1.1" for flag -tls-min-version'),
+        (
+            (
+                "--listen-client-urls=https://127.0.0.1:2379",
+                "--advertise-client-urls=https://a:1",
+                "--cert-file=/c",
+                "--key-file=/k",
+                "--listen-client-http-urls=http://127.0.0.1:2381",
+            ),
+            "https with --listen-client-http-urls",
+        ),
         (
             ("--experimental-backend-bbolt-freelist-type=array",),
             r"freelist-type is not supported by pyetcd \(the backend has the map",
@@ -336,9 +350,29 @@ def test_main_hands_the_config_to_the_server(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_unsupported_flags_at_their_default_are_accepted() -> None:
     """etcd's scripts pass defaults explicitly (the e2e control plane passes --logger=zap)."""
-    parse("--logger=zap", "--enable-pprof=false", "--cert-file=", "--enable-v2=false")
+    parse("--logger=zap", "--enable-pprof=false", "--auto-tls=false", "--enable-v2=false")
 
 
 def test_an_unsupported_flag_from_the_environment_is_refused() -> None:
-    with pytest.raises(ConfigError, match="--cipher-suites is not supported by pyetcd"):
-        parse(env={"ETCD_CIPHER_SUITES": "TLS_AES_128_GCM_SHA256"})
+    with pytest.raises(ConfigError, match="--auto-tls is not supported by pyetcd"):
+        parse(env={"ETCD_AUTO_TLS": "true"})
+
+
+def test_tls_flags_reach_the_configuration() -> None:
+    c = parse(
+        "--cert-file=/c.crt",
+        "--key-file=/c.key",
+        "--trusted-ca-file=/ca.crt",
+        "--client-cert-auth",
+        "--client-crl-file=/c.crl",
+        "--peer-cert-file=/p.crt",
+        "--peer-key-file=/p.key",
+        "--peer-cert-allowed-cn=member",
+        "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "--tls-max-version=TLS1.2",
+    )
+    assert (c.client_tls.cert_file, c.client_tls.key_file) == ("/c.crt", "/c.key")
+    assert c.client_tls.verifies_clients and c.client_tls.crl_file == "/c.crl"
+    assert (c.peer_tls.cert_file, c.peer_tls.allowed_cn) == ("/p.crt", "member")
+    assert c.tls_options.cipher_suites == ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",)
+    assert c.tls_options.max_version == "TLS1.2"

@@ -5,7 +5,8 @@ URL. grpcio owns its own sockets, so the gRPC server listens on a private abstra
 this module accepts client connections, looks at the first bytes, and either splices an HTTP/2
 connection through to the gRPC server or answers HTTP/1.1 itself. With ``--listen-client-http-urls``
 (etcd 3.5) the HTTP endpoints move off the client port and gRPC binds the port directly, without
-this hop.
+this hop. An https URL terminates TLS here (``transport.tls.ServerTLS``); what is spliced to the
+gRPC server is the decrypted HTTP/2.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import cast
 
+from pyetcd.transport.tls import ServerTLS
+
 log = logging.getLogger(__name__)
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_HTTP_HEADER = 16 * 1024
 # Above this much data queued towards a slow reader, stop reading from the other side.
 HIGH_WATER = 4 * 1024 * 1024
+
+# etcd's tlsHandshakeTimeout: a client that starts a handshake and stalls is dropped.
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 HttpHandler = Callable[[str, str], Awaitable[tuple[int, str, bytes]]]
 
@@ -61,8 +67,9 @@ class _Splice(asyncio.Protocol):
 class _ClientConnection(asyncio.Protocol):
     """A connection accepted on the client port, before and after we know its protocol."""
 
-    def __init__(self, mux: ClientMux) -> None:
+    def __init__(self, mux: ClientMux, tls: ServerTLS | None = None) -> None:
         self._mux = mux
+        self._tls = tls
         self._buf = b""
         self._mode = ""
         self.transport: asyncio.Transport | None = None
@@ -73,6 +80,14 @@ class _ClientConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        if self._tls is not None:
+            # After the handshake: the client certificate against --client-cert-allowed-hostname.
+            refused = self._tls.refusal(transport.get_extra_info("peercert"))
+            if refused is not None:
+                log.warning(
+                    "rejected connection from %s: %s", transport.get_extra_info("peername"), refused
+                )
+                self._close()
 
     def data_received(self, data: bytes) -> None:
         if self._mode == "h2":
@@ -211,10 +226,18 @@ class ClientMux:
         self.http_handler = http_handler
         self._servers: list[asyncio.Server] = []
 
-    async def listen(self, host: str, port: int) -> None:
+    async def listen(self, host: str, port: int, tls: ServerTLS | None = None) -> None:
+        """Serve ``host:port``; over TLS only when ``tls`` is given (an https URL): a plain
+        client's bytes then fail its handshake."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: _ClientConnection(self), host, port, reuse_address=True, backlog=1024
+            lambda: _ClientConnection(self, tls),
+            host,
+            port,
+            reuse_address=True,
+            backlog=1024,
+            ssl=tls.context if tls is not None else None,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls is not None else None,
         )
         self._servers.append(server)
 

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import grpc
@@ -22,6 +23,7 @@ from pyetcd.server.config import ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.server.storage import StorageError
 from pyetcd.snap.snapshotter import SnapError
+from pyetcd.transport.tls import CLIENT_ALPN, ServerTLS, TLSConfigError
 from pyetcd.wal.errors import WALError
 
 log = logging.getLogger("pyetcd")
@@ -31,6 +33,14 @@ GRPC_OVERHEAD = 512 * 1024  # etcd: max receive = --max-request-bytes + 512 KiB
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "", parts.port or 2379
+
+
+def _client_tls(cfg: ServerConfig, urls: Sequence[str]) -> ServerTLS | None:
+    """The client side's TLS when any client (or metrics) URL is https; etcd serves plain HTTP
+    on an http URL even when certificates are given."""
+    if not any(url.startswith("https:") for url in urls):
+        return None
+    return ServerTLS(cfg.client_tls, cfg.tls_options, alpn=CLIENT_ALPN)
 
 
 def _ms(seconds: float) -> int:
@@ -43,8 +53,14 @@ class StartupError(Exception):
 
 async def serve(cfg: ServerConfig) -> None:
     try:
+        # Before anything starts: a certificate problem stops the member with the file's name.
+        urls = (*cfg.listen_client_urls, *cfg.listen_client_http_urls, *cfg.listen_metrics_urls)
+        client_tls = _client_tls(cfg, urls)
+    except TLSConfigError as exc:
+        raise StartupError(str(exc)) from None
+    try:
         server = EtcdServer(cfg)
-    except (BackendError, WALError, SnapError, StorageError) as exc:
+    except (BackendError, WALError, SnapError, StorageError, TLSConfigError) as exc:
         raise StartupError(str(exc)) from None
     try:
         await server.start()
@@ -98,7 +114,7 @@ async def serve(cfg: ServerConfig) -> None:
         for url in mux_urls:
             current = str(url)
             host, port = _host_port(url)
-            await mux.listen(host, port)
+            await mux.listen(host, port, client_tls if url.startswith("https:") else None)
     except OSError as exc:
         await grpc_server.stop(0)
         await server.stop()

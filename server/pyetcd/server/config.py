@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from pyetcd.transport.tls import TLSConfigError, TLSInfo, TLSOptions
+
 __all__ = [
     "DEFAULT_BACKEND_BATCH_INTERVAL",
     "DEFAULT_BACKEND_BATCH_LIMIT",
@@ -38,6 +40,7 @@ __all__ = [
     "MetricsLevel",
     "ServerConfig",
     "TLSInfo",
+    "TLSOptions",
     "flag_to_env",
     "format_urls",
     "parse_compaction_retention",
@@ -472,22 +475,6 @@ class FlagSet:
 # The validated configuration
 
 
-@dataclass(frozen=True, slots=True)
-class TLSInfo:
-    """Certificate settings of one listener side (client or peer), as etcd's `transport.TLSInfo`."""
-
-    cert_file: str = ""
-    key_file: str = ""
-    trusted_ca_file: str = ""
-    client_cert_auth: bool = False
-    crl_file: str = ""
-    auto_tls: bool = False
-
-    @property
-    def empty(self) -> bool:
-        return self.cert_file == "" and self.key_file == ""
-
-
 def _cluster_default() -> MappingProxyType[str, tuple[URL, ...]]:
     return MappingProxyType({"default": (URL("http", "localhost", 2380),)})
 
@@ -563,8 +550,9 @@ class ServerConfig:
     bcrypt_cost: int = 10
     auth_token_ttl: int = 300
 
-    client_tls: TLSInfo = TLSInfo()
-    peer_tls: TLSInfo = TLSInfo()
+    client_tls: TLSInfo = field(default_factory=TLSInfo)
+    peer_tls: TLSInfo = field(default_factory=TLSInfo)
+    tls_options: TLSOptions = field(default_factory=TLSOptions)
 
     log_level: LogLevel = "info"
     metrics: MetricsLevel = "basic"
@@ -668,22 +656,18 @@ class ServerConfig:
             raise ConfigError(
                 "--advertise-client-urls is required when --listen-client-urls is set explicitly"
             )
-        for flag_name, urls in (
-            ("--listen-client-urls", self.listen_client_urls),
-            ("--listen-peer-urls", self.listen_peer_urls),
-            ("--advertise-client-urls", self.advertise_client_urls),
-            ("--initial-advertise-peer-urls", self.initial_advertise_peer_urls),
-            ("--listen-metrics-urls", self.listen_metrics_urls),
-            ("--listen-client-http-urls", self.listen_client_http_urls),
-            ("--initial-cluster", tuple(u for us in self.initial_cluster.values() for u in us)),
+        try:
+            self.tls_options.check()
+        except TLSConfigError as err:
+            raise ConfigError(str(err)) from None
+        if self.listen_client_http_urls and any(
+            u.scheme == "https" for u in self.listen_client_urls
         ):
-            for u in urls:
-                if u.scheme == "https":
-                    # Refused rather than served as plain HTTP on an https URL.
-                    raise ConfigError(
-                        f"{flag_name}: {u}: https is not supported by pyetcd yet (TLS is not "
-                        "implemented); use http URLs"
-                    )
+            raise ConfigError(
+                "--listen-client-urls: https with --listen-client-http-urls (gRPC bound "
+                "directly) is not supported by pyetcd yet; leave --listen-client-http-urls "
+                "unset to serve gRPC and HTTP over TLS on the client URLs"
+            )
         for u in self.listen_client_urls:
             if u.scheme == "https" and self.client_tls.empty and not self.client_tls.auto_tls:
                 raise ConfigError(

@@ -75,6 +75,7 @@ from pyetcd.server.metrics import FuncGauges, ServerMetrics
 from pyetcd.server.v2store import v2_store_json
 from pyetcd.transport import (
     PeerRequestError,
+    PeerTLS,
     Transport,
     TransportError,
     fetch_cluster,
@@ -124,6 +125,8 @@ class EtcdServer:
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         self.metrics = ServerMetrics()
+        # First: a peer certificate problem stops the member before it touches its data.
+        self.peer_tls = PeerTLS.of(cfg.peer_tls, cfg.tls_options)
         existing = None
         if not storage.has_wal(cfg):
             existing = self._fetch_existing_cluster()
@@ -217,7 +220,9 @@ class EtcdServer:
         self.exit_event: asyncio.Event | None = None
         self.exit_reason = ""
         self.exit_code = 0
-        self.transport = Transport(self.member_id, self.cluster_id, self, st.snapshotter.dir)
+        self.transport = Transport(
+            self.member_id, self.cluster_id, self, st.snapshotter.dir, tls=self.peer_tls
+        )
         self._boot()
         if not self.members and not self._remotes and cfg.initial_cluster_state == "existing":
             # Restarted before the log told it who the members are: ask the peers again.
@@ -241,7 +246,7 @@ class EtcdServer:
         while True:
             tried += 1
             try:
-                cluster_id, members_json = fetch_cluster(urls)
+                cluster_id, members_json = fetch_cluster(urls, tls=self.peer_tls)
             except TransportError as exc:
                 if time.monotonic() >= deadline or tried == attempts:
                     raise storage.StorageError(
@@ -276,7 +281,9 @@ class EtcdServer:
         if not urls:
             return
         try:
-            cluster_id, members_json = fetch_cluster(urls, timeout=BOOTSTRAP_PROBE_TIMEOUT)
+            cluster_id, members_json = fetch_cluster(
+                urls, timeout=BOOTSTRAP_PROBE_TIMEOUT, tls=self.peer_tls
+            )
         except TransportError:
             return  # no peer up yet: a new cluster forming
         remote = {m.id: m for m in (Member.from_json(j) for j in members_json)}

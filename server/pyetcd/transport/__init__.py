@@ -8,6 +8,7 @@ leader, promotions forwarded to the leader) are one request and one answer on a 
 
 from pyetcd.transport.peer import (
     PeerRequestError,
+    PeerTLS,
     Transport,
     TransportError,
     TransportHandler,
@@ -16,6 +17,7 @@ from pyetcd.transport.peer import (
 
 __all__ = [
     "PeerRequestError",
+    "PeerTLS",
     "Transport",
     "TransportError",
     "TransportHandler",

@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,6 +45,7 @@ from urllib.parse import urlsplit
 from pyetcd.fileutil import fsync_dir
 from pyetcd.panic import panic_on_invariant
 from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.transport.tls import ServerTLS, TLSInfo, TLSOptions, client_context
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +162,10 @@ class Transport:
         cluster_id: int,
         handler: TransportHandler,
         snap_dir: str,
+        tls: PeerTLS | None = None,
     ) -> None:
         self.member_id = member_id
+        self.tls = tls or PeerTLS()
         self.cluster_id = cluster_id
         self.handler = handler
         self.snap_dir = snap_dir
@@ -179,7 +183,16 @@ class Transport:
         """Accept peer connections on each URL (``--listen-peer-urls``)."""
         for url in urls:
             host, port = _host_port(url)
-            server = await asyncio.start_server(self._serve_conn, host or None, port)
+            secure = url.startswith("https:")
+            if secure and self.tls.server is None:
+                raise TransportError(f"{url}: an https peer URL needs the peer certificate")
+            server = await asyncio.start_server(
+                self._serve_conn,
+                host or None,
+                port,
+                ssl=self.tls.server.context if secure and self.tls.server is not None else None,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if secure else None,
+            )
             self._servers.append(server)
 
     async def stop(self) -> None:
@@ -271,9 +284,10 @@ class Transport:
             host, port = _host_port(url)
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), DIAL_TIMEOUT
+                    asyncio.open_connection(host, port, **self.tls.dial_options(url)),
+                    DIAL_TIMEOUT + (HANDSHAKE_TIMEOUT if url.startswith("https:") else 0.0),
                 )
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
                 last = exc
                 continue
             try:
@@ -531,6 +545,16 @@ class Transport:
     async def _serve_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._conns.add(writer)
         try:
+            if self.tls.server is not None and writer.get_extra_info("sslcontext") is not None:
+                # --peer-cert-allowed-cn / --peer-cert-allowed-hostname, after the handshake.
+                refused = self.tls.server.refusal(writer.get_extra_info("peercert"))
+                if refused is not None:
+                    log.warning(
+                        "rejected peer connection from %s: %s",
+                        writer.get_extra_info("peername"),
+                        refused,
+                    )
+                    return
             magic = await asyncio.wait_for(reader.readexactly(len(MAGIC)), HANDSHAKE_TIMEOUT)
             if magic != MAGIC:
                 return
@@ -641,7 +665,38 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def fetch_cluster(peer_urls: Iterable[str], timeout: float = 1.0) -> tuple[int, list[str]]:
+@dataclass(frozen=True)
+class PeerTLS:
+    """TLS of the peer side: ``server`` for https listen URLs, ``client`` to dial https peer
+    URLs (both ``None`` when the member has no peer certificate)."""
+
+    server: ServerTLS | None = None
+    client: ssl.SSLContext | None = None
+
+    @classmethod
+    def of(cls, info: TLSInfo, options: TLSOptions) -> PeerTLS:
+        """From the peer flags; raises ``TLSConfigError`` naming a file that cannot be used."""
+        if info.empty:
+            return cls()
+        return cls(ServerTLS(info, options), client_context(info, options))
+
+    def dial_options(self, url: str) -> dict[str, Any]:
+        """``open_connection``'s TLS arguments for a peer URL (none for http)."""
+        if not url.startswith("https:"):
+            return {}
+        if self.client is None:
+            raise TransportError(f"{url}: an https peer URL needs the peer certificate")
+        host, _ = _host_port(url)
+        return {
+            "ssl": self.client,
+            "server_hostname": host,
+            "ssl_handshake_timeout": HANDSHAKE_TIMEOUT,
+        }
+
+
+def fetch_cluster(
+    peer_urls: Iterable[str], timeout: float = 1.0, tls: PeerTLS | None = None
+) -> tuple[int, list[str]]:
     """The cluster ID and member JSON list from the first peer that answers (blocking).
 
     A member joining an existing cluster asks its peers, as etcd's GetClusterFromRemotePeers
@@ -651,7 +706,13 @@ def fetch_cluster(peer_urls: Iterable[str], timeout: float = 1.0) -> tuple[int, 
     for url in peer_urls:
         host, port = _host_port(url)
         try:
-            with socket.create_connection((host, port), timeout=timeout) as sock:
+            with contextlib.ExitStack() as stack:
+                sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+                if url.startswith("https:"):
+                    client = (tls or PeerTLS()).client
+                    if client is None:
+                        raise TransportError("an https peer URL needs the peer certificate")
+                    sock = stack.enter_context(client.wrap_socket(sock, server_hostname=host))
                 sock.settimeout(timeout)
                 sock.sendall(MAGIC + _json_frame({"kind": "members"}))
                 answer = json.loads(_recv_frame(sock))
