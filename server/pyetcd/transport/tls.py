@@ -216,18 +216,21 @@ class ServerTLS:
             conn.context = self._serving
 
     def refusal(self, peer_cert: dict[str, Any] | None) -> str | None:
-        """Why a verified client certificate is refused by the allowed CN or hostname, else
-        ``None`` (etcd's ``VerifyPeerCertificate``)."""
-        info = self.info
-        if not (info.allowed_cn or info.allowed_hostname):
-            return None
-        if not peer_cert:
-            return "client certificate authentication failed"
-        if info.allowed_cn and common_name(peer_cert) != info.allowed_cn:
-            return "client certificate authentication failed"
-        if info.allowed_hostname and not _matches_hostname(peer_cert, info.allowed_hostname):
-            return "client certificate authentication failed"
+        return refusal(self.info, peer_cert)
+
+
+def refusal(info: TLSInfo, peer_cert: dict[str, Any] | None) -> str | None:
+    """Why a verified client certificate is refused by the allowed CN or hostname, else
+    ``None`` (etcd's ``VerifyPeerCertificate``)."""
+    if not (info.allowed_cn or info.allowed_hostname):
         return None
+    if not peer_cert:
+        return "client certificate authentication failed"
+    if info.allowed_cn and common_name(peer_cert) != info.allowed_cn:
+        return "client certificate authentication failed"
+    if info.allowed_hostname and not _matches_hostname(peer_cert, info.allowed_hostname):
+        return "client certificate authentication failed"
+    return None
 
 
 def client_context(info: TLSInfo, options: TLSOptions = TLSOptions()) -> ssl.SSLContext:
