@@ -127,8 +127,6 @@ def _b(name: str, default: str, usage: str, group: str, *, unsupported: str = ""
     )
 
 
-AUTO_TLS_NOT_YET = "self-signed certificates are not generated yet: give --cert-file and --key-file"
-
 FLAGS: tuple[Flag, ...] = (
     _f("name", "default", "Human-readable name for this member."),
     _f("data-dir", "${name}.etcd", "Path to the data directory."),
@@ -321,7 +319,6 @@ FLAGS: tuple[Flag, ...] = (
         "false",
         "Client TLS using generated certificates.",
         _S,
-        unsupported=AUTO_TLS_NOT_YET,
     ),
     _f(
         "peer-cert-file",
@@ -365,7 +362,6 @@ FLAGS: tuple[Flag, ...] = (
         "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are "
         "not provided.",
         _S,
-        unsupported=AUTO_TLS_NOT_YET,
     ),
     _f(
         "peer-crl-file",
@@ -379,6 +375,13 @@ FLAGS: tuple[Flag, ...] = (
         "Comma-separated list of supported TLS cipher suites between client/server and peers "
         "(empty will be auto-populated by Go).",
         group=_S,
+    ),
+    _f(
+        "self-signed-cert-validity",
+        "1",
+        "The validity period of the client and peer certificates, unit is year",
+        _uint,
+        _S,
     ),
     _f(
         "tls-min-version",
@@ -732,6 +735,7 @@ def parse_args(
             allowed_cn=cast(str, v["peer-cert-allowed-cn"]),
             allowed_hostname=cast(str, v["peer-cert-allowed-hostname"]),
         ),
+        self_signed_cert_validity=cast(int, v["self-signed-cert-validity"]),
         tls_options=TLSOptions(
             min_version=cast(str, v["tls-min-version"]),
             max_version=cast(str, v["tls-max-version"]),

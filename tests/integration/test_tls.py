@@ -225,6 +225,35 @@ def test_a_peer_whose_certificate_cn_is_not_allowed_is_refused(
         cluster.stop()
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_auto_tls_makes_a_self_signed_pair_once_and_peers_use_theirs(
+    flavour: Flavour, tmp_path: Path
+) -> None:
+    cluster = Cluster(
+        flavour,
+        tmp_path / flavour,
+        size=3,
+        extra_flags=["--auto-tls", "--peer-auto-tls"],
+        client_scheme="https",
+        peer_scheme="https",
+        etcdctl_flags=["--insecure-transport=false", "--insecure-skip-tls-verify"],
+    )
+    try:
+        cluster.start()
+        first = cluster.members[0]
+        assert first.etcdctl("put", "k", "auto").returncode == 0
+        fixtures = first.data_dir / "fixtures"
+        pem = (fixtures / "client" / "cert.pem").read_bytes()
+        assert (fixtures / "peer" / "key.pem").is_file()
+        first.restart()
+        assert (fixtures / "client" / "cert.pem").read_bytes() == pem  # reused, not remade
+        got = first.etcdctl("get", "k", "--print-value-only")
+        assert (got.returncode, got.stdout.strip()) == (0, "auto"), got.stderr
+        assert plaintext_is_refused(first.client_port)
+    finally:
+        cluster.stop()
+
+
 def run_pyetcd(workdir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     port, peer = 0, 0
     with socket.socket() as a, socket.socket() as b:

@@ -241,8 +241,7 @@ def test_listen_client_urls_alone_requires_advertise() -> None:
             r"TLS key/cert \(--cert-file, --key-file\) must be provided",
         ),
         # Flags pyetcd does not implement: refused unless left at their default.
-        (("--auto-tls",), "--auto-tls is not supported by pyetcd"),
-        (("--peer-auto-tls",), "--peer-auto-tls is not supported by pyetcd"),
+        (("--self-signed-cert-validity=-1",), 'invalid value "-1" for flag -self-signed-cert'),
         (
             ("--experimental-peer-skip-client-san-verification",),
             "SANs are not checked against the remote address yet",
@@ -354,8 +353,8 @@ def test_unsupported_flags_at_their_default_are_accepted() -> None:
 
 
 def test_an_unsupported_flag_from_the_environment_is_refused() -> None:
-    with pytest.raises(ConfigError, match="--auto-tls is not supported by pyetcd"):
-        parse(env={"ETCD_AUTO_TLS": "true"})
+    with pytest.raises(ConfigError, match="--enable-pprof is not supported by pyetcd"):
+        parse(env={"ETCD_ENABLE_PPROF": "true"})
 
 
 def test_tls_flags_reach_the_configuration() -> None:

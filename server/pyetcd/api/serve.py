@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import os
@@ -23,6 +24,7 @@ from pyetcd.server.config import ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.server.storage import StorageError
 from pyetcd.snap.snapshotter import SnapError
+from pyetcd.transport.selfcert import resolve_auto_tls
 from pyetcd.transport.tls import CLIENT_ALPN, ServerTLS, TLSConfigError
 from pyetcd.wal.errors import WALError
 
@@ -33,6 +35,27 @@ GRPC_OVERHEAD = 512 * 1024  # etcd: max receive = --max-request-bytes + 512 KiB
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "", parts.port or 2379
+
+
+def with_self_certs(cfg: ServerConfig) -> ServerConfig:
+    """``cfg`` with the self-signed pairs of --auto-tls and --peer-auto-tls (made on the first
+    start under ``<data-dir>/fixtures``, reused after), as etcd's ``ClientSelfCert`` and
+    ``PeerSelfCert``: for the hosts of the listen URLs."""
+    fixtures = os.path.join(cfg.data_dir, "fixtures")
+    client_hosts = [
+        _host_port(u)[0] for u in (*cfg.listen_client_urls, *cfg.listen_client_http_urls)
+    ]
+    peer_hosts = [_host_port(u)[0] for u in cfg.listen_peer_urls]
+    validity = cfg.self_signed_cert_validity
+    return dataclasses.replace(
+        cfg,
+        client_tls=resolve_auto_tls(
+            cfg.client_tls, os.path.join(fixtures, "client"), client_hosts, validity
+        ),
+        peer_tls=resolve_auto_tls(
+            cfg.peer_tls, os.path.join(fixtures, "peer"), peer_hosts, validity
+        ),
+    )
 
 
 def _client_tls(cfg: ServerConfig, urls: Sequence[str]) -> ServerTLS | None:
@@ -54,6 +77,7 @@ class StartupError(Exception):
 async def serve(cfg: ServerConfig) -> None:
     try:
         # Before anything starts: a certificate problem stops the member with the file's name.
+        cfg = with_self_certs(cfg)
         urls = (*cfg.listen_client_urls, *cfg.listen_client_http_urls, *cfg.listen_metrics_urls)
         client_tls = _client_tls(cfg, urls)
     except TLSConfigError as exc:

@@ -553,6 +553,8 @@ class ServerConfig:
     client_tls: TLSInfo = field(default_factory=TLSInfo)
     peer_tls: TLSInfo = field(default_factory=TLSInfo)
     tls_options: TLSOptions = field(default_factory=TLSOptions)
+    self_signed_cert_validity: int = 1
+    """Years of the --auto-tls / --peer-auto-tls certificates."""
 
     log_level: LogLevel = "info"
     metrics: MetricsLevel = "basic"
