@@ -117,6 +117,27 @@ def test_etcdctl_over_tls_with_a_client_certificate(
         member.stop()
 
 
+def test_pyetcd_logs_etcd_s_lifecycle_lines(pki: Pki, tmp_path: Path) -> None:
+    """The lines scripts wait for, in etcd's (zap) wording, once the member is published."""
+    member = tls_member("pyetcd", tmp_path / "pyetcd", pki)
+    try:
+        start_or_fail(member)
+        deadline = time.monotonic() + 10
+        wanted = (
+            "published local member to cluster through raft",
+            "ready to serve client requests",
+            f"serving client traffic securely: address 127.0.0.1:{member.client_port}",
+        )
+        log = member.log_path.read_text()
+        while not all(w in log for w in wanted) and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the log, with the deadline above
+            log = member.log_path.read_text()
+        assert all(w in log for w in wanted), log[-2000:]
+        assert log.index(wanted[0]) < log.index(wanted[1]) < log.index(wanted[2])
+    finally:
+        member.stop()
+
+
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_without_a_trusted_ca_no_client_certificate_is_asked_for(
     flavour: Flavour, pki: Pki, tmp_path: Path

@@ -37,6 +37,22 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or 2379
 
 
+async def _announce_ready(server: EtcdServer, urls: Sequence[str]) -> None:
+    """etcd's lines once the member is published: tools and scripts wait for them."""
+    await server.published.wait()
+    log.info("ready to serve client requests")
+    for url in urls:
+        host, port = _host_port(url)
+        if url.startswith("https:"):
+            log.info("serving client traffic securely: address %s:%d", host, port)
+        else:
+            log.info(
+                "serving client traffic insecurely; this is strongly discouraged!: address %s:%d",
+                host,
+                port,
+            )
+
+
 def with_self_certs(cfg: ServerConfig) -> ServerConfig:
     """``cfg`` with the self-signed pairs of --auto-tls and --peer-auto-tls (made on the first
     start under ``<data-dir>/fixtures``, reused after), as etcd's ``ClientSelfCert`` and
@@ -152,6 +168,8 @@ async def serve(cfg: ServerConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     monitoring = loop.create_task(monitor.run(), name="leader monitor")
+    served = list(dict.fromkeys((*cfg.listen_client_urls, *mux_urls)))
+    announcing = loop.create_task(_announce_ready(server, served), name="ready")
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # What a stuck member is waiting on, without a debugger: kill -USR1 <pid>.
@@ -169,6 +187,7 @@ async def serve(cfg: ServerConfig) -> None:
     else:
         log.info("received a stop signal; shutting down")
     monitoring.cancel()
+    announcing.cancel()
     mux.close()
     await grpc_server.stop(1.0)
     await server.stop()

@@ -218,6 +218,8 @@ class EtcdServer:
         self._stopped = False
         # Set when the member must stop by itself; ``exit_reason`` says why.
         self.exit_event: asyncio.Event | None = None
+        # Set once this member's attributes are published (etcd's ReadyNotify).
+        self.published = asyncio.Event()
         self.exit_reason = ""
         self.exit_code = 0
         self.transport = Transport(
@@ -446,6 +448,16 @@ class EtcdServer:
         while not self._stopped:
             try:
                 await self._publish_once()
+                # etcd's words: scripts and tools wait for this line (then "ready to serve").
+                log.info(
+                    "published local member to cluster through raft: local-member-id %x, "
+                    "cluster-id %x, name %s, client-urls %s",
+                    self.member_id,
+                    self.cluster_id,
+                    self.cfg.name,
+                    ",".join(str(u) for u in self.cfg.advertise_client_urls),
+                )
+                self.published.set()
                 return
             except errors.EtcdError as exc:
                 log.warning("failed to publish member attributes: %s; retrying", exc)
