@@ -536,7 +536,6 @@ FLAGS: tuple[Flag, ...] = (
         "false",
         "Skip verification of SAN field in client certificate for peer connections.",
         _X,
-        unsupported="client certificate SANs are not checked against the remote address yet",
     ),
     _f(
         "experimental-watch-progress-notify-interval",
@@ -734,6 +733,7 @@ def parse_args(
             auto_tls=cast(bool, v["peer-auto-tls"]),
             allowed_cn=cast(str, v["peer-cert-allowed-cn"]),
             allowed_hostname=cast(str, v["peer-cert-allowed-hostname"]),
+            skip_client_san_verify=cast(bool, v["experimental-peer-skip-client-san-verification"]),
         ),
         self_signed_cert_validity=cast(int, v["self-signed-cert-validity"]),
         tls_options=TLSOptions(

@@ -242,10 +242,6 @@ def test_listen_client_urls_alone_requires_advertise() -> None:
         ),
         # Flags pyetcd does not implement: refused unless left at their default.
         (("--self-signed-cert-validity=-1",), 'invalid value "-1" for flag -self-signed-cert'),
-        (
-            ("--experimental-peer-skip-client-san-verification",),
-            "SANs are not checked against the remote address yet",
-        ),
         (("--cipher-suites=TLS_AES_128_GCM_SHA256",), "unexpected TLS cipher suite"),
         (
             ("--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "--tls-min-version=TLS1.3"),

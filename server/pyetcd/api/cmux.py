@@ -80,14 +80,24 @@ class _ClientConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
-        if self._tls is not None:
-            # After the handshake: the client certificate against --client-cert-allowed-hostname.
-            refused = self._tls.refusal(transport.get_extra_info("peercert"))
-            if refused is not None:
-                log.warning(
-                    "rejected connection from %s: %s", transport.get_extra_info("peername"), refused
-                )
-                self._close()
+        if self._tls is not None and transport.get_extra_info("peercert"):
+            # After the handshake, before a byte is read: the client certificate against
+            # --client-cert-allowed-hostname and the address it connects from.
+            self.transport.pause_reading()
+            asyncio.get_running_loop().create_task(self._admit(self._tls))
+
+    async def _admit(self, tls: ServerTLS) -> None:
+        assert self.transport is not None
+        peer = self.transport.get_extra_info("peername") or ("", 0)
+        try:
+            refused = await tls.admit(self.transport.get_extra_info("peercert"), str(peer[0]))
+        except Exception as exc:  # a lookup that failed oddly refuses, never admits
+            refused = f"checking the client certificate failed: {exc}"
+        if refused is not None:
+            log.warning("rejected connection from %s: %s", peer, refused)
+            self._close()
+        elif not self._closed:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._mode == "h2":

@@ -546,8 +546,11 @@ class Transport:
         self._conns.add(writer)
         try:
             if self.tls.server is not None and writer.get_extra_info("sslcontext") is not None:
-                # --peer-cert-allowed-cn / --peer-cert-allowed-hostname, after the handshake.
-                refused = self.tls.server.refusal(writer.get_extra_info("peercert"))
+                # After the handshake: --peer-cert-allowed-cn / -hostname, the SAN check.
+                peer = writer.get_extra_info("peername") or ("", 0)
+                refused = await self.tls.server.admit(
+                    writer.get_extra_info("peercert"), str(peer[0])
+                )
                 if refused is not None:
                     log.warning(
                         "rejected peer connection from %s: %s",

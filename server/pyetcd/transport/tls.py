@@ -12,6 +12,9 @@ What etcd does, and so what this does:
 - ``--peer-cert-allowed-cn`` / ``--peer-cert-allowed-hostname``: a client certificate whose CN
   (or whose names, for the hostname) do not match is refused after the handshake
   (``client certificate authentication failed``).
+- A client certificate that names IPs or DNS names must name the address the connection comes
+  from (etcd's ``checkSAN``, on every TLS listener; peers can skip it with
+  ``--experimental-peer-skip-client-san-verification``).
 - TLS 1.2 at least unless ``--tls-min-version`` says otherwise; ``--cipher-suites`` takes Go's
   names and applies to TLS 1.2 (Go cannot configure TLS 1.3 suites either).
 - The dialer presents the same certificate as a client certificate and verifies the server's
@@ -23,8 +26,11 @@ the member accepts anything.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,6 +81,8 @@ class TLSInfo:
     auto_tls: bool = False
     allowed_cn: str = ""
     allowed_hostname: str = ""
+    # --experimental-peer-skip-client-san-verification (peers only).
+    skip_client_san_verify: bool = False
 
     @property
     def empty(self) -> bool:
@@ -218,6 +226,16 @@ class ServerTLS:
     def refusal(self, peer_cert: dict[str, Any] | None) -> str | None:
         return refusal(self.info, peer_cert)
 
+    async def admit(self, peer_cert: dict[str, Any] | None, remote_host: str) -> str | None:
+        """Why a connection that completed its handshake is refused, else ``None``: the
+        allowed CN or hostname, then (unless skipped) the client certificate's SANs against
+        the remote address, as etcd's TLS listener checks them (DNS lookups off the loop)."""
+        refused = refusal(self.info, peer_cert)
+        if refused is not None or not peer_cert or self.info.skip_client_san_verify:
+            return refused
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, san_refusal, peer_cert, remote_host)
+
 
 def refusal(info: TLSInfo, peer_cert: dict[str, Any] | None) -> str | None:
     """Why a verified client certificate is refused by the allowed CN or hostname, else
@@ -249,6 +267,50 @@ def client_context(info: TLSInfo, options: TLSOptions = TLSOptions()) -> ssl.SSL
     else:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     return ctx
+
+
+def san_refusal(peer_cert: dict[str, Any], remote_host: str) -> str | None:
+    """etcd's ``checkCertSAN`` (blocking: DNS): a client certificate that names IPs or DNS
+    names must name the address it connects from, directly or through DNS (reverse lookup of
+    the address, forward lookup of the names); one that names neither passes."""
+    sans = peer_cert.get("subjectAltName", ())
+    ips = [str(v) for k, v in sans if k == "IP Address"]
+    names = [str(v) for k, v in sans if k == "DNS"]
+    if not ips and not names:
+        return None
+    host = _normal_ip(remote_host)
+    if ips:
+        if host in {_normal_ip(ip) for ip in ips}:
+            return None
+        if not names:
+            return f"x509: certificate is valid for {', '.join(ips)}, not {remote_host}"
+    wildcards = [n[1:] for n in names if n.startswith("*.")]
+    exact = [n for n in names if not n.startswith("*.")]
+    try:
+        primary, aliases, _ = socket.gethostbyaddr(remote_host)
+        reverse = [primary, *aliases]
+    except OSError:
+        reverse = []
+    for listed in reverse:
+        name = listed.rstrip(".")
+        if name in exact or any(name.endswith(w) for w in wildcards):
+            return None
+    for name in exact:
+        try:
+            found = socket.getaddrinfo(name, None)
+        except OSError:
+            continue
+        if host in {_normal_ip(str(info[4][0])) for info in found}:
+            return None
+    listed = " ".join(f'"{n}"' for n in names)
+    return f'tls: "{remote_host}" does not match any of DNSNames [{listed}]'
+
+
+def _normal_ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        return text
 
 
 def common_name(peer_cert: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from pyetcd.transport.tls import (
     TLSOptions,
     common_name,
     refusal,
+    san_refusal,
 )
 
 
@@ -61,3 +62,18 @@ def test_refused_options(options: TLSOptions, message: str) -> None:
 def test_a_server_needs_both_files() -> None:
     with pytest.raises(TLSConfigError, match=r"must both be present\[key: /k, cert: \]"):
         ServerTLS(TLSInfo(key_file="/k"))
+
+
+def test_client_certificate_sans_must_name_the_remote_address() -> None:
+    assert san_refusal(cert("c"), "10.1.2.3") is None  # no SAN: nothing to check
+    by_ip = cert("c", ("IP Address", "127.0.0.1"))
+    assert san_refusal(by_ip, "127.0.0.1") is None
+    assert san_refusal(by_ip, "10.1.2.3") == (
+        "x509: certificate is valid for 127.0.0.1, not 10.1.2.3"
+    )
+    # A DNS name that resolves to the address (forward lookup) passes; one that does not fails.
+    assert san_refusal(cert("c", ("DNS", "localhost")), "127.0.0.1") is None
+    unknown = cert("c", ("DNS", "nowhere.invalid"))
+    assert san_refusal(unknown, "127.0.0.1") == (
+        'tls: "127.0.0.1" does not match any of DNSNames ["nowhere.invalid"]'
+    )
