@@ -47,6 +47,8 @@ def diagnostics(kubectl: Kubectl, operator: OperatorRelease, namespace: str, nam
     )
 
 
+# The operator's behaviour here does not depend on the API server's storage: one plane.
+@pytest.mark.one_storage
 def test_changes_behind_the_operators_back_are_put_back(
     kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
 ) -> None:

@@ -28,6 +28,8 @@ def degraded(kubectl: Kubectl, namespace: str, name: str) -> dict[str, str] | No
     return None
 
 
+# The operator's behaviour here does not depend on the API server's storage: one plane.
+@pytest.mark.one_storage
 def test_a_refused_pass_is_reported_and_the_fixed_cluster_recovers(
     kubectl: Kubectl, operator: OperatorRelease, namespace: str
 ) -> None:

@@ -55,6 +55,8 @@ def session_operator_paused(kubectl: Kubectl) -> Iterator[None]:
         chart.wait_available(kubectl, release)
 
 
+# The --kubeconfig code path does not depend on the API server's storage: one plane.
+@pytest.mark.one_storage
 @pytest.mark.timeout(1500)
 def test_operator_scenarios_run_against_a_given_kubeconfig(
     control_plane: ControlPlane,

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from e2e.kube import Kubectl, condition, eventually
 from e2e.kubelet import images
 from e2e.kubelet.faults import KubeletHandle
@@ -395,6 +397,8 @@ def test_deleted_pod_is_stopped_within_its_grace_period(
     eventually("the pods' network namespaces to go", lambda: not netns & set(kubelet.namespaces()))
 
 
+# The process kubelet's faults do not depend on the API server's storage: one plane.
+@pytest.mark.one_storage
 def test_network_cut_and_node_stop(
     kubectl: Kubectl, kubelet: KubeletHandle, namespace: str
 ) -> None:

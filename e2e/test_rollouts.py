@@ -49,6 +49,8 @@ def pull_policy(sts: Json) -> str:
     return str(sts["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"])
 
 
+# The operator's behaviour here does not depend on the API server's storage: one plane.
+@pytest.mark.one_storage
 def test_a_member_setting_change_rolls_one_cluster_at_a_time(
     kubectl: Kubectl, operator: OperatorRelease, namespace: str
 ) -> None:
