@@ -41,8 +41,7 @@ def test_normalize_endpoint() -> None:
         normalize_endpoint("http://nohost")
     with pytest.raises(ValueError, match="scheme"):
         normalize_endpoint("unix:///tmp/sock:1")
-    with pytest.raises(ValueError, match="scheme"):
-        normalize_endpoint("https://10.0.0.1:2379")
+    assert normalize_endpoint("https://10.0.0.1:2379") == "10.0.0.1:2379"
 
 
 def test_kv_round_trip(member: Member) -> None:

@@ -9,6 +9,7 @@ certificate for 127.0.0.1 per member, and a client certificate for etcdctl.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pyetcd.client import ClientTLS, EtcdClient, EtcdClientError
 
 from e2e.pki import KeyPair, issue, make_ca
 from tests.integration.cluster import FLAVOURS, Cluster, Flavour, Member, binary_for
@@ -278,6 +280,34 @@ def test_auto_tls_makes_a_self_signed_pair_once_and_peers_use_theirs(
         assert plaintext_is_refused(first.client_port)
     finally:
         cluster.stop()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_the_operator_s_client_speaks_tls(flavour: Flavour, pki: Pki, tmp_path: Path) -> None:
+    """pyetcd.client (what the operator uses) over https: KV, status, health, the member
+    list, the cluster version; an http endpoint to the same port gets nothing."""
+    member = tls_member(flavour, tmp_path / flavour, pki)
+    tls = ClientTLS.from_files(str(pki.ca.cert), str(pki.client.cert), str(pki.client.key))
+
+    async def scenario() -> None:
+        async with EtcdClient([member.client_url], timeout=5.0, tls=tls) as client:
+            await client.put("k", "over-tls")
+            assert await client.get("k") == b"over-tls"
+            status = await client.status(member.client_url)
+            assert status.member_id != 0
+            assert (await client.health(member.client_url)).healthy
+            listed = await client.member_list()
+            assert [m.client_urls for m in listed.members] == [(member.client_url,)]
+            assert (await client.cluster_version(member.client_url)).startswith("3.")
+        async with EtcdClient([f"http://{member.host_port}"], timeout=2.0) as plain:
+            with pytest.raises(EtcdClientError):
+                await plain.status(f"http://{member.host_port}")
+
+    try:
+        start_or_fail(member)
+        asyncio.run(scenario())
+    finally:
+        member.stop()
 
 
 def run_pyetcd(workdir: Path, *flags: str) -> subprocess.CompletedProcess[str]:

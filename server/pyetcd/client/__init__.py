@@ -7,7 +7,7 @@ imports server internals.
 
 from __future__ import annotations
 
-from pyetcd.client.client import EtcdClient, normalize_endpoint
+from pyetcd.client.client import ClientTLS, EtcdClient, normalize_endpoint
 from pyetcd.client.errors import EtcdClientError
 from pyetcd.client.models import (
     AlarmMember,
@@ -19,6 +19,7 @@ from pyetcd.client.models import (
 
 __all__ = [
     "AlarmMember",
+    "ClientTLS",
     "EndpointHealth",
     "EndpointStatus",
     "EtcdClient",

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import ssl
+import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -41,14 +45,15 @@ PERMISSION_DENIED = "etcdserver: permission denied"
 
 
 def normalize_endpoint(endpoint: str) -> str:
-    """``http://host:port`` or ``host:port`` -> ``host:port`` (the gRPC target)."""
+    """``http(s)://host:port`` or ``host:port`` -> ``host:port`` (the gRPC target)."""
     text = endpoint.strip()
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
-    if parts.scheme != "http":
-        # No TLS yet (spec.tls is reserved): refuse https rather than silently dial plaintext.
-        raise ValueError(f"unsupported endpoint scheme in {endpoint!r}: use http:// or host:port")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(
+            f"unsupported endpoint scheme in {endpoint!r}: use http://, https:// or host:port"
+        )
     if not parts.hostname or parts.port is None:
         raise ValueError(f"endpoint {endpoint!r} needs a host and a port")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -79,17 +84,81 @@ class _Stubs:
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
 
 
-class EtcdClient:
-    """A small etcd v3 client; create and use it inside one running event loop."""
+def _secure(endpoint: str) -> bool | None:
+    """Whether the endpoint names https (``None``: no scheme given)."""
+    text = endpoint.strip()
+    if "://" not in text:
+        return None
+    return text.lower().startswith("https://")
 
-    def __init__(self, endpoints: Sequence[str], timeout: float = 5.0) -> None:
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """What a TLS connection presents and trusts, as etcdctl's ``--cacert``, ``--cert`` and
+    ``--key`` (PEM bytes): the CA that signed the members' certificates (the system's roots
+    when ``None``), and a client certificate when the members require one."""
+
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+
+    @classmethod
+    def from_files(cls, ca_file: str = "", cert_file: str = "", key_file: str = "") -> ClientTLS:
+        def read(path: str) -> bytes | None:
+            if not path:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+
+        return cls(read(ca_file), read(cert_file), read(key_file))
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cadata=self.ca.decode() if self.ca else None)
+        if self.cert is not None and self.key is not None:
+            with tempfile.TemporaryDirectory() as directory:
+                # ssl loads a pair from files only; private to this process, gone at once.
+                cert, key = os.path.join(directory, "c.pem"), os.path.join(directory, "k.pem")
+                for path, data in ((cert, self.cert), (key, self.key)):
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                ctx.load_cert_chain(cert, key)
+        return ctx
+
+
+class EtcdClient:
+    """A small etcd v3 client; create and use it inside one running event loop.
+
+    An ``https://`` endpoint is dialled with TLS (``tls``, or the system's roots), an
+    ``http://`` one without; a bare ``host:port`` uses TLS when ``tls`` is given, as etcdctl
+    does with its TLS flags."""
+
+    def __init__(
+        self, endpoints: Sequence[str], timeout: float = 5.0, tls: ClientTLS | None = None
+    ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        self.endpoints: tuple[str, ...] = tuple(normalize_endpoint(e) for e in endpoints)
+        self.tls = tls
+        self._schemes: dict[str, bool] = {}
+        self.endpoints: tuple[str, ...] = tuple(self._target(e) for e in endpoints)
         self.timeout = timeout
         self._stubs: dict[str, _Stubs] = {}
+
+    def _target(self, endpoint: str) -> str:
+        """The gRPC target of ``endpoint``, remembering whether it is to be dialled with TLS."""
+        target = normalize_endpoint(endpoint)
+        secure = _secure(endpoint)
+        if secure is not None:
+            self._schemes[target] = secure
+        return target
+
+    def _is_secure(self, target: str) -> bool:
+        return self._schemes.get(target, self.tls is not None)
 
     async def __aenter__(self) -> EtcdClient:
         return self
@@ -105,10 +174,14 @@ class EtcdClient:
 
     # -- plumbing -------------------------------------------------------------------------
     def _on(self, endpoint: str) -> tuple[str, _Stubs]:
-        target = normalize_endpoint(endpoint)
+        target = self._target(endpoint)
         stubs = self._stubs.get(target)
         if stubs is None:
-            stubs = _Stubs(aio.insecure_channel(target))
+            if self._is_secure(target):
+                credentials = (self.tls or ClientTLS()).credentials()
+                stubs = _Stubs(aio.secure_channel(target, credentials))
+            else:
+                stubs = _Stubs(aio.insecure_channel(target))
             self._stubs[target] = stubs
         return target, stubs
 
@@ -163,7 +236,7 @@ class EtcdClient:
 
     # -- maintenance ----------------------------------------------------------------------
     async def status(self, endpoint: str) -> EndpointStatus:
-        target = normalize_endpoint(endpoint)
+        target = self._target(endpoint)
         resp = await self._call(
             target, lambda s: s.maintenance.Status(rpc_pb2.StatusRequest(), timeout=self.timeout)
         )
@@ -188,7 +261,7 @@ class EtcdClient:
 
         Never raises for an RPC failure: the failure is the answer (``healthy=False``).
         """
-        target = normalize_endpoint(endpoint)
+        target = self._target(endpoint)
         started = time.monotonic()
         req = rpc_pb2.RangeRequest(key=HEALTH_KEY, keys_only=True, limit=1)
         error: str | None = None
@@ -238,10 +311,13 @@ class EtcdClient:
         """The cluster version ``endpoint`` reports (``etcdcluster`` of its HTTP ``/version``):
         the minor version etcd runs the cluster at, ``3.5.0`` once every member runs 3.5.
         Raises ``EtcdClientError`` when it does not answer."""
-        url = f"http://{normalize_endpoint(endpoint)}/version"
+        target = self._target(endpoint)
+        secure = self._is_secure(target)
+        url = f"{'https' if secure else 'http'}://{target}/version"
+        context = (self.tls or ClientTLS()).ssl_context() if secure else None
 
         def fetch() -> str:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+            with urllib.request.urlopen(url, timeout=self.timeout, context=context) as response:
                 body = json.loads(response.read())
             return str(body["etcdcluster"])
 
