@@ -179,7 +179,7 @@ def defragments_on_request(kubectl: Kubectl, namespace: str, name: str, leader: 
         "apiVersion": "etcd.pyetcd.io/v1alpha1",
         "kind": "EtcdDefrag",
         "metadata": {"name": "defrag-now", "namespace": namespace},
-        "spec": {"clusterName": name, "ttlSecondsAfterFinished": 30},
+        "spec": {"clusterName": name, "ttlSecondsAfterFinished": 10},
     }
     kubectl.apply(request)
     nowhere = {**request, "metadata": {"name": "defrag-nowhere", "namespace": namespace}}
