@@ -29,7 +29,8 @@ HIGH_WATER = 4 * 1024 * 1024
 # etcd's tlsHandshakeTimeout: a client that starts a handshake and stalls is dropped.
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
-HttpHandler = Callable[[str, str], Awaitable[tuple[int, str, bytes]]]
+HttpHandler = Callable[[str, str, bytes], Awaitable[tuple[int, str, bytes]]]
+"""(method, target, body) -> (status, content type, body)."""
 
 
 class _Splice(asyncio.Protocol):
@@ -187,18 +188,38 @@ class _ClientConnection(asyncio.Protocol):
                 self._respond(431, "text/plain", b"request header too large\n")
             return
         head = self._buf[:end].decode("latin-1")
-        self._mode = "http-busy"
-        request_line = head.split("\r\n", 1)[0]
-        parts = request_line.split(" ")
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._mode = "http-busy"
             self._respond(400, "text/plain", b"bad request\n")
             return
-        method, target = parts[0], parts[1]
-        asyncio.get_running_loop().create_task(self._serve_http(method, target))
-
-    async def _serve_http(self, method: str, target: str) -> None:
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in lines[1:])
+        }
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._mode = "http-busy"
+            self._respond(411, "text/plain", b"a request body needs a Content-Length\n")
+            return
         try:
-            status, ctype, body = await self._mux.http_handler(method, target)
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 <= length <= self._mux.max_body:
+            self._mode = "http-busy"
+            self._respond(413, "text/plain", b"request body too large\n")
+            return
+        if len(self._buf) < end + 4 + length:
+            return  # the body is still coming
+        body = self._buf[end + 4 : end + 4 + length]
+        self._mode = "http-busy"
+        method, target = parts[0], parts[1]
+        asyncio.get_running_loop().create_task(self._serve_http(method, target, body))
+
+    async def _serve_http(self, method: str, target: str, request_body: bytes) -> None:
+        try:
+            status, ctype, body = await self._mux.http_handler(method, target, request_body)
         except Exception:
             log.exception("HTTP handler failed for %s %s", method, target)
             status, ctype, body = 500, "text/plain", b"internal error\n"
@@ -220,20 +241,33 @@ class _ClientConnection(asyncio.Protocol):
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
+    501: "Not Implemented",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
 class ClientMux:
     """Accepts client connections on ``host:port`` and routes them by protocol."""
 
-    def __init__(self, grpc_socket: str, http_handler: HttpHandler) -> None:
+    def __init__(
+        self, grpc_socket: str, http_handler: HttpHandler, max_body: int = 2 * 1024 * 1024
+    ) -> None:
         self.grpc_socket = grpc_socket
         self.http_handler = http_handler
+        # The largest HTTP request body read (the gateway's JSON requests).
+        self.max_body = max_body
         self._servers: list[asyncio.Server] = []
 
     async def listen(self, host: str, port: int, tls: ServerTLS | None = None) -> None:

@@ -1,4 +1,5 @@
-"""etcd's plain HTTP endpoints on the client port: /health, /livez, /readyz, /version, /metrics."""
+"""etcd's plain HTTP endpoints on the client port: /health, /livez, /readyz, /version, /metrics,
+and the JSON gateway's /v3/ paths (``gateway``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pyetcd import __version__
+from pyetcd.api.gateway import Gateway
 from pyetcd.panic import panic_on_invariant
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server.etcdserver import CLUSTER_VERSION, EtcdServer
@@ -19,12 +21,17 @@ HEALTH_TIMEOUT = 1.0  # etcd gives the health probe's read one second
 
 
 class HttpEndpoints:
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: EtcdServer, gateway: Gateway | None = None) -> None:
         self.server = server
+        self.gateway = gateway
 
-    async def handle(self, method: str, target: str) -> tuple[int, str, bytes]:
+    async def handle(
+        self, method: str, target: str, request_body: bytes = b""
+    ) -> tuple[int, str, bytes]:
         url = urlsplit(target)
         path = url.path
+        if self.gateway is not None and self.gateway.serves(path):
+            return await self.gateway.handle(method, path, request_body)
         query = parse_qs(url.query)
         if path not in ("/health", "/livez", "/readyz", "/version", "/metrics"):
             return 404, TEXT, b"404 page not found\n"

@@ -17,6 +17,7 @@ import uvloop
 
 from pyetcd.api import cluster, guard, kv, lease, maintenance, watch
 from pyetcd.api.cmux import ClientMux
+from pyetcd.api.gateway import Gateway
 from pyetcd.api.http import HttpEndpoints
 from pyetcd.api.rpc import Services
 from pyetcd.backend.contract import BackendError
@@ -128,10 +129,12 @@ async def serve(cfg: ServerConfig) -> None:
         ]
     )
     grpc_server.add_generic_rpc_handlers(services.generic_handlers())
-    http = HttpEndpoints(server)
     socket_name = f"pyetcd-{os.getpid()}-{id(server):x}"
     grpc_server.add_insecure_port(f"unix-abstract:{socket_name}")
-    mux = ClientMux("\0" + socket_name, http.handle)
+    # etcd's JSON gateway is a client of the member's own gRPC server, as here.
+    gateway = Gateway(f"unix-abstract:{socket_name}")
+    http = HttpEndpoints(server, gateway)
+    mux = ClientMux("\0" + socket_name, http.handle, max_body=2 * cfg.max_request_bytes)
     # With --listen-client-http-urls, gRPC binds the client URLs itself (no mux hop); else the
     # mux shares each client URL between gRPC and HTTP, as etcd does.
     direct = bool(cfg.listen_client_http_urls)
@@ -189,6 +192,7 @@ async def serve(cfg: ServerConfig) -> None:
     monitoring.cancel()
     announcing.cancel()
     mux.close()
+    await gateway.close()
     await grpc_server.stop(1.0)
     await server.stop()
     if failed and server.exit_code:

@@ -1,0 +1,261 @@
+"""etcd's HTTP/JSON gateway (grpc-gateway v1): ``POST /v3/<service>/<method>`` with a JSON body.
+
+As etcd does, the gateway is a client of the member's own gRPC server: the request's JSON is
+parsed into the gRPC request message, the call goes through the same gRPC services (and their
+guards) over the member's private socket, and the answer is written back as JSON. The JSON is
+grpc-gateway's: proto field names (``cluster_id``, ``range_end``), 64-bit integers as strings,
+bytes as base64, enums by name, zero values left out. A gRPC error becomes
+``{"error": msg, "code": n, "message": msg}`` with grpc-gateway's HTTP status for the code.
+``/v3beta/`` paths are served as ``/v3/`` (etcd's redirect for older clients).
+
+The streaming calls (watch, lease keep-alive, snapshot) are answered with a clear 501: they are
+not served over HTTP by pyetcd yet.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from grpc import aio
+
+from pyetcd.proto.etcdserverpb import rpc_pb2
+
+JSON = "application/json"
+
+# Path -> (the gRPC method's full name, request type, response type).
+ROUTES: dict[str, tuple[str, type[Message], type[Message]]] = {}
+
+
+def _route(path: str, service: str, method: str, request: str, response: str) -> None:
+    ROUTES[path] = (
+        f"/etcdserverpb.{service}/{method}",
+        getattr(rpc_pb2, request),
+        getattr(rpc_pb2, response),
+    )
+
+
+for _path, _service, _method, _req, _resp in (
+    ("/v3/kv/range", "KV", "Range", "RangeRequest", "RangeResponse"),
+    ("/v3/kv/put", "KV", "Put", "PutRequest", "PutResponse"),
+    ("/v3/kv/deleterange", "KV", "DeleteRange", "DeleteRangeRequest", "DeleteRangeResponse"),
+    ("/v3/kv/txn", "KV", "Txn", "TxnRequest", "TxnResponse"),
+    ("/v3/kv/compaction", "KV", "Compact", "CompactionRequest", "CompactionResponse"),
+    ("/v3/lease/grant", "Lease", "LeaseGrant", "LeaseGrantRequest", "LeaseGrantResponse"),
+    ("/v3/lease/revoke", "Lease", "LeaseRevoke", "LeaseRevokeRequest", "LeaseRevokeResponse"),
+    ("/v3/kv/lease/revoke", "Lease", "LeaseRevoke", "LeaseRevokeRequest", "LeaseRevokeResponse"),
+    (
+        "/v3/lease/timetolive",
+        "Lease",
+        "LeaseTimeToLive",
+        "LeaseTimeToLiveRequest",
+        "LeaseTimeToLiveResponse",
+    ),
+    (
+        "/v3/kv/lease/timetolive",
+        "Lease",
+        "LeaseTimeToLive",
+        "LeaseTimeToLiveRequest",
+        "LeaseTimeToLiveResponse",
+    ),
+    ("/v3/lease/leases", "Lease", "LeaseLeases", "LeaseLeasesRequest", "LeaseLeasesResponse"),
+    ("/v3/kv/lease/leases", "Lease", "LeaseLeases", "LeaseLeasesRequest", "LeaseLeasesResponse"),
+    ("/v3/cluster/member/add", "Cluster", "MemberAdd", "MemberAddRequest", "MemberAddResponse"),
+    (
+        "/v3/cluster/member/remove",
+        "Cluster",
+        "MemberRemove",
+        "MemberRemoveRequest",
+        "MemberRemoveResponse",
+    ),
+    (
+        "/v3/cluster/member/update",
+        "Cluster",
+        "MemberUpdate",
+        "MemberUpdateRequest",
+        "MemberUpdateResponse",
+    ),
+    ("/v3/cluster/member/list", "Cluster", "MemberList", "MemberListRequest", "MemberListResponse"),
+    (
+        "/v3/cluster/member/promote",
+        "Cluster",
+        "MemberPromote",
+        "MemberPromoteRequest",
+        "MemberPromoteResponse",
+    ),
+    ("/v3/maintenance/alarm", "Maintenance", "Alarm", "AlarmRequest", "AlarmResponse"),
+    ("/v3/maintenance/status", "Maintenance", "Status", "StatusRequest", "StatusResponse"),
+    (
+        "/v3/maintenance/defragment",
+        "Maintenance",
+        "Defragment",
+        "DefragmentRequest",
+        "DefragmentResponse",
+    ),
+    ("/v3/maintenance/hash", "Maintenance", "Hash", "HashRequest", "HashResponse"),
+    ("/v3/maintenance/hashkv", "Maintenance", "HashKV", "HashKVRequest", "HashKVResponse"),
+    (
+        "/v3/maintenance/transfer-leadership",
+        "Maintenance",
+        "MoveLeader",
+        "MoveLeaderRequest",
+        "MoveLeaderResponse",
+    ),
+    ("/v3/auth/enable", "Auth", "AuthEnable", "AuthEnableRequest", "AuthEnableResponse"),
+    ("/v3/auth/disable", "Auth", "AuthDisable", "AuthDisableRequest", "AuthDisableResponse"),
+    ("/v3/auth/status", "Auth", "AuthStatus", "AuthStatusRequest", "AuthStatusResponse"),
+    (
+        "/v3/auth/authenticate",
+        "Auth",
+        "Authenticate",
+        "AuthenticateRequest",
+        "AuthenticateResponse",
+    ),
+    ("/v3/auth/user/add", "Auth", "UserAdd", "AuthUserAddRequest", "AuthUserAddResponse"),
+    ("/v3/auth/user/get", "Auth", "UserGet", "AuthUserGetRequest", "AuthUserGetResponse"),
+    ("/v3/auth/user/list", "Auth", "UserList", "AuthUserListRequest", "AuthUserListResponse"),
+    (
+        "/v3/auth/user/delete",
+        "Auth",
+        "UserDelete",
+        "AuthUserDeleteRequest",
+        "AuthUserDeleteResponse",
+    ),
+    (
+        "/v3/auth/user/changepw",
+        "Auth",
+        "UserChangePassword",
+        "AuthUserChangePasswordRequest",
+        "AuthUserChangePasswordResponse",
+    ),
+    (
+        "/v3/auth/user/grant",
+        "Auth",
+        "UserGrantRole",
+        "AuthUserGrantRoleRequest",
+        "AuthUserGrantRoleResponse",
+    ),
+    (
+        "/v3/auth/user/revoke",
+        "Auth",
+        "UserRevokeRole",
+        "AuthUserRevokeRoleRequest",
+        "AuthUserRevokeRoleResponse",
+    ),
+    ("/v3/auth/role/add", "Auth", "RoleAdd", "AuthRoleAddRequest", "AuthRoleAddResponse"),
+    ("/v3/auth/role/get", "Auth", "RoleGet", "AuthRoleGetRequest", "AuthRoleGetResponse"),
+    ("/v3/auth/role/list", "Auth", "RoleList", "AuthRoleListRequest", "AuthRoleListResponse"),
+    (
+        "/v3/auth/role/delete",
+        "Auth",
+        "RoleDelete",
+        "AuthRoleDeleteRequest",
+        "AuthRoleDeleteResponse",
+    ),
+    (
+        "/v3/auth/role/grant",
+        "Auth",
+        "RoleGrantPermission",
+        "AuthRoleGrantPermissionRequest",
+        "AuthRoleGrantPermissionResponse",
+    ),
+    (
+        "/v3/auth/role/revoke",
+        "Auth",
+        "RoleRevokePermission",
+        "AuthRoleRevokePermissionRequest",
+        "AuthRoleRevokePermissionResponse",
+    ),
+):
+    _route(_path, _service, _method, _req, _resp)
+
+STREAMS = frozenset({"/v3/watch", "/v3/lease/keepalive", "/v3/maintenance/snapshot"})
+
+# grpc-gateway's runtime.HTTPStatusFromCode.
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 408,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+
+def _error(code: grpc.StatusCode, message: str) -> tuple[int, str, bytes]:
+    body = {"error": message, "code": code.value[0], "message": message}
+    return HTTP_STATUS.get(code, 500), JSON, json.dumps(body, separators=(",", ":")).encode()
+
+
+def to_json(message: Message) -> bytes:
+    """grpc-gateway's JSON of a response (proto names, int64 as strings, no zero values)."""
+    data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+class Gateway:
+    """Serves the ``/v3/`` paths by calling the member's gRPC server at ``target``."""
+
+    def __init__(self, target: str) -> None:
+        self._target = target
+        self._channel: aio.Channel | None = None
+
+    def serves(self, path: str) -> bool:
+        return path.startswith(("/v3/", "/v3beta/"))
+
+    async def handle(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
+        if path.startswith("/v3beta/"):
+            path = "/v3/" + path.removeprefix("/v3beta/")
+        route = ROUTES.get(path)
+        if route is None and path not in STREAMS:
+            # grpc-gateway's answer to a path it has no pattern for: plain text.
+            return 404, "text/plain; charset=utf-8", b"Not Found\n"
+        if method != "POST":
+            return 405, "text/plain; charset=utf-8", b"Method Not Allowed\n"
+        if route is None:
+            return _error(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{path} streams: pyetcd does not serve its streaming calls over HTTP yet "
+                "(use gRPC)",
+            )
+        full_name, request_type, response_type = route
+        request = request_type()
+        try:
+            if body.strip():
+                json_format.Parse(body, request, ignore_unknown_fields=True)
+        except (json_format.ParseError, UnicodeDecodeError) as err:
+            return _error(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        call = self._channel_now().unary_unary(
+            full_name,
+            request_serializer=request_type.SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        try:
+            response = await call(request)
+        except aio.AioRpcError as err:
+            return _error(err.code(), err.details() or "")
+        return 200, JSON, to_json(response)
+
+    def _channel_now(self) -> aio.Channel:
+        if self._channel is None:
+            self._channel = aio.insecure_channel(self._target)
+        return self._channel
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
