@@ -63,9 +63,12 @@ def scrub(value: Any) -> Any:
     return value
 
 
+def j(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
 def conversation(member: Member) -> list[tuple[int, Any]]:
     """The same requests, in order, against one member; its answers."""
-    j = lambda obj: json.dumps(obj).encode()  # noqa: E731
     steps: list[tuple[str, bytes | None, str]] = [
         ("/v3/kv/put", j({"key": b64("foo"), "value": b64("bar")}), "POST"),
         ("/v3/kv/put", j({"key": b64("foo2"), "value": b64("baz"), "prev_kv": True}), "POST"),
