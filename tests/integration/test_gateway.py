@@ -123,3 +123,51 @@ def test_the_gateway_answers_as_etcd_does(request: pytest.FixtureRequest) -> Non
     # Sanity: the comparison saw real answers.
     assert etcd[2][1]["kvs"][0]["value"] == b64("bar")
     assert etcd[7][0] == 400 and "future revision" in etcd[7][1]["error"]
+
+
+def watch_lines(member: Member) -> list[Any]:
+    """A watch over HTTP: the created line, then the event of a put made meanwhile."""
+    body = j({"create_request": {"key": b64("w"), "range_end": b64("x")}})
+    request = urllib.request.Request(
+        f"http://{member.host_port}/v3/watch", data=body, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers.get("Transfer-Encoding") == "chunked"
+        created = json.loads(response.readline())
+        put = post(member, "/v3/kv/put", j({"key": b64("w1"), "value": b64("v")}))
+        assert put[0] == 200, put
+        event = json.loads(response.readline())
+    return [scrub(created), scrub(event)]
+
+
+def test_the_gateway_streams_watches_keepalives_and_snapshots_as_etcd_does(
+    request: pytest.FixtureRequest,
+) -> None:
+    seen = {}
+    for flavour in FLAVOURS:
+        member: Member = request.getfixturevalue(flavour if flavour == "pyetcd" else "upstream")
+        lines = watch_lines(member)
+        granted = post(member, "/v3/lease/grant", j({"TTL": "30", "ID": "77"}))
+        assert granted[0] == 200, granted
+        # A keep-alive stream stays open (etcd's too): its first line is the answer.
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                f"http://{member.host_port}/v3/lease/keepalive", data=j({"ID": "77"}), method="POST"
+            ),
+            timeout=10,
+        ) as stream:
+            kept = json.loads(stream.readline())
+        snapshot = urllib.request.urlopen(
+            urllib.request.Request(
+                f"http://{member.host_port}/v3/maintenance/snapshot", data=b"{}", method="POST"
+            ),
+            timeout=30,
+        )
+        chunks = [json.loads(line) for line in snapshot.read().splitlines() if line.strip()]
+        assert chunks and all("result" in c for c in chunks), chunks[:1]
+        assert chunks[-1]["result"].get("remaining_bytes", "0") == "0"
+        seen[flavour] = (lines, scrub(kept))
+    assert seen["pyetcd"] == seen["etcd"], seen
+    created, event = seen["etcd"][0]
+    assert created["result"]["created"] is True
+    assert event["result"]["events"][0]["kv"]["key"] == b64("w1")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 
 from pyetcd.transport.tls import ServerTLS
@@ -29,8 +29,10 @@ HIGH_WATER = 4 * 1024 * 1024
 # etcd's tlsHandshakeTimeout: a client that starts a handshake and stalls is dropped.
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
-HttpHandler = Callable[[str, str, bytes], Awaitable[tuple[int, str, bytes]]]
-"""(method, target, body) -> (status, content type, body)."""
+HttpBody = bytes | AsyncIterator[bytes]
+HttpHandler = Callable[[str, str, bytes], Awaitable[tuple[int, str, HttpBody]]]
+"""(method, target, body) -> (status, content type, body); a body that is an async iterator is
+streamed, chunked, one chunk per item (the gateway's streaming calls)."""
 
 
 class _Splice(asyncio.Protocol):
@@ -76,6 +78,7 @@ class _ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._upstream: asyncio.Transport | None = None
         self._closed = False
+        self._stream_task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -176,6 +179,9 @@ class _ClientConnection(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        stream = self._stream_task
+        if stream is not None and stream is not asyncio.current_task():
+            stream.cancel()  # the client went: end its stream
         if self.transport is not None:
             self.transport.close()
         if self._upstream is not None:
@@ -223,7 +229,41 @@ class _ClientConnection(asyncio.Protocol):
         except Exception:
             log.exception("HTTP handler failed for %s %s", method, target)
             status, ctype, body = 500, "text/plain", b"internal error\n"
-        self._respond(status, ctype, body)
+        if isinstance(body, bytes):
+            self._respond(status, ctype, body)
+            return
+        self._stream_task = asyncio.current_task()
+        try:
+            await self._stream(status, ctype, body)
+        finally:
+            self._stream_task = None
+
+    async def _stream(self, status: int, ctype: str, chunks: AsyncIterator[bytes]) -> None:
+        """A chunked response, one chunk per item, until the items end or the client goes
+        (its connection's loss cancels this task)."""
+        if self.transport is None or self._closed:
+            return
+        reason = _REASONS.get(status, "")
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode("latin-1"))
+        try:
+            async for chunk in chunks:
+                if self._closed or self.transport.is_closing():
+                    break
+                if chunk:
+                    self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if not self._closed:
+                self.transport.write(b"0\r\n\r\n")
+        except asyncio.CancelledError:
+            pass
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._close()
 
     def _respond(self, status: int, ctype: str, body: bytes) -> None:
         if self.transport is None or self._closed:

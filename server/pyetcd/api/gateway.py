@@ -8,13 +8,15 @@ bytes as base64, enums by name, zero values left out. A gRPC error becomes
 ``{"error": msg, "code": n, "message": msg}`` with grpc-gateway's HTTP status for the code.
 ``/v3beta/`` paths are served as ``/v3/`` (etcd's redirect for older clients).
 
-The streaming calls (watch, lease keep-alive, snapshot) are answered with a clear 501: they are
-not served over HTTP by pyetcd yet.
+The streaming calls (watch, lease keep-alive, snapshot) answer as grpc-gateway's do: a chunked
+response, one ``{"result": ...}`` JSON line per message; a watch lasts until the client goes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -172,7 +174,22 @@ for _path, _service, _method, _req, _resp in (
 ):
     _route(_path, _service, _method, _req, _resp)
 
-STREAMS = frozenset({"/v3/watch", "/v3/lease/keepalive", "/v3/maintenance/snapshot"})
+# Streaming calls: path -> (full name, request type, response type, the client streams too).
+STREAMS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
+    "/v3/watch": ("/etcdserverpb.Watch/Watch", rpc_pb2.WatchRequest, rpc_pb2.WatchResponse, True),
+    "/v3/lease/keepalive": (
+        "/etcdserverpb.Lease/LeaseKeepAlive",
+        rpc_pb2.LeaseKeepAliveRequest,
+        rpc_pb2.LeaseKeepAliveResponse,
+        True,
+    ),
+    "/v3/maintenance/snapshot": (
+        "/etcdserverpb.Maintenance/Snapshot",
+        rpc_pb2.SnapshotRequest,
+        rpc_pb2.SnapshotResponse,
+        False,
+    ),
+}
 
 # grpc-gateway's runtime.HTTPStatusFromCode.
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
@@ -217,7 +234,9 @@ class Gateway:
     def serves(self, path: str) -> bool:
         return path.startswith(("/v3/", "/v3beta/"))
 
-    async def handle(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
+    async def handle(
+        self, method: str, path: str, body: bytes
+    ) -> tuple[int, str, bytes | AsyncIterator[bytes]]:
         if path.startswith("/v3beta/"):
             path = "/v3/" + path.removeprefix("/v3beta/")
         route = ROUTES.get(path)
@@ -226,19 +245,15 @@ class Gateway:
             return 404, "text/plain; charset=utf-8", b"Not Found\n"
         if method != "POST":
             return 405, "text/plain; charset=utf-8", b"Method Not Allowed\n"
-        if route is None:
-            return _error(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"{path} streams: pyetcd does not serve its streaming calls over HTTP yet "
-                "(use gRPC)",
-            )
-        full_name, request_type, response_type = route
+        full_name, request_type, response_type = route or STREAMS[path][:3]
         request = request_type()
         try:
             if body.strip():
                 json_format.Parse(body, request, ignore_unknown_fields=True)
         except (json_format.ParseError, UnicodeDecodeError) as err:
             return _error(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        if route is None:
+            return 200, JSON, self._stream(path, request)
         call = self._channel_now().unary_unary(
             full_name,
             request_serializer=request_type.SerializeToString,
@@ -249,6 +264,41 @@ class Gateway:
         except aio.AioRpcError as err:
             return _error(err.code(), err.details() or "")
         return 200, JSON, to_json(response)
+
+    async def _stream(self, path: str, request: Message) -> AsyncIterator[bytes]:
+        """grpc-gateway's streamed answer: one ``{"result": ...}`` line per message, or one
+        ``{"error": ...}`` line when the call fails. The request stream of a bidirectional
+        call stays open (a watch goes on) until the HTTP client goes."""
+        full_name, request_type, response_type, bidi = STREAMS[path]
+        channel = self._channel_now()
+        call: Any
+        if bidi:
+            stop = asyncio.Event()
+
+            async def requests() -> AsyncIterator[Message]:
+                yield request
+                await stop.wait()
+
+            call = channel.stream_stream(
+                full_name,
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=response_type.FromString,
+            )(requests())
+        else:
+            call = channel.unary_stream(
+                full_name,
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=response_type.FromString,
+            )(request)
+        try:
+            async for response in call:
+                yield b'{"result":' + to_json(response) + b"}\n"
+        except aio.AioRpcError as err:
+            code, message = err.code(), err.details() or ""
+            body = {"error": message, "code": code.value[0], "message": message}
+            yield b'{"error":' + json.dumps(body, separators=(",", ":")).encode() + b"}\n"
+        finally:
+            call.cancel()
 
     def _channel_now(self) -> aio.Channel:
         if self._channel is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,7 +28,7 @@ class HttpEndpoints:
 
     async def handle(
         self, method: str, target: str, request_body: bytes = b""
-    ) -> tuple[int, str, bytes]:
+    ) -> tuple[int, str, bytes | AsyncIterator[bytes]]:
         url = urlsplit(target)
         path = url.path
         if self.gateway is not None and self.gateway.serves(path):
