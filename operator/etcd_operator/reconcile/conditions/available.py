@@ -5,6 +5,7 @@ from __future__ import annotations
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import RECOVER_QUORUM_ANNOTATION, EtcdCluster
 from etcd_operator.reconcile import hibernation, recovery
+from etcd_operator.reconcile.defrag import no_space
 from etcd_operator.reconcile.conditions.common import (
     FALSE,
     TRUE,
@@ -41,6 +42,19 @@ def check(
         return Verdict(FALSE, "NoLeader", "no member reports a leader")
     healthy = [m for m in voters if m.healthy]
     quorum = len(voters) // 2 + 1
+    alarmed = sorted(member_name(m) for m in voters if m.id in no_space(etcd))
+    if len(healthy) < quorum and alarmed:
+        # The quorum is there (a leader, reads work): etcd refuses writes, and /health fails
+        # on every member, because of the quota.
+        return Verdict(
+            FALSE,
+            "NoSpace",
+            f"etcd raised NOSPACE ({', '.join(alarmed)}): it refuses writes, and every member "
+            "fails its health check, until space is reclaimed and the alarm disarmed. With "
+            "spec.maintenance.defrag or an EtcdDefrag the operator defragments and disarms it; "
+            "if the keys themselves fill the quota, delete or compact them, or raise "
+            "spec.etcd.quotaBackendBytes",
+        )
     if len(healthy) < quorum:
         return Verdict(
             FALSE,

@@ -19,6 +19,7 @@ from tests.unit.operator.reconcile.builders import (
     NAME,
     SETTINGS,
     at,
+    condition,
     events,
     execute,
     formed,
@@ -133,6 +134,11 @@ def test_nospace_defragments_while_members_fail_health_then_disarms() -> None:
         for m in alarmed.etcd.members
     )
     alarmed = dataclasses.replace(alarmed, etcd=view(*sick, alarms=alarmed.etcd.alarms))
+    # Available names the alarm, not a lost quorum: there is a leader, reads work.
+    first = plan(desired, dataclasses.replace(alarmed, now=at(99)), SETTINGS, at(99))
+    available = condition(first, "Available")
+    assert (available["status"], available["reason"]) == ("False", "NoSpace"), available
+    assert f"NOSPACE ({NAME}-1)" in available["message"]
     desired, observed, history = run(desired, alarmed, 100, passes=5, after=200 * MiB)
     assert sorted(order(history)) == sorted(f"{NAME}-{i}" for i in range(3))
     records = {m.member: m for m in desired.status.defrag.members}
