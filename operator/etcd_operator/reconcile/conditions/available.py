@@ -5,7 +5,6 @@ from __future__ import annotations
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import RECOVER_QUORUM_ANNOTATION, EtcdCluster
 from etcd_operator.reconcile import hibernation, recovery
-from etcd_operator.reconcile.defrag import no_space
 from etcd_operator.reconcile.conditions.common import (
     FALSE,
     TRUE,
@@ -13,6 +12,7 @@ from etcd_operator.reconcile.conditions.common import (
     bootstrapping,
     unreachable,
 )
+from etcd_operator.reconcile.defrag import no_space
 from etcd_operator.reconcile.membership import member_name, quorum_loss
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided
