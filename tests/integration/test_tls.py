@@ -13,7 +13,6 @@ import asyncio
 import socket
 import ssl
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from pyetcd.client import ClientTLS, EtcdClient, EtcdClientError
 
 from e2e.pki import KeyPair, issue, make_ca
-from tests.integration.cluster import FLAVOURS, Cluster, Flavour, Member, binary_for
+from tests.integration.cluster import FLAVOURS, Cluster, Flavour, Member, binary_for, wait_for
 from tests.integration.conftest import start_or_fail
 
 
@@ -124,17 +123,17 @@ def test_pyetcd_logs_etcd_s_lifecycle_lines(pki: Pki, tmp_path: Path) -> None:
     member = tls_member("pyetcd", tmp_path / "pyetcd", pki)
     try:
         start_or_fail(member)
-        deadline = time.monotonic() + 10
         wanted = (
             "published local member to cluster through raft",
             "ready to serve client requests",
             f"serving client traffic securely: address 127.0.0.1:{member.client_port}",
         )
-        log = member.log_path.read_text()
-        while not all(w in log for w in wanted) and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the log, with the deadline above
-            log = member.log_path.read_text()
-        assert all(w in log for w in wanted), log[-2000:]
+
+        def logged() -> str | None:
+            text = member.log_path.read_text()
+            return text if all(w in text for w in wanted) else None
+
+        log = wait_for("etcd's lifecycle lines in the log", logged, 10, member)
         assert log.index(wanted[0]) < log.index(wanted[1]) < log.index(wanted[2])
     finally:
         member.stop()
@@ -165,11 +164,12 @@ def test_a_rotated_certificate_is_served_without_a_restart(
         renewed = issue(pki.ca, "renewed", "member", server=True, hosts=("127.0.0.1",))
         pki.member.cert.write_bytes(renewed.cert.read_bytes())
         pki.member.key.write_bytes(renewed.key.read_bytes())
-        deadline = time.monotonic() + 10
-        after = served_certificate(member.client_port, pki)
-        while after == before and time.monotonic() < deadline:
-            after = served_certificate(member.client_port, pki)
-        assert after != before
+        after = wait_for(
+            "the renewed certificate served",
+            lambda: der if (der := served_certificate(member.client_port, pki)) != before else None,
+            10,
+            member,
+        )
         assert after == ssl.PEM_cert_to_DER_cert(renewed.cert.read_text())
         assert member.etcdctl("put", "after-rotation", "ok").returncode == 0
         assert member.proc is not None and member.proc.poll() is None  # never restarted
@@ -202,18 +202,27 @@ def test_a_peer_tls_cluster_elects_replicates_and_survives_kill_9(
         first, second, third = cluster.members
         for i in range(20):
             assert first.etcdctl("put", f"k{i}", f"v{i}").returncode == 0
-        got = third.etcdctl("get", "k19", "--print-value-only", "--consistency=s")
-        deadline = time.monotonic() + 10
-        while got.stdout.strip() != "v19" and time.monotonic() < deadline:
-            got = third.etcdctl("get", "k19", "--print-value-only", "--consistency=s")
-        assert got.stdout.strip() == "v19", got.stderr
+        wait_for(
+            "the last write on a follower",
+            lambda: (
+                True
+                if third.etcdctl(
+                    "get", "k19", "--print-value-only", "--consistency=s"
+                ).stdout.strip()
+                == "v19"
+                else None
+            ),
+            10,
+            third,
+        )
         second.kill()
         # The killed member may have led: the put may meet the election that follows.
-        deadline = time.monotonic() + 15
-        put = first.etcdctl("put", "while-down", "yes")
-        while put.returncode != 0 and time.monotonic() < deadline:
-            put = first.etcdctl("put", "while-down", "yes")
-        assert put.returncode == 0, put.stderr
+        wait_for(
+            "a put while a member is down",
+            lambda: True if first.etcdctl("put", "while-down", "yes").returncode == 0 else None,
+            15,
+            first,
+        )
         second.restart()
         got = second.etcdctl("get", "while-down", "--print-value-only")
         assert (got.returncode, got.stdout.strip()) == (0, "yes"), got.stderr
@@ -236,16 +245,12 @@ def test_a_peer_whose_certificate_cn_is_not_allowed_is_refused(
     try:
         for member in cluster.members:
             member.start()
-        deadline = time.monotonic() + 20
-        refused = False
-        while not refused and time.monotonic() < deadline:
-            for member in cluster.members:
-                member.check_alive()
+
+        def refused() -> bool | None:
             logs = "".join(m.log_path.read_text(errors="replace") for m in cluster.members)
-            refused = "client certificate authentication failed" in logs
-            if not refused:
-                time.sleep(0.2)  # polling the logs, with the deadline above
-        assert refused, "no member logged the refused peer certificate"
+            return True if "client certificate authentication failed" in logs else None
+
+        wait_for("a member logging the refused peer certificate", refused, 20, *cluster.members)
         # And so no quorum: nothing is served.
         got = cluster.members[0].etcdctl("put", "k", "v", "--command-timeout=2s")
         assert got.returncode != 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel
@@ -165,28 +166,30 @@ CLUSTER = KindSchema(
     },
 )
 
-BACKUP = KindSchema(
-    kind=etcdbackup.KIND,
-    plural=etcdbackup.PLURAL,
-    singular=etcdbackup.SINGULAR,
-    short_names=tuple(etcdbackup.SHORT_NAMES),
-    spec=etcdbackup.EtcdBackupSpec,
-    status=etcdbackup.EtcdBackupStatus,
-    description=(etcdbackup.EtcdBackup.__doc__ or "").strip(),
-    printer_columns=etcdbackup.PRINTER_COLUMNS,
-    spec_rules=etcdbackup.SPEC_RULES,
-)
 
-DEFRAG = KindSchema(
-    kind=etcddefrag.KIND,
-    plural=etcddefrag.PLURAL,
-    singular=etcddefrag.SINGULAR,
-    short_names=tuple(etcddefrag.SHORT_NAMES),
-    spec=etcddefrag.EtcdDefragSpec,
-    status=etcddefrag.EtcdDefragStatus,
-    description=(etcddefrag.EtcdDefrag.__doc__ or "").strip(),
-    printer_columns=etcddefrag.PRINTER_COLUMNS,
-    spec_rules=etcddefrag.SPEC_RULES,
+def operation_kind(
+    module: ModuleType, model: type[BaseModel], spec: type[BaseModel], status: type[BaseModel]
+) -> KindSchema:
+    """The schema of an operation kind (``api.operation``): its module's constants, its object
+    model's description, its spec and status."""
+    return KindSchema(
+        kind=module.KIND,
+        plural=module.PLURAL,
+        singular=module.SINGULAR,
+        short_names=tuple(module.SHORT_NAMES),
+        spec=spec,
+        status=status,
+        description=(model.__doc__ or "").strip(),
+        printer_columns=module.PRINTER_COLUMNS,
+        spec_rules=module.SPEC_RULES,
+    )
+
+
+BACKUP = operation_kind(
+    etcdbackup, etcdbackup.EtcdBackup, etcdbackup.EtcdBackupSpec, etcdbackup.EtcdBackupStatus
+)
+DEFRAG = operation_kind(
+    etcddefrag, etcddefrag.EtcdDefrag, etcddefrag.EtcdDefragSpec, etcddefrag.EtcdDefragStatus
 )
 
 KINDS = (CLUSTER, BACKUP, DEFRAG)

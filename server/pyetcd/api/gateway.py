@@ -31,148 +31,59 @@ JSON = "application/json"
 # Path -> (the gRPC method's full name, request type, response type).
 ROUTES: dict[str, tuple[str, type[Message], type[Message]]] = {}
 
-
-def _route(path: str, service: str, method: str, request: str, response: str) -> None:
-    ROUTES[path] = (
-        f"/etcdserverpb.{service}/{method}",
-        getattr(rpc_pb2, request),
-        getattr(rpc_pb2, response),
+# (path, service, method): the message types are <Name>Request and <Name>Response, where Name
+# is the method's name, but "Compaction" for Compact and "Auth<method>" for users and roles.
+_UNARY = (
+    ("/v3/kv/range", "KV", "Range"),
+    ("/v3/kv/put", "KV", "Put"),
+    ("/v3/kv/deleterange", "KV", "DeleteRange"),
+    ("/v3/kv/txn", "KV", "Txn"),
+    ("/v3/kv/compaction", "KV", "Compact"),
+    ("/v3/lease/grant", "Lease", "LeaseGrant"),
+    ("/v3/lease/revoke", "Lease", "LeaseRevoke"),
+    ("/v3/kv/lease/revoke", "Lease", "LeaseRevoke"),
+    ("/v3/lease/timetolive", "Lease", "LeaseTimeToLive"),
+    ("/v3/kv/lease/timetolive", "Lease", "LeaseTimeToLive"),
+    ("/v3/lease/leases", "Lease", "LeaseLeases"),
+    ("/v3/kv/lease/leases", "Lease", "LeaseLeases"),
+    ("/v3/cluster/member/add", "Cluster", "MemberAdd"),
+    ("/v3/cluster/member/remove", "Cluster", "MemberRemove"),
+    ("/v3/cluster/member/update", "Cluster", "MemberUpdate"),
+    ("/v3/cluster/member/list", "Cluster", "MemberList"),
+    ("/v3/cluster/member/promote", "Cluster", "MemberPromote"),
+    ("/v3/maintenance/alarm", "Maintenance", "Alarm"),
+    ("/v3/maintenance/status", "Maintenance", "Status"),
+    ("/v3/maintenance/defragment", "Maintenance", "Defragment"),
+    ("/v3/maintenance/hash", "Maintenance", "Hash"),
+    ("/v3/maintenance/hashkv", "Maintenance", "HashKV"),
+    ("/v3/maintenance/transfer-leadership", "Maintenance", "MoveLeader"),
+    ("/v3/auth/enable", "Auth", "AuthEnable"),
+    ("/v3/auth/disable", "Auth", "AuthDisable"),
+    ("/v3/auth/status", "Auth", "AuthStatus"),
+    ("/v3/auth/authenticate", "Auth", "Authenticate"),
+    ("/v3/auth/user/add", "Auth", "UserAdd"),
+    ("/v3/auth/user/get", "Auth", "UserGet"),
+    ("/v3/auth/user/list", "Auth", "UserList"),
+    ("/v3/auth/user/delete", "Auth", "UserDelete"),
+    ("/v3/auth/user/changepw", "Auth", "UserChangePassword"),
+    ("/v3/auth/user/grant", "Auth", "UserGrantRole"),
+    ("/v3/auth/user/revoke", "Auth", "UserRevokeRole"),
+    ("/v3/auth/role/add", "Auth", "RoleAdd"),
+    ("/v3/auth/role/get", "Auth", "RoleGet"),
+    ("/v3/auth/role/list", "Auth", "RoleList"),
+    ("/v3/auth/role/delete", "Auth", "RoleDelete"),
+    ("/v3/auth/role/grant", "Auth", "RoleGrantPermission"),
+    ("/v3/auth/role/revoke", "Auth", "RoleRevokePermission"),
+)
+for _path, _service, _method in _UNARY:
+    _name = {"Compact": "Compaction"}.get(_method, _method)
+    if _method.startswith(("User", "Role")):
+        _name = "Auth" + _method
+    ROUTES[_path] = (
+        f"/etcdserverpb.{_service}/{_method}",
+        getattr(rpc_pb2, f"{_name}Request"),
+        getattr(rpc_pb2, f"{_name}Response"),
     )
-
-
-for _path, _service, _method, _req, _resp in (
-    ("/v3/kv/range", "KV", "Range", "RangeRequest", "RangeResponse"),
-    ("/v3/kv/put", "KV", "Put", "PutRequest", "PutResponse"),
-    ("/v3/kv/deleterange", "KV", "DeleteRange", "DeleteRangeRequest", "DeleteRangeResponse"),
-    ("/v3/kv/txn", "KV", "Txn", "TxnRequest", "TxnResponse"),
-    ("/v3/kv/compaction", "KV", "Compact", "CompactionRequest", "CompactionResponse"),
-    ("/v3/lease/grant", "Lease", "LeaseGrant", "LeaseGrantRequest", "LeaseGrantResponse"),
-    ("/v3/lease/revoke", "Lease", "LeaseRevoke", "LeaseRevokeRequest", "LeaseRevokeResponse"),
-    ("/v3/kv/lease/revoke", "Lease", "LeaseRevoke", "LeaseRevokeRequest", "LeaseRevokeResponse"),
-    (
-        "/v3/lease/timetolive",
-        "Lease",
-        "LeaseTimeToLive",
-        "LeaseTimeToLiveRequest",
-        "LeaseTimeToLiveResponse",
-    ),
-    (
-        "/v3/kv/lease/timetolive",
-        "Lease",
-        "LeaseTimeToLive",
-        "LeaseTimeToLiveRequest",
-        "LeaseTimeToLiveResponse",
-    ),
-    ("/v3/lease/leases", "Lease", "LeaseLeases", "LeaseLeasesRequest", "LeaseLeasesResponse"),
-    ("/v3/kv/lease/leases", "Lease", "LeaseLeases", "LeaseLeasesRequest", "LeaseLeasesResponse"),
-    ("/v3/cluster/member/add", "Cluster", "MemberAdd", "MemberAddRequest", "MemberAddResponse"),
-    (
-        "/v3/cluster/member/remove",
-        "Cluster",
-        "MemberRemove",
-        "MemberRemoveRequest",
-        "MemberRemoveResponse",
-    ),
-    (
-        "/v3/cluster/member/update",
-        "Cluster",
-        "MemberUpdate",
-        "MemberUpdateRequest",
-        "MemberUpdateResponse",
-    ),
-    ("/v3/cluster/member/list", "Cluster", "MemberList", "MemberListRequest", "MemberListResponse"),
-    (
-        "/v3/cluster/member/promote",
-        "Cluster",
-        "MemberPromote",
-        "MemberPromoteRequest",
-        "MemberPromoteResponse",
-    ),
-    ("/v3/maintenance/alarm", "Maintenance", "Alarm", "AlarmRequest", "AlarmResponse"),
-    ("/v3/maintenance/status", "Maintenance", "Status", "StatusRequest", "StatusResponse"),
-    (
-        "/v3/maintenance/defragment",
-        "Maintenance",
-        "Defragment",
-        "DefragmentRequest",
-        "DefragmentResponse",
-    ),
-    ("/v3/maintenance/hash", "Maintenance", "Hash", "HashRequest", "HashResponse"),
-    ("/v3/maintenance/hashkv", "Maintenance", "HashKV", "HashKVRequest", "HashKVResponse"),
-    (
-        "/v3/maintenance/transfer-leadership",
-        "Maintenance",
-        "MoveLeader",
-        "MoveLeaderRequest",
-        "MoveLeaderResponse",
-    ),
-    ("/v3/auth/enable", "Auth", "AuthEnable", "AuthEnableRequest", "AuthEnableResponse"),
-    ("/v3/auth/disable", "Auth", "AuthDisable", "AuthDisableRequest", "AuthDisableResponse"),
-    ("/v3/auth/status", "Auth", "AuthStatus", "AuthStatusRequest", "AuthStatusResponse"),
-    (
-        "/v3/auth/authenticate",
-        "Auth",
-        "Authenticate",
-        "AuthenticateRequest",
-        "AuthenticateResponse",
-    ),
-    ("/v3/auth/user/add", "Auth", "UserAdd", "AuthUserAddRequest", "AuthUserAddResponse"),
-    ("/v3/auth/user/get", "Auth", "UserGet", "AuthUserGetRequest", "AuthUserGetResponse"),
-    ("/v3/auth/user/list", "Auth", "UserList", "AuthUserListRequest", "AuthUserListResponse"),
-    (
-        "/v3/auth/user/delete",
-        "Auth",
-        "UserDelete",
-        "AuthUserDeleteRequest",
-        "AuthUserDeleteResponse",
-    ),
-    (
-        "/v3/auth/user/changepw",
-        "Auth",
-        "UserChangePassword",
-        "AuthUserChangePasswordRequest",
-        "AuthUserChangePasswordResponse",
-    ),
-    (
-        "/v3/auth/user/grant",
-        "Auth",
-        "UserGrantRole",
-        "AuthUserGrantRoleRequest",
-        "AuthUserGrantRoleResponse",
-    ),
-    (
-        "/v3/auth/user/revoke",
-        "Auth",
-        "UserRevokeRole",
-        "AuthUserRevokeRoleRequest",
-        "AuthUserRevokeRoleResponse",
-    ),
-    ("/v3/auth/role/add", "Auth", "RoleAdd", "AuthRoleAddRequest", "AuthRoleAddResponse"),
-    ("/v3/auth/role/get", "Auth", "RoleGet", "AuthRoleGetRequest", "AuthRoleGetResponse"),
-    ("/v3/auth/role/list", "Auth", "RoleList", "AuthRoleListRequest", "AuthRoleListResponse"),
-    (
-        "/v3/auth/role/delete",
-        "Auth",
-        "RoleDelete",
-        "AuthRoleDeleteRequest",
-        "AuthRoleDeleteResponse",
-    ),
-    (
-        "/v3/auth/role/grant",
-        "Auth",
-        "RoleGrantPermission",
-        "AuthRoleGrantPermissionRequest",
-        "AuthRoleGrantPermissionResponse",
-    ),
-    (
-        "/v3/auth/role/revoke",
-        "Auth",
-        "RoleRevokePermission",
-        "AuthRoleRevokePermissionRequest",
-        "AuthRoleRevokePermissionResponse",
-    ),
-):
-    _route(_path, _service, _method, _req, _resp)
 
 # Streaming calls: path -> (full name, request type, response type, the client streams too).
 STREAMS: dict[str, tuple[str, type[Message], type[Message], bool]] = {

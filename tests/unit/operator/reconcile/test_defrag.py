@@ -68,20 +68,28 @@ def apply_defrag(observed: Observed, actions: list[Action], after: int) -> Obser
 
 
 def run(
-    desired: Any, observed: Observed, start: int, passes: int = 8, after: int = 100 * MiB
+    desired: Any,
+    observed: Observed,
+    start: int,
+    *,
+    passes: int = 8,
+    after: int = 100 * MiB,
+    step: int = 1,
 ) -> tuple[Any, Observed, list[list[Action]]]:
-    """Passes as the runtime runs them: the steps, then the report on a look taken after they
-    ran (so the status records each member's size after its defragmentation)."""
+    """Passes as the runtime runs them, ``step`` seconds apart: the steps, then the report on
+    a look taken after they ran (so the status records each member's size after its
+    defragmentation)."""
     history = []
     for i in range(passes):
-        now = at(start + i)
+        now = at(start + i * step)
         looked = dataclasses.replace(observed, now=now)
         steps = plan_steps(desired, looked, SETTINGS)
         assert steps is not None
         actions = list(steps.actions)
         assert len(defrags(actions)) <= 1, actions
         desired, observed = execute(desired, observed, actions)
-        observed = apply_defrag(observed, actions, after)
+        if observed.etcd is not None:
+            observed = apply_defrag(observed, actions, after)
         reported = report(desired, dataclasses.replace(observed, now=now), SETTINGS, now, steps)
         desired, observed = execute(desired, observed, reported)
         history.append(actions + reported)

@@ -13,11 +13,11 @@ from etcd_operator.api.etcddefrag import EtcdDefrag, EtcdDefragSpec
 from etcd_operator.api.times import rfc3339
 from etcd_operator.reconcile.actions import Defragment, MoveLeader, PatchOperationStatus
 from etcd_operator.reconcile.observed import Observed
-from etcd_operator.reconcile.plan import Action, plan, plan_steps, report
+from etcd_operator.reconcile.plan import plan
 from pydantic import ValidationError
 
-from tests.unit.operator.reconcile.builders import NAME, SETTINGS, at, events, execute, formed
-from tests.unit.operator.reconcile.test_defrag import MiB, apply_defrag, defrags, sized
+from tests.unit.operator.reconcile.builders import NAME, SETTINGS, at, events, formed
+from tests.unit.operator.reconcile.test_defrag import MiB, defrags, run, sized
 
 
 def request(name: str = "now", created: int = 90, **spec: Any) -> EtcdDefrag:
@@ -35,27 +35,6 @@ def request(name: str = "now", created: int = 90, **spec: Any) -> EtcdDefrag:
 
 def with_requests(observed: Observed, *requests: EtcdDefrag) -> Observed:
     return dataclasses.replace(observed, defrag_requests=requests)
-
-
-def run(
-    desired: Any, observed: Observed, start: int, passes: int = 6, step: int = 1
-) -> tuple[Any, Observed, list[list[Action]]]:
-    """Passes as the runtime runs them (steps, then the report on a look after them)."""
-    history = []
-    for i in range(passes):
-        now = at(start + i * step)
-        looked = dataclasses.replace(observed, now=now)
-        steps = plan_steps(desired, looked, SETTINGS)
-        assert steps is not None
-        actions = list(steps.actions)
-        assert len(defrags(actions)) <= 1, actions
-        desired, observed = execute(desired, observed, actions)
-        if observed.etcd is not None:
-            observed = apply_defrag(observed, actions, 100 * MiB)
-        reported = report(desired, dataclasses.replace(observed, now=now), SETTINGS, now, steps)
-        desired, observed = execute(desired, observed, reported)
-        history.append(actions + reported)
-    return desired, observed, history
 
 
 def phase(observed: Observed, name: str = "now") -> Any:
