@@ -1626,9 +1626,10 @@ class EtcdServer:
         if self.cfg.strict_reconfig_check:
             if not is_learner and not ready_to_add_voter(self.members):
                 raise errors.ErrMemberNotEnoughStarted
-            # etcd's isConnectedFullySince: connected to every voter for HealthInterval, or
-            # the new member could break the active quorum.
-            if self._connected_voters() != self._voter_count():
+            # etcd 3.5's isConnectedToQuorumAfterAddingNewMemberSince: counting the new
+            # member as down, the voters connected for HealthInterval still make a quorum.
+            voters = self._voter_count()
+            if voters > 1 and self._connected_voters() < (voters + 1) // 2 + 1:
                 raise errors.ErrUnhealthy
         cc = raft_pb2.ConfChange(
             type=raft_pb2.ConfChangeAddLearnerNode if is_learner else raft_pb2.ConfChangeAddNode,
