@@ -22,9 +22,11 @@ from collections.abc import Mapping
 
 import pytest
 
+from tests.integration import cluster as cluster_module
 from tests.integration.cluster import Flavour, as_flavour
 from tests.integration.compat import Run, Runner, Scenario, Until, Watch, compare
 from tests.integration.conftest import MemberRegistry
+from tools import etcd35
 
 pytestmark = pytest.mark.integration
 
@@ -391,12 +393,187 @@ ERRORS = Scenario(
     ),
 )
 
-SCENARIOS = (KV, DELETE, TXN, WATCH, LEASE, MAINTENANCE, NOSPACE, ERRORS)
+ROOT = ("--user", "root:rootpw")
+ALICE = ("--user", "alice:apw")
+BOB = ("--user", "bob:bpw")
+
+AUTH = Scenario(
+    "auth",
+    (
+        # Before auth is on: management works for anyone, and the root user must exist.
+        R("auth", "enable", fails=True, label="enable without a root user"),
+        R("user", "add", "root:rootpw"),
+        R("user", "add", "root:again", fails=True, label="add an existing user"),
+        R("user", "add", ":pw", fails=True, label="add a user with an empty name"),
+        R("user", "grant-role", "root", "root"),
+        R("user", "grant-role", "root", "root", label="grant a role held already"),
+        R("role", "add", "rw-app"),
+        R("role", "add", "rw-app", fails=True, label="add an existing role"),
+        R("role", "add", "ro-cfg"),
+        R("role", "add", "w-log"),
+        R("role", "grant-permission", "rw-app", "readwrite", "/app/", "--prefix"),
+        R("role", "grant-permission", "ro-cfg", "read", "/cfg/a", "/cfg/m"),
+        R("role", "grant-permission", "w-log", "write", "/log"),
+        R("role", "grant-permission", "w-log", "readwrite", "/log", label="update a permission"),
+        R("role", "grant-permission", "ro-cfg", "read", "/z", "--from-key"),
+        R("role", "grant-permission", "nope", "read", "/x", fails=True, label="unknown role"),
+        R("role", "grant-permission", "ro-cfg", "read", "/b", "/a", fails=True, label="bad range"),
+        R("role", "get", "rw-app"),
+        R("role", "get", "ro-cfg", "-w", "json"),
+        R("role", "get", "w-log"),
+        R("role", "list"),
+        R("role", "list", "-w", "json"),
+        R("user", "add", "alice:apw"),
+        R("user", "add", "bob:bpw"),
+        R("user", "grant-role", "alice", "rw-app"),
+        R("user", "grant-role", "alice", "ro-cfg"),
+        R("user", "grant-role", "bob", "w-log"),
+        R("user", "grant-role", "bob", "nope", fails=True, label="grant an unknown role"),
+        R("user", "grant-role", "carol", "w-log", fails=True, label="grant to an unknown user"),
+        R("user", "get", "alice"),
+        R("user", "get", "alice", "--detail"),
+        R("user", "get", "alice", "-w", "json"),
+        R("user", "list"),
+        R("user", "list", "-w", "json"),
+        R("put", "/app/x", "1"),
+        R("put", "/cfg/b", "2"),
+        R("put", "/other", "3"),
+        R("auth", "enable"),
+        R("auth", "enable", *ROOT, label="enable again"),
+        # With auth on: who may do what.
+        R("get", "/app/x", fails=True, label="no user"),
+        R("put", "/app/x", "2", fails=True, label="put with no user"),
+        R("get", "/app/x", "--user", "alice:wrong", fails=True, label="wrong password"),
+        R("get", "/app/x", "--user", "nobody:pw", fails=True, label="unknown user"),
+        R("put", "/app/x", "2", *ALICE),
+        R("get", "/app/", "--prefix", *ALICE),
+        R("get", "/app/x", "-w", "json", *ALICE),
+        R("get", "/cfg/b", *ALICE),
+        R("get", "/cfg/a", "/cfg/m", *ALICE, label="read the whole granted range"),
+        R("get", "/cfg/a", "/cfg/n", *ALICE, fails=True, label="read past the granted range"),
+        R("get", "/cfg/", "--prefix", *ALICE, fails=True, label="read a wider prefix"),
+        R("get", "/zz", "--from-key", *ALICE, label="read an open-ended grant"),
+        R("put", "/cfg/b", "x", *ALICE, fails=True, label="write a read-only key"),
+        R("get", "/other", *ALICE, fails=True, label="read an ungranted key"),
+        R("del", "/app/x", "--prev-kv", *ALICE),
+        # From revision 1, so that no event races the watch's start: two puts and a delete
+        # (three lines each).
+        Watch(("/app/", "--prefix", "--rev=1", *ALICE), during=(), lines=9),
+        Watch(("/other", *ALICE), during=(), lines=0, exits=True, label="watch an ungranted key"),
+        R("put", "/log", "entry", *BOB),
+        R("get", "/log", *BOB),
+        R("del", "/log", *BOB),
+        R("put", "/log/sub", "x", *BOB, fails=True, label="a single-key grant is not a prefix"),
+        R("txn", *ALICE, stdin='mod("/app/y") = "0"\n\nput /app/y 1\n\nget /app/y\n\n'),
+        R(
+            "txn",
+            *ALICE,
+            stdin='mod("/app/y") > "0"\n\nput /other 1\n\n\n',
+            fails=True,
+            label="txn writing an ungranted key",
+        ),
+        R(
+            "txn",
+            *ALICE,
+            stdin='value("/other") = "3"\n\nget /app/y\n\n\n',
+            fails=True,
+            label="txn comparing an ungranted key",
+        ),
+        R("lease", "grant", "600", *ROOT, capture={"lease": r"lease ([0-9a-f]+) granted"}),
+        R("put", "--lease={lease}", "/other", "leased", *ROOT),
+        R(
+            "put",
+            "--lease={lease}",
+            "/app/z",
+            "1",
+            *ALICE,
+            fails=True,
+            label="attach a lease holding an ungranted key",
+        ),
+        R("lease", "revoke", "{lease}", *ALICE, fails=True, label="revoke such a lease"),
+        R("lease", "timetolive", "--keys", "{lease}", *ALICE, fails=True, label="its keys"),
+        R("lease", "timetolive", "--keys", "{lease}", *ROOT),
+        R("lease", "list", *ALICE, fails=True, label="list leases holding ungranted keys"),
+        R("lease", "revoke", "{lease}", *ROOT),
+        R("endpoint", "status", *ALICE, label="status for any user"),
+        R("endpoint", "status", fails=True, label="status with no user"),
+        R("endpoint", "hashkv", *ALICE, fails=True, label="hashkv for a non-root user"),
+        R("alarm", "list", *ALICE),
+        # etcdctl disarms only the alarms it lists: none here, so nothing is refused.
+        R("alarm", "disarm", *ALICE, label="disarm with no alarm, non-root user"),
+        R("defrag", *ALICE, fails=True, label="defrag for a non-root user"),
+        R("snapshot", "save", "{dir}/s.db", *ALICE, fails=True, label="snapshot non-root"),
+        R("compaction", "1", *ALICE, fails=True, label="compaction for a non-root user"),
+        R(
+            "member",
+            "list",
+            *ALICE,
+            capture={"member_id": r"([0-9a-f]+), started"},
+            label="member list for a non-root user",
+        ),
+        R(
+            "member",
+            "update",
+            "{member_id}",
+            "--peer-urls=http://127.0.0.1:1",
+            *ALICE,
+            fails=True,
+            label="member update for a non-root user",
+        ),
+        R("user", "get", "alice", *ALICE, label="a user reads itself"),
+        R("user", "get", "bob", *ALICE, fails=True, label="a user reads another"),
+        R("role", "get", "rw-app", *ALICE, label="a user reads its role"),
+        R("role", "get", "w-log", *ALICE, fails=True, label="a user reads another role"),
+        R("user", "list", *ALICE, fails=True, label="user list for a non-root user"),
+        R("role", "list", *ALICE, fails=True, label="role list for a non-root user"),
+        R("user", "add", "carol:cpw", *ALICE, fails=True, label="user add for a non-root user"),
+        R("auth", "disable", *ALICE, fails=True, label="disable for a non-root user"),
+        R("user", "delete", "root", *ROOT, fails=True, label="delete root while enabled"),
+        R("user", "revoke-role", "root", "root", *ROOT, fails=True, label="revoke root's role"),
+        R("role", "delete", "root", *ROOT, fails=True, label="delete the root role"),
+        # Changes take effect at once.
+        R("role", "revoke-permission", "ro-cfg", "/cfg/a", "/cfg/m", *ROOT),
+        R("role", "revoke-permission", "ro-cfg", "/cfg/a", *ROOT, fails=True, label="not granted"),
+        R("get", "/cfg/b", *ALICE, fails=True, label="read after the grant was revoked"),
+        R("user", "revoke-role", "alice", "rw-app", *ROOT),
+        R("user", "revoke-role", "alice", "rw-app", *ROOT, fails=True, label="revoke again"),
+        R("put", "/app/x", "3", *ALICE, fails=True, label="write after the role was revoked"),
+        R("user", "passwd", "bob", "--interactive=false", *ROOT, stdin="newpw\n"),
+        R("get", "/log", *BOB, fails=True, label="the old password after passwd"),
+        R("put", "/log", "again", "--user", "bob:newpw", label="the new password"),
+        R("role", "delete", "w-log", *ROOT),
+        R("user", "get", "bob", *ROOT, label="a deleted role leaves its users"),
+        R("put", "/log", "x", "--user", "bob:newpw", fails=True, label="after role delete"),
+        R("user", "delete", "bob", *ROOT),
+        R("user", "delete", "bob", *ROOT, fails=True, label="delete an unknown user"),
+        R("get", "/log", "--user", "bob:newpw", fails=True, label="a deleted user"),
+        R("user", "list", *ROOT),
+        R("role", "list", *ROOT),
+        R("get", "", "--from-key", *ROOT, label="root reads everything"),
+        R("auth", "disable", *ROOT),
+        R("auth", "disable", label="disable again"),
+        R("get", "", "--from-key", label="everything readable again"),
+        R("user", "list"),
+    ),
+    etcd35=True,
+)
+
+SCENARIOS = (KV, DELETE, TXN, WATCH, LEASE, MAINTENANCE, NOSPACE, ERRORS, AUTH)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_etcdctl_compat(scenario: Scenario, members: MemberRegistry) -> None:
+def test_etcdctl_compat(
+    scenario: Scenario, members: MemberRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     flavours = compat_flavours()
+    if scenario.etcd35:
+        built = etcd35.cached_binary()
+        if built is None:
+            pytest.fail(
+                f"etcd {etcd35.ETCD35_VERSION} is not built in {etcd35.cache_dir()}; {etcd35.HINT}",
+                pytrace=False,
+            )
+        monkeypatch.setattr(cluster_module, "ETCD_BIN", built)
     runs = []
     for flavour in flavours:
         member = members.new(flavour, name="compat", extra_flags=scenario.flags)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
@@ -26,7 +27,7 @@ def _peer_urls(urls: list[str]) -> list[str]:
         raise errors.ErrMemberBadURLs from None
 
 
-def register(services: Services, server: EtcdServer) -> None:
+def register(services: Services, server: EtcdServer, identity: Identity) -> None:
     def members(listed: list[Member] | None = None) -> list[rpc_pb2.Member]:
         return [to_pb(m) for m in (listed if listed is not None else server.member_list())]
 
@@ -37,7 +38,10 @@ def register(services: Services, server: EtcdServer) -> None:
     async def member_list(_req: rpc_pb2.MemberListRequest, _ctx: Any) -> rpc_pb2.MemberListResponse:
         return rpc_pb2.MemberListResponse(header=header(), members=members())
 
-    async def member_add(req: rpc_pb2.MemberAddRequest, _ctx: Any) -> rpc_pb2.MemberAddResponse:
+    # Membership changes need root while auth is on (etcd's
+    # checkMembershipOperationPermission); listing the members does not.
+    async def member_add(req: rpc_pb2.MemberAddRequest, ctx: Any) -> rpc_pb2.MemberAddResponse:
+        await identity.require_root(ctx)
         urls = _peer_urls(list(req.peerURLs))
         added, listed = await server.member_add(urls, req.isLearner)
         return rpc_pb2.MemberAddResponse(
@@ -45,21 +49,24 @@ def register(services: Services, server: EtcdServer) -> None:
         )
 
     async def member_remove(
-        req: rpc_pb2.MemberRemoveRequest, _ctx: Any
+        req: rpc_pb2.MemberRemoveRequest, ctx: Any
     ) -> rpc_pb2.MemberRemoveResponse:
+        await identity.require_root(ctx)
         listed = await server.member_remove(req.ID)
         return rpc_pb2.MemberRemoveResponse(header=header(), members=members(listed))
 
     async def member_update(
-        req: rpc_pb2.MemberUpdateRequest, _ctx: Any
+        req: rpc_pb2.MemberUpdateRequest, ctx: Any
     ) -> rpc_pb2.MemberUpdateResponse:
+        await identity.require_root(ctx)
         urls = _peer_urls(list(req.peerURLs))
         listed = await server.member_update(req.ID, urls)
         return rpc_pb2.MemberUpdateResponse(header=header(), members=members(listed))
 
     async def member_promote(
-        req: rpc_pb2.MemberPromoteRequest, _ctx: Any
+        req: rpc_pb2.MemberPromoteRequest, ctx: Any
     ) -> rpc_pb2.MemberPromoteResponse:
+        await identity.require_root(ctx)
         listed = await server.member_promote(req.ID)
         return rpc_pb2.MemberPromoteResponse(header=header(), members=members(listed))
 

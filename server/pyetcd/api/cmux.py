@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import cast
 
-from pyetcd.transport.tls import ServerTLS
+from pyetcd.transport.tls import ServerTLS, common_name
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,10 @@ HIGH_WATER = 4 * 1024 * 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
 HttpBody = bytes | AsyncIterator[bytes]
-HttpHandler = Callable[[str, str, bytes], Awaitable[tuple[int, str, HttpBody]]]
-"""(method, target, body) -> (status, content type, body); a body that is an async iterator is
-streamed, chunked, one chunk per item (the gateway's streaming calls)."""
+HttpHandler = Callable[[str, str, bytes, Mapping[str, str]], Awaitable[tuple[int, str, HttpBody]]]
+"""(method, target, body, headers by lower-case name) -> (status, content type, body); a body
+that is an async iterator is streamed, chunked, one chunk per item (the gateway's streaming
+calls)."""
 
 
 class _Splice(asyncio.Protocol):
@@ -79,6 +80,8 @@ class _ClientConnection(asyncio.Protocol):
         self._upstream: asyncio.Transport | None = None
         self._closed = False
         self._stream_task: asyncio.Task[None] | None = None
+        # The upstream socket's name when it stands for a client certificate's CN.
+        self._identity = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -128,17 +131,24 @@ class _ClientConnection(asyncio.Protocol):
     async def _connect_upstream(self) -> None:
         assert self.transport is not None
         loop = asyncio.get_running_loop()
+        transport = self.transport
         try:
             # Abstract-namespace paths (leading NUL) are not accepted by uvloop's
             # create_unix_connection, so connect the socket here; it completes at once.
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
+                cert = transport.get_extra_info("peercert") if self._tls is not None else None
+                cn = common_name(cert) if cert else ""
+                if cn:
+                    # The gRPC server sees this socket's name as the call's peer: the name
+                    # stands for the verified client certificate (auth's CN as the user).
+                    self._identity = self._mux.register_common_name(cn)
+                    sock.bind("\0" + self._identity)
                 sock.connect(self._mux.grpc_socket)
             except OSError:
                 sock.close()
                 raise
             sock.setblocking(False)
-            transport = self.transport
             _, proto = await loop.create_unix_connection(
                 lambda: _Splice(transport, self._close), sock=sock
             )
@@ -179,6 +189,8 @@ class _ClientConnection(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        if self._identity:
+            self._mux.common_names.pop(self._identity, None)
         stream = self._stream_task
         if stream is not None and stream is not asyncio.current_task():
             stream.cancel()  # the client went: end its stream
@@ -221,11 +233,15 @@ class _ClientConnection(asyncio.Protocol):
         body = self._buf[end + 4 : end + 4 + length]
         self._mode = "http-busy"
         method, target = parts[0], parts[1]
-        asyncio.get_running_loop().create_task(self._serve_http(method, target, body))
+        asyncio.get_running_loop().create_task(self._serve_http(method, target, body, headers))
 
-    async def _serve_http(self, method: str, target: str, request_body: bytes) -> None:
+    async def _serve_http(
+        self, method: str, target: str, request_body: bytes, headers: Mapping[str, str]
+    ) -> None:
         try:
-            status, ctype, body = await self._mux.http_handler(method, target, request_body)
+            status, ctype, body = await self._mux.http_handler(
+                method, target, request_body, headers
+            )
         except Exception:
             log.exception("HTTP handler failed for %s %s", method, target)
             status, ctype, body = 500, "text/plain", b"internal error\n"
@@ -309,6 +325,20 @@ class ClientMux:
         # The largest HTTP request body read (the gateway's JSON requests).
         self.max_body = max_body
         self._servers: list[asyncio.Server] = []
+        # Upstream socket name -> CN of the verified client certificate of its connection.
+        self.common_names: dict[str, str] = {}
+        self._spliced = 0
+
+    def register_common_name(self, cn: str) -> str:
+        """A fresh upstream socket name standing for ``cn`` while its connection lasts."""
+        self._spliced += 1
+        name = f"{self.grpc_socket.lstrip(chr(0))}-c{self._spliced}"
+        self.common_names[name] = cn
+        return name
+
+    def common_name(self, peer: str) -> str | None:
+        """The CN of the connection a gRPC call came on (its ``context.peer()``), if any."""
+        return self.common_names.get(peer.removeprefix("unix-abstract:"))
 
     async def listen(self, host: str, port: int, tls: ServerTLS | None = None) -> None:
         """Serve ``host:port``; over TLS only when ``tls`` is given (an https URL): a plain

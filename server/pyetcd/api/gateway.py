@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
@@ -146,7 +146,7 @@ class Gateway:
         return path.startswith(("/v3/", "/v3beta/"))
 
     async def handle(
-        self, method: str, path: str, body: bytes
+        self, method: str, path: str, body: bytes, headers: Mapping[str, str] | None = None
     ) -> tuple[int, str, bytes | AsyncIterator[bytes]]:
         if path.startswith("/v3beta/"):
             path = "/v3/" + path.removeprefix("/v3beta/")
@@ -163,20 +163,25 @@ class Gateway:
                 json_format.Parse(body, request, ignore_unknown_fields=True)
         except (json_format.ParseError, UnicodeDecodeError) as err:
             return _error(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        # grpc-gateway hands the Authorization header to the call as metadata: the token.
+        token = (headers or {}).get("authorization")
+        metadata = (("authorization", token),) if token else None
         if route is None:
-            return 200, JSON, self._stream(path, request)
+            return 200, JSON, self._stream(path, request, metadata)
         call = self._channel_now().unary_unary(
             full_name,
             request_serializer=request_type.SerializeToString,
             response_deserializer=response_type.FromString,
         )
         try:
-            response = await call(request)
+            response = await call(request, metadata=metadata)
         except aio.AioRpcError as err:
             return _error(err.code(), err.details() or "")
         return 200, JSON, to_json(response)
 
-    async def _stream(self, path: str, request: Message) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, path: str, request: Message, metadata: tuple[tuple[str, str], ...] | None
+    ) -> AsyncIterator[bytes]:
         """grpc-gateway's streamed answer: one ``{"result": ...}`` line per message, or one
         ``{"error": ...}`` line when the call fails. The request stream of a bidirectional
         call stays open (a watch goes on) until the HTTP client goes."""
@@ -194,13 +199,13 @@ class Gateway:
                 full_name,
                 request_serializer=request_type.SerializeToString,
                 response_deserializer=response_type.FromString,
-            )(requests())
+            )(requests(), metadata=metadata)
         else:
             call = channel.unary_stream(
                 full_name,
                 request_serializer=request_type.SerializeToString,
                 response_deserializer=response_type.FromString,
-            )(request)
+            )(request, metadata=metadata)
         try:
             async for response in call:
                 yield b'{"result":' + to_json(response) + b"}\n"

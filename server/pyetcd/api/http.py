@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,12 +27,16 @@ class HttpEndpoints:
         self.gateway = gateway
 
     async def handle(
-        self, method: str, target: str, request_body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        request_body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, str, bytes | AsyncIterator[bytes]]:
         url = urlsplit(target)
         path = url.path
         if self.gateway is not None and self.gateway.serves(path):
-            return await self.gateway.handle(method, path, request_body)
+            return await self.gateway.handle(method, path, request_body, headers or {})
         query = parse_qs(url.query)
         if path not in ("/health", "/livez", "/readyz", "/version", "/metrics"):
             return 404, TEXT, b"404 page not found\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services, repeated_bytes_field
 from pyetcd.mvcc.events import encode_bytes_field, encode_varint
 from pyetcd.proto.etcdserverpb import rpc_pb2
@@ -24,36 +25,37 @@ def encode_range_response(header: bytes, kvs: list[bytes], more: bool, count: in
     return out
 
 
-def register(services: Services, server: EtcdServer) -> None:
-    async def range_(req: rpc_pb2.RangeRequest, _ctx: Any) -> bytes:
+def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+    async def range_(req: rpc_pb2.RangeRequest, ctx: Any) -> bytes:
         validate.check_range(req)
-        rr = await server.range_linearizable(req)
+        rr = await server.range_linearizable(req, await identity.of(ctx))
         header = server.header(rr.revision).SerializeToString()
         return encode_range_response(header, rr.kvs, rr.more, rr.count)
 
-    async def put(req: rpc_pb2.PutRequest, _ctx: Any) -> rpc_pb2.PutResponse:
+    async def put(req: rpc_pb2.PutRequest, ctx: Any) -> rpc_pb2.PutResponse:
         validate.check_put(req)
-        resp = await server.put(req)
-        _fill_header(server, resp.header)
+        resp = await server.put(req, await identity.of(ctx))
+        fill_header(server, resp.header)
         return resp
 
     async def delete_range(
-        req: rpc_pb2.DeleteRangeRequest, _ctx: Any
+        req: rpc_pb2.DeleteRangeRequest, ctx: Any
     ) -> rpc_pb2.DeleteRangeResponse:
         validate.check_delete(req)
-        resp = await server.delete_range(req)
-        _fill_header(server, resp.header)
+        resp = await server.delete_range(req, await identity.of(ctx))
+        fill_header(server, resp.header)
         return resp
 
-    async def txn(req: rpc_pb2.TxnRequest, _ctx: Any) -> rpc_pb2.TxnResponse:
+    async def txn(req: rpc_pb2.TxnRequest, ctx: Any) -> rpc_pb2.TxnResponse:
         validate.check_txn(req, server.cfg.max_txn_ops)
-        resp = await server.txn(req)
-        _fill_header(server, resp.header)
+        resp = await server.txn(req, await identity.of(ctx))
+        fill_header(server, resp.header)
         return resp
 
-    async def compact(req: rpc_pb2.CompactionRequest, _ctx: Any) -> rpc_pb2.CompactionResponse:
-        resp = await server.compact(req)
-        _fill_header(server, resp.header)
+    async def compact(req: rpc_pb2.CompactionRequest, ctx: Any) -> rpc_pb2.CompactionResponse:
+        await identity.require_root(ctx)
+        resp = await server.compact(req, await identity.of(ctx))
+        fill_header(server, resp.header)
         return resp
 
     services.unary(SERVICE, "Range", rpc_pb2.RangeRequest, range_)
@@ -63,7 +65,7 @@ def register(services: Services, server: EtcdServer) -> None:
     services.unary(SERVICE, "Compact", rpc_pb2.CompactionRequest, compact)
 
 
-def _fill_header(server: EtcdServer, header: rpc_pb2.ResponseHeader) -> None:
+def fill_header(server: EtcdServer, header: rpc_pb2.ResponseHeader) -> None:
     """etcd fills cluster, member and term at the API layer; the revision comes from apply."""
     header.cluster_id = server.cluster_id
     header.member_id = server.member_id

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
@@ -15,20 +16,20 @@ from pyetcd.server.etcdserver import EtcdServer
 SERVICE = "etcdserverpb.Lease"
 
 
-def register(services: Services, server: EtcdServer) -> None:
-    async def grant(req: rpc_pb2.LeaseGrantRequest, _ctx: Any) -> rpc_pb2.LeaseGrantResponse:
-        return await server.lease_grant(req)
+def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+    async def grant(req: rpc_pb2.LeaseGrantRequest, ctx: Any) -> rpc_pb2.LeaseGrantResponse:
+        return await server.lease_grant(req, await identity.of(ctx))
 
-    async def revoke(req: rpc_pb2.LeaseRevokeRequest, _ctx: Any) -> rpc_pb2.LeaseRevokeResponse:
-        return await server.lease_revoke(req)
+    async def revoke(req: rpc_pb2.LeaseRevokeRequest, ctx: Any) -> rpc_pb2.LeaseRevokeResponse:
+        return await server.lease_revoke(req, await identity.of(ctx))
 
     async def time_to_live(
-        req: rpc_pb2.LeaseTimeToLiveRequest, _ctx: Any
+        req: rpc_pb2.LeaseTimeToLiveRequest, ctx: Any
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
-        return await server.lease_time_to_live(req)
+        return await server.lease_time_to_live(req, await identity.of(ctx))
 
-    async def leases(_req: rpc_pb2.LeaseLeasesRequest, _ctx: Any) -> rpc_pb2.LeaseLeasesResponse:
-        return server.lease_leases()
+    async def leases(_req: rpc_pb2.LeaseLeasesRequest, ctx: Any) -> rpc_pb2.LeaseLeasesResponse:
+        return server.lease_leases(await identity.of(ctx))
 
     async def keep_alive(ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
         while True:
@@ -36,7 +37,7 @@ def register(services: Services, server: EtcdServer) -> None:
             if req is grpc.aio.EOF:
                 return
             try:
-                ttl = await server.lease_renew(req.ID)
+                ttl = await server.lease_renew(req.ID, await identity.of(ctx))
             except errors.EtcdError as err:
                 if err != errors.ErrLeaseNotFound:
                     raise

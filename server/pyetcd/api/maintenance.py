@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
@@ -17,21 +18,29 @@ SERVICE = "etcdserverpb.Maintenance"
 SNAPSHOT_CHUNK = 32 * 1024
 
 
-def register(services: Services, server: EtcdServer) -> None:
-    async def status(_req: rpc_pb2.StatusRequest, _ctx: Any) -> rpc_pb2.StatusResponse:
+def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+    async def status(_req: rpc_pb2.StatusRequest, ctx: Any) -> rpc_pb2.StatusResponse:
+        await identity.require(ctx)
         return server.status()
 
-    async def alarm(req: rpc_pb2.AlarmRequest, _ctx: Any) -> rpc_pb2.AlarmResponse:
+    async def alarm(req: rpc_pb2.AlarmRequest, ctx: Any) -> rpc_pb2.AlarmResponse:
+        if req.action == rpc_pb2.AlarmRequest.GET:
+            await identity.require(ctx)
+        else:
+            await identity.require_root(ctx)
         return await server.alarm(req)
 
-    async def defragment(_req: rpc_pb2.DefragmentRequest, _ctx: Any) -> rpc_pb2.DefragmentResponse:
+    async def defragment(_req: rpc_pb2.DefragmentRequest, ctx: Any) -> rpc_pb2.DefragmentResponse:
+        await identity.require_root(ctx, translated=False)
         await server.defragment()
         return rpc_pb2.DefragmentResponse(header=server.header())
 
-    async def hash_(_req: rpc_pb2.HashRequest, _ctx: Any) -> rpc_pb2.HashResponse:
+    async def hash_(_req: rpc_pb2.HashRequest, ctx: Any) -> rpc_pb2.HashResponse:
+        await identity.require_root(ctx, translated=False)
         return rpc_pb2.HashResponse(header=server.header(), hash=await server.hash())
 
-    async def hash_kv(req: rpc_pb2.HashKVRequest, _ctx: Any) -> rpc_pb2.HashKVResponse:
+    async def hash_kv(req: rpc_pb2.HashKVRequest, ctx: Any) -> rpc_pb2.HashKVResponse:
+        await identity.require_root(ctx, translated=False)
         h, compact_rev, hashed, current = server.hash_kv(req.revision)
         return rpc_pb2.HashKVResponse(
             header=server.header(current),
@@ -40,17 +49,20 @@ def register(services: Services, server: EtcdServer) -> None:
             hash_revision=hashed,
         )
 
-    async def move_leader(req: rpc_pb2.MoveLeaderRequest, _ctx: Any) -> rpc_pb2.MoveLeaderResponse:
+    async def move_leader(req: rpc_pb2.MoveLeaderRequest, ctx: Any) -> rpc_pb2.MoveLeaderResponse:
+        await identity.require_root(ctx)
         # etcd answers on the leader only; etcdctl finds the leader through Status first.
         await server.move_leader(req.targetID)
         return rpc_pb2.MoveLeaderResponse(header=server.header())
 
-    async def downgrade(_req: rpc_pb2.DowngradeRequest, _ctx: Any) -> rpc_pb2.DowngradeResponse:
+    async def downgrade(_req: rpc_pb2.DowngradeRequest, ctx: Any) -> rpc_pb2.DowngradeResponse:
+        await identity.require_root(ctx)
         raise errors.ErrNotCapable
 
     async def snapshot(
-        _req: rpc_pb2.SnapshotRequest, _ctx: Any
+        _req: rpc_pb2.SnapshotRequest, ctx: Any
     ) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
+        await identity.require_root(ctx, translated=False)
         reader = await server.snapshot()
         loop = asyncio.get_running_loop()
         digest = hashlib.sha256()

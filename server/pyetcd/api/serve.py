@@ -15,12 +15,14 @@ from urllib.parse import urlsplit
 import grpc
 import uvloop
 
-from pyetcd.api import cluster, guard, kv, lease, maintenance, watch
+from pyetcd.api import auth, cluster, guard, kv, lease, maintenance, watch
 from pyetcd.api.cmux import ClientMux
 from pyetcd.api.gateway import Gateway
 from pyetcd.api.http import HttpEndpoints
+from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
 from pyetcd.backend.contract import BackendError
+from pyetcd.server.auth.tokens import AuthOptionsError
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.server.storage import StorageError
@@ -101,7 +103,14 @@ async def serve(cfg: ServerConfig) -> None:
         raise StartupError(str(exc)) from None
     try:
         server = EtcdServer(cfg)
-    except (BackendError, WALError, SnapError, StorageError, TLSConfigError) as exc:
+    except (
+        BackendError,
+        WALError,
+        SnapError,
+        StorageError,
+        TLSConfigError,
+        AuthOptionsError,
+    ) as exc:
         raise StartupError(str(exc)) from None
     try:
         await server.start()
@@ -112,8 +121,9 @@ async def serve(cfg: ServerConfig) -> None:
         ) from None
     monitor = guard.leader_monitor(server)
     services = Services(server.metrics, guard=guard.for_server(server), monitor=monitor)
-    for module in (kv, lease, cluster, maintenance, watch):
-        module.register(services, server)
+    identity = Identity(server)
+    for module in (kv, lease, cluster, maintenance, watch, auth):
+        module.register(services, server, identity)
     grpc_server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", cfg.max_request_bytes + GRPC_OVERHEAD),
@@ -135,6 +145,7 @@ async def serve(cfg: ServerConfig) -> None:
     gateway = Gateway(f"unix-abstract:{socket_name}")
     http = HttpEndpoints(server, gateway)
     mux = ClientMux("\0" + socket_name, http.handle, max_body=2 * cfg.max_request_bytes)
+    identity.common_name = mux.common_name
     # With --listen-client-http-urls, gRPC binds the client URLs itself (no mux hop); else the
     # mux shares each client URL between gRPC and HTTP, as etcd does.
     direct = bool(cfg.listen_client_http_urls)

@@ -14,9 +14,11 @@ from typing import Any
 
 import grpc
 
+from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
 from pyetcd.mvcc import WatchResponse, WatchStream
 from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server import errors
 from pyetcd.server.etcdserver import EtcdServer
 
 SERVICE = "etcdserverpb.Watch"
@@ -58,7 +60,12 @@ def _encode(resp: WatchResponse, header: bytes) -> bytes:
     return data
 
 
-def register(services: Services, server: EtcdServer) -> None:
+# The reasons a refused watch carries (etcd's isWatchPermitted): any other refusal is reported
+# as permission denied.
+_REFUSALS = (errors.ErrInvalidAuthToken, errors.ErrAuthOldRevision, errors.ErrUserEmpty)
+
+
+def register(services: Services, server: EtcdServer, identity: Identity) -> None:
     limit = server.cfg.max_request_bytes + FRAGMENT_OVERHEAD
     progress_interval = server.cfg.experimental_watch_progress_notify_interval
 
@@ -76,7 +83,10 @@ def register(services: Services, server: EtcdServer) -> None:
                         # side (its recvLoop ends with nil on io.EOF); the stream ends when
                         # the client cancels it.
                         return
-                    _handle(stream, req)
+                    if refused := await _refusal(req, ctx):
+                        stream.reject(refused)
+                    else:
+                        _handle(stream, req)
                     ready.set()
             except BaseException:
                 done.set()
@@ -87,6 +97,19 @@ def register(services: Services, server: EtcdServer) -> None:
             while True:
                 await asyncio.sleep(progress_interval)
                 stream.progress_tick()
+
+        async def _refusal(req: rpc_pb2.WatchRequest, ctx: Any) -> str:
+            """Why a create request is refused while auth is on ("" when it is not)."""
+            if not server.auth.enabled or req.WhichOneof("request_union") != "create_request":
+                return ""
+            c = req.create_request
+            try:
+                server.auth.is_range_permitted(await identity.of(ctx), c.key, c.range_end)
+            except errors.EtcdError as exc:
+                refused = exc if exc in _REFUSALS else errors.ErrPermissionDenied
+                # etcd puts the gRPC error's text in the reason, as Go prints a status error.
+                return f"rpc error: code = {errors.go_code(refused.code)} desc = {refused.message}"
+            return ""
 
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(receive()), loop.create_task(progress())]

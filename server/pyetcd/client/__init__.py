@@ -7,6 +7,7 @@ imports server internals.
 
 from __future__ import annotations
 
+from pyetcd.client.auth import Credentials
 from pyetcd.client.client import ClientTLS, EtcdClient, normalize_endpoint
 from pyetcd.client.errors import EtcdClientError
 from pyetcd.client.models import (
@@ -20,6 +21,7 @@ from pyetcd.client.models import (
 __all__ = [
     "AlarmMember",
     "ClientTLS",
+    "Credentials",
     "EndpointHealth",
     "EndpointStatus",
     "EtcdClient",

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import grpc
 from grpc import aio
 
+from pyetcd.client.auth import Credentials, authenticated_channel
 from pyetcd.client.errors import EtcdClientError
 from pyetcd.client.models import (
     AlarmMember,
@@ -137,13 +138,19 @@ class EtcdClient:
     does with its TLS flags."""
 
     def __init__(
-        self, endpoints: Sequence[str], timeout: float = 5.0, tls: ClientTLS | None = None
+        self,
+        endpoints: Sequence[str],
+        timeout: float = 5.0,
+        tls: ClientTLS | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.tls = tls
+        # With etcd's auth on: every call carries this user's token (``client.auth``).
+        self.credentials = credentials
         self._schemes: dict[str, bool] = {}
         self.endpoints: tuple[str, ...] = tuple(self._target(e) for e in endpoints)
         self.timeout = timeout
@@ -177,11 +184,17 @@ class EtcdClient:
         target = self._target(endpoint)
         stubs = self._stubs.get(target)
         if stubs is None:
-            if self._is_secure(target):
-                credentials = (self.tls or ClientTLS()).credentials()
-                stubs = _Stubs(aio.secure_channel(target, credentials))
+            secure = self._is_secure(target)
+            channel_credentials = (self.tls or ClientTLS()).credentials() if secure else None
+            if self.credentials is not None:
+                channel = authenticated_channel(
+                    target, self.credentials, self.timeout, channel_credentials
+                )
+            elif channel_credentials is not None:
+                channel = aio.secure_channel(target, channel_credentials)
             else:
-                stubs = _Stubs(aio.insecure_channel(target))
+                channel = aio.insecure_channel(target)
+            stubs = _Stubs(channel)
             self._stubs[target] = stubs
         return target, stubs
 

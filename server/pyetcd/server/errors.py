@@ -27,6 +27,11 @@ class EtcdError(Exception):
         return f"EtcdError({self.message!r}, {self.code})"
 
 
+def go_code(code: str) -> str:
+    """A status code's name as Go's grpc prints it (``PERMISSION_DENIED`` -> PermissionDenied)."""
+    return "".join(part.capitalize() for part in code.split("_"))
+
+
 def _e(message: str, code: str) -> EtcdError:
     return EtcdError("etcdserver: " + message, code)
 
@@ -69,9 +74,42 @@ ErrRequestTooLarge = _e("request is too large", INVALID)
 ErrTooManyRequests = _e("too many requests", "RESOURCE_EXHAUSTED")
 
 ErrRootUserNotExist = _e("root user does not exist", PRECONDITION)
-ErrAuthNotEnabled = _e("authentication is not enabled", PRECONDITION)
+ErrRootRoleNotExist = _e("root user does not have root role", PRECONDITION)
+ErrUserAlreadyExist = _e("user name already exists", PRECONDITION)
+ErrUserEmpty = _e("user name is empty", INVALID)
+ErrUserNotFound = _e("user name not found", PRECONDITION)
+ErrRoleAlreadyExist = _e("role name already exists", PRECONDITION)
+ErrRoleNotFound = _e("role name not found", PRECONDITION)
+ErrRoleEmpty = _e("role name is empty", INVALID)
+ErrAuthFailed = _e("authentication failed, invalid user ID or password", INVALID)
+ErrPermissionNotGiven = _e("permission not given", INVALID)
 ErrPermissionDenied = _e("permission denied", "PERMISSION_DENIED")
+ErrRoleNotGranted = _e("role is not granted to the user", PRECONDITION)
+ErrPermissionNotGranted = _e("permission is not granted to the role", PRECONDITION)
+ErrAuthNotEnabled = _e("authentication is not enabled", PRECONDITION)
 ErrInvalidAuthToken = _e("invalid auth token", "UNAUTHENTICATED")
+ErrInvalidAuthMgmt = _e("invalid auth management", INVALID)
+ErrAuthOldRevision = _e("revision of auth store is old", INVALID)
+# The auth package's own texts: what a few calls answer (as Unknown) when etcd hands the auth
+# store's error to gRPC without translating it (Hash, HashKV, Defragment, Snapshot).
+_AUTH_TEXT = {
+    ErrPermissionDenied: "auth: permission denied",
+    ErrUserEmpty: "auth: user name is empty",
+    ErrUserNotFound: "auth: user not found",
+    ErrInvalidAuthToken: "auth: invalid auth token",
+    ErrAuthOldRevision: "auth: revision in header is old",
+}
+
+
+def untranslated(err: EtcdError) -> EtcdError:
+    text = _AUTH_TEXT.get(err)
+    return EtcdError(text, "UNKNOWN") if text is not None else err
+
+
+# etcd has no gRPC error for this one: it travels as Unknown with the auth package's own text.
+ErrNoPasswordUser = EtcdError(
+    "auth: authentication failed, password was given for no password user", "UNKNOWN"
+)
 
 ErrNoLeader = _e("no leader", UNAVAILABLE)
 ErrNotLeader = _e("not leader", PRECONDITION)

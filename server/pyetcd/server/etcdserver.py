@@ -21,6 +21,7 @@ transport.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import heapq
 import logging
@@ -50,6 +51,9 @@ from pyetcd.raft.rawnode import RawNode, Ready, SnapshotStatus, StepPeerNotFound
 from pyetcd.raft.storage import CompactedError, MemoryStorage, StorageError
 from pyetcd.server import compactor as compactor_mod
 from pyetcd.server import errors, storage
+from pyetcd.server.auth.store import AuthStore, hash_password
+from pyetcd.server.auth.tokens import AuthInfo, token_provider
+from pyetcd.server.auth_apply import AuthApplier
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.idutil import Generator
 from pyetcd.server.kv_apply import (
@@ -158,6 +162,11 @@ class EtcdServer:
         self.applied_term = 0
         self._load_state_machine()
         self.kv_applier = KVApplier(self.store, self.lessor)
+        # An --auth-token that cannot be used stops the member here (AuthOptionsError).
+        self.auth = AuthStore(
+            self.backend, token_provider(cfg.auth_token, cfg.auth_token_ttl), cfg.bcrypt_cost
+        )
+        self.auth_applier = AuthApplier(self.auth, self.lessor)
         self.idgen = Generator(self.member_id, time.time())
 
         # The Raft node over a MemoryStorage holding what the WAL and snap files hold.
@@ -723,7 +732,7 @@ class EtcdServer:
                 req = InternalRaftRequest.FromString(entry.Data)
                 req_id = req.header.ID or req.ID
                 try:
-                    result = self._apply_request(req)
+                    result = self._apply_request(req, entry.Index)
                 except errors.EtcdError as exc:
                     result = exc
             if live:
@@ -862,6 +871,7 @@ class EtcdServer:
                 self.backend.create_bucket(bucket)
             self.store.reopen(self.backend)
             self._load_state_machine()
+            self.auth.recover(self.backend)
         # Whatever the backend holds is applied; entries up to the snapshot are in it.
         self.applied_index = max(self.applied_index, index)
         self.applied_term = snap.metadata.term
@@ -873,7 +883,9 @@ class EtcdServer:
         self._wake_sync()
         log.info("applied snapshot at index %d (revision %d)", index, self.store.current_revision)
 
-    def _apply_request(self, req: raft_internal_pb2.InternalRaftRequest) -> Any:
+    def _apply_request(self, req: raft_internal_pb2.InternalRaftRequest, index: int) -> Any:
+        if self.auth.enabled:
+            self._authorize(req)
         if req.HasField("put"):
             self._check_space_applied()
             self.metrics.put_total.inc()
@@ -902,7 +914,19 @@ class EtcdServer:
                 contract.CLUSTER, storage.CLUSTER_VERSION, req.cluster_version_set.ver.encode()
             )
             return None
+        for desc, _ in req.ListFields():
+            resp = self.auth_applier.apply(desc.name, req, index)
+            if resp is not None:
+                resp.header.CopyFrom(self.header())  # type: ignore[attr-defined]
+                return resp
         return None
+
+    def _authorize(self, req: raft_internal_pb2.InternalRaftRequest) -> None:
+        """The auth applier's checks for the KV and lease requests (etcd's authApplierV3)."""
+        for kind in ("put", "delete_range", "txn", "lease_revoke"):
+            if req.HasField(kind):
+                self.auth_applier.check(kind, req)
+                return
 
     def _apply_member_attributes(self, req: membership_pb2.ClusterMemberAttrSetRequest) -> None:
         member = self.members.get(req.member_ID)
@@ -1146,11 +1170,17 @@ class EtcdServer:
 
     # ----- proposals -----
 
-    async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> Any:
+    async def propose(
+        self, req: raft_internal_pb2.InternalRaftRequest, ai: AuthInfo | None = None
+    ) -> Any:
         if self._stopped:
             raise errors.ErrStopped
         req_id = self.idgen.next()
         req.header.ID = req_id
+        if ai is not None:
+            # Checked at apply in every member against the auth store of that moment.
+            req.header.username = ai.username
+            req.header.auth_revision = ai.revision
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.ErrRequestTooLarge
@@ -1264,22 +1294,37 @@ class EtcdServer:
         self.metrics.range_total.inc()
         return apply_range(self.store, req)
 
-    async def range_linearizable(self, req: rpc_pb2.RangeRequest) -> RangeResult:
+    async def range_linearizable(
+        self, req: rpc_pb2.RangeRequest, ai: AuthInfo | None = None
+    ) -> RangeResult:
         if not req.serializable:
             await self.linearizable_barrier()
-        return self.range(req)
+        if not self.auth.enabled:
+            return self.range(req)
+        self.auth.is_range_permitted(ai, req.key, req.range_end)
+        result = self.range(req)
+        self._check_auth_revision(ai)
+        return result
+
+    def _check_auth_revision(self, ai: AuthInfo | None) -> None:
+        """A read served without Raft is refused if the auth store moved on while it ran
+        (etcd's doSerialize)."""
+        if ai is not None and ai.revision and ai.revision != self.auth.revision:
+            raise errors.ErrAuthOldRevision
 
     def _check_quota(self, cost: int) -> None:
         if self.backend.size() + cost > self.cfg.quota_backend_bytes:
             raise errors.ErrNoSpace
 
-    async def _propose_capped(self, req: InternalRaftRequest, cost: int) -> Any:
+    async def _propose_capped(
+        self, req: InternalRaftRequest, cost: int, ai: AuthInfo | None = None
+    ) -> Any:
         try:
             self._check_quota(cost)
         except errors.EtcdError:
             await self._raise_nospace()
             raise
-        return await self.propose(req)
+        return await self.propose(req, ai)
 
     async def _raise_nospace(self) -> None:
         if (self.member_id, NOSPACE) in self.alarms:
@@ -1289,24 +1334,34 @@ class EtcdServer:
         )
         await self.propose(InternalRaftRequest(alarm=areq))
 
-    async def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+    async def put(self, req: rpc_pb2.PutRequest, ai: AuthInfo | None = None) -> rpc_pb2.PutResponse:
         cost = len(req.key) + len(req.value) + KV_OVERHEAD
-        resp: rpc_pb2.PutResponse = await self._propose_capped(InternalRaftRequest(put=req), cost)
-        return resp
-
-    async def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
-        resp: rpc_pb2.DeleteRangeResponse = await self.propose(
-            InternalRaftRequest(delete_range=req)
+        resp: rpc_pb2.PutResponse = await self._propose_capped(
+            InternalRaftRequest(put=req), cost, ai
         )
         return resp
 
-    async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    async def delete_range(
+        self, req: rpc_pb2.DeleteRangeRequest, ai: AuthInfo | None = None
+    ) -> rpc_pb2.DeleteRangeResponse:
+        resp: rpc_pb2.DeleteRangeResponse = await self.propose(
+            InternalRaftRequest(delete_range=req), ai
+        )
+        return resp
+
+    async def txn(self, req: rpc_pb2.TxnRequest, ai: AuthInfo | None = None) -> rpc_pb2.TxnResponse:
         if is_txn_readonly(req):
             if not _txn_serializable(req):
                 await self.linearizable_barrier()
-            return self._read_txn(req)
+            if not self.auth.enabled:
+                return self._read_txn(req)
+            self.auth_applier.check_txn(ai, req)
+            resp = self._read_txn(req)
+            self._check_auth_revision(ai)
+            return resp
         cost = req.ByteSize() + KV_OVERHEAD
-        resp: rpc_pb2.TxnResponse = await self._propose_capped(InternalRaftRequest(txn=req), cost)
+        resp = await self._propose_capped(InternalRaftRequest(txn=req), cost, ai)
+        assert isinstance(resp, rpc_pb2.TxnResponse)
         return resp
 
     def _read_txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
@@ -1319,8 +1374,10 @@ class EtcdServer:
             tx.end()
         return resp
 
-    async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
-        resp, done = await self.propose(InternalRaftRequest(compaction=req))
+    async def compact(
+        self, req: rpc_pb2.CompactionRequest, ai: AuthInfo | None = None
+    ) -> rpc_pb2.CompactionResponse:
+        resp, done = await self.propose(InternalRaftRequest(compaction=req), ai)
         if req.physical:
             # etcd answers a physical compaction once its deletions are committed.
             await done
@@ -1381,11 +1438,13 @@ class EtcdServer:
         if new:
             self.lessor.attach(new, key)
 
-    async def lease_grant(self, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
+    async def lease_grant(
+        self, req: rpc_pb2.LeaseGrantRequest, ai: AuthInfo | None = None
+    ) -> rpc_pb2.LeaseGrantResponse:
         while req.ID == 0:
             req.ID = self.idgen.next() & ((1 << 63) - 1)
         resp: rpc_pb2.LeaseGrantResponse = await self._propose_capped(
-            InternalRaftRequest(lease_grant=req), KV_OVERHEAD
+            InternalRaftRequest(lease_grant=req), KV_OVERHEAD, ai
         )
         return resp
 
@@ -1394,9 +1453,11 @@ class EtcdServer:
         self.backend.put(contract.LEASE, lease_bucket_key(req.ID), self.lessor.to_record(lease))
         return rpc_pb2.LeaseGrantResponse(header=self.header(), ID=req.ID, TTL=lease.ttl)
 
-    async def lease_revoke(self, req: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
+    async def lease_revoke(
+        self, req: rpc_pb2.LeaseRevokeRequest, ai: AuthInfo | None = None
+    ) -> rpc_pb2.LeaseRevokeResponse:
         resp: rpc_pb2.LeaseRevokeResponse = await self.propose(
-            InternalRaftRequest(lease_revoke=req)
+            InternalRaftRequest(lease_revoke=req), ai
         )
         return resp
 
@@ -1417,9 +1478,26 @@ class EtcdServer:
             raise errors.ErrNotLeader
         return self.lessor.renew(lease_id, time.monotonic())
 
-    async def lease_renew(self, lease_id: int) -> int:
+    def check_lease_keys(self, ai: AuthInfo | None, lease_ids: list[int], *, write: bool) -> None:
+        """With auth on: the user may write (keep-alive) or read (time-to-live with keys, the
+        lease list) every key of these leases; root may do anything (etcd's checkLeaseRenew,
+        checkLeaseTimeToLive, checkLeaseLeases)."""
+        if not self.auth.enabled:
+            return
+        if ai is None:
+            raise errors.ErrUserEmpty
+        revision = self.auth.revision
+        for lease_id in lease_ids:
+            lease = self.lessor.lookup(lease_id)
+            if lease is not None:
+                self.auth_applier.check_lease_keys(ai, lease.keys, write=write)
+        if revision != self.auth.revision:
+            raise errors.ErrAuthOldRevision
+
+    async def lease_renew(self, lease_id: int, ai: AuthInfo | None = None) -> int:
         """A keep-alive: served by the leader's lessor; a follower forwards it (etcd forwards
         over the peer URL's /leases)."""
+        self.check_lease_keys(ai, [lease_id], write=True)
         if self.is_leader:
             try:
                 return self.lessor.renew(lease_id, time.monotonic())
@@ -1444,9 +1522,14 @@ class EtcdServer:
         return resp
 
     async def lease_time_to_live(
-        self, req: rpc_pb2.LeaseTimeToLiveRequest
+        self, req: rpc_pb2.LeaseTimeToLiveRequest, ai: AuthInfo | None = None
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
         """Only the leader knows the remaining TTL; a follower asks it (as etcd does)."""
+        if self.auth.enabled:
+            if ai is None:
+                raise errors.ErrUserEmpty
+            if req.keys:
+                self.check_lease_keys(ai, [req.ID], write=False)
         if self.is_leader or (self.lead == NONE and len(self.raw.raft.trk.voter_nodes()) <= 1):
             return self._lease_time_to_live_local(req)
         raw = await self._forward(OP_LEASE_TTL, req.SerializeToString())
@@ -1454,7 +1537,8 @@ class EtcdServer:
         resp.header.CopyFrom(self.header())
         return resp
 
-    def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
+    def lease_leases(self, ai: AuthInfo | None = None) -> rpc_pb2.LeaseLeasesResponse:
+        self.check_lease_keys(ai, self.lessor.leases(), write=False)
         resp = rpc_pb2.LeaseLeasesResponse(header=self.header())
         for lease_id in self.lessor.leases():
             resp.leases.add(ID=lease_id)
@@ -1469,10 +1553,62 @@ class EtcdServer:
             for lease_id in self.lessor.expired(time.monotonic(), limit=1000):
                 self.metrics.lease_expired.inc()
                 try:
-                    await self.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
+                    # With auth on, as root (etcd's WithRoot), so that any lease can expire.
+                    await self.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=lease_id), self.as_root())
                 except errors.EtcdError as exc:
                     if exc != errors.ErrLeaseNotFound:
                         log.warning("failed to revoke expired lease %x: %s", lease_id, exc)
+
+    # ----- auth -----
+
+    def as_root(self) -> AuthInfo | None:
+        """The identity of the member's own proposals that need root while auth is on."""
+        return AuthInfo("root", self.auth.revision) if self.auth.enabled else None
+
+    async def auth_info_from_token(self, token: str) -> AuthInfo:
+        """Who a token stands for. A simple token names the Raft index that issued it: wait
+        (bounded) until this member has applied it, as etcd does."""
+        index = self.auth.tokens.index_of(token)
+        if index > self.applied_index:
+            try:
+                await asyncio.wait_for(self._wait_applied(index), REQUEST_TIMEOUT)
+            except TimeoutError:
+                raise errors.ErrInvalidAuthToken from None
+        return self.auth.info_from_token(token)
+
+    async def authenticate(self, name: str, password: str) -> rpc_pb2.AuthenticateResponse:
+        """Check the password here (bcrypt, off the event loop), then have every member learn
+        the token through Raft; again if the auth store changed meanwhile (etcd's loop)."""
+        await self.linearizable_barrier()
+        assert self._loop is not None
+        while True:
+            checked = await self._loop.run_in_executor(
+                None, self.auth.check_password, name, password
+            )
+            internal = raft_internal_pb2.InternalAuthenticateRequest(
+                name=name, simple_token=self.auth.tokens.gen_prefix()
+            )
+            resp = await self.propose(InternalRaftRequest(authenticate=internal))
+            if checked == self.auth.revision:
+                assert isinstance(resp, rpc_pb2.AuthenticateResponse)
+                return resp
+            log.info("revision when password checked became stale; retrying")
+
+    async def auth_request(self, kind: str, req: Any, ai: AuthInfo | None) -> Any:
+        """An auth management request (``kind``: its InternalRaftRequest field) through Raft;
+        passwords are hashed here, so that neither the log nor the WAL holds them."""
+        adding = kind == "auth_user_add" and not req.options.no_password
+        if adding or (kind == "auth_user_change_password" and req.password):
+            req.hashedPassword = await self._hash(req.password)
+            req.password = ""
+        return await self.propose(InternalRaftRequest(**{kind: req}), ai)
+
+    async def _hash(self, password: str) -> str:
+        assert self._loop is not None
+        hashed = await self._loop.run_in_executor(
+            None, hash_password, password, self.auth.bcrypt_cost
+        )
+        return base64.b64encode(hashed).decode()
 
     # ----- alarms -----
 
