@@ -355,14 +355,43 @@ class Script:
         )
 
 
-async def main(endpoint: str, peer: str) -> None:
+async def auth_steps(host: str, port: int, ctx: Context) -> None:
+    """With etcd's auth on (alice: read-write on /app/): what aetcd, which authenticates with
+    a user and password, sees granted and refused."""
+    async with aetcd.Client(
+        host=host, port=port, username="alice", password="apw", timeout=10
+    ) as client:
+        script = Script(client, ctx)
+        await script.step("auth put granted", lambda: script.put(b"/app/a", b"1"))
+        await script.step("auth get granted", lambda: script.get(b"/app/a"))
+        await script.step("auth get refused", lambda: script.get(b"/other"))
+        await script.step("auth put refused", lambda: script.put(b"/other", b"x"))
+        await script.step("auth delete refused", lambda: script.delete(b"/other"))
+
+        async def wrong_password() -> Result:
+            # aetcd authenticates when it connects.
+            async with aetcd.Client(
+                host=host, port=port, username="alice", password="wrong", timeout=10
+            ) as other:
+                return await Script(other, ctx).get(b"/app/a")
+
+        await script.step("auth wrong password", wrong_password)
+    async with aetcd.Client(host=host, port=port, timeout=10) as client:
+        script = Script(client, ctx)
+        await script.step("auth no user", lambda: script.get(b"/app/a"))
+
+
+async def main(endpoint: str, peer: str, mode: str = "") -> None:
     host, port = endpoint.rsplit(":", 1)
     ctx = Context()
     ctx.add_replacement(endpoint, "<client>")
     ctx.add_replacement(peer, "<peer>")
+    if mode == "auth":
+        await auth_steps(host, int(port), ctx)
+        return
     async with aetcd.Client(host=host, port=int(port), timeout=10) as client:
         await Script(client, ctx).run()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(*sys.argv[1:4]))

@@ -88,8 +88,9 @@ class Scenario:
     name: str
     steps: tuple[Step, ...]
     flags: tuple[str, ...] = ()
-    # Compared with etcd 3.5 (built by ``make etcd35``) rather than Debian's 3.4: for behaviour
-    # that changed in 3.5, which pyetcd speaks (e.g. auth: Status needs a user since 3.5).
+    # Compared with etcd 3.5 (built by ``make etcd35``) rather than Debian's 3.4, through its
+    # etcdctl 3.5: for behaviour that changed in 3.5, which pyetcd speaks (e.g. auth: Status
+    # needs a user since 3.5, ``auth status``).
     etcd35: bool = False
 
 

@@ -388,7 +388,8 @@ def normalize_stdout(ctx: Context, args: Sequence[str], text: str) -> str:
     return _TOOK_RE.sub("took = <duration>", text)
 
 
-_LOG_DROP = {"ts", "target", "took", "caller", "attempt"}
+# "peer": etcdctl 3.5's client names the connection, with its random local port.
+_LOG_DROP = {"ts", "target", "took", "caller", "attempt", "peer"}
 
 
 def normalize_stderr(ctx: Context, text: str) -> str:

@@ -16,9 +16,12 @@ import sys
 
 import pytest
 
+from tests.integration import cluster as cluster_module
 from tests.integration.cluster import REPO_ROOT, Member
 from tests.integration.conftest import MemberRegistry
+from tests.integration.test_auth import set_up_users
 from tests.integration.test_etcdctl_compat import compat_flavours
+from tools import etcd35
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +41,7 @@ MUST_FAIL = {
 }
 
 
-def run_script(member: Member) -> list[dict[str, object]]:
+def run_script(member: Member, *mode: str) -> list[dict[str, object]]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -46,6 +49,7 @@ def run_script(member: Member) -> list[dict[str, object]]:
             "tests.integration.aetcd_script",
             member.host_port,
             member.peer_url.removeprefix("http://"),
+            *mode,
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -98,3 +102,24 @@ def test_aetcd_compat(members: MemberRegistry) -> None:
             )
             problems.append(f"`{step}` differs:\n" + "\n".join(diff))
     assert not problems, f"{len(problems)} problem(s):\n\n" + "\n\n".join(problems)
+
+
+def test_aetcd_compat_with_auth(members: MemberRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """aetcd with a user and password against etcd 3.5 and pyetcd with auth on: the same
+    answers, granted and refused, with etcd's codes and messages."""
+    built = etcd35.cached_binary()
+    if built is None:
+        pytest.fail(f"etcd {etcd35.ETCD35_VERSION} is not built; {etcd35.HINT}", pytrace=False)
+    monkeypatch.setattr(cluster_module, "ETCD_BIN", built)
+    outputs = []
+    for flavour in compat_flavours():
+        member = members.new(flavour, name="compat-auth")
+        set_up_users(member)
+        outputs.append(run_script(member, "auth"))
+        member.stop()
+    left, right = outputs
+    by_step = {str(line["step"]): line for line in right}
+    assert "error" not in by_step["auth get granted"]
+    assert by_step["auth get refused"].get("details") == "etcdserver: permission denied"
+    assert by_step["auth no user"].get("details") == "etcdserver: user name is empty"
+    assert left == right

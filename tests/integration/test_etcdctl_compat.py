@@ -438,8 +438,12 @@ AUTH = Scenario(
         R("put", "/app/x", "1"),
         R("put", "/cfg/b", "2"),
         R("put", "/other", "3"),
+        R("auth", "status"),
         R("auth", "enable"),
         R("auth", "enable", *ROOT, label="enable again"),
+        R("auth", "status", *ROOT),
+        R("auth", "status", "-w", "json", *ROOT),
+        R("auth", "status", *ALICE, fails=True, label="auth status for a non-root user"),
         # With auth on: who may do what.
         R("get", "/app/x", fails=True, label="no user"),
         R("put", "/app/x", "2", fails=True, label="put with no user"),
@@ -552,6 +556,7 @@ AUTH = Scenario(
         R("get", "", "--from-key", *ROOT, label="root reads everything"),
         R("auth", "disable", *ROOT),
         R("auth", "disable", label="disable again"),
+        R("auth", "status", label="status after disable"),
         R("get", "", "--from-key", label="everything readable again"),
         R("user", "list"),
     ),
@@ -574,6 +579,8 @@ def test_etcdctl_compat(
                 pytrace=False,
             )
         monkeypatch.setattr(cluster_module, "ETCD_BIN", built)
+        # And its etcdctl, which has the 3.5 commands (``auth status``).
+        monkeypatch.setattr(cluster_module, "ETCDCTL_BIN", etcd35.cached_etcdctl())
     runs = []
     for flavour in flavours:
         member = members.new(flavour, name="compat", extra_flags=scenario.flags)
