@@ -398,3 +398,23 @@ def test_the_python_client_authenticates_and_again_after_a_restart(
         assert "apw" not in repr(Credentials("alice", "apw"))
 
     asyncio.run(as_alice())
+
+
+def test_the_auth_revision_metric_matches_upstream(tmp_path: Path, members: list[Member]) -> None:
+    """etcd_debugging_auth_revision: the same auth revision after the same changes."""
+    seen = {}
+    for flavour in FLAVOURS:
+        member = start(members, Member(flavour, tmp_path / flavour, etcdctl_flags=ROOT))
+        set_up_users(member)
+        ok(member, "role", "add", "another")
+        with urllib.request.urlopen(f"http://{member.host_port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        values = [
+            line.split()[1]
+            for line in text.splitlines()
+            if line.startswith("etcd_debugging_auth_revision ")
+        ]
+        assert len(values) == 1, f"{flavour}: no etcd_debugging_auth_revision in /metrics"
+        seen[flavour] = float(values[0])
+        member.stop()
+    assert seen["pyetcd"] == seen["etcd"] > 1

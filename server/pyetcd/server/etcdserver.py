@@ -371,6 +371,10 @@ class EtcdServer:
                         "The revision of the last compaction in store.",
                         lambda: self.store.compact_revision,
                     ),
+                    "etcd_debugging_auth_revision": (
+                        "The current revision of auth store.",
+                        lambda: self.auth.revision,
+                    ),
                 }
             )
         )
