@@ -1,20 +1,18 @@
-"""The first link of the apply chain: permission checks, then the auth store's own requests.
+"""The first link of the apply chain: who may do what (``server.apply`` builds the chain).
 
 etcd applies a request through ``authApplierV3`` before the quota and the backend appliers
 (``etcdserver/apply_auth.go``): the request's header names the user and the auth revision its
 credentials were issued at, and a write that user may not make fails in every member alike
 (``permission denied``; ``revision of auth store is old`` once the auth store moved on). The
 same checks serve the reads a member answers without Raft (``check_txn``, ``check_range``). The
-auth management requests (users, roles, enable/disable) are applied here too, each answering the
-response message etcd does. Pure with respect to I/O: the auth store and the lessor are passed in.
+auth management requests need root, but for a user reading itself or a role it holds. Pure with
+respect to I/O: the auth store, the lessor and the next link are passed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
-
-from google.protobuf.message import Message
 
 from pyetcd.proto.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd.server import errors
@@ -50,120 +48,56 @@ class LeaseLookup(Protocol):
     def lookup(self, lease_id: int) -> Lease | None: ...
 
 
+class Applier(Protocol):
+    """A link of the apply chain (``server.apply``)."""
+
+    def apply(self, req: InternalRaftRequest, index: int) -> Any:
+        """The answer to the proposer of ``req``, applied at Raft ``index``."""
+        ...
+
+
 def header_auth_info(req: InternalRaftRequest) -> AuthInfo:
     """Who proposed ``req`` (empty user and revision 0 when no one authenticated)."""
     return AuthInfo(req.header.username, req.header.auth_revision)
 
 
 class AuthApplier:
-    """etcd's ``authApplierV3``: checks for every request, and the auth requests' apply."""
+    """etcd's ``authApplierV3``: the head of the apply chain. It checks what the proposer may
+    do, then hands the request to ``inner``; its checks also serve the reads that need no
+    Raft."""
 
-    def __init__(self, auth: AuthStore, lessor: LeaseLookup) -> None:
+    def __init__(self, auth: AuthStore, lessor: LeaseLookup, inner: Applier) -> None:
         self.auth = auth
         self.lessor = lessor
-        self._apply: dict[str, Callable[[Message, AuthInfo, int], Message]] = {
-            "auth_enable": self._enable,
-            "auth_disable": self._disable,
-            "auth_status": self._status,
-            "authenticate": self._authenticate,
-            "auth_user_add": self._simple(rpc_pb2.AuthUserAddResponse, auth.user_add),
-            "auth_user_delete": self._simple(rpc_pb2.AuthUserDeleteResponse, auth.user_delete),
-            "auth_user_change_password": self._simple(
-                rpc_pb2.AuthUserChangePasswordResponse, auth.user_change_password
-            ),
-            "auth_user_grant_role": self._simple(
-                rpc_pb2.AuthUserGrantRoleResponse, auth.user_grant_role
-            ),
-            "auth_user_revoke_role": self._simple(
-                rpc_pb2.AuthUserRevokeRoleResponse, auth.user_revoke_role
-            ),
-            "auth_user_get": self._user_get,
-            "auth_user_list": self._user_list,
-            "auth_role_add": self._simple(rpc_pb2.AuthRoleAddResponse, auth.role_add),
-            "auth_role_delete": self._simple(rpc_pb2.AuthRoleDeleteResponse, auth.role_delete),
-            "auth_role_get": self._role_get,
-            "auth_role_list": self._role_list,
-            "auth_role_grant_permission": self._simple(
-                rpc_pb2.AuthRoleGrantPermissionResponse, auth.role_grant_permission
-            ),
-            "auth_role_revoke_permission": self._simple(
-                rpc_pb2.AuthRoleRevokePermissionResponse, auth.role_revoke_permission
-            ),
-        }
+        self.inner = inner
 
-    # ----- the auth store's requests -----
+    def apply(self, req: InternalRaftRequest, index: int) -> Any:
+        if self.auth.enabled:
+            self._check(req)
+        return self.inner.apply(req, index)
 
-    def apply(self, kind: str, req: InternalRaftRequest, index: int) -> Message | None:
-        """Apply ``req`` if it is an auth request (``kind``: its field); None otherwise."""
-        fn = self._apply.get(kind)
-        if fn is None:
-            return None
+    def _check(self, req: InternalRaftRequest) -> None:
         ai = header_auth_info(req)
-        if kind in ADMIN_REQUESTS:
+        if req.HasField("put"):
+            self.check_put(ai, req.put)
+        elif req.HasField("delete_range"):
+            self.check_delete(ai, req.delete_range)
+        elif req.HasField("txn"):
+            self.check_txn(ai, req.txn)
+        elif req.HasField("lease_revoke"):
+            self.check_lease_puts(ai, req.lease_revoke.ID)
+        elif req.HasField("auth_user_get"):
+            # A user may read itself.
+            if req.auth_user_get.name != ai.username:
+                self.auth.is_admin_permitted(ai)
+        elif req.HasField("auth_role_get"):
+            # A user may read the roles it holds.
+            if not self.auth.has_role(ai.username, req.auth_role_get.role):
+                self.auth.is_admin_permitted(ai)
+        elif any(desc.name in ADMIN_REQUESTS for desc, _ in req.ListFields()):
             self.auth.is_admin_permitted(ai)
-        return fn(getattr(req, kind), ai, index)
-
-    @staticmethod
-    def _simple(
-        response: type[Message], change: Callable[[Any], None]
-    ) -> Callable[[Message, AuthInfo, int], Message]:
-        def apply(r: Any, _ai: AuthInfo, _index: int) -> Message:
-            change(r)
-            return response()
-
-        return apply
-
-    def _enable(self, _r: Message, _ai: AuthInfo, _index: int) -> Message:
-        self.auth.auth_enable()
-        return rpc_pb2.AuthEnableResponse()
-
-    def _disable(self, _r: Message, _ai: AuthInfo, _index: int) -> Message:
-        self.auth.auth_disable()
-        return rpc_pb2.AuthDisableResponse()
-
-    def _status(self, _r: Message, _ai: AuthInfo, _index: int) -> Message:
-        return rpc_pb2.AuthStatusResponse(
-            enabled=self.auth.enabled, authRevision=self.auth.revision
-        )
-
-    def _authenticate(self, r: Message, _ai: AuthInfo, index: int) -> Message:
-        assert isinstance(r, raft_internal_pb2.InternalAuthenticateRequest)
-        token = self.auth.authenticate(r.name, index, r.simple_token)
-        return rpc_pb2.AuthenticateResponse(token=token)
-
-    def _user_get(self, r: Message, ai: AuthInfo, _index: int) -> Message:
-        assert isinstance(r, rpc_pb2.AuthUserGetRequest)
-        if r.name != ai.username:
-            self.auth.is_admin_permitted(ai)
-        return rpc_pb2.AuthUserGetResponse(roles=self.auth.user_get(r.name))
-
-    def _user_list(self, _r: Message, _ai: AuthInfo, _index: int) -> Message:
-        return rpc_pb2.AuthUserListResponse(users=self.auth.user_list())
-
-    def _role_get(self, r: Message, ai: AuthInfo, _index: int) -> Message:
-        assert isinstance(r, rpc_pb2.AuthRoleGetRequest)
-        if not self.auth.has_role(ai.username, r.role):
-            self.auth.is_admin_permitted(ai)
-        return rpc_pb2.AuthRoleGetResponse(perm=self.auth.role_get(r.role))
-
-    def _role_list(self, _r: Message, _ai: AuthInfo, _index: int) -> Message:
-        return rpc_pb2.AuthRoleListResponse(roles=self.auth.role_list())
 
     # ----- permission checks (no-ops while auth is disabled) -----
-
-    def check(self, kind: str, req: InternalRaftRequest) -> None:
-        """The checks etcd makes before applying a KV or lease request."""
-        if not self.auth.enabled:
-            return
-        ai = header_auth_info(req)
-        if kind == "put":
-            self.check_put(ai, req.put)
-        elif kind == "delete_range":
-            self.check_delete(ai, req.delete_range)
-        elif kind == "txn":
-            self.check_txn(ai, req.txn)
-        elif kind == "lease_revoke":
-            self.check_lease_puts(ai, req.lease_revoke.ID)
 
     def check_range(self, ai: AuthInfo | None, key: bytes, range_end: bytes) -> None:
         self.auth.is_range_permitted(ai, key, range_end)

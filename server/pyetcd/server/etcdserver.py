@@ -51,19 +51,18 @@ from pyetcd.raft.rawnode import RawNode, Ready, SnapshotStatus, StepPeerNotFound
 from pyetcd.raft.storage import CompactedError, MemoryStorage, StorageError
 from pyetcd.server import compactor as compactor_mod
 from pyetcd.server import errors, storage
+from pyetcd.server.apply import chain as apply_chain
 from pyetcd.server.auth.store import AuthStore, hash_password
 from pyetcd.server.auth.tokens import AuthInfo, token_provider
-from pyetcd.server.auth_apply import AuthApplier
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.idutil import Generator
 from pyetcd.server.kv_apply import (
-    KVApplier,
     RangeResult,
     apply_range,
     is_txn_readonly,
     mvcc_error,
 )
-from pyetcd.server.lessor import Lessor, NotPrimaryError, lease_bucket_key
+from pyetcd.server.lessor import Lessor, NotPrimaryError
 from pyetcd.server.membership import (
     Cluster,
     Member,
@@ -161,12 +160,14 @@ class EtcdServer:
         self.applied_index = 0
         self.applied_term = 0
         self._load_state_machine()
-        self.kv_applier = KVApplier(self.store, self.lessor)
         # An --auth-token that cannot be used stops the member here (AuthOptionsError).
         self.auth = AuthStore(
             self.backend, token_provider(cfg.auth_token, cfg.auth_token_ttl), cfg.bcrypt_cost
         )
-        self.auth_applier = AuthApplier(self.auth, self.lessor)
+        # etcd's apply chain (auth, quota, backend); its checks and KV applier also serve the
+        # reads that need no Raft.
+        self.applier, backend_applier = apply_chain(self)
+        self.kv_applier = backend_applier.kv
         self.idgen = Generator(self.member_id, time.time())
 
         # The Raft node over a MemoryStorage holding what the WAL and snap files hold.
@@ -736,7 +737,7 @@ class EtcdServer:
                 req = InternalRaftRequest.FromString(entry.Data)
                 req_id = req.header.ID or req.ID
                 try:
-                    result = self._apply_request(req, entry.Index)
+                    result = self.applier.apply(req, entry.Index)
                 except errors.EtcdError as exc:
                     result = exc
             if live:
@@ -887,72 +888,12 @@ class EtcdServer:
         self._wake_sync()
         log.info("applied snapshot at index %d (revision %d)", index, self.store.current_revision)
 
-    def _apply_request(self, req: raft_internal_pb2.InternalRaftRequest, index: int) -> Any:
-        if self.auth.enabled:
-            self._authorize(req)
-        if req.HasField("put"):
-            self._check_space_applied()
-            self.metrics.put_total.inc()
-            return self._in_txn(lambda tx: self.kv_applier.put(tx, req.put))
-        if req.HasField("delete_range"):
-            self.metrics.delete_total.inc()
-            return self._in_txn(lambda tx: self.kv_applier.delete_range(tx, req.delete_range))
-        if req.HasField("txn"):
-            if not is_txn_readonly(req.txn):
-                self._check_space_applied()
-            self.metrics.txn_total.inc()
-            return self._in_txn(lambda tx: self.kv_applier.txn(tx, req.txn))
-        if req.HasField("compaction"):
-            return self._apply_compaction(req.compaction)
-        if req.HasField("lease_grant"):
-            self._check_space_applied()
-            return self._apply_lease_grant(req.lease_grant)
-        if req.HasField("lease_revoke"):
-            return self._apply_lease_revoke(req.lease_revoke)
-        if req.HasField("alarm"):
-            return self._apply_alarm(req.alarm)
-        if req.HasField("cluster_member_attr_set"):
-            return self._apply_member_attributes(req.cluster_member_attr_set)
-        if req.HasField("cluster_version_set"):
-            self.backend.put(
-                contract.CLUSTER, storage.CLUSTER_VERSION, req.cluster_version_set.ver.encode()
-            )
-            return None
-        for desc, _ in req.ListFields():
-            resp = self.auth_applier.apply(desc.name, req, index)
-            if resp is not None:
-                resp.header.CopyFrom(self.header())  # type: ignore[attr-defined]
-                return resp
-        return None
-
-    def _authorize(self, req: raft_internal_pb2.InternalRaftRequest) -> None:
-        """The auth applier's checks for the KV and lease requests (etcd's authApplierV3)."""
-        for kind in ("put", "delete_range", "txn", "lease_revoke"):
-            if req.HasField(kind):
-                self.auth_applier.check(kind, req)
-                return
-
-    def _apply_member_attributes(self, req: membership_pb2.ClusterMemberAttrSetRequest) -> None:
-        member = self.members.get(req.member_ID)
-        if member is None:
-            return
-        attrs = req.member_attributes
-        updated = member.with_attributes(attrs.name, attrs.client_urls)
-        self.members[member.id] = updated
-        storage.save_member(self.backend, updated)
-
-    def _in_txn(self, fn: Callable[[mvcc.WriteTxn], Any]) -> Any:
-        tx = self.store.write()
-        try:
-            resp = fn(tx)
-            resp.header.revision = tx.rev
-        finally:
-            tx.end()
-        return resp
-
-    def _check_space_applied(self) -> None:
-        if any(a[1] == NOSPACE for a in self.alarms):
-            raise errors.ErrNoSpace
+    def compaction_scheduled(self) -> None:
+        if self._compaction_wake is not None:
+            self._compaction_wake.set()
+        if self._backend_wake is not None:
+            # etcd force-commits the scheduled compaction so that a crash resumes it.
+            self._backend_wake.set()
 
     # ----- waiting for the applied index -----
 
@@ -1359,7 +1300,7 @@ class EtcdServer:
                 await self.linearizable_barrier()
             if not self.auth.enabled:
                 return self._read_txn(req)
-            self.auth_applier.check_txn(ai, req)
+            self.applier.check_txn(ai, req)
             resp = self._read_txn(req)
             self._check_auth_revision(ai)
             return resp
@@ -1388,25 +1329,6 @@ class EtcdServer:
             await self.commit_backend()
         assert isinstance(resp, rpc_pb2.CompactionResponse)
         return resp
-
-    def _apply_compaction(self, req: rpc_pb2.CompactionRequest) -> Any:
-        try:
-            job = self.store.compact(req.revision)
-        except mvcc.MVCCError as exc:
-            raise mvcc_error(exc) from None
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def finished(_job: mvcc.Compaction) -> None:
-            if not done.done():
-                done.set_result(None)
-
-        job.add_done_callback(finished)
-        if self._compaction_wake is not None:
-            self._compaction_wake.set()
-        if self._backend_wake is not None:
-            # etcd force-commits the scheduled compaction so that a crash resumes it.
-            self._backend_wake.set()
-        return rpc_pb2.CompactionResponse(header=self.header()), done
 
     async def _compaction_loop(self) -> None:
         assert self._compaction_wake is not None
@@ -1452,11 +1374,6 @@ class EtcdServer:
         )
         return resp
 
-    def _apply_lease_grant(self, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
-        lease = self.lessor.grant(req.ID, req.TTL, time.monotonic())
-        self.backend.put(contract.LEASE, lease_bucket_key(req.ID), self.lessor.to_record(lease))
-        return rpc_pb2.LeaseGrantResponse(header=self.header(), ID=req.ID, TTL=lease.ttl)
-
     async def lease_revoke(
         self, req: rpc_pb2.LeaseRevokeRequest, ai: AuthInfo | None = None
     ) -> rpc_pb2.LeaseRevokeResponse:
@@ -1464,18 +1381,6 @@ class EtcdServer:
             InternalRaftRequest(lease_revoke=req), ai
         )
         return resp
-
-    def _apply_lease_revoke(self, req: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
-        keys = self.lessor.revoke(req.ID)
-        if keys:
-            tx = self.store.write()
-            try:
-                for key in sorted(keys):
-                    tx.delete_range(key, b"")
-            finally:
-                tx.end()
-        self.backend.delete(contract.LEASE, lease_bucket_key(req.ID))
-        return rpc_pb2.LeaseRevokeResponse(header=self.header())
 
     def _lease_renew_local(self, lease_id: int) -> int:
         if not self.is_leader:
@@ -1494,7 +1399,7 @@ class EtcdServer:
         for lease_id in lease_ids:
             lease = self.lessor.lookup(lease_id)
             if lease is not None:
-                self.auth_applier.check_lease_keys(ai, lease.keys, write=write)
+                self.applier.check_lease_keys(ai, lease.keys, write=write)
         if revision != self.auth.revision:
             raise errors.ErrAuthOldRevision
 
@@ -1627,24 +1532,6 @@ class EtcdServer:
         resp = rpc_pb2.AlarmResponse()
         for member_id, kind in sorted(self.alarms):
             if alarm in (0, kind):
-                resp.alarms.add(memberID=member_id, alarm=kind)
-        return resp
-
-    def _apply_alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
-        resp = rpc_pb2.AlarmResponse()
-        key = (req.memberID, req.alarm)
-        record = rpc_pb2.AlarmMember(memberID=req.memberID, alarm=req.alarm).SerializeToString()
-        if req.action == rpc_pb2.AlarmRequest.ACTIVATE:
-            if req.alarm != rpc_pb2.NONE and key not in self.alarms:
-                self.alarms.add(key)
-                self.backend.put(contract.ALARM, record, b"")
-                resp.alarms.add(memberID=req.memberID, alarm=req.alarm)
-        elif req.action == rpc_pb2.AlarmRequest.DEACTIVATE:
-            targets = [a for a in self.alarms if a[0] == req.memberID and a[1] == req.alarm]
-            for member_id, kind in targets:
-                self.alarms.discard((member_id, kind))
-                rec = rpc_pb2.AlarmMember(memberID=member_id, alarm=kind).SerializeToString()  # type: ignore[arg-type]
-                self.backend.delete(contract.ALARM, rec)
                 resp.alarms.add(memberID=member_id, alarm=kind)
         return resp
 
