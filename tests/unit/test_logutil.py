@@ -150,8 +150,10 @@ def test_console_lines_keep_pyetcd_s_format_and_append_the_fields() -> None:
         line,
     ), line
     rec = record("serving peer traffic", extra=fields(address="127.0.0.1:2380"))
-    assert ConsoleFormatter().format(rec).endswith(
-        'INFO pyetcd: serving peer traffic {"address": "127.0.0.1:2380"}'
+    assert (
+        ConsoleFormatter()
+        .format(rec)
+        .endswith('INFO pyetcd: serving peer traffic {"address": "127.0.0.1:2380"}')
     )
 
 

@@ -79,6 +79,11 @@ def _log_start(cfg: ServerConfig) -> None:
     """etcd's "starting an etcd server" line (embed.print), with the settings pyetcd has."""
     election = cfg.election_ticks * cfg.heartbeat_interval / 1000
     wal_dir = cfg.effective_wal_dir
+    # etcd holds a revision retention as a Duration of that many nanoseconds.
+    if cfg.auto_compaction_mode == "revision":
+        retention = logutil.go_duration(cfg.compaction_retention_revisions / 1e9)
+    else:
+        retention = logutil.go_duration(cfg.compaction_retention_seconds)
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     log.info(
         "starting an etcd server",
@@ -110,6 +115,9 @@ def _log_start(cfg: ServerConfig) -> None:
                 "advertise-client-urls": _urls(cfg.advertise_client_urls),
                 "listen-client-urls": _urls(cfg.listen_client_urls),
                 "listen-metrics-urls": _urls(cfg.listen_metrics_urls),
+                # pyetcd refuses --cors and --host-whitelist unless left at "*".
+                "cors": ["*"],
+                "host-whitelist": ["*"],
                 "initial-cluster": cfg.initial_cluster_text,
                 "initial-cluster-state": cfg.initial_cluster_state,
                 "initial-cluster-token": cfg.initial_cluster_token,
@@ -117,7 +125,17 @@ def _log_start(cfg: ServerConfig) -> None:
                 "max-request-bytes": cfg.max_request_bytes,
                 "max-concurrent-streams": cfg.max_concurrent_streams,
                 "pre-vote": cfg.pre_vote,
+                # Corruption checks and discovery are refused unless left at their defaults.
+                "initial-corrupt-check": False,
+                "corrupt-check-time-interval": "0s",
+                "compact-check-time-enabled": False,
+                "compact-check-time-interval": "1m0s",
                 "auto-compaction-mode": cfg.auto_compaction_mode,
+                "auto-compaction-retention": retention,
+                "auto-compaction-interval": retention,
+                "discovery-url": "",
+                "discovery-proxy": "",
+                "downgrade-check-interval": "5s",
             }
         ),
     )
