@@ -75,6 +75,14 @@ async def _announce_ready(server: EtcdServer, listeners: Sequence[tuple[str, str
         log.info(msg, extra=logutil.fields(traffic=traffic, address=_address(url)))
 
 
+def _member_initialized(wal_dir: str) -> bool:
+    """Whether the WAL has files; a damaged data dir is the server's to report, not this line's."""
+    try:
+        return wal_files.exists(wal_dir)
+    except OSError:
+        return False
+
+
 def _log_start(cfg: ServerConfig) -> None:
     """etcd's "starting an etcd server" line (embed.print), with the settings pyetcd has."""
     election = cfg.election_ticks * cfg.heartbeat_interval / 1000
@@ -96,7 +104,7 @@ def _log_start(cfg: ServerConfig) -> None:
                 "go-arch": arch,
                 "max-cpu-set": len(os.sched_getaffinity(0)),
                 "max-cpu-available": os.cpu_count() or 1,
-                "member-initialized": wal_files.exists(wal_dir),
+                "member-initialized": _member_initialized(wal_dir),
                 "name": cfg.name,
                 "data-dir": cfg.data_dir,
                 "wal-dir": cfg.wal_dir,
