@@ -32,6 +32,8 @@ INSECURE = "serving client traffic insecurely; this is strongly discouraged!"
 PUBLISHED = "published local member to cluster through raft"
 # Lines both etcd 3.4 and pyetcd (as etcd 3.5) print over a start and a SIGTERM.
 LIFECYCLE = (
+    "configuring peer listeners",
+    "configuring client listeners",
     "starting an etcd server",
     "now serving peer/client/metrics",
     "serving peer traffic",

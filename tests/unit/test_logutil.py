@@ -264,6 +264,15 @@ def test_configure_fails_on_an_unopenable_file_before_changing_anything(
     assert logging.getLogger().handlers == before
 
 
+@pytest.mark.usefixtures("root_restored")
+def test_configure_writes_to_stdout_and_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    logutil.configure(["stderr", "stdout"], "info", "console")
+    logging.getLogger("pyetcd").info("both", extra=fields(n=1))
+    out, err = capsys.readouterr()
+    assert out.endswith('INFO pyetcd: both {"n": 1}\n') and out.count("\n") == 1
+    assert err == out
+
+
 def test_stderr_outputs() -> None:
     assert logutil.writes_to_stderr(["default"])
     assert logutil.writes_to_stderr(["/x", "stderr"])

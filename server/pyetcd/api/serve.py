@@ -187,6 +187,15 @@ class StartupError(Exception):
 
 
 async def serve(cfg: ServerConfig) -> None:
+    # etcd's first lines (embed.StartEtcd), before the listeners and the server.
+    log.info(
+        "configuring peer listeners",
+        extra=logutil.fields({"listen-peer-urls": _urls(cfg.listen_peer_urls)}),
+    )
+    log.info(
+        "configuring client listeners",
+        extra=logutil.fields({"listen-client-urls": _urls(cfg.listen_client_urls)}),
+    )
     try:
         # Before anything starts: a certificate problem stops the member with the file's name.
         cfg = with_self_certs(cfg)
