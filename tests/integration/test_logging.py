@@ -2,8 +2,9 @@
 
 A real pyetcd member writes its log with ``--logger zap --log-format json --log-outputs <file>``;
 every line must parse, with zap's keys first, and the lines scripts wait for must be there with
-etcd's fields. Upstream etcd 3.4 (Debian's, ``--logger zap``) is started the same way, and the
-lifecycle lines both print are compared key by key.
+etcd's fields. Upstream etcd is started the same way, Debian's 3.4 (``--logger zap``) and the
+3.5 build (``make etcd35``), and the lifecycle lines both print are compared key by key: with
+3.5 exactly, with 3.4 but for what 3.5 added.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 
 from tests.integration.cluster import Member, wait_for
-from tests.integration.conftest import MemberRegistry
+from tests.integration.conftest import MemberRegistry, start_or_fail
+from tools import etcd35
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +62,16 @@ def zap_lines(path: Path) -> list[Line]:
     return out
 
 
+def zap_shaped(line: Line) -> bool:
+    """zap's key order: level, ts, [logger,] caller, msg, then the fields."""
+    keys = list(line)
+    if "logger" in keys:
+        if keys.index("logger") != 2:
+            return False
+        keys.remove("logger")
+    return keys[:4] == ZAP_KEYS
+
+
 def the(lines: list[Line], msg: str) -> Line:
     found = [line for line in lines if line["msg"] == msg]
     assert found, f"no {msg!r} line among {[line['msg'] for line in lines]}"
@@ -98,7 +110,7 @@ def test_pyetcd_writes_zap_json_lines_with_etcd_s_lifecycle_lines(
 
     lines = zap_lines(log)
     for line in lines:
-        assert list(line)[:4] == ZAP_KEYS, line
+        assert zap_shaped(line), line
         assert line["level"] in LEVELS, line
         assert TS_35.match(line["ts"]), line
         assert CALLER.match(line["caller"]), line
@@ -151,35 +163,75 @@ def test_a_log_file_that_cannot_be_opened_stops_the_start(tmp_path: Path) -> Non
     assert f"pyetcd: --log-outputs: cannot open {tmp_path}/no/x.log" in text
 
 
-def test_lifecycle_lines_have_upstream_etcd_s_keys(members: MemberRegistry, tmp_path: Path) -> None:
-    runs: dict[str, list[Line]] = {}
-    for flavour in ("etcd", "pyetcd"):
-        log = tmp_path / f"{flavour}.log"
-        member = zap_member(members, flavour, log)  # pyetcd: JSON is the default format
-        wait_for(f"{flavour}'s ready line", ready_in(log), 10, member)
-        member.stop()
-        runs[flavour] = zap_lines(log)
-    etcd, ours = runs["etcd"], runs["pyetcd"]
-    for line in etcd:
-        assert list(line)[:4] == ZAP_KEYS, line
-        assert TS_34.match(line["ts"]), line
+class BuiltEtcd(Member):
+    """Upstream etcd from the 3.5 build (``make etcd35``) instead of Debian's 3.4."""
+
+    binary: Path | None = None
+
+    def command(self) -> list[str]:
+        argv = super().command()
+        if self.binary is not None:
+            argv[0] = str(self.binary)
+        return argv
+
+
+def upstream_member(members: MemberRegistry, version: str, log: Path) -> Member:
+    flags = ["--logger=zap", f"--log-outputs={log}"]
+    member = BuiltEtcd("etcd", members.base / f"etcd-{version}", extra_flags=flags)
+    if version == "3.5":
+        member.binary = etcd35.cached_binary()
+        if member.binary is None:
+            pytest.fail(
+                f"etcd {etcd35.ETCD35_VERSION} is not built in {etcd35.cache_dir()}; {etcd35.HINT}",
+                pytrace=False,
+            )
+    members.created.append(member)
+    start_or_fail(member)
+    return member
+
+
+# What etcd 3.4 does not have of etcd 3.5's lines (pyetcd writes 3.5's).
+NEW_IN_35_LINES = {
+    "ready to serve client requests",
+    "Running: ",
+    "Running http and grpc server on single port. This is not recommended for production.",
+}
+NEW_IN_35_KEYS = {
+    INSECURE: {"traffic"},
+    "starting an etcd server": {
+        "compact-check-time-enabled",
+        "compact-check-time-interval",
+        "downgrade-check-interval",
+    },
+}
+
+
+@pytest.mark.parametrize("version", ["3.4", "3.5"])
+def test_lifecycle_lines_have_upstream_etcd_s_keys(
+    members: MemberRegistry, tmp_path: Path, version: str
+) -> None:
+    etcd_log, our_log = tmp_path / "etcd.log", tmp_path / "pyetcd.log"
+    upstream = upstream_member(members, version, etcd_log)
+    wait_for("etcd's serving line", ready_in(etcd_log), 10, upstream)
+    upstream.stop()
+    ours_member = zap_member(members, "pyetcd", our_log)  # JSON is pyetcd's default format
+    wait_for("pyetcd's serving line", ready_in(our_log), 10, ours_member)
+    ours_member.stop()
+    etcd, ours = zap_lines(etcd_log), zap_lines(our_log)
+    for line in (*etcd, *ours):
+        assert zap_shaped(line), line
     for line in ours:
-        assert list(line)[:4] == ZAP_KEYS, line
-    for msg in LIFECYCLE:
+        assert TS_35.match(line["ts"]), line
+    for line in etcd:
+        assert (TS_35 if version == "3.5" else TS_34).match(line["ts"]), line
+
+    lifecycle = list(LIFECYCLE)
+    if version == "3.5":
+        lifecycle += sorted(NEW_IN_35_LINES)
+    for msg in lifecycle:
         theirs, mine = set(the(etcd, msg)), set(the(ours, msg))
-        if msg == PUBLISHED:
-            # 3.4 publishes through the v2 store (request-path); 3.5 through raft (publishV3).
-            theirs.discard("request-path")
-        if msg == INSECURE:
-            # 3.5 names the kind of traffic the listener serves.
-            theirs.add("traffic")
-        if msg == "starting an etcd server":
-            # etcd 3.5 adds the hash check and downgrade settings.
-            theirs |= {
-                "compact-check-time-enabled",
-                "compact-check-time-interval",
-                "downgrade-check-interval",
-            }
+        if version == "3.4":
+            theirs |= NEW_IN_35_KEYS.get(msg, set())
         assert mine == theirs, f"{msg}: only etcd {theirs - mine}, only pyetcd {mine - theirs}"
     # Same values where they do not depend on the implementation.
     for msg, key in (
@@ -188,9 +240,20 @@ def test_lifecycle_lines_have_upstream_etcd_s_keys(members: MemberRegistry, tmp_
         ("starting an etcd server", "election-timeout"),
         ("starting an etcd server", "heartbeat-interval"),
         ("starting an etcd server", "cors"),
+        ("starting an etcd server", "host-whitelist"),
         ("starting an etcd server", "auto-compaction-retention"),
     ):
         assert the(ours, msg)[key] == the(etcd, msg)[key], (msg, key)
     shape = re.compile(r"^\{Name:default ClientURLs:\[http://127\.0\.0\.1:\d+\]\}$")
     for lines in (etcd, ours):
-        assert shape.match(the(lines, PUBLISHED)["local-member-attributes"])
+        published = the(lines, PUBLISHED)
+        assert shape.match(published["local-member-attributes"])
+        member_id = published["local-member-id"]
+        assert published["request-path"] == f"/0/members/{member_id}/attributes"
+        # Raft's lines come from a logger named "raft" (etcd 3.5) or no name (3.4).
+        elected = next(line for line in lines if "elected leader" in line["msg"])
+        assert elected["msg"].startswith(f"raft.node: {member_id} elected leader {member_id}")
+    if version == "3.5":
+        for lines in (etcd, ours):
+            elected = next(line for line in lines if "elected leader" in line["msg"])
+            assert elected["logger"] == "raft"

@@ -187,6 +187,11 @@ class StartupError(Exception):
 
 
 async def serve(cfg: ServerConfig) -> None:
+    if not cfg.listen_client_http_urls:
+        # embed.Config.Validate's warning.
+        log.warning(
+            "Running http and grpc server on single port. This is not recommended for production."
+        )
     # etcd's first lines (embed.StartEtcd), before the listeners and the server.
     log.info(
         "configuring peer listeners",
@@ -366,6 +371,7 @@ def run(cfg: ServerConfig) -> None:
         # zap's Build fails the same way: the member does not start without its log.
         print(f"pyetcd: --log-outputs: cannot open {exc.filename}: {exc.strerror}", file=sys.stderr)
         raise SystemExit(1) from None
+    log.info("Running: ", extra=logutil.fields(args=list(sys.argv)))
     try:
         uvloop.run(serve(cfg))
     except StartupError as exc:

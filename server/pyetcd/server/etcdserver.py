@@ -86,6 +86,8 @@ from pyetcd.transport import (
 )
 
 log = logging.getLogger(__name__)
+# Raft's own lines, as etcd's raft logger (a zap logger named "raft") writes them.
+raft_log = logging.getLogger("raft")
 
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 NOSPACE = rpc_pb2.NOSPACE
@@ -473,6 +475,8 @@ class EtcdServer:
                         {
                             "local-member-id": f"{self.member_id:x}",
                             "local-member-attributes": self._attributes_text(),
+                            # etcd 3.5 still publishes through the v2 store path (publish).
+                            "request-path": f"/0/members/{self.member_id:x}/attributes",
                             "cluster-id": f"{self.cluster_id:x}",
                             "publish-timeout": logutil.go_duration(self._request_timeout()),
                         }
@@ -581,14 +585,14 @@ class EtcdServer:
         if soft.lead != self.lead:
             if soft.lead != NONE:
                 self.metrics.leader_changes.inc()
-                log.info(
+                raft_log.info(
                     "raft.node: %x elected leader %x at term %d",
                     self.member_id,
                     soft.lead,
                     self.term,
                 )
             else:
-                log.info(
+                raft_log.info(
                     "raft.node: %x lost leader %x at term %d", self.member_id, self.lead, self.term
                 )
         self.lead = soft.lead
