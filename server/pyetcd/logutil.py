@@ -13,6 +13,8 @@ lines etcd 3.5 writes with ``--logger zap``, and point the root logger at ``--lo
 * ``console``: pyetcd's human-readable lines (``2026-12-07 02:30:00,123 INFO pyetcd: msg``),
   with the fields appended as one JSON object, as zap's console encoder appends them.
 
+Both formats go through zap's sampler as etcd sets it up (:class:`Sampler`).
+
 Call sites attach fields with ``log.info("msg", extra=fields({"address": ...}))``. This module
 does no I/O until :func:`configure` opens the outputs.
 """
@@ -24,8 +26,9 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Literal
@@ -37,6 +40,7 @@ __all__ = [
     "JOURNAL_OUTPUT",
     "ConsoleFormatter",
     "LogFormat",
+    "Sampler",
     "ZapJSONFormatter",
     "configure",
     "fields",
@@ -208,6 +212,44 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+class Sampler(logging.Filter):
+    """zap's sampler as etcd configures it (``Sampling{Initial: 100, Thereafter: 100}``): per
+    level and message, in each one-second tick, the first 100 records pass, then every 100th.
+
+    A flood of one line (a peer refusing connections, a client retrying) stays readable and
+    cheap, as in etcd. pyetcd's panics (CRITICAL) and fatal lines always pass.
+    """
+
+    def __init__(
+        self,
+        initial: int = 100,
+        thereafter: int = 100,
+        tick: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.initial = initial
+        self.thereafter = thereafter
+        self.tick = tick
+        self.clock = clock
+        self._window = -1
+        self._counts: dict[tuple[int, str], int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.CRITICAL:
+            return True
+        window = int(self.clock() // self.tick)
+        key = (record.levelno, record.getMessage())
+        with self._lock:
+            if window != self._window:
+                self._window = window
+                self._counts.clear()
+            n = self._counts.get(key, 0) + 1
+            self._counts[key] = n
+        return n <= self.initial or (n - self.initial) % self.thereafter == 0
+
+
 def _open(output: str) -> logging.Handler:
     if output in (DEFAULT_OUTPUT, "stderr"):
         return logging.StreamHandler(sys.stderr)
@@ -242,6 +284,8 @@ def configure(outputs: Sequence[str], level: str, log_format: LogFormat) -> None
         old.close()
     for handler in handlers:
         handler.setFormatter(formatter)
+        # One sampler per handler: a handler's filter sees each record once.
+        handler.addFilter(Sampler())
         root.addHandler(handler)
     root.setLevel(python_level(level))
     logging.captureWarnings(True)

@@ -179,6 +179,25 @@ def test_short_caller_is_the_directory_and_file() -> None:
     assert logutil.short_caller("serve.py", 3) == "serve.py:3"
 
 
+def test_the_sampler_passes_the_first_100_then_every_100th_per_message_and_second() -> None:
+    now = [10.0]
+    sampler = logutil.Sampler(clock=lambda: now[0])
+    passed = [sampler.filter(record("flood")) for _ in range(450)]
+    assert passed[:100] == [True] * 100
+    assert [i + 1 for i, ok in enumerate(passed) if ok][100:] == [200, 300, 400]
+    # Another message, or the same at another level, has its own count.
+    assert sampler.filter(record("other"))
+    assert sampler.filter(record("flood", level=logging.WARNING))
+    # Arguments make the message: zap samples the final text.
+    assert sampler.filter(record("n=%d", 1))
+    # A panic always passes.
+    assert sampler.filter(record("flood", level=logging.CRITICAL))
+    # The next second starts again.
+    now[0] = 11.0
+    assert all(sampler.filter(record("flood")) for _ in range(100))
+    assert not sampler.filter(record("flood"))
+
+
 # -- configure: the root logger and its outputs ------------------------------------------------
 
 
@@ -218,7 +237,12 @@ def test_configure_writes_every_logger_s_records_to_each_file_from_the_level(
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn("careful", DeprecationWarning, stacklevel=1)
+    for _ in range(250):
+        logging.getLogger("pyetcd").warning("flooding")
     got = lines(b)
+    # Sampled (zap's 100 a second, then every 100th): even split across two seconds, at most
+    # 200 of 250 pass.
+    assert 100 <= sum(g["msg"] == "flooding" for g in got) <= 200
     assert [(g["level"], g["msg"]) for g in got[:2]] == [
         ("warn", "kept"),
         ("error", "from a library"),
