@@ -478,7 +478,8 @@ FLAGS: tuple[Flag, ...] = (
         "log-outputs",
         "default",
         "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, "
-        "or list of comma separated output targets.",
+        "or list of comma separated output targets. [pyetcd: 'systemd/journal' is refused; "
+        "under systemd, stderr reaches the journal]",
         group=_L,
     ),
     _f(
