@@ -27,6 +27,7 @@ from pyetcd.server.config import (
     FlagError,
     FlagSet,
     HelpRequested,
+    LogFormat,
     LogLevel,
     MetricsLevel,
     ServerConfig,
@@ -90,6 +91,11 @@ def _one_of(*choices: str) -> Callable[[str], object]:
         return value
 
     return parse
+
+
+def _unique_strings(value: str) -> tuple[str, ...]:
+    """etcd's ``flags.UniqueStringsValue``: comma-separated, duplicates dropped, sorted."""
+    return tuple(sorted(set(value.split(","))))
 
 
 def _initial_cluster(value: str) -> object:
@@ -465,18 +471,24 @@ FLAGS: tuple[Flag, ...] = (
     _f(
         "logger",
         "zap",
-        "Specify 'zap' for structured logging or 'capnslog'.",
-        _one_of("zap", "capnslog"),
-        _L,
-        unsupported="logs are Python's logging lines",
+        "Currently only supports 'zap' for structured logging.",
+        group=_L,
     ),
     _f(
         "log-outputs",
         "default",
         "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, "
-        "or list of comma separated output targets.",
+        "or list of comma separated output targets. [pyetcd: 'systemd/journal' is refused; "
+        "under systemd, stderr reaches the journal]",
         group=_L,
-        unsupported="logs go to stderr",
+    ),
+    _f(
+        "log-format",
+        "json",
+        "Configures log format. Only supports json, console. Default is 'json'. [pyetcd: as "
+        "etcd 3.6 has it (etcd 3.5 writes json only); console is pyetcd's human-readable "
+        "lines]",
+        group=_L,
     ),
     _f(
         "log-level",
@@ -490,6 +502,22 @@ FLAGS: tuple[Flag, ...] = (
         "false",
         "Enable debug-level logging for etcd. Use '--log-level=debug' instead.",
         _L,
+    ),
+    _b(
+        "enable-log-rotation",
+        "false",
+        "Enable log rotation of a single log-outputs file target.",
+        _L,
+        unsupported="no log rotation; rotate the file outside (logrotate's copytruncate)",
+    ),
+    _f(
+        "log-rotation-config-json",
+        '{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}',
+        "Configures log rotation if enabled with a JSON logger config. Default: "
+        "MaxSize=100(MB), MaxAge=0(days,no limit), MaxBackups=0(no limit), "
+        "LocalTime=false(UTC), Compress=false(gzip)",
+        group=_L,
+        unsupported="no log rotation",
     ),
     # Experimental
     _b(
@@ -743,6 +771,9 @@ def parse_args(
                 c for c in cast(str, v["cipher-suites"]).split(",") if c.strip() != ""
             ),
         ),
+        logger=cast(str, v["logger"]),
+        log_outputs=_unique_strings(cast(str, v["log-outputs"])),
+        log_format=cast(LogFormat, v["log-format"]),
         log_level=cast(LogLevel, log_level),
         metrics=cast(MetricsLevel, v["metrics"]),
     )

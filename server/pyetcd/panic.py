@@ -49,6 +49,15 @@ def _exit(code: int) -> NoReturn:
 exit_process: Callable[[int], NoReturn] = _exit
 
 
+def _logs_to_stderr() -> bool:
+    return any(
+        isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
+        and handler.stream is sys.stderr
+        for handler in logging.getLogger().handlers
+    )
+
+
 def panic(message: str) -> NoReturn:
     """Log ``panic: <message>`` and end the process with status 2 (no graceful shutdown).
 
@@ -60,9 +69,10 @@ def panic(message: str) -> NoReturn:
         # A broken log handler must not keep the member alive.
         with contextlib.suppress(Exception):
             handler.flush()
-    if not logging.getLogger().handlers:
-        # Logging not configured yet (a panic during start-up): the message must still reach
-        # stderr, and so the container's termination log.
+    if not _logs_to_stderr():
+        # Logging not configured yet (a panic during start-up), or --log-outputs sends the log
+        # elsewhere: the message must still reach stderr, and so the container's termination
+        # log, as Go's panic always writes it there.
         try:
             sys.stderr.write(f"panic: {message}\n")
             sys.stderr.flush()

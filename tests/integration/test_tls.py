@@ -10,6 +10,7 @@ certificate for 127.0.0.1 per member, and a client certificate for etcdctl.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import ssl
 import subprocess
@@ -119,22 +120,31 @@ def test_etcdctl_over_tls_with_a_client_certificate(
 
 
 def test_pyetcd_logs_etcd_s_lifecycle_lines(pki: Pki, tmp_path: Path) -> None:
-    """The lines scripts wait for, in etcd's (zap) wording, once the member is published."""
+    """The lines scripts wait for, in etcd's (zap) wording and fields, once it is published."""
     member = tls_member("pyetcd", tmp_path / "pyetcd", pki)
     try:
         start_or_fail(member)
         wanted = (
             "published local member to cluster through raft",
             "ready to serve client requests",
-            f"serving client traffic securely: address 127.0.0.1:{member.client_port}",
+            "serving client traffic securely",
         )
 
-        def logged() -> str | None:
-            text = member.log_path.read_text()
-            return text if all(w in text for w in wanted) else None
+        def logged() -> list[dict[str, object]] | None:
+            lines = [
+                json.loads(text)
+                for text in member.log_path.read_text().splitlines()
+                if text.startswith("{")
+            ]
+            msgs = [line["msg"] for line in lines]
+            return lines if all(w in msgs for w in wanted) else None
 
-        log = wait_for("etcd's lifecycle lines in the log", logged, 10, member)
-        assert log.index(wanted[0]) < log.index(wanted[1]) < log.index(wanted[2])
+        lines = wait_for("etcd's lifecycle lines in the log", logged, 10, member)
+        msgs = [line["msg"] for line in lines]
+        assert msgs.index(wanted[0]) < msgs.index(wanted[1]) < msgs.index(wanted[2])
+        secure = lines[msgs.index(wanted[2])]
+        assert secure["address"] == f"127.0.0.1:{member.client_port}"
+        assert secure["traffic"] == "grpc+http"
     finally:
         member.stop()
 

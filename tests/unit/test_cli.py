@@ -263,7 +263,18 @@ def test_listen_client_urls_alone_requires_advertise() -> None:
             r"freelist-type is not supported by pyetcd \(the backend has the map",
         ),
         (("--enable-pprof",), "--enable-pprof is not supported by pyetcd"),
-        (("--logger=capnslog",), "--logger is not supported by pyetcd"),
+        # etcd 3.5's setupLogging, word for word.
+        (("--logger=capnslog",), "^--logger=capnslog is removed in v3.5$"),
+        (("--logger=glog",), '^unknown logger option "glog"$'),
+        (
+            ("--log-outputs=default,/var/log/etcd.log",),
+            '^multi logoutput for "default" is not supported yet$',
+        ),
+        (("--log-outputs=systemd/journal",), "systemd/journal is not supported by pyetcd"),
+        (("--log-outputs=stderr,",), "empty output target"),
+        (("--log-format=text",), "^unknown log format: text, supported values json, console$"),
+        (("--log-level=trace",), 'invalid value "trace" for flag -log-level'),
+        (("--enable-log-rotation",), "--enable-log-rotation is not supported by pyetcd"),
         (("--experimental-initial-corrupt-check",), "no corruption check is implemented"),
         (("--bcrypt-cost=3",), "--bcrypt-cost 3"),
     ],
@@ -341,6 +352,23 @@ def test_main_hands_the_config_to_the_server(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(pyetcd.api.serve, "run", seen.append)
     cli.main([*ONE, "--snapshot-count=3"], {})
     assert [c.snapshot_count for c in seen] == [3]
+
+
+def test_logging_flags_reach_the_configuration_as_etcd_reads_them() -> None:
+    c = parse()
+    assert (c.logger, c.log_outputs, c.log_format, c.log_level) == (
+        "zap",
+        ("default",),
+        "json",
+        "info",
+    )
+    # etcd's UniqueStringsValue: duplicates dropped, sorted.
+    c = parse("--log-outputs=/tmp/b.log,stdout,/tmp/a.log,stdout", "--log-format=console")
+    assert c.log_outputs == ("/tmp/a.log", "/tmp/b.log", "stdout")
+    assert c.log_format == "console"
+    c = parse(env={"ETCD_LOG_OUTPUTS": "stderr", "ETCD_LOG_FORMAT": "json"})
+    assert (c.log_outputs, c.log_format) == (("stderr",), "json")
+    assert parse("--debug").log_level == "debug"
 
 
 def test_unsupported_flags_at_their_default_are_accepted() -> None:

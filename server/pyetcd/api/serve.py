@@ -7,6 +7,7 @@ import dataclasses
 import io
 import logging
 import os
+import platform
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import grpc
 import uvloop
 
+from pyetcd import __version__, logutil
 from pyetcd.api import auth, cluster, guard, kv, lease, maintenance, watch
 from pyetcd.api.cmux import ClientMux
 from pyetcd.api.gateway import Gateway
@@ -29,6 +31,7 @@ from pyetcd.server.storage import StorageError
 from pyetcd.snap.snapshotter import SnapError
 from pyetcd.transport.selfcert import resolve_auto_tls
 from pyetcd.transport.tls import CLIENT_ALPN, ServerTLS, TLSConfigError
+from pyetcd.wal import files as wal_files
 from pyetcd.wal.errors import WALError
 
 log = logging.getLogger("pyetcd")
@@ -40,20 +43,110 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or 2379
 
 
-async def _announce_ready(server: EtcdServer, urls: Sequence[str]) -> None:
-    """etcd's lines once the member is published: tools and scripts wait for them."""
+def _address(url: str) -> str:
+    """A listener's address as Go's ``net.Listener.Addr().String()`` shows it."""
+    host, port = _host_port(url)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _urls(urls: Sequence[str]) -> list[str]:
+    return [str(u) for u in urls]
+
+
+def _client_listeners(cfg: ServerConfig) -> list[tuple[str, str]]:
+    """(URL, traffic) of each client listener, etcd's ``serveCtx``: gRPC and HTTP share the
+    client URLs unless --listen-client-http-urls takes the HTTP side."""
+    split = bool(cfg.listen_client_http_urls)
+    return [(str(u), "grpc" if split else "grpc+http") for u in cfg.listen_client_urls] + [
+        (str(u), "http") for u in cfg.listen_client_http_urls
+    ]
+
+
+async def _announce_ready(server: EtcdServer, listeners: Sequence[tuple[str, str]]) -> None:
+    """etcd's lines once the member is published (embed/serve.go), one pair per client
+    listener: tools and scripts wait for them."""
     await server.published.wait()
-    log.info("ready to serve client requests")
-    for url in urls:
-        host, port = _host_port(url)
+    for url, traffic in listeners:
+        log.info("ready to serve client requests")
         if url.startswith("https:"):
-            log.info("serving client traffic securely: address %s:%d", host, port)
+            msg = "serving client traffic securely"
         else:
-            log.info(
-                "serving client traffic insecurely; this is strongly discouraged!: address %s:%d",
-                host,
-                port,
-            )
+            msg = "serving client traffic insecurely; this is strongly discouraged!"
+        log.info(msg, extra=logutil.fields(traffic=traffic, address=_address(url)))
+
+
+def _member_initialized(wal_dir: str) -> bool:
+    """Whether the WAL has files; a damaged data dir is the server's to report, not this line's."""
+    try:
+        return wal_files.exists(wal_dir)
+    except OSError:
+        return False
+
+
+def _log_start(cfg: ServerConfig) -> None:
+    """etcd's "starting an etcd server" line (embed.print), with the settings pyetcd has."""
+    election = cfg.election_ticks * cfg.heartbeat_interval / 1000
+    wal_dir = cfg.effective_wal_dir
+    # etcd holds a revision retention as a Duration of that many nanoseconds.
+    if cfg.auto_compaction_mode == "revision":
+        retention = logutil.go_duration(cfg.compaction_retention_revisions / 1e9)
+    else:
+        retention = logutil.go_duration(cfg.compaction_retention_seconds)
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    log.info(
+        "starting an etcd server",
+        extra=logutil.fields(
+            {
+                "etcd-version": __version__,
+                "git-sha": "pyetcd",
+                "go-version": f"{platform.python_implementation()} {platform.python_version()}",
+                "go-os": platform.system().lower(),
+                "go-arch": arch,
+                "max-cpu-set": len(os.sched_getaffinity(0)),
+                "max-cpu-available": os.cpu_count() or 1,
+                "member-initialized": _member_initialized(wal_dir),
+                "name": cfg.name,
+                "data-dir": cfg.data_dir,
+                "wal-dir": cfg.wal_dir,
+                "wal-dir-dedicated": cfg.wal_dir,
+                "member-dir": cfg.member_dir,
+                "force-new-cluster": cfg.force_new_cluster,
+                "heartbeat-interval": logutil.go_duration(cfg.heartbeat_seconds),
+                "election-timeout": logutil.go_duration(election),
+                "initial-election-tick-advance": cfg.initial_election_tick_advance,
+                "snapshot-count": cfg.snapshot_count,
+                "max-wals": cfg.max_wals,
+                "max-snapshots": cfg.max_snapshots,
+                "snapshot-catchup-entries": cfg.snapshot_catchup_entries,
+                "initial-advertise-peer-urls": _urls(cfg.initial_advertise_peer_urls),
+                "listen-peer-urls": _urls(cfg.listen_peer_urls),
+                "advertise-client-urls": _urls(cfg.advertise_client_urls),
+                "listen-client-urls": _urls(cfg.listen_client_urls),
+                "listen-metrics-urls": _urls(cfg.listen_metrics_urls),
+                # pyetcd refuses --cors and --host-whitelist unless left at "*".
+                "cors": ["*"],
+                "host-whitelist": ["*"],
+                "initial-cluster": cfg.initial_cluster_text,
+                "initial-cluster-state": cfg.initial_cluster_state,
+                "initial-cluster-token": cfg.initial_cluster_token,
+                "quota-backend-bytes": cfg.quota_backend_bytes,
+                "max-request-bytes": cfg.max_request_bytes,
+                "max-concurrent-streams": cfg.max_concurrent_streams,
+                "pre-vote": cfg.pre_vote,
+                # Corruption checks and discovery are refused unless left at their defaults.
+                "initial-corrupt-check": False,
+                "corrupt-check-time-interval": "0s",
+                "compact-check-time-enabled": False,
+                "compact-check-time-interval": "1m0s",
+                "auto-compaction-mode": cfg.auto_compaction_mode,
+                "auto-compaction-retention": retention,
+                "auto-compaction-interval": retention,
+                "discovery-url": "",
+                "discovery-proxy": "",
+                "downgrade-check-interval": "5s",
+            }
+        ),
+    )
 
 
 def with_self_certs(cfg: ServerConfig) -> ServerConfig:
@@ -94,6 +187,20 @@ class StartupError(Exception):
 
 
 async def serve(cfg: ServerConfig) -> None:
+    if not cfg.listen_client_http_urls:
+        # embed.Config.Validate's warning.
+        log.warning(
+            "Running http and grpc server on single port. This is not recommended for production."
+        )
+    # etcd's first lines (embed.StartEtcd), before the listeners and the server.
+    log.info(
+        "configuring peer listeners",
+        extra=logutil.fields({"listen-peer-urls": _urls(cfg.listen_peer_urls)}),
+    )
+    log.info(
+        "configuring client listeners",
+        extra=logutil.fields({"listen-client-urls": _urls(cfg.listen_client_urls)}),
+    )
     try:
         # Before anything starts: a certificate problem stops the member with the file's name.
         cfg = with_self_certs(cfg)
@@ -101,6 +208,7 @@ async def serve(cfg: ServerConfig) -> None:
         client_tls = _client_tls(cfg, urls)
     except TLSConfigError as exc:
         raise StartupError(str(exc)) from None
+    _log_start(cfg)
     try:
         server = EtcdServer(cfg)
     except (
@@ -119,6 +227,8 @@ async def serve(cfg: ServerConfig) -> None:
         raise StartupError(
             f"cannot listen on {', '.join(cfg.listen_peer_urls)}: {exc.strerror or exc}"
         ) from None
+    for url in cfg.listen_peer_urls:
+        log.info("serving peer traffic", extra=logutil.fields(address=_address(url)))
     monitor = guard.leader_monitor(server)
     services = Services(server.metrics, guard=guard.for_server(server), monitor=monitor)
     identity = Identity(server)
@@ -173,19 +283,28 @@ async def serve(cfg: ServerConfig) -> None:
         await grpc_server.stop(0)
         await server.stop()
         raise StartupError(f"cannot listen on {current}: {exc.strerror or exc}") from None
+    for url in cfg.listen_metrics_urls:
+        log.info("serving metrics", extra=logutil.fields(address=str(url)))
     log.info(
-        "pyetcd member %x of cluster %x serving clients on %s",
-        server.member_id,
-        server.cluster_id,
-        ", ".join(cfg.listen_client_urls),
+        "now serving peer/client/metrics",
+        extra=logutil.fields(
+            {
+                "local-member-id": f"{server.member_id:x}",
+                "initial-advertise-peer-urls": _urls(cfg.initial_advertise_peer_urls),
+                "listen-peer-urls": _urls(cfg.listen_peer_urls),
+                "advertise-client-urls": _urls(cfg.advertise_client_urls),
+                "listen-client-urls": _urls(cfg.listen_client_urls),
+                "listen-metrics-urls": _urls(cfg.listen_metrics_urls),
+            }
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     monitoring = loop.create_task(monitor.run(), name="leader monitor")
-    served = list(dict.fromkeys((*cfg.listen_client_urls, *mux_urls)))
-    announcing = loop.create_task(_announce_ready(server, served), name="ready")
+    announcing = loop.create_task(_announce_ready(server, _client_listeners(cfg)), name="ready")
+    received: list[signal.Signals] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_signal, sig, received, stop)
     # What a stuck member is waiting on, without a debugger: kill -USR1 <pid>.
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     assert server.exit_event is not None
@@ -199,15 +318,37 @@ async def serve(cfg: ServerConfig) -> None:
         # etcd stops a member that was removed from the cluster, or whose Raft loop broke.
         log.warning("%s; shutting down", server.exit_reason)
     else:
-        log.info("received a stop signal; shutting down")
+        # etcd's osutil.HandleInterrupts line.
+        sig = received[0] if received else signal.SIGTERM
+        log.info("received signal; shutting down", extra=logutil.fields(signal=_go_name(sig)))
+    closing = logutil.fields(
+        {
+            "name": cfg.name,
+            "data-dir": cfg.data_dir,
+            "advertise-peer-urls": _urls(cfg.initial_advertise_peer_urls),
+            "advertise-client-urls": _urls(cfg.advertise_client_urls),
+        }
+    )
+    log.info("closing etcd server", extra=closing)
     monitoring.cancel()
     announcing.cancel()
     mux.close()
     await gateway.close()
     await grpc_server.stop(1.0)
     await server.stop()
+    log.info("closed etcd server", extra=closing)
     if failed and server.exit_code:
         raise SystemExit(server.exit_code)
+
+
+def _go_name(sig: signal.Signals) -> str:
+    """Go's ``syscall.Signal.String()``: ``terminated``, ``interrupt``."""
+    return {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}.get(sig, sig.name)
+
+
+def _on_signal(sig: signal.Signals, received: list[signal.Signals], stop: asyncio.Event) -> None:
+    received.append(sig)
+    stop.set()
 
 
 def dump_tasks() -> None:
@@ -223,14 +364,20 @@ def dump_tasks() -> None:
 
 
 def run(cfg: ServerConfig) -> None:
-    logging.basicConfig(
-        level=getattr(logging, cfg.log_level.upper(), logging.INFO)
-        if cfg.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
-        else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Set up logging as --logger/--log-outputs/--log-format/--log-level say, then serve."""
+    try:
+        logutil.configure(cfg.log_outputs, cfg.log_level, cfg.log_format)
+    except OSError as exc:
+        # zap's Build fails the same way: the member does not start without its log.
+        print(f"pyetcd: --log-outputs: cannot open {exc.filename}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(1) from None
+    log.info("Running: ", extra=logutil.fields(args=list(sys.argv)))
     try:
         uvloop.run(serve(cfg))
     except StartupError as exc:
+        if not logutil.writes_to_stderr(cfg.log_outputs):
+            # The log is elsewhere: it says why the member stopped too.
+            log.log(logutil.FATAL, "failed to start", extra=logutil.fields(error=str(exc)))
+        # The last line on stderr (a container's termination message) says why, as before.
         print(f"pyetcd: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from pyetcd.logutil import DEFAULT_OUTPUT, JOURNAL_OUTPUT, LogFormat
 from pyetcd.transport.tls import TLSConfigError, TLSInfo, TLSOptions
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "FlagError",
     "FlagSet",
     "HelpRequested",
+    "LogFormat",
     "LogLevel",
     "MetricsLevel",
     "ServerConfig",
@@ -556,6 +558,12 @@ class ServerConfig:
     self_signed_cert_validity: int = 1
     """Years of the --auto-tls / --peer-auto-tls certificates."""
 
+    logger: str = "zap"
+    """``--logger``: etcd 3.5 has only zap."""
+    log_outputs: tuple[str, ...] = (DEFAULT_OUTPUT,)
+    """``--log-outputs``: ``default`` (stderr), ``stderr``, ``stdout`` or file paths."""
+    log_format: LogFormat = "json"
+    """``--log-format``: zap's JSON lines (etcd's default) or pyetcd's console lines."""
     log_level: LogLevel = "info"
     metrics: MetricsLevel = "basic"
 
@@ -626,6 +634,7 @@ class ServerConfig:
 
     def validate(self) -> None:
         """etcd's checks (`embed.Config.Validate`, `VerifyBootstrap`/`VerifyJoinExisting`)."""
+        self._validate_logging()
         if self.name == "":
             raise ConfigError("--name must not be empty")
         if self.heartbeat_interval <= 0:
@@ -697,6 +706,29 @@ class ServerConfig:
         if self.experimental_watch_progress_notify_interval < 0:
             raise ConfigError("--experimental-watch-progress-notify-interval must not be negative")
         self._verify_cluster()
+
+    def _validate_logging(self) -> None:
+        """etcd's ``setupLogging`` checks, with its messages; first, as etcd's ``Validate``."""
+        if self.logger == "capnslog":
+            raise ConfigError("--logger=capnslog is removed in v3.5")
+        if self.logger != "zap":
+            raise ConfigError(f'unknown logger option "{self.logger}"')
+        outputs = self.log_outputs
+        if len(outputs) > 1 and DEFAULT_OUTPUT in outputs:
+            raise ConfigError(f'multi logoutput for "{DEFAULT_OUTPUT}" is not supported yet')
+        if JOURNAL_OUTPUT in outputs:
+            # etcd writes to journald's socket, else fails with "can't find journal".
+            raise ConfigError(
+                f"--log-outputs={JOURNAL_OUTPUT} is not supported by pyetcd (no journald "
+                "writer): use 'default', 'stderr', 'stdout' or a file path; under systemd, "
+                "stderr reaches the journal"
+            )
+        if "" in outputs:
+            raise ConfigError("--log-outputs: an empty output target is not a file path")
+        if self.log_format not in ("json", "console"):
+            raise ConfigError(
+                f"unknown log format: {self.log_format}, supported values json, console"
+            )
 
     def _verify_cluster(self) -> None:
         cluster = self.initial_cluster

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pyetcd import __version__, mvcc
+from pyetcd import __version__, logutil, mvcc
 from pyetcd.backend import contract
 from pyetcd.backend.bbolt import BoltBackend
 from pyetcd.fileutil import fsync_dir
@@ -85,6 +85,8 @@ from pyetcd.transport import (
 )
 
 log = logging.getLogger(__name__)
+# Raft's own lines, as etcd's raft logger (a zap logger named "raft") writes them.
+raft_log = logging.getLogger("raft")
 
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 NOSPACE = rpc_pb2.NOSPACE
@@ -455,6 +457,15 @@ class EtcdServer:
             except errors.EtcdError as exc:
                 log.warning("auto-compaction to %d failed: %s", target, exc)
 
+    def _attributes_text(self) -> str:
+        """etcd's ``fmt.Sprintf("%+v", s.attributes)``: ``{Name:m0 ClientURLs:[http://...]}``."""
+        urls = " ".join(str(u) for u in self.cfg.advertise_client_urls)
+        return f"{{Name:{self.cfg.name} ClientURLs:[{urls}]}}"
+
+    def _request_timeout(self) -> float:
+        """etcd's ``ReqTimeout``: 5 s plus two election timeouts (in whole ticks), seconds."""
+        return 5.0 + 2 * self.cfg.election_ticks * self.cfg.heartbeat_interval / 1000
+
     async def _publish(self) -> None:
         """Record this member's name and client URLs, and the cluster version, as etcd does
         after it starts (publish, then the leader's cluster-version decision); retried until it
@@ -464,17 +475,32 @@ class EtcdServer:
                 await self._publish_once()
                 # etcd's words: scripts and tools wait for this line (then "ready to serve").
                 log.info(
-                    "published local member to cluster through raft: local-member-id %x, "
-                    "cluster-id %x, name %s, client-urls %s",
-                    self.member_id,
-                    self.cluster_id,
-                    self.cfg.name,
-                    ",".join(str(u) for u in self.cfg.advertise_client_urls),
+                    "published local member to cluster through raft",
+                    extra=logutil.fields(
+                        {
+                            "local-member-id": f"{self.member_id:x}",
+                            "local-member-attributes": self._attributes_text(),
+                            # etcd 3.5 still publishes through the v2 store path (publish).
+                            "request-path": f"/0/members/{self.member_id:x}/attributes",
+                            "cluster-id": f"{self.cluster_id:x}",
+                            "publish-timeout": logutil.go_duration(self._request_timeout()),
+                        }
+                    ),
                 )
                 self.published.set()
                 return
             except errors.EtcdError as exc:
-                log.warning("failed to publish member attributes: %s; retrying", exc)
+                log.warning(
+                    "failed to publish local member to cluster through raft",
+                    extra=logutil.fields(
+                        {
+                            "local-member-id": f"{self.member_id:x}",
+                            "local-member-attributes": self._attributes_text(),
+                            "publish-timeout": logutil.go_duration(self._request_timeout()),
+                            "error": str(exc),
+                        }
+                    ),
+                )
                 await asyncio.sleep(0.5)
 
     async def _publish_once(self) -> None:
@@ -564,11 +590,16 @@ class EtcdServer:
         if soft.lead != self.lead:
             if soft.lead != NONE:
                 self.metrics.leader_changes.inc()
-                log.info(
-                    "raft: %x elected leader %x at term %d", self.member_id, soft.lead, self.term
+                raft_log.info(
+                    "raft.node: %x elected leader %x at term %d",
+                    self.member_id,
+                    soft.lead,
+                    self.term,
                 )
             else:
-                log.info("raft: %x lost leader at term %d", self.member_id, self.term)
+                raft_log.info(
+                    "raft.node: %x lost leader %x at term %d", self.member_id, self.lead, self.term
+                )
         self.lead = soft.lead
         self.raft_state = soft.raft_state
         is_leader = soft.raft_state == StateType.LEADER
@@ -833,14 +864,36 @@ class EtcdServer:
             self.members[node_id] = updated
             storage.save_member(self.backend, updated)
             log.info(
-                "added member %x %s (learner: %s)", node_id, updated.peer_urls, updated.is_learner
+                "added member",
+                extra=logutil.fields(
+                    {
+                        "cluster-id": f"{self.cluster_id:x}",
+                        "local-member-id": f"{self.member_id:x}",
+                        "added-peer-id": f"{node_id:x}",
+                        "added-peer-peer-urls": [str(u) for u in updated.peer_urls],
+                        "added-peer-is-learner": updated.is_learner,
+                    }
+                ),
             )
         elif kind == "remove":
-            self.members.pop(node_id, None)
+            gone = self.members.pop(node_id, None)
             self.removed.add(node_id)
             self.backend.delete(contract.MEMBERS, f"{node_id:x}".encode())
             self.backend.put(contract.MEMBERS_REMOVED, f"{node_id:x}".encode(), b"removed")
-            log.info("removed member %x", node_id)
+            log.info(
+                "removed member",
+                extra=logutil.fields(
+                    {
+                        "cluster-id": f"{self.cluster_id:x}",
+                        "local-member-id": f"{self.member_id:x}",
+                        "removed-remote-peer-id": f"{node_id:x}",
+                        "removed-remote-peer-urls": [str(u) for u in gone.peer_urls]
+                        if gone is not None
+                        else [],
+                        "removed-remote-peer-is-learner": gone is not None and gone.is_learner,
+                    }
+                ),
+            )
         elif kind == "update" and member is not None:
             current = self.members[node_id]
             updated = Member(
@@ -848,7 +901,17 @@ class EtcdServer:
             )
             self.members[node_id] = updated
             storage.save_member(self.backend, updated)
-            log.info("updated member %x peer URLs to %s", node_id, updated.peer_urls)
+            log.info(
+                "updated member",
+                extra=logutil.fields(
+                    {
+                        "cluster-id": f"{self.cluster_id:x}",
+                        "local-member-id": f"{self.member_id:x}",
+                        "updated-remote-peer-id": f"{node_id:x}",
+                        "updated-remote-peer-urls": [str(u) for u in updated.peer_urls],
+                    }
+                ),
+            )
 
     def _update_peers(self) -> None:
         peers = {i: urls for i, urls in self._remotes.items() if i not in self.removed}

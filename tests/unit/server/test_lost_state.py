@@ -3,6 +3,9 @@ isMemberBootstrapped test."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -37,6 +40,29 @@ def test_a_broken_invariant_panics_with_etcds_status(
     assert ended.value.code == 2
     assert "panic: tocommit(9) is out of range" in caplog.text
     assert "broken invariant in a heartbeat" in caplog.text
+
+
+def test_a_panic_reaches_stderr_when_the_log_goes_to_a_file(
+    exits: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    log_file = logging.FileHandler(tmp_path / "log")
+    try:
+        root.handlers = [log_file]
+        with pytest.raises(ExitedError):
+            panic_mod.panic("lost")
+        # Go writes its panic to stderr whatever the logger: the termination message has it.
+        assert capsys.readouterr().err == "panic: lost\n"
+        # Logged to stderr already: not twice.
+        root.handlers = [logging.StreamHandler(sys.stderr)]
+        with pytest.raises(ExitedError):
+            panic_mod.panic("lost")
+        assert capsys.readouterr().err == "panic: lost\n"
+    finally:
+        root.handlers = saved
+        log_file.close()
+    assert "panic: lost" in (tmp_path / "log").read_text()
 
 
 @pytest.mark.parametrize(
