@@ -14,7 +14,7 @@ import grpc
 import pytest
 from etcd_operator.members import add_member, observe, promote_member, remove_member
 from pyetcd.client import EtcdClient, EtcdClientError, normalize_endpoint
-from pyetcd.server.etcdserver import CLUSTER_VERSION
+from pyetcd.server.v3api import CLUSTER_VERSION
 
 from tests.integration.cluster import Member, free_port
 

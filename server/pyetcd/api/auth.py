@@ -15,7 +15,7 @@ from pyetcd.api.identity import Identity
 from pyetcd.api.kv import fill_header
 from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.v3api import AuthServer
 
 SERVICE = "etcdserverpb.Auth"
 
@@ -43,7 +43,7 @@ METHODS: dict[str, tuple[type[Message], str]] = {
 }
 
 
-def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+def register(services: Services, server: AuthServer, identity: Identity) -> None:
     def through_raft(kind: str) -> Any:
         async def handler(req: Message, ctx: Any) -> Message:
             resp: Message = await server.auth_request(kind, req, await identity.of(ctx))

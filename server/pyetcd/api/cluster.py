@@ -9,8 +9,8 @@ from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
 from pyetcd.server.config import ConfigError, parse_url
-from pyetcd.server.etcdserver import EtcdServer, member_pb
 from pyetcd.server.membership import Member
+from pyetcd.server.v3api import ClusterServer, member_pb
 
 SERVICE = "etcdserverpb.Cluster"
 
@@ -27,7 +27,7 @@ def _peer_urls(urls: list[str]) -> list[str]:
         raise errors.ErrMemberBadURLs from None
 
 
-def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+def register(services: Services, server: ClusterServer, identity: Identity) -> None:
     def members(listed: list[Member] | None = None) -> list[rpc_pb2.Member]:
         return [to_pb(m) for m in (listed if listed is not None else server.member_list())]
 

@@ -19,7 +19,7 @@ import grpc
 from pyetcd.api.rpc import Guard
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.v3api import GuardedMember
 
 SNAPSHOT = ("etcdserverpb.Maintenance", "Snapshot")
 
@@ -39,7 +39,7 @@ def requires_leader(context: grpc.aio.ServicerContext[Any, Any]) -> bool:
     return False
 
 
-def for_server(server: EtcdServer) -> Guard:
+def for_server(server: GuardedMember) -> Guard:
     def guard(
         service: str, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
@@ -97,5 +97,5 @@ class LeaderMonitor:
             self.tick()
 
 
-def leader_monitor(server: EtcdServer) -> LeaderMonitor:
+def leader_monitor(server: GuardedMember) -> LeaderMonitor:
     return LeaderMonitor(lambda: server.lead != 0, server.cfg.election_timeout_seconds)

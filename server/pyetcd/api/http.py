@@ -14,7 +14,7 @@ from pyetcd import __version__
 from pyetcd.api.gateway import Gateway
 from pyetcd.panic import panic_on_invariant
 from pyetcd.proto.etcdserverpb import rpc_pb2
-from pyetcd.server.etcdserver import CLUSTER_VERSION, EtcdServer
+from pyetcd.server.v3api import CLUSTER_VERSION, HealthSource
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -22,7 +22,7 @@ HEALTH_TIMEOUT = 1.0  # etcd gives the health probe's read one second
 
 
 class HttpEndpoints:
-    def __init__(self, server: EtcdServer, gateway: Gateway | None = None) -> None:
+    def __init__(self, server: HealthSource, gateway: Gateway | None = None) -> None:
         self.server = server
         self.gateway = gateway
 

@@ -17,7 +17,7 @@ import grpc
 
 from pyetcd.server import errors
 from pyetcd.server.auth.tokens import AuthInfo
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.v3api import AuthServer
 
 TOKEN_KEYS = ("token", "authorization")
 
@@ -37,7 +37,7 @@ class Identity:
     """Resolves the caller of a gRPC call to an :class:`AuthInfo` (None: no identity)."""
 
     def __init__(
-        self, server: EtcdServer, common_name: Callable[[str], str | None] = lambda _: None
+        self, server: AuthServer, common_name: Callable[[str], str | None] = lambda _: None
     ) -> None:
         self.server = server
         self.common_name = common_name

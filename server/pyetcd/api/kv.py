@@ -10,7 +10,7 @@ from pyetcd.api.rpc import Services, repeated_bytes_field
 from pyetcd.mvcc.events import encode_bytes_field, encode_varint
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import validate
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.v3api import KVServer, ServingMember
 
 SERVICE = "etcdserverpb.KV"
 
@@ -25,7 +25,7 @@ def encode_range_response(header: bytes, kvs: list[bytes], more: bool, count: in
     return out
 
 
-def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+def register(services: Services, server: KVServer, identity: Identity) -> None:
     async def range_(req: rpc_pb2.RangeRequest, ctx: Any) -> bytes:
         validate.check_range(req)
         rr = await server.range_linearizable(req, await identity.of(ctx))
@@ -65,10 +65,11 @@ def register(services: Services, server: EtcdServer, identity: Identity) -> None
     services.unary(SERVICE, "Compact", rpc_pb2.CompactionRequest, compact)
 
 
-def fill_header(server: EtcdServer, header: rpc_pb2.ResponseHeader) -> None:
-    """etcd fills cluster, member and term at the API layer; the revision comes from apply."""
+def fill_header(server: ServingMember, header: rpc_pb2.ResponseHeader) -> None:
+    """etcd fills cluster, member and term at the API layer; the revision comes from apply
+    (the current one when apply left none)."""
     header.cluster_id = server.cluster_id
     header.member_id = server.member_id
     header.raft_term = server.term
     if header.revision == 0:
-        header.revision = server.store.current_revision
+        header.revision = server.header().revision

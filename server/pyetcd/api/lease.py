@@ -11,12 +11,12 @@ from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.v3api import LeaseServer
 
 SERVICE = "etcdserverpb.Lease"
 
 
-def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+def register(services: Services, server: LeaseServer, identity: Identity) -> None:
     async def grant(req: rpc_pb2.LeaseGrantRequest, ctx: Any) -> rpc_pb2.LeaseGrantResponse:
         return await server.lease_grant(req, await identity.of(ctx))
 

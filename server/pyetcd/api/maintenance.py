@@ -11,14 +11,14 @@ from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.v3api import MaintenanceServer
 
 SERVICE = "etcdserverpb.Maintenance"
 # etcd streams the snapshot in chunks of at most 32 KiB (snapshotSendBufferSize).
 SNAPSHOT_CHUNK = 32 * 1024
 
 
-def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+def register(services: Services, server: MaintenanceServer, identity: Identity) -> None:
     async def status(_req: rpc_pb2.StatusRequest, ctx: Any) -> rpc_pb2.StatusResponse:
         await identity.require(ctx)
         return server.status()

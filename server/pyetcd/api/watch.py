@@ -19,7 +19,7 @@ from pyetcd.api.rpc import Services
 from pyetcd.mvcc import WatchResponse, WatchStream
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
-from pyetcd.server.etcdserver import EtcdServer
+from pyetcd.server.v3api import WatchServer
 
 SERVICE = "etcdserverpb.Watch"
 FRAGMENT_OVERHEAD = 512 * 1024
@@ -65,7 +65,7 @@ def _encode(resp: WatchResponse, header: bytes) -> bytes:
 _REFUSALS = (errors.ErrInvalidAuthToken, errors.ErrAuthOldRevision, errors.ErrUserEmpty)
 
 
-def register(services: Services, server: EtcdServer, identity: Identity) -> None:
+def register(services: Services, server: WatchServer, identity: Identity) -> None:
     limit = server.cfg.max_request_bytes + FRAGMENT_OVERHEAD
     progress_interval = server.cfg.experimental_watch_progress_notify_interval
 

@@ -76,6 +76,7 @@ from pyetcd.server.membership import (
 )
 from pyetcd.server.metrics import FuncGauges, ServerMetrics
 from pyetcd.server.v2store import v2_store_json
+from pyetcd.server.v3api import CLUSTER_VERSION, member_pb
 from pyetcd.transport import (
     PeerRequestError,
     PeerTLS,
@@ -93,7 +94,6 @@ NOSPACE = rpc_pb2.NOSPACE
 # etcd's per-request cost estimate on top of key and value (etcdserver/quota.go).
 KV_OVERHEAD = 256
 # The cluster version a cluster of this build agrees on: major.minor.0, as etcd decides it.
-CLUSTER_VERSION = ".".join(__version__.split(".")[:2]) + ".0"
 REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 x election timeout with defaults
 LEASE_EXPIRY_INTERVAL = 0.5
 # etcd retries a ReadIndex that got no answer every 500 ms (readIndexRetryTime).
@@ -1796,16 +1796,6 @@ class EtcdServer:
             type=raft_pb2.ConfChangeAddNode, node_id=member_id, context=context
         )
         return await self._configure(cc)
-
-
-def member_pb(m: Member) -> rpc_pb2.Member:
-    return rpc_pb2.Member(
-        ID=m.id,
-        name=m.name,
-        peerURLs=list(m.peer_urls),
-        clientURLs=list(m.client_urls),
-        isLearner=m.is_learner,
-    )
 
 
 _MEMBERSHIP_ERRORS = {
