@@ -11,14 +11,16 @@ from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
 from pyetcd.proto.etcdserverpb import rpc_pb2
 from pyetcd.server import errors
-from pyetcd.server.v3api import MaintenanceServer
+from pyetcd.server.v3api import AlarmServer, MaintenanceServer
 
 SERVICE = "etcdserverpb.Maintenance"
 # etcd streams the snapshot in chunks of at most 32 KiB (snapshotSendBufferSize).
 SNAPSHOT_CHUNK = 32 * 1024
 
 
-def register(services: Services, server: MaintenanceServer, identity: Identity) -> None:
+def register(
+    services: Services, server: MaintenanceServer, alarms: AlarmServer, identity: Identity
+) -> None:
     async def status(_req: rpc_pb2.StatusRequest, ctx: Any) -> rpc_pb2.StatusResponse:
         await identity.require(ctx)
         return server.status()
@@ -28,7 +30,7 @@ def register(services: Services, server: MaintenanceServer, identity: Identity) 
             await identity.require(ctx)
         else:
             await identity.require_root(ctx)
-        return await server.alarm(req)
+        return await alarms.alarm(req)
 
     async def defragment(_req: rpc_pb2.DefragmentRequest, ctx: Any) -> rpc_pb2.DefragmentResponse:
         await identity.require_root(ctx, translated=False)

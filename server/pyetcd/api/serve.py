@@ -28,6 +28,7 @@ from pyetcd.server.auth.tokens import AuthOptionsError
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.etcdserver import EtcdServer
 from pyetcd.server.storage import StorageError
+from pyetcd.server.v3_server import V3Server
 from pyetcd.snap.snapshotter import SnapError
 from pyetcd.transport.selfcert import resolve_auto_tls
 from pyetcd.transport.tls import CLIENT_ALPN, ServerTLS, TLSConfigError
@@ -231,9 +232,14 @@ async def serve(cfg: ServerConfig) -> None:
         log.info("serving peer traffic", extra=logutil.fields(address=_address(url)))
     monitor = guard.leader_monitor(server)
     services = Services(server.metrics, guard=guard.for_server(server), monitor=monitor)
-    identity = Identity(server)
-    for module in (kv, lease, cluster, maintenance, watch, auth):
-        module.register(services, server, identity)
+    # The request surface (KV, leases, alarms, auth) and the member's own calls (membership,
+    # maintenance), as etcd's v3rpc servers are built over etcdserver's interfaces.
+    v3 = V3Server(server)
+    identity = Identity(v3)
+    for module in (kv, lease, watch, auth):
+        module.register(services, v3, identity)
+    cluster.register(services, server, identity)
+    maintenance.register(services, server, v3, identity)
     grpc_server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", cfg.max_request_bytes + GRPC_OVERHEAD),
@@ -253,7 +259,7 @@ async def serve(cfg: ServerConfig) -> None:
     grpc_server.add_insecure_port(f"unix-abstract:{socket_name}")
     # etcd's JSON gateway is a client of the member's own gRPC server, as here.
     gateway = Gateway(f"unix-abstract:{socket_name}")
-    http = HttpEndpoints(server, gateway)
+    http = HttpEndpoints(v3, gateway)
     mux = ClientMux("\0" + socket_name, http.handle, max_body=2 * cfg.max_request_bytes)
     identity.common_name = mux.common_name
     # With --listen-client-http-urls, gRPC binds the client URLs itself (no mux hop); else the

@@ -21,7 +21,6 @@ transport.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import heapq
 import logging
@@ -52,17 +51,14 @@ from pyetcd.raft.storage import CompactedError, MemoryStorage, StorageError
 from pyetcd.server import compactor as compactor_mod
 from pyetcd.server import errors, storage
 from pyetcd.server.apply import chain as apply_chain
-from pyetcd.server.auth.store import AuthStore, hash_password
+from pyetcd.server.auth.store import AuthStore
 from pyetcd.server.auth.tokens import AuthInfo, token_provider
 from pyetcd.server.config import ServerConfig
 from pyetcd.server.idutil import Generator
 from pyetcd.server.kv_apply import (
-    RangeResult,
-    apply_range,
-    is_txn_readonly,
     mvcc_error,
 )
-from pyetcd.server.lessor import Lessor, NotPrimaryError
+from pyetcd.server.lessor import Lessor
 from pyetcd.server.membership import (
     Cluster,
     Member,
@@ -76,6 +72,7 @@ from pyetcd.server.membership import (
 )
 from pyetcd.server.metrics import FuncGauges, ServerMetrics
 from pyetcd.server.v2store import v2_store_json
+from pyetcd.server.v3_server import OP_LEASE_RENEW, OP_LEASE_TTL, REQUEST_TIMEOUT
 from pyetcd.server.v3api import CLUSTER_VERSION, member_pb
 from pyetcd.transport import (
     PeerRequestError,
@@ -91,10 +88,6 @@ raft_log = logging.getLogger("raft")
 
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 NOSPACE = rpc_pb2.NOSPACE
-# etcd's per-request cost estimate on top of key and value (etcdserver/quota.go).
-KV_OVERHEAD = 256
-# The cluster version a cluster of this build agrees on: major.minor.0, as etcd decides it.
-REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 x election timeout with defaults
 LEASE_EXPIRY_INTERVAL = 0.5
 # etcd retries a ReadIndex that got no answer every 500 ms (readIndexRetryTime).
 READ_INDEX_RETRY = 0.5
@@ -119,8 +112,6 @@ _CC_KIND = {
 }
 
 # Peer request operations (forwarded to the leader).
-OP_LEASE_RENEW = "lease_renew"
-OP_LEASE_TTL = "lease_ttl"
 OP_PROMOTE = "member_promote"
 
 
@@ -453,7 +444,9 @@ class EtcdServer:
                 continue
             log.info("auto-compacting to revision %d", target)
             try:
-                await self.compact(rpc_pb2.CompactionRequest(revision=target))
+                await self.propose(
+                    InternalRaftRequest(compaction=rpc_pb2.CompactionRequest(revision=target))
+                )
             except errors.EtcdError as exc:
                 log.warning("auto-compaction to %d failed: %s", target, exc)
 
@@ -960,7 +953,7 @@ class EtcdServer:
 
     # ----- waiting for the applied index -----
 
-    def _wait_applied(self, index: int) -> asyncio.Future[None]:
+    def wait_applied(self, index: int) -> asyncio.Future[None]:
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
         if self.applied_index >= index:
@@ -1150,11 +1143,11 @@ class EtcdServer:
         try:
             if op == OP_LEASE_RENEW:
                 req = rpc_pb2.LeaseKeepAliveRequest.FromString(body)
-                ttl = self._lease_renew_local(req.ID)
+                ttl = self.lease_renew_local(req.ID)
                 return rpc_pb2.LeaseKeepAliveResponse(ID=req.ID, TTL=ttl).SerializeToString()
             if op == OP_LEASE_TTL:
                 ttl_req = rpc_pb2.LeaseTimeToLiveRequest.FromString(body)
-                return self._lease_time_to_live_local(ttl_req).SerializeToString()
+                return self.lease_time_to_live_local(ttl_req).SerializeToString()
             if op == OP_PROMOTE:
                 promote = rpc_pb2.MemberPromoteRequest.FromString(body)
                 members = await self._promote_local(promote.ID)
@@ -1166,7 +1159,7 @@ class EtcdServer:
             raise PeerRequestError(exc.message, exc.code) from None
         raise PeerRequestError(f"unknown peer request {op!r}")
 
-    async def _forward(self, op: str, body: bytes) -> bytes:
+    async def forward(self, op: str, body: bytes) -> bytes:
         """Send a request to the leader and return its answer (errors as etcd's)."""
         await self._wait_leader()
         try:
@@ -1240,7 +1233,7 @@ class EtcdServer:
             and r.committed_entry_in_current_term()
         ):
             # The only voter: its commit index is current; no one else can be leader.
-            await self._wait_applied(r.raft_log.committed)
+            await self.wait_applied(r.raft_log.committed)
             return
         assert self._loop is not None and self._read_wake is not None
         fut: asyncio.Future[None] = self._loop.create_future()
@@ -1259,7 +1252,7 @@ class EtcdServer:
                 continue
             try:
                 index = await self._read_index()
-                await self._wait_applied(index)
+                await self.wait_applied(index)
             except errors.EtcdError as exc:
                 for fut in waiters:
                     if not fut.done():
@@ -1297,102 +1290,6 @@ class EtcdServer:
             raft_term=self.term,
         )
 
-    def range(self, req: rpc_pb2.RangeRequest) -> RangeResult:
-        """A Range on the applied state (serializable; see ``linearizable_barrier``)."""
-        self.metrics.range_total.inc()
-        return apply_range(self.store, req)
-
-    async def range_linearizable(
-        self, req: rpc_pb2.RangeRequest, ai: AuthInfo | None = None
-    ) -> RangeResult:
-        if not req.serializable:
-            await self.linearizable_barrier()
-        if not self.auth.enabled:
-            return self.range(req)
-        self.auth.is_range_permitted(ai, req.key, req.range_end)
-        result = self.range(req)
-        self._check_auth_revision(ai)
-        return result
-
-    def _check_auth_revision(self, ai: AuthInfo | None) -> None:
-        """A read served without Raft is refused if the auth store moved on while it ran
-        (etcd's doSerialize)."""
-        if ai is not None and ai.revision and ai.revision != self.auth.revision:
-            raise errors.ErrAuthOldRevision
-
-    def _check_quota(self, cost: int) -> None:
-        if self.backend.size() + cost > self.cfg.quota_backend_bytes:
-            raise errors.ErrNoSpace
-
-    async def _propose_capped(
-        self, req: InternalRaftRequest, cost: int, ai: AuthInfo | None = None
-    ) -> Any:
-        try:
-            self._check_quota(cost)
-        except errors.EtcdError:
-            await self._raise_nospace()
-            raise
-        return await self.propose(req, ai)
-
-    async def _raise_nospace(self) -> None:
-        if (self.member_id, NOSPACE) in self.alarms:
-            return
-        areq = rpc_pb2.AlarmRequest(
-            action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=NOSPACE
-        )
-        await self.propose(InternalRaftRequest(alarm=areq))
-
-    async def put(self, req: rpc_pb2.PutRequest, ai: AuthInfo | None = None) -> rpc_pb2.PutResponse:
-        cost = len(req.key) + len(req.value) + KV_OVERHEAD
-        resp: rpc_pb2.PutResponse = await self._propose_capped(
-            InternalRaftRequest(put=req), cost, ai
-        )
-        return resp
-
-    async def delete_range(
-        self, req: rpc_pb2.DeleteRangeRequest, ai: AuthInfo | None = None
-    ) -> rpc_pb2.DeleteRangeResponse:
-        resp: rpc_pb2.DeleteRangeResponse = await self.propose(
-            InternalRaftRequest(delete_range=req), ai
-        )
-        return resp
-
-    async def txn(self, req: rpc_pb2.TxnRequest, ai: AuthInfo | None = None) -> rpc_pb2.TxnResponse:
-        if is_txn_readonly(req):
-            if not _txn_serializable(req):
-                await self.linearizable_barrier()
-            if not self.auth.enabled:
-                return self._read_txn(req)
-            self.applier.check_txn(ai, req)
-            resp = self._read_txn(req)
-            self._check_auth_revision(ai)
-            return resp
-        cost = req.ByteSize() + KV_OVERHEAD
-        resp = await self._propose_capped(InternalRaftRequest(txn=req), cost, ai)
-        assert isinstance(resp, rpc_pb2.TxnResponse)
-        return resp
-
-    def _read_txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        self.metrics.txn_total.inc()
-        tx = self.store.write()
-        try:
-            resp = self.kv_applier.txn(tx, req)
-            resp.header.revision = tx.rev
-        finally:
-            tx.end()
-        return resp
-
-    async def compact(
-        self, req: rpc_pb2.CompactionRequest, ai: AuthInfo | None = None
-    ) -> rpc_pb2.CompactionResponse:
-        resp, done = await self.propose(InternalRaftRequest(compaction=req), ai)
-        if req.physical:
-            # etcd answers a physical compaction once its deletions are committed.
-            await done
-            await self.commit_backend()
-        assert isinstance(resp, rpc_pb2.CompactionResponse)
-        return resp
-
     async def _compaction_loop(self) -> None:
         assert self._compaction_wake is not None
         while True:
@@ -1427,59 +1324,12 @@ class EtcdServer:
         if new:
             self.lessor.attach(new, key)
 
-    async def lease_grant(
-        self, req: rpc_pb2.LeaseGrantRequest, ai: AuthInfo | None = None
-    ) -> rpc_pb2.LeaseGrantResponse:
-        while req.ID == 0:
-            req.ID = self.idgen.next() & ((1 << 63) - 1)
-        resp: rpc_pb2.LeaseGrantResponse = await self._propose_capped(
-            InternalRaftRequest(lease_grant=req), KV_OVERHEAD, ai
-        )
-        return resp
-
-    async def lease_revoke(
-        self, req: rpc_pb2.LeaseRevokeRequest, ai: AuthInfo | None = None
-    ) -> rpc_pb2.LeaseRevokeResponse:
-        resp: rpc_pb2.LeaseRevokeResponse = await self.propose(
-            InternalRaftRequest(lease_revoke=req), ai
-        )
-        return resp
-
-    def _lease_renew_local(self, lease_id: int) -> int:
+    def lease_renew_local(self, lease_id: int) -> int:
         if not self.is_leader:
             raise errors.ErrNotLeader
         return self.lessor.renew(lease_id, time.monotonic())
 
-    def check_lease_keys(self, ai: AuthInfo | None, lease_ids: list[int], *, write: bool) -> None:
-        """With auth on: the user may write (keep-alive) or read (time-to-live with keys, the
-        lease list) every key of these leases; root may do anything (etcd's checkLeaseRenew,
-        checkLeaseTimeToLive, checkLeaseLeases)."""
-        if not self.auth.enabled:
-            return
-        if ai is None:
-            raise errors.ErrUserEmpty
-        revision = self.auth.revision
-        for lease_id in lease_ids:
-            lease = self.lessor.lookup(lease_id)
-            if lease is not None:
-                self.applier.check_lease_keys(ai, lease.keys, write=write)
-        if revision != self.auth.revision:
-            raise errors.ErrAuthOldRevision
-
-    async def lease_renew(self, lease_id: int, ai: AuthInfo | None = None) -> int:
-        """A keep-alive: served by the leader's lessor; a follower forwards it (etcd forwards
-        over the peer URL's /leases)."""
-        self.check_lease_keys(ai, [lease_id], write=True)
-        if self.is_leader:
-            try:
-                return self.lessor.renew(lease_id, time.monotonic())
-            except NotPrimaryError:
-                pass
-        body = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
-        resp = rpc_pb2.LeaseKeepAliveResponse.FromString(await self._forward(OP_LEASE_RENEW, body))
-        return resp.TTL
-
-    def _lease_time_to_live_local(
+    def lease_time_to_live_local(
         self, req: rpc_pb2.LeaseTimeToLiveRequest
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
         resp = rpc_pb2.LeaseTimeToLiveResponse(header=self.header(), ID=req.ID)
@@ -1493,29 +1343,6 @@ class EtcdServer:
             resp.keys.extend(sorted(info.keys))
         return resp
 
-    async def lease_time_to_live(
-        self, req: rpc_pb2.LeaseTimeToLiveRequest, ai: AuthInfo | None = None
-    ) -> rpc_pb2.LeaseTimeToLiveResponse:
-        """Only the leader knows the remaining TTL; a follower asks it (as etcd does)."""
-        if self.auth.enabled:
-            if ai is None:
-                raise errors.ErrUserEmpty
-            if req.keys:
-                self.check_lease_keys(ai, [req.ID], write=False)
-        if self.is_leader or (self.lead == NONE and len(self.raw.raft.trk.voter_nodes()) <= 1):
-            return self._lease_time_to_live_local(req)
-        raw = await self._forward(OP_LEASE_TTL, req.SerializeToString())
-        resp = rpc_pb2.LeaseTimeToLiveResponse.FromString(raw)
-        resp.header.CopyFrom(self.header())
-        return resp
-
-    def lease_leases(self, ai: AuthInfo | None = None) -> rpc_pb2.LeaseLeasesResponse:
-        self.check_lease_keys(ai, self.lessor.leases(), write=False)
-        resp = rpc_pb2.LeaseLeasesResponse(header=self.header())
-        for lease_id in self.lessor.leases():
-            resp.leases.add(ID=lease_id)
-        return resp
-
     async def _lease_loop(self) -> None:
         while True:
             await asyncio.sleep(LEASE_EXPIRY_INTERVAL)
@@ -1526,77 +1353,23 @@ class EtcdServer:
                 self.metrics.lease_expired.inc()
                 try:
                     # With auth on, as root (etcd's WithRoot), so that any lease can expire.
-                    await self.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=lease_id), self.as_root())
+                    revoke = rpc_pb2.LeaseRevokeRequest(ID=lease_id)
+                    await self.propose(InternalRaftRequest(lease_revoke=revoke), self._as_root())
                 except errors.EtcdError as exc:
                     if exc != errors.ErrLeaseNotFound:
                         log.warning("failed to revoke expired lease %x: %s", lease_id, exc)
 
     # ----- auth -----
 
-    def as_root(self) -> AuthInfo | None:
+    def _as_root(self) -> AuthInfo | None:
         """The identity of the member's own proposals that need root while auth is on."""
         return AuthInfo("root", self.auth.revision) if self.auth.enabled else None
 
-    async def auth_info_from_token(self, token: str) -> AuthInfo:
-        """Who a token stands for. A simple token names the Raft index that issued it: wait
-        (bounded) until this member has applied it, as etcd does."""
-        index = self.auth.tokens.index_of(token)
-        if index > self.applied_index:
-            try:
-                await asyncio.wait_for(self._wait_applied(index), REQUEST_TIMEOUT)
-            except TimeoutError:
-                raise errors.ErrInvalidAuthToken from None
-        return self.auth.info_from_token(token)
-
-    async def authenticate(self, name: str, password: str) -> rpc_pb2.AuthenticateResponse:
-        """Check the password here (bcrypt, off the event loop), then have every member learn
-        the token through Raft; again if the auth store changed meanwhile (etcd's loop)."""
-        await self.linearizable_barrier()
-        assert self._loop is not None
-        while True:
-            checked = await self._loop.run_in_executor(
-                None, self.auth.check_password, name, password
-            )
-            internal = raft_internal_pb2.InternalAuthenticateRequest(
-                name=name, simple_token=self.auth.tokens.gen_prefix()
-            )
-            resp = await self.propose(InternalRaftRequest(authenticate=internal))
-            if checked == self.auth.revision:
-                assert isinstance(resp, rpc_pb2.AuthenticateResponse)
-                return resp
-            log.info("revision when password checked became stale; retrying")
-
-    async def auth_request(self, kind: str, req: Any, ai: AuthInfo | None) -> Any:
-        """An auth management request (``kind``: its InternalRaftRequest field) through Raft;
-        passwords are hashed here, so that neither the log nor the WAL holds them."""
-        adding = kind == "auth_user_add" and not req.options.no_password
-        if adding or (kind == "auth_user_change_password" and req.password):
-            req.hashedPassword = await self._hash(req.password)
-            req.password = ""
-        return await self.propose(InternalRaftRequest(**{kind: req}), ai)
-
-    async def _hash(self, password: str) -> str:
-        assert self._loop is not None
-        hashed = await self._loop.run_in_executor(
-            None, hash_password, password, self.auth.bcrypt_cost
-        )
-        return base64.b64encode(hashed).decode()
+    def sole_voter(self) -> bool:
+        """No leader known, and this member is the only voter (it answers for the cluster)."""
+        return self.lead == NONE and len(self.raw.raft.trk.voter_nodes()) <= 1
 
     # ----- alarms -----
-
-    async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
-        if req.action == rpc_pb2.AlarmRequest.GET:
-            return self._alarm_list(req.alarm)
-        resp: rpc_pb2.AlarmResponse = await self.propose(InternalRaftRequest(alarm=req))
-        return resp
-
-    def _alarm_list(self, alarm: int = 0) -> rpc_pb2.AlarmResponse:
-        # etcd's alarm responses carry no header.
-        resp = rpc_pb2.AlarmResponse()
-        for member_id, kind in sorted(self.alarms):
-            if alarm in (0, kind):
-                resp.alarms.add(memberID=member_id, alarm=kind)
-        return resp
 
     def alarm_errors(self) -> list[str]:
         return [f"memberID:{m} alarm:{rpc_pb2.AlarmType.Name(a)} " for m, a in sorted(self.alarms)]  # type: ignore[arg-type]
@@ -1770,7 +1543,7 @@ class EtcdServer:
             if exc != errors.ErrNotLeader:
                 raise
         body = rpc_pb2.MemberPromoteRequest(ID=member_id).SerializeToString()
-        await self._forward(OP_PROMOTE, body)
+        await self.forward(OP_PROMOTE, body)
         # Applied on the leader: answer with the member list once it is applied here too.
         await self.linearizable_barrier()
         return self.member_list()
@@ -1813,19 +1586,6 @@ def _membership_error(reason: str) -> errors.EtcdError:
     return _MEMBERSHIP_ERRORS.get(
         reason, errors.EtcdError("etcdserver: " + reason, errors.PRECONDITION)
     )
-
-
-def _txn_serializable(req: rpc_pb2.TxnRequest) -> bool:
-    """A read-only Txn is served locally only if every Range in it is serializable (etcd's
-    isTxnSerializable)."""
-    for branch in (req.success, req.failure):
-        for op in branch:
-            if op.HasField("request_range"):
-                if not op.request_range.serializable:
-                    return False
-            elif op.HasField("request_txn") and not _txn_serializable(op.request_txn):
-                return False
-    return True
 
 
 def _alarm_key(a: rpc_pb2.AlarmMember) -> tuple[int, int]:

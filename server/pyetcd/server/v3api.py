@@ -39,9 +39,14 @@ def member_pb(m: Member) -> rpc_pb2.Member:
 class ServingMember(Protocol):
     """The member answering: its identity for response headers, and its settings."""
 
-    cluster_id: int
-    member_id: int
-    cfg: ServerConfig
+    @property
+    def cluster_id(self) -> int: ...
+
+    @property
+    def member_id(self) -> int: ...
+
+    @property
+    def cfg(self) -> ServerConfig: ...
 
     @property
     def term(self) -> int: ...
@@ -50,7 +55,8 @@ class ServingMember(Protocol):
 
 
 class KVServer(ServingMember, Protocol):
-    store: WatchableStore
+    @property
+    def store(self) -> WatchableStore: ...
 
     async def range_linearizable(
         self, req: rpc_pb2.RangeRequest, ai: AuthInfo | None = None
@@ -74,8 +80,11 @@ class KVServer(ServingMember, Protocol):
 
 
 class WatchServer(ServingMember, Protocol):
-    store: WatchableStore
-    auth: AuthStore
+    @property
+    def store(self) -> WatchableStore: ...
+
+    @property
+    def auth(self) -> AuthStore: ...
 
 
 class LeaseServer(ServingMember, Protocol):
@@ -110,10 +119,12 @@ class ClusterServer(ServingMember, Protocol):
     async def member_promote(self, member_id: int) -> list[Member]: ...
 
 
+class AlarmServer(Protocol):
+    async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse: ...
+
+
 class MaintenanceServer(ServingMember, Protocol):
     def status(self) -> rpc_pb2.StatusResponse: ...
-
-    async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse: ...
 
     async def defragment(self) -> None: ...
 
@@ -127,7 +138,8 @@ class MaintenanceServer(ServingMember, Protocol):
 
 
 class AuthServer(ServingMember, Protocol):
-    auth: AuthStore
+    @property
+    def auth(self) -> AuthStore: ...
 
     async def authenticate(self, name: str, password: str) -> rpc_pb2.AuthenticateResponse: ...
 
@@ -139,8 +151,11 @@ class AuthServer(ServingMember, Protocol):
 class GuardedMember(Protocol):
     """What etcd's interceptors look at: learner or not, and the leader."""
 
-    cfg: ServerConfig
-    lead: int
+    @property
+    def cfg(self) -> ServerConfig: ...
+
+    @property
+    def lead(self) -> int: ...
 
     @property
     def is_learner(self) -> bool: ...
@@ -149,9 +164,14 @@ class GuardedMember(Protocol):
 class HealthSource(Protocol):
     """What ``/health`` and ``/metrics`` read."""
 
-    alarms: set[tuple[int, int]]
-    lead: int
-    metrics: ServerMetrics
+    @property
+    def alarms(self) -> set[tuple[int, int]]: ...
+
+    @property
+    def lead(self) -> int: ...
+
+    @property
+    def metrics(self) -> ServerMetrics: ...
 
     async def range_linearizable(
         self, req: rpc_pb2.RangeRequest, ai: AuthInfo | None = None
