@@ -390,12 +390,14 @@ def test_the_python_client_authenticates_and_again_after_a_restart(
     flavour: Flavour, tmp_path: Path, members: list[Member]
 ) -> None:
     member = start(members, Member(flavour, tmp_path / flavour, etcdctl_flags=ROOT))
-    set_up_users(member)
 
     async def as_alice() -> None:
         async with EtcdClient(
             [member.client_url], credentials=Credentials("alice", "apw")
         ) as client:
+            # With auth off, calls go without a token; once it is on, the client authenticates.
+            await client.put("/other", "before auth")
+            set_up_users(member)
             await client.put("/app/x", "1")
             with pytest.raises(EtcdClientError, match="permission denied"):
                 await client.get("/other")

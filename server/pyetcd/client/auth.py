@@ -3,7 +3,9 @@
 As clientv3 does: ``Authenticate`` with the user and password once per connection, send the
 token in the ``token`` metadata of every call, and on ``invalid auth token`` (the member
 restarted, or the token expired) or ``revision of auth store is old`` authenticate again and
-retry the call once. Streams (snapshot, watch) carry the token but are not retried.
+retry the call once. While the cluster has auth off, calls go without a token, until one is
+refused for want of a user (auth was enabled since). Streams (snapshot, watch) carry the token
+but are not retried.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from grpc import aio
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
+AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
 # The answers after which clientv3 authenticates again (client/v3/retry_interceptor.go).
 STALE_TOKEN = frozenset(
     {
@@ -44,31 +47,44 @@ class TokenSource:
         self.credentials = credentials
         self.timeout = timeout
         self.channel: aio.Channel | None = None
-        self._token = ""
+        # None: not asked yet; "": auth is not enabled on the cluster (calls go without one).
+        self._token: str | None = None
         self._lock = asyncio.Lock()
 
     async def token(self) -> str:
-        if self._token:
+        if self._token is not None:
             return self._token
         async with self._lock:
-            if not self._token:
-                assert self.channel is not None, "the channel is attached before any call"
-                stub = rpc_pb2_grpc.AuthStub(self.channel)
-                resp = await stub.Authenticate(
-                    rpc_pb2.AuthenticateRequest(
-                        name=self.credentials.user, password=self.credentials.password
-                    ),
-                    timeout=self.timeout,
-                )
-                self._token = resp.token
+            if self._token is None:
+                self._token = await self._authenticate()
         return self._token
+
+    async def _authenticate(self) -> str:
+        assert self.channel is not None, "the channel is attached before any call"
+        stub = rpc_pb2_grpc.AuthStub(self.channel)
+        try:
+            resp = await stub.Authenticate(
+                rpc_pb2.AuthenticateRequest(
+                    name=self.credentials.user, password=self.credentials.password
+                ),
+                timeout=self.timeout,
+            )
+        except aio.AioRpcError as err:
+            # As clientv3: with auth off, go on without a token (and ask again once a call
+            # says a user is needed).
+            if err.details() == AUTH_NOT_ENABLED:
+                return ""
+            raise
+        return str(resp.token)
 
     def forget(self, token: str) -> None:
         if self._token == token:
-            self._token = ""
+            self._token = None
 
 
 def _with_token(details: aio.ClientCallDetails, token: str) -> aio.ClientCallDetails:
+    if not token:
+        return details
     metadata = aio.Metadata(*(details.metadata or ()))
     metadata.add("token", token)
     return aio.ClientCallDetails(
