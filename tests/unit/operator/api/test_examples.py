@@ -38,6 +38,7 @@ def test_the_examples_are_there() -> None:
         "etcdcluster-dev.yaml",
         "etcdcluster-etcd.yaml",
         "etcdcluster-pyetcd.yaml",
+        "etcdcluster-tls.yaml",
     ]
     assert len(INVALID) >= 30
     assert len(UPDATES) >= 3
@@ -117,19 +118,6 @@ def test_unknown_fields_are_refused_by_strict_field_validation_only(example: Exa
     # kubectl asks for fieldValidation=Strict; a client that does not gets the field pruned
     # (with a warning) and the rest admitted: what the schema cannot refuse, Strict does.
     assert admit(SCHEMA, example.body, strict=False) == []
-
-
-def test_reserved_fields_are_refused_whatever_they_hold() -> None:
-    # Not pruned (their schema keeps any object), so the rule speaks even under Strict.
-    for name in ("tls",):
-        for value in ({}, {"enabled": True}, {"anything": {"deep": [1, "x"]}}):
-            body = {"metadata": {"name": "a"}, "spec": {"version": "3.5.17", name: value}}
-            errors = admit(SCHEMA, body)
-            assert len(errors) == 1, errors
-            assert f"spec.{name} is not supported yet" in errors[0]
-            assert "remove the field" in errors[0]
-            with pytest.raises(ValidationError, match=f"spec.{name} is not supported yet"):
-                EtcdCluster.model_validate(body)
 
 
 @pytest.mark.parametrize("example", INVALID, ids=_ids(INVALID))
