@@ -72,7 +72,7 @@ def member_init_container(
         "command": [COMMAND],
         "args": member_init_args(cluster, settings),
         "env": [*member_env, force],
-        "volumeMounts": [*mounts, *tls.client_mounts(cluster)],
+        "volumeMounts": list(mounts),
         "securityContext": security_context,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }

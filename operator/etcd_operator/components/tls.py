@@ -13,10 +13,12 @@ peer        Generated  ``<c>-peer-ca`` (CA), ``<c>-peer-tls`` (Peer)
 peer        Secret     ``secretName`` (Peer)
 ==========  =========  =====================================================================
 
-Every Secret holds ``tls.crt``, ``tls.key`` and ``ca.crt``. The members mount the Server and
-Peer Secrets (the CA Secrets, which hold the CA keys, are never mounted anywhere); member-init,
-which asks the other members for the member list, mounts the Client Secret, as the operator
-reads it to connect. A member's certificate names every member the cluster can ever have
+Every Secret holds ``tls.crt``, ``tls.key`` and ``ca.crt``. The members mount the Server, Peer
+and Client Secrets (the CA Secrets, which hold the CA keys, are never mounted anywhere): the
+client certificate is what member-init asks the other members for the member list with, and
+what ``kubectl exec`` into a member needs for etcdctl; the operator reads it to connect.
+
+A member's certificate names every member the cluster can ever have
 (``MAX_REPLICAS`` ordinals, in each form a pod is addressed by: ``c-0``, ``c-0.c-peer``,
 ``c-0.c-peer.ns``, ``c-0.c-peer.ns.svc``, ``c-0.c-peer.ns.svc.<domain>``), the peer and client
 Services in the same forms, and localhost: so scaling never needs a new certificate.
@@ -294,20 +296,18 @@ def volumes(cluster: EtcdCluster) -> list[Json]:
 
 
 def member_mounts(cluster: EtcdCluster) -> list[Json]:
-    """The etcd container's mounts: its serving and peer certificates."""
+    """The etcd container's mounts: its serving and peer certificates, and the client
+    certificate, so that ``kubectl exec <member> -- etcdctl`` can reach a cluster that wants
+    one (``client_flags``): a member holds the keys of both planes already, so it is trusted
+    with the client's too. The init containers share these mounts."""
     out = []
     if client_secure(cluster):
         out.append({"name": SERVER_VOLUME, "mountPath": _dir(SERVER_VOLUME), "readOnly": True})
     if peer_secure(cluster):
         out.append({"name": PEER_VOLUME, "mountPath": _dir(PEER_VOLUME), "readOnly": True})
+    if client_secure(cluster):
+        out.append({"name": CLIENT_VOLUME, "mountPath": _dir(CLIENT_VOLUME), "readOnly": True})
     return out
-
-
-def client_mounts(cluster: EtcdCluster) -> list[Json]:
-    """The client certificate, for a container that asks the members (member-init)."""
-    if not client_secure(cluster):
-        return []
-    return [{"name": CLIENT_VOLUME, "mountPath": _dir(CLIENT_VOLUME), "readOnly": True}]
 
 
 def member_flags(cluster: EtcdCluster) -> list[str]:
@@ -332,16 +332,25 @@ def member_flags(cluster: EtcdCluster) -> list[str]:
     return flags
 
 
+def member_client_dir() -> str:
+    """Where a member pod mounts the client certificate."""
+    return _dir(CLIENT_VOLUME)
+
+
+def client_flags_at(directory: str) -> list[str]:
+    """etcdctl's flags for the client certificate files in ``directory``."""
+    return [
+        f"--cacert={directory}/{CA_KEY}",
+        f"--cert={directory}/{CERT_KEY}",
+        f"--key={directory}/{PRIVATE_KEY_KEY}",
+    ]
+
+
 def client_flags(cluster: EtcdCluster) -> list[str]:
     """etcdctl's names for the client certificate files (member-init takes the same)."""
     if not client_secure(cluster):
         return []
-    client = _dir(CLIENT_VOLUME)
-    return [
-        f"--cacert={client}/{CA_KEY}",
-        f"--cert={client}/{CERT_KEY}",
-        f"--key={client}/{PRIVATE_KEY_KEY}",
-    ]
+    return client_flags_at(member_client_dir())
 
 
 def renewal_due(not_before: datetime | None, not_after: datetime | None, now: datetime) -> bool:

@@ -90,7 +90,8 @@ def test_members_mount_their_certificates_and_never_a_ca_key() -> None:
     mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
     assert mounts["tls-server"]["mountPath"] == "/etc/etcd/tls/server"
     assert mounts["tls-peer"]["mountPath"] == "/etc/etcd/tls/peer"
-    assert "tls-client" not in mounts  # the member itself is no client
+    # For etcdctl in a member (kubectl exec), and member-init, which shares the mounts.
+    assert mounts["tls-client"]["mountPath"] == "/etc/etcd/tls/client"
     assert all(not m.get("subPath") for m in mounts.values())
 
 
