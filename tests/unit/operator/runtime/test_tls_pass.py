@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.components import pki
 from etcd_operator.components.tls import ClientCredentials
+from etcd_operator.runtime.backups import BackupRunner
 from etcd_operator.runtime.reconciler import Reconciler
 from etcd_operator.runtime.refresh import ClusterRef
 
+from tests.unit.operator.runtime import test_backups
 from tests.unit.operator.runtime.fake_etcd import FakeEtcd
 from tests.unit.operator.runtime.fake_kube import FakeKube, Json
 from tests.unit.operator.runtime.test_reconciler import Events
@@ -25,6 +28,13 @@ CLUSTER: Json = {
     "metadata": {"name": "demo", "namespace": "ns", "uid": "uid-demo", "generation": 1},
     "spec": {"version": "3.5.17", "replicas": 3, "tls": {"client": {}, "peer": {}}},
 }
+
+
+NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+
+
+def ref() -> ClusterRef:
+    return ClusterRef("ns", "demo", "uid-demo")
 
 
 def secret(kube: FakeKube, name: str) -> dict[str, bytes]:
@@ -76,3 +86,40 @@ def test_passes_issue_certificates_first_and_then_connect_with_the_client_certif
     ready = next(c for c in status["conditions"] if c["type"] == "TLSReady")
     assert ready["status"] == "True", ready
     assert status["tls"]["notAfter"] is not None
+
+
+def test_a_backup_of_a_tls_cluster_streams_with_the_client_certificate() -> None:
+    kube, etcd = FakeKube(), FakeEtcd(3)
+    kube.put(CLUSTER)
+
+    def connect(
+        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+    ) -> FakeEtcd:
+        return etcd
+
+    asyncio.run(Reconciler(SETTINGS, kube, Events(), connect).refresh(ref()))
+    client = secret(kube, "demo-client-tls")
+    streamed: list[ClientCredentials | None] = []
+
+    def backup_connect(
+        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+    ) -> FakeEtcd:
+        streamed.append(tls)
+        return etcd
+
+    kube.put(test_backups.secret("creds", accessKeyId="a", secretAccessKey="s"))
+    upload = test_backups.Uploads()
+    runner = BackupRunner(SETTINGS, lambda: kube, backup_connect, clock=lambda: NOW, upload=upload)
+    body = test_backups.backup_body()
+
+    async def scenario() -> None:
+        kube.put(body)
+        runner.start(kube.live(body))
+        await runner.wait()
+
+    asyncio.run(scenario())
+    assert kube.objects[("EtcdBackup", "ns", "b")]["status"]["phase"] == "Succeeded"
+    assert len(upload.calls) == 1
+    wanted = ClientCredentials(client["ca.crt"], client["tls.crt"], client["tls.key"])
+    # Every connection of the run (the look at etcd, the snapshot stream) presents it.
+    assert streamed and all(tls == wanted for tls in streamed), streamed
