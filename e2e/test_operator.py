@@ -13,8 +13,10 @@ cluster can pull.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +325,82 @@ def test_tls_example_serves_only_clients_with_its_certificate(
         ["etcdctl", client_endpoint(name, namespace), "get", "greeting", "--command-timeout=5s"],
     )
     assert plain.code != 0, plain
+    certificate_issued_anew_is_served_without_a_restart(
+        kubectl, pod_exec, operator, namespace, name
+    )
+
+
+# Run in the operator's pod (it reaches the members, as its passes do; its image has Python):
+# the SHA-256 of the certificate a member serves, with the client certificate given in argv.
+SERVED_CERTIFICATE = """
+import base64, hashlib, os, socket, ssl, sys
+ca, cert, key = (base64.b64decode(a) for a in sys.argv[1:4])
+def path(data):
+    fd = os.memfd_create("pem")
+    os.write(fd, data)
+    return f"/proc/self/fd/{fd}"
+context = ssl.create_default_context(cadata=ca.decode())
+context.load_cert_chain(path(cert), path(key))
+with socket.create_connection((sys.argv[4], 2379), timeout=5) as raw:
+    with context.wrap_socket(raw, server_hostname=sys.argv[4]) as conn:
+        print(hashlib.sha256(conn.getpeercert(binary_form=True)).hexdigest())
+"""
+
+
+def certificate_issued_anew_is_served_without_a_restart(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str, name: str
+) -> None:
+    """The members' serving certificate Secret deleted: the operator issues it anew from the
+    same CA, the kubelet refreshes the mounted files, and every member serves the new
+    certificate from its next handshake: no member restarts, clients keep working."""
+    operator_pod = operator_available(kubectl, operator)
+    client = kubectl.get("secret", f"{name}-client-tls", namespace)["data"]
+    hosts = [f"{name}-{i}.{name}-peer.{namespace}.svc.cluster.local" for i in range(3)]
+
+    def served(host: str) -> str | None:
+        argv = ["python", "-c", SERVED_CERTIFICATE, client["ca.crt"], client["tls.crt"]]
+        got = pod_exec.exec(operator.namespace, operator_pod, [*argv, client["tls.key"], host])
+        return got.stdout.strip() if got.code == 0 else None
+
+    def fingerprint(secret: Json) -> str:
+        pem = base64.b64decode(secret["data"]["tls.crt"]).decode()
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+    old = kubectl.get("secret", f"{name}-server-tls", namespace)
+    assert [served(h) for h in hosts] == [fingerprint(old)] * 3
+    restarts = {
+        p["metadata"]["name"]: (
+            p["metadata"]["uid"],
+            p["status"]["containerStatuses"][0]["restartCount"],
+        )
+        for p in member_pods(kubectl, namespace, name)
+    }
+    kubectl.run("delete", "secret", f"{name}-server-tls", f"--namespace={namespace}")
+
+    def issued() -> Json | None:
+        if not kubectl.exists("secret", f"{name}-server-tls", namespace):
+            return None
+        secret: Json = kubectl.get("secret", f"{name}-server-tls", namespace)
+        return secret if secret["data"]["tls.crt"] != old["data"]["tls.crt"] else None
+
+    new = eventually("the serving certificate issued anew", issued, timeout=90)
+    assert new["data"]["ca.crt"] == old["data"]["ca.crt"]  # the same CA: trusted throughout
+    want = fingerprint(new)
+    eventually(
+        "every member serving the new certificate",
+        lambda: all(served(h) == want for h in hosts),
+        timeout=90,
+        interval=2,
+    )
+    after = {
+        p["metadata"]["name"]: (
+            p["metadata"]["uid"],
+            p["status"]["containerStatuses"][0]["restartCount"],
+        )
+        for p in member_pods(kubectl, namespace, name)
+    }
+    assert after == restarts  # the same pods, no container restarted
+    wait_available(kubectl, namespace, name, 3)
 
 
 def test_deleting_the_cluster_removes_every_child(
