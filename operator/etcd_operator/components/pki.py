@@ -92,6 +92,8 @@ def issue(request: CertificateRequest, now: datetime, ca: KeyPair | None = None)
         if not isinstance(signing_key, ec.EllipticCurvePrivateKey):
             raise ValueError("the CA key is not an ECDSA key")
         issuer, issuer_public = ca_cert.subject, ca_cert.public_key()
+        if not isinstance(issuer_public, ec.EllipticCurvePublicKey):
+            raise ValueError("the CA certificate does not hold an ECDSA key")
     else:
         signing_key, issuer, issuer_public = key, subject, key.public_key()
     builder = (
@@ -103,10 +105,7 @@ def issue(request: CertificateRequest, now: datetime, ca: KeyPair | None = None)
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + request.validity)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),  # type: ignore[arg-type]
-            False,
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), False)
     )
     if request.ca:
         builder = builder.add_extension(

@@ -92,9 +92,9 @@ def _issue(
     settings: OperatorSettings,
     observed: Observed,
     now: datetime,
-) -> tuple[list[Action], list[Event]]:
+) -> tuple[list[IssueCertificate], list[Event]]:
     """The certificates to issue for the generated planes, and the events saying so."""
-    actions: list[Action] = []
+    actions: list[IssueCertificate] = []
     events: list[Event] = []
     cas: dict[tls.Plane, str | None] = {}
     ca_renewed: dict[tls.Plane, bool] = {}
@@ -144,7 +144,7 @@ def _issue(
                 Event("Warning", ISSUED_EVENT, f"issued {secret.role} {secret.name} anew: {reason}")
             )
     if actions and not events:
-        names = ", ".join(a.manifest["metadata"]["name"] for a in actions)  # type: ignore[union-attr]
+        names = ", ".join(a.manifest["metadata"]["name"] for a in actions)
         events.append(Event("Normal", ISSUED_EVENT, f"issued the TLS certificates: {names}"))
     return actions, events
 

@@ -154,3 +154,31 @@ def test_update_examples_are_the_only_refused_updates() -> None:
     files = {p.name for p in updates.glob("*.yaml")}
     paired = {e.path.name for pair in UPDATES for e in pair}
     assert files == paired
+
+
+def test_tls_planes_are_fixed_for_life_and_only_the_lifetime_may_change() -> None:
+    (created,) = [e for e in VALID if e.id == "etcdcluster-tls.yaml"]
+    longer = copy.deepcopy(created.body)
+    longer["spec"]["tls"]["certificateValidityHours"] = 24
+    assert admit(SCHEMA, longer, old=created.body) == []
+    user_secrets = {"source": "Secret", "serverSecretName": "s", "clientSecretName": "c"}
+    for path, value in (
+        (("tls", "peer"), None),  # back to http between members
+        (("tls",), None),  # plaintext
+        (("tls", "client"), user_secrets),  # another source of certificates
+    ):
+        changed = copy.deepcopy(created.body)
+        parent = changed["spec"]
+        for key in path[:-1]:
+            parent = parent[key]
+        if value is None:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+        errors = admit(SCHEMA, changed, old=created.body)
+        assert len(errors) == 1 and "tls.client and tls.peer are immutable" in errors[0], errors
+    # And a plaintext cluster does not become a TLS one.
+    (plain,) = [e for e in VALID if e.id == "etcdcluster-pyetcd.yaml"]
+    with_tls = copy.deepcopy(plain.body)
+    with_tls["spec"]["tls"] = {"client": {}}
+    assert any("immutable" in e for e in admit(SCHEMA, with_tls, old=plain.body))
