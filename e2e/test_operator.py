@@ -17,11 +17,13 @@ import hashlib
 import json
 import re
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from etcd_operator.components import pki
 
 from e2e import etcdclusters
 from e2e.chart import OPERATOR_IMAGE, OperatorRelease
@@ -327,6 +329,80 @@ def test_tls_example_serves_only_clients_with_its_certificate(
     assert plain.code != 0, plain
     certificate_issued_anew_is_served_without_a_restart(
         kubectl, pod_exec, operator, namespace, name
+    )
+
+
+def tls_secret(name: str, namespace: str, pair: pki.KeyPair, ca: bytes) -> Json:
+    data = {"tls.crt": pair.cert, "tls.key": pair.key, "ca.crt": ca}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
+@pytest.mark.one_storage  # the Secrets' checks are the operator's: no storage plays a part
+def test_tls_from_the_users_secrets_waits_for_them_and_then_serves(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
+) -> None:
+    """source Secret: a cluster whose Secrets do not exist yet says so (TLSReady False,
+    SecretMissing, naming them, and a Warning event) and is not created; once they exist it
+    comes up on them, and etcdctl with the user's own client certificate works."""
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    name = manifest["metadata"]["name"]
+    manifest["spec"]["tls"] = {
+        "client": {"source": "Secret", "serverSecretName": "srv", "clientSecretName": "cli"}
+    }
+    kubectl.apply(manifest)
+
+    def missing() -> Json | None:
+        cluster: Json = kubectl.get("etcdcluster", name, namespace)
+        ready = next(
+            (
+                c
+                for c in (cluster.get("status") or {}).get("conditions") or []
+                if c["type"] == "TLSReady"
+            ),
+            None,
+        )
+        return ready if ready is not None and ready["reason"] == "SecretMissing" else None
+
+    ready = eventually("TLSReady False, SecretMissing", missing, timeout=60)
+    assert ready["status"] == "False"
+    assert "Server Secret srv does not exist" in ready["message"], ready
+    assert "Client Secret cli does not exist" in ready["message"], ready
+    assert not kubectl.exists("statefulset", name, namespace)
+    warned = kubectl.json(
+        "get", "events", f"--namespace={namespace}", "--field-selector",
+        f"involvedObject.name={name},reason=TLSNotReady",
+    )["items"]  # fmt: skip
+    assert warned and warned[0]["type"] == "Warning", warned
+
+    now = datetime.now(UTC)
+    ca = pki.new_ca("my CA", now)
+    server = pki.CertificateRequest(
+        "srv",
+        dns_names=(
+            f"*.{name}-peer.{namespace}.svc.cluster.local",
+            f"{name}-client.{namespace}.svc.cluster.local",
+        ),
+        server=True,
+    )
+    kubectl.apply(tls_secret("srv", namespace, pki.issue(server, now, ca), ca.cert))
+    client = pki.CertificateRequest("my-app", client=True)
+    kubectl.apply(tls_secret("cli", namespace, pki.issue(client, now, ca), ca.cert))
+    cluster = wait_available(kubectl, namespace, name, 1)
+    assert condition(cluster, "TLSReady") == "True", etcdclusters.describe(cluster)
+    assert not kubectl.exists("secret", f"{name}-client-ca", namespace)  # nothing generated
+
+    kubectl.apply(client_pod(namespace, tls_secret="cli"))
+    wait_ready(kubectl, namespace, CLIENT_POD, timeout=120)
+    argv = ["etcdctl", client_endpoint(name, namespace, secure=True), *etcdclusters.tls_flags()]
+    eventually(
+        "etcdctl put with the user's client certificate",
+        lambda: pod_exec.exec(namespace, CLIENT_POD, [*argv, "put", "mine", "yes"]).code == 0,
     )
 
 
