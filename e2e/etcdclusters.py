@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from etcd_operator.components import tls
 from etcd_operator.components.naming import LABEL_CLUSTER
 
 from e2e.kube import condition
@@ -70,22 +71,48 @@ def running_members(pods: list[Json]) -> list[str]:
     return sorted(names, key=lambda n: (ordinal(n), n))
 
 
-def client_endpoint(name: str, namespace: str) -> str:
-    """The etcdctl flag for cluster ``name``'s client Service."""
-    return f"--endpoints=http://{name}-client.{namespace}.svc.cluster.local:2379"
+def client_endpoint(name: str, namespace: str, *, secure: bool = False) -> str:
+    """The etcdctl flag for cluster ``name``'s client Service (https with client TLS)."""
+    scheme = "https" if secure else "http"
+    return f"--endpoints={scheme}://{name}-client.{namespace}.svc.cluster.local:2379"
 
 
-def client_pod(namespace: str, name: str = CLIENT_POD) -> Json:
-    """A pod to exec etcdctl in (``kubectl exec``, or the process kubelet's exec)."""
+# Where a client pod mounts a cluster's client certificate Secret (ca.crt, tls.crt, tls.key).
+CLIENT_TLS_DIR = "/tls"
+
+
+def tls_flags(*, cert: bool = True) -> list[str]:
+    """etcdctl's flags for the client certificate mounted at ``CLIENT_TLS_DIR``; without
+    ``cert``, only the CA (the server is trusted, the client shows nothing)."""
+    flags = [f"--cacert={CLIENT_TLS_DIR}/ca.crt"]
+    if cert:
+        flags += [f"--cert={CLIENT_TLS_DIR}/tls.crt", f"--key={CLIENT_TLS_DIR}/tls.key"]
+    return flags
+
+
+def member_tls_flags() -> list[str]:
+    """etcdctl's flags for the client certificate a member pod of a cluster with client TLS
+    mounts (``etcd_operator.components.tls``), for etcdctl run inside a member."""
+    return tls.client_flags_at(tls.member_client_dir())
+
+
+def client_pod(namespace: str, name: str = CLIENT_POD, *, tls_secret: str | None = None) -> Json:
+    """A pod to exec etcdctl in (``kubectl exec``, or the process kubelet's exec); with
+    ``tls_secret``, that client certificate Secret mounted at ``CLIENT_TLS_DIR``."""
     local = "http://127.0.0.1:2379"
     peer = "http://127.0.0.1:2380"
+    volumes: list[Json] = [{"name": "scratch", "emptyDir": {}}]
+    mounts: list[Json] = [{"name": "scratch", "mountPath": "/scratch"}]
+    if tls_secret is not None:
+        volumes.append({"name": "tls", "secret": {"secretName": tls_secret}})
+        mounts.append({"name": "tls", "mountPath": CLIENT_TLS_DIR, "readOnly": True})
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
         "spec": {
             "terminationGracePeriodSeconds": 2,
-            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "volumes": volumes,
             "containers": [
                 {
                     "name": "etcdctl",
@@ -100,7 +127,7 @@ def client_pod(namespace: str, name: str = CLIENT_POD) -> Json:
                         f"--initial-advertise-peer-urls={peer}",
                         f"--initial-cluster=scratch={peer}",
                     ],
-                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                    "volumeMounts": mounts,
                 }
             ],
         },

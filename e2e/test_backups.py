@@ -3,7 +3,8 @@ from a member of a real cluster into a real S3 server (moto in server mode, on l
 the operator's process pod reaches as any S3 endpoint), with credentials from a Secret.
 
 A backup succeeds with everything its status promises (location, sizes, sha256, revision,
-member, cluster id) and the stored object holds the keys written before it; deleting a backup
+member, cluster id) and the stored object holds the keys written before it (the cluster serves
+clients over TLS only: the operator streams with its client certificate); deleting a backup
 whose policy is Delete removes the stored object. Failures end ``Failed`` with the cause in the
 message and a Warning event, never with a credential in either: a user without permission, a
 bucket that does not exist, a Secret that does not exist. A backup of a cluster that does not
@@ -24,10 +25,12 @@ from typing import Any
 import pytest
 import zstandard
 
+from e2e import etcdclusters
 from e2e.chart import OperatorRelease
-from e2e.etcdclusters import CLIENT_POD, client_endpoint
+from e2e.etcdclusters import CLIENT_POD, client_endpoint, client_pod
 from e2e.kube import Json, Kubectl, PodExec, eventually
 from e2e.kubelet.services import HOST_PORT_ANNOTATION
+from e2e.test_kubelet import wait_ready
 from e2e.test_operator import etcdctl_put, example, start_client, wait_available
 from tools.s3server import S3Server, S3ServerError, moto_server
 
@@ -142,12 +145,23 @@ def test_a_backup_streams_a_member_into_s3_and_its_deletion_removes_it(
 ) -> None:
     manifest = example("etcdcluster-dev.yaml", namespace)
     cluster = manifest["metadata"]["name"]
+    # Client TLS: the operator streams the snapshot over https with its client certificate.
+    manifest["spec"]["tls"] = {"client": {"source": "Generated"}}
     kubectl.apply(manifest)
     wait_available(kubectl, namespace, cluster, 1)
-    start_client(kubectl, namespace)
+    kubectl.apply(client_pod(namespace, tls_secret=f"{cluster}-client-tls"))
+    wait_ready(kubectl, namespace, CLIENT_POD, timeout=120)
+    put = [
+        "etcdctl",
+        client_endpoint(cluster, namespace, secure=True),
+        *etcdclusters.tls_flags(),
+        "put",
+        "backed-up",
+        "value-in-the-backup",
+    ]
     eventually(
         "etcdctl put before the backup",
-        lambda: etcdctl_put(pod_exec, namespace, cluster, "backed-up", "value-in-the-backup"),
+        lambda: pod_exec.exec(namespace, CLIENT_POD, put).code == 0,
     )
     bucket = s3.create_bucket(f"e2e-{uuid.uuid4().hex[:12]}")
     credentials_secret(kubectl, namespace, CREDENTIALS, s3.admin)
@@ -450,7 +464,10 @@ def test_new_clusters_start_from_backups_across_engines_and_refuse_a_tampered_on
     }
     for name, (engine, source) in restores.items():
         bootstrap = {"backup": {"name": f"{source}-backup"}}
-        kubectl.apply(dev_cluster(namespace, name, engine=engine, bootstrap=bootstrap))
+        # One restores into a cluster with peer TLS: the restored membership holds the https
+        # peer URL the member then advertises (its clients stay on http for the checks below).
+        tls: dict[str, Any] = {"tls": {"peer": {}}} if name == "pyetcd-to-etcd" else {}
+        kubectl.apply(dev_cluster(namespace, name, engine=engine, bootstrap=bootstrap, **tls))
     for name, (_, source) in restores.items():
         wait_available(kubectl, namespace, name, 1)
         for i in range(3):
@@ -463,8 +480,11 @@ def test_new_clusters_start_from_backups_across_engines_and_refuse_a_tampered_on
         # Revisions went forward by the bump: a client's cached revision is never ahead.
         header = (etcdctl_json(pod_exec, namespace, name, "get", "key-0") or {})["header"]
         assert int(header["revision"]) >= revisions[source] + 1_000_000_000, (name, header)
-        restored = kubectl.get("etcdcluster", name, namespace)["status"]["restoredFrom"]
+        status = kubectl.get("etcdcluster", name, namespace)["status"]
+        restored = status["restoredFrom"]
         assert restored["backup"] == f"{source}-backup"
+        scheme = "https" if name == "pyetcd-to-etcd" else "http"
+        assert all(m["peerURL"].startswith(f"{scheme}://") for m in status["members"]), status
         assert restored["location"] == locations[source]
 
     # A backup whose object no longer holds what its EtcdBackup recorded: the member does not

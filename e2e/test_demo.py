@@ -124,8 +124,17 @@ def test_etcdctl_arguments_split_between_the_demo_and_etcdctl(
 class StubKubectl:
     """The calls ``tools.demo etcdctl`` makes, answered from a fixed cluster list."""
 
-    def __init__(self, clusters: dict[tuple[str, str], list[Json]]) -> None:
+    def __init__(
+        self, clusters: dict[tuple[str, str], list[Json]], tls: frozenset[str] = frozenset()
+    ) -> None:
         self.clusters = clusters
+        self.tls = tls  # the clusters with client TLS
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Json:
+        spec: Json = {"version": "3.5.17"}
+        if name in self.tls:
+            spec["tls"] = {"client": {"source": "Generated"}}
+        return {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
     def exists(self, kind: str, name: str, namespace: str | None = None) -> bool:
         return (str(namespace), name) in self.clusters
@@ -152,7 +161,8 @@ def test_etcdctl_cluster_picks_a_running_member_or_says_what_exists(
             ("default", "example-pyetcd"): [pod("example-pyetcd-0", "Running")],
             ("team", "big"): [pod("big-10", "Running"), pod("big-2", "Running")],
             ("team", "new"): [pod("new-0", "Pending")],
-        }
+        },
+        tls=frozenset({"big"}),
     )
     kubectl: Kubectl = stub  # type: ignore[assignment]
     assert tools_demo.member_pod(kubectl, "big", "team") == "big-2"
@@ -160,12 +170,18 @@ def test_etcdctl_cluster_picks_a_running_member_or_says_what_exists(
         tools_demo.member_pod(kubectl, "new", "team")
 
     state = DemoState(1, tmp_path / "admin.kubeconfig", "http://127.0.0.1:1", "kd", ())
-    calls: list[tuple[str, str, str]] = []
+    calls: list[tuple[str, str, str, bool]] = []
 
     def etcdctl_in_member(
-        state: DemoState, namespace: str, args: list[str], cluster: str, pod: str
+        state: DemoState,
+        namespace: str,
+        args: list[str],
+        cluster: str,
+        pod: str,
+        *,
+        secure: bool = False,
     ) -> tuple[int, str]:
-        calls.append((namespace, cluster, pod))
+        calls.append((namespace, cluster, pod, secure))
         return 0, "ok\n"
 
     monkeypatch.setattr(e2e_demo, "running", lambda paths: state)
@@ -175,7 +191,11 @@ def test_etcdctl_cluster_picks_a_running_member_or_says_what_exists(
 
     assert tools_demo.main(["etcdctl", "member", "list"]) == 0  # the example, as before
     assert tools_demo.main(["etcdctl", "--cluster", "big", "--namespace", "team", "get", "k"]) == 0
-    assert calls == [("default", "example-pyetcd", "example-pyetcd-0"), ("team", "big", "big-2")]
+    # A cluster with client TLS is asked over https with the member's client certificate.
+    assert calls == [
+        ("default", "example-pyetcd", "example-pyetcd-0", False),
+        ("team", "big", "big-2", True),
+    ]
     assert tools_demo.main(["etcdctl", "--cluster", "nope", "member", "list"]) == 1
     err = capsys.readouterr().err
     assert "tools.demo etcdctl: no EtcdCluster 'nope' in namespace 'default'" in err

@@ -13,19 +13,23 @@ cluster can pull.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from etcd_operator.components import pki
 
 from e2e import etcdclusters
 from e2e.chart import OPERATOR_IMAGE, OperatorRelease
 from e2e.chart import wait_available as operator_available
 from e2e.etcdclusters import CLIENT_POD, client_endpoint, client_pod
-from e2e.kube import Kubectl, PodExec, condition, eventually
+from e2e.kube import ExecResult, Kubectl, PodExec, condition, eventually
 from e2e.test_kubelet import SSD_LABEL, wait_ready
 
 pytestmark = pytest.mark.any_cluster
@@ -256,6 +260,223 @@ def test_pyetcd_dev_example_reaches_available(
     row = kubectl.run("get", "etcdclusters", name, f"--namespace={namespace}").stdout.splitlines()
     assert row[1].split()[:6] == [name, "1", "1", "3.5.17", f"{name}-0", "Running"]
     etcdctl_reads_and_writes(kubectl, pod_exec, namespace, name)
+
+
+def test_tls_example_serves_only_clients_with_its_certificate(
+    request: pytest.FixtureRequest,
+    kubectl: Kubectl,
+    pod_exec: PodExec,
+    operator: OperatorRelease,
+    namespace: str,
+) -> None:
+    """spec.tls Generated on both planes: the operator's CAs and certificates in Secrets the
+    cluster owns, the members on https (peers too), Available, TLSReady with the expiry in the
+    status; etcdctl with the client certificate Secret mounted reads, writes and checks every
+    member by its own name; without the certificate it is refused. On the etcd plane the
+    members run upstream etcd, on the pyetcd plane pyetcd: the same flags, the same files."""
+    manifest = example("etcdcluster-tls.yaml", namespace)
+    name = manifest["metadata"]["name"]
+    # The plane's own storage engine, as the replacement scenarios choose it; pyetcd on a
+    # given cluster (no plane of ours).
+    callspec = getattr(request.node, "callspec", None)
+    storage = callspec.params.get("control_plane") if callspec is not None else None
+    engine = "etcd" if storage == "etcd" else "pyetcd"
+    manifest["spec"]["engine"] = engine
+    kubectl.apply(manifest)
+    cluster = wait_available(kubectl, namespace, name, 3)
+    images = {p["spec"]["containers"][0]["image"] for p in member_pods(kubectl, namespace, name)}
+    want = "gcr.io/etcd-development/etcd:" if engine == "etcd" else "ghcr.io/pyetcd/pyetcd:"
+    assert all(i.startswith(want) for i in images), images
+    assert condition(cluster, "TLSReady") == "True", etcdclusters.describe(cluster)
+    tls_status = cluster["status"]["tls"]
+    assert {c["secret"] for c in tls_status["certificates"]} == {
+        f"{name}-{role}"
+        for role in ("client-ca", "server-tls", "client-tls", "peer-ca", "peer-tls")
+    }
+    assert tls_status["notAfter"] and tls_status["lastRenewal"]
+    members = cluster["status"]["members"]
+    assert all(m["clientURL"].startswith("https://") for m in members), members
+    assert all(m["peerURL"].startswith("https://") for m in members), members
+    secret = kubectl.get("secret", f"{name}-client-tls", namespace)
+    assert secret["type"] == "kubernetes.io/tls"
+    assert sorted(secret["data"]) == ["ca.crt", "tls.crt", "tls.key"]
+    assert secret["metadata"]["ownerReferences"][0]["name"] == name
+
+    kubectl.apply(client_pod(namespace, tls_secret=f"{name}-client-tls"))
+    wait_ready(kubectl, namespace, CLIENT_POD, timeout=120)
+    endpoint = client_endpoint(name, namespace, secure=True)
+
+    def etcdctl(*args: str, cert: bool = True) -> ExecResult:
+        argv = ["etcdctl", endpoint, *etcdclusters.tls_flags(cert=cert), *args]
+        return pod_exec.exec(namespace, CLIENT_POD, argv)
+
+    eventually("etcdctl put over TLS", lambda: etcdctl("put", "greeting", "secure").code == 0)
+    got = etcdctl("get", "greeting", "--print-value-only")
+    assert (got.code, got.stdout.strip()) == (0, "secure"), got
+    # Every member by the client URL it advertises (its own DNS name): the certificate's
+    # names cover them all.
+    health = etcdctl("endpoint", "health", "--cluster", "-w", "json")
+    assert health.code == 0, health
+    checked = json.loads(health.stdout)
+    assert len(checked) == 3 and all(h["health"] for h in checked), checked
+    refused = etcdctl("get", "greeting", "--dial-timeout=3s", "--command-timeout=5s", cert=False)
+    assert refused.code != 0, refused
+    plain = pod_exec.exec(
+        namespace,
+        CLIENT_POD,
+        ["etcdctl", client_endpoint(name, namespace), "get", "greeting", "--command-timeout=5s"],
+    )
+    assert plain.code != 0, plain
+    certificate_issued_anew_is_served_without_a_restart(
+        kubectl, pod_exec, operator, namespace, name
+    )
+
+
+def tls_secret(name: str, namespace: str, pair: pki.KeyPair, ca: bytes) -> Json:
+    data = {"tls.crt": pair.cert, "tls.key": pair.key, "ca.crt": ca}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
+@pytest.mark.one_storage  # the Secrets' checks are the operator's: no storage plays a part
+def test_tls_from_the_users_secrets_waits_for_them_and_then_serves(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
+) -> None:
+    """source Secret: a cluster whose Secrets do not exist yet says so (TLSReady False,
+    SecretMissing, naming them, and a Warning event) and is not created; once they exist it
+    comes up on them, and etcdctl with the user's own client certificate works."""
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    name = manifest["metadata"]["name"]
+    manifest["spec"]["tls"] = {
+        "client": {"source": "Secret", "serverSecretName": "srv", "clientSecretName": "cli"}
+    }
+    kubectl.apply(manifest)
+
+    def missing() -> Json | None:
+        cluster: Json = kubectl.get("etcdcluster", name, namespace)
+        ready = next(
+            (
+                c
+                for c in (cluster.get("status") or {}).get("conditions") or []
+                if c["type"] == "TLSReady"
+            ),
+            None,
+        )
+        return ready if ready is not None and ready["reason"] == "SecretMissing" else None
+
+    ready = eventually("TLSReady False, SecretMissing", missing, timeout=60)
+    assert ready["status"] == "False"
+    assert "Server Secret srv does not exist" in ready["message"], ready
+    assert "Client Secret cli does not exist" in ready["message"], ready
+    assert not kubectl.exists("statefulset", name, namespace)
+    warned = kubectl.json(
+        "get", "events", f"--namespace={namespace}", "--field-selector",
+        f"involvedObject.name={name},reason=TLSNotReady",
+    )["items"]  # fmt: skip
+    assert warned and warned[0]["type"] == "Warning", warned
+
+    now = datetime.now(UTC)
+    ca = pki.new_ca("my CA", now)
+    server = pki.CertificateRequest(
+        "srv",
+        dns_names=(
+            f"*.{name}-peer.{namespace}.svc.cluster.local",
+            f"{name}-client.{namespace}.svc.cluster.local",
+        ),
+        server=True,
+    )
+    kubectl.apply(tls_secret("srv", namespace, pki.issue(server, now, ca), ca.cert))
+    client = pki.CertificateRequest("my-app", client=True)
+    kubectl.apply(tls_secret("cli", namespace, pki.issue(client, now, ca), ca.cert))
+    cluster = wait_available(kubectl, namespace, name, 1)
+    assert condition(cluster, "TLSReady") == "True", etcdclusters.describe(cluster)
+    assert not kubectl.exists("secret", f"{name}-client-ca", namespace)  # nothing generated
+
+    kubectl.apply(client_pod(namespace, tls_secret="cli"))
+    wait_ready(kubectl, namespace, CLIENT_POD, timeout=120)
+    argv = ["etcdctl", client_endpoint(name, namespace, secure=True), *etcdclusters.tls_flags()]
+    eventually(
+        "etcdctl put with the user's client certificate",
+        lambda: pod_exec.exec(namespace, CLIENT_POD, [*argv, "put", "mine", "yes"]).code == 0,
+    )
+
+
+# Run in the operator's pod (it reaches the members, as its passes do; its image has Python):
+# the SHA-256 of the certificate a member serves, with the client certificate given in argv.
+SERVED_CERTIFICATE = """
+import base64, hashlib, os, socket, ssl, sys
+ca, cert, key = (base64.b64decode(a) for a in sys.argv[1:4])
+def path(data):
+    fd = os.memfd_create("pem")
+    os.write(fd, data)
+    return f"/proc/self/fd/{fd}"
+context = ssl.create_default_context(cadata=ca.decode())
+context.load_cert_chain(path(cert), path(key))
+with socket.create_connection((sys.argv[4], 2379), timeout=5) as raw:
+    with context.wrap_socket(raw, server_hostname=sys.argv[4]) as conn:
+        print(hashlib.sha256(conn.getpeercert(binary_form=True)).hexdigest())
+"""
+
+
+def certificate_issued_anew_is_served_without_a_restart(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str, name: str
+) -> None:
+    """The members' serving certificate Secret deleted: the operator issues it anew from the
+    same CA, the kubelet refreshes the mounted files, and every member serves the new
+    certificate from its next handshake: no member restarts, clients keep working."""
+    operator_pod = operator_available(kubectl, operator)
+    client = kubectl.get("secret", f"{name}-client-tls", namespace)["data"]
+    hosts = [f"{name}-{i}.{name}-peer.{namespace}.svc.cluster.local" for i in range(3)]
+
+    def served(host: str) -> str | None:
+        argv = ["python", "-c", SERVED_CERTIFICATE, client["ca.crt"], client["tls.crt"]]
+        got = pod_exec.exec(operator.namespace, operator_pod, [*argv, client["tls.key"], host])
+        return got.stdout.strip() if got.code == 0 else None
+
+    def fingerprint(secret: Json) -> str:
+        pem = base64.b64decode(secret["data"]["tls.crt"]).decode()
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+    old = kubectl.get("secret", f"{name}-server-tls", namespace)
+    assert [served(h) for h in hosts] == [fingerprint(old)] * 3
+    restarts = {
+        p["metadata"]["name"]: (
+            p["metadata"]["uid"],
+            p["status"]["containerStatuses"][0]["restartCount"],
+        )
+        for p in member_pods(kubectl, namespace, name)
+    }
+    kubectl.run("delete", "secret", f"{name}-server-tls", f"--namespace={namespace}")
+
+    def issued() -> Json | None:
+        if not kubectl.exists("secret", f"{name}-server-tls", namespace):
+            return None
+        secret: Json = kubectl.get("secret", f"{name}-server-tls", namespace)
+        return secret if secret["data"]["tls.crt"] != old["data"]["tls.crt"] else None
+
+    new = eventually("the serving certificate issued anew", issued, timeout=90)
+    assert new["data"]["ca.crt"] == old["data"]["ca.crt"]  # the same CA: trusted throughout
+    want = fingerprint(new)
+    eventually(
+        "every member serving the new certificate",
+        lambda: all(served(h) == want for h in hosts),
+        timeout=90,
+        interval=2,
+    )
+    after = {
+        p["metadata"]["name"]: (
+            p["metadata"]["uid"],
+            p["status"]["containerStatuses"][0]["restartCount"],
+        )
+        for p in member_pods(kubectl, namespace, name)
+    }
+    assert after == restarts  # the same pods, no container restarted
+    wait_available(kubectl, namespace, name, 3)
 
 
 def test_deleting_the_cluster_removes_every_child(

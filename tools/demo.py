@@ -90,6 +90,12 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             "# ... of any EtcdCluster you apply: --cluster NAME [--namespace NS]",
             f".venv/bin/python -m tools.demo etcdctl --cluster {name}{demo_ns} "
             "endpoint status -w table",
+            "# TLS on both planes from the operator's own CA (docs/security.md): https only, "
+            "and a client certificate",
+            f"kubectl apply{ns} -f examples/etcdcluster-tls.yaml && "
+            f"kubectl get etcdcluster example-tls{ns} -o jsonpath='{{.status.tls}}'",
+            f".venv/bin/python -m tools.demo etcdctl --cluster example-tls{demo_ns} "
+            "endpoint health --cluster   # with the certificate in Secret example-tls-client-tls",
             "# scaled behind the operator's back: put back within a refresh (DriftCorrected)",
             f"kubectl scale statefulset {name}{ns} --replicas=1 && kubectl get events{ns} -w",
             "# a member's volume lost (claim deleted with its pod): the member refuses to rejoin",
@@ -220,10 +226,18 @@ def up(options: Options) -> int:
 
 
 def etcdctl_in_member(
-    state: demo.DemoState, namespace: str, args: list[str], cluster: str = CLUSTER, pod: str = ""
+    state: demo.DemoState,
+    namespace: str,
+    args: list[str],
+    cluster: str = CLUSTER,
+    pod: str = "",
+    *,
+    secure: bool = False,
 ) -> tuple[int, str]:
-    """etcdctl inside a member pod (default: the first), against the cluster's client Service."""
-    argv = ["etcdctl", etcdclusters.client_endpoint(cluster, namespace), *args]
+    """etcdctl inside a member pod (default: the first), against the cluster's client Service;
+    ``secure``: over https with the client certificate the member pod mounts (spec.tls)."""
+    endpoint = etcdclusters.client_endpoint(cluster, namespace, secure=secure)
+    argv = ["etcdctl", endpoint, *(etcdclusters.member_tls_flags() if secure else []), *args]
     result = KubeletControl(state.control).exec(namespace, pod or f"{cluster}-0", argv)
     return result.code, result.stdout + result.stderr
 
@@ -280,11 +294,13 @@ def etcdctl(options: Options, cluster: str, args: list[str]) -> int:
     kubectl = Kubectl(ensure_tools().kubectl, state.kubeconfig)
     try:
         pod = member_pod(kubectl, cluster, options.namespace)
+        spec = kubectl.get("etcdcluster", cluster, options.namespace)["spec"]
     except (NoSuchClusterError, KubectlError) as exc:
         print(f"tools.demo etcdctl: {exc}", file=sys.stderr)
         return 1
+    secure = bool((spec.get("tls") or {}).get("client"))
     try:
-        code, out = etcdctl_in_member(state, options.namespace, args, cluster, pod)
+        code, out = etcdctl_in_member(state, options.namespace, args, cluster, pod, secure=secure)
     except RuntimeError as exc:  # the kubelet could not exec in it (e.g. stopping right now)
         print(f"tools.demo etcdctl: in pod {pod}: {exc}", file=sys.stderr)
         return 1

@@ -40,6 +40,10 @@ LAUNCHER = str(Path(__file__).with_name("launch.py"))
 BACKOFF_CAP = 300.0
 BACKOFF_RESET = 600.0
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+# How often Secret and ConfigMap volumes are brought up to date with their source: a real
+# kubelet takes up to its sync period plus its cache's TTL (a minute or two); shorter here, so
+# that scenarios waiting for a renewed certificate do not wait as long.
+VOLUME_SYNC_SECONDS = 5.0
 
 
 def iso(t: float | None = None) -> str:
@@ -146,6 +150,9 @@ class PodWorker:
         self.veth = ""
         self.ip = ""
         self.volumes: dict[str, Path] = {}
+        # Secret and ConfigMap volumes: (API kind, reference, directory), refreshed while the
+        # pod runs (``_refresh_volumes``).
+        self._synced: list[tuple[str, Json, Path]] = []
         spec = pod["spec"]
         self.restart_policy: str = spec.get("restartPolicy", "Always")
         previous = {
@@ -274,6 +281,8 @@ class PodWorker:
         self.waiting_reason = None
         self.sandbox_ready = True
         self._dirty.set()
+        if self._synced:
+            self._tasks.append(asyncio.create_task(self._refresh_volumes()))
         for container in self.init_containers:
             if not await self._run_init(container):
                 return
@@ -377,9 +386,11 @@ class PodWorker:
                 podspec.write_files(
                     target, await self._source_files("configmaps", volume["configMap"])
                 )
+                self._synced.append(("configmaps", volume["configMap"], target))
             elif "secret" in volume:
                 ref = {**volume["secret"], "name": volume["secret"]["secretName"]}
                 podspec.write_files(target, await self._source_files("secrets", ref), 0o600)
+                self._synced.append(("secrets", ref, target))
             elif "downwardAPI" in volume:
                 podspec.write_files(target, self._field_files(volume["downwardAPI"]["items"]))
             elif "projected" in volume:
@@ -404,6 +415,23 @@ class PodWorker:
             else:
                 raise ConfigError("CreateContainerConfigError", f"unsupported volume {name!r}")
             self.volumes[name] = target
+
+    async def _refresh_volumes(self) -> None:
+        """Rewrite the files of Secret and ConfigMap volumes whose source changed, as the real
+        kubelet does on its sync (every minute or so; here every ``VOLUME_SYNC_SECONDS``): a
+        renewed certificate reaches a running member without a restart. Not ``subPath``
+        mounts, which a real kubelet never updates either. Changed files are written aside
+        first and then renamed into place one after the other (the real kubelet swaps a
+        directory symlink: one step), so a reader sees the new set within microseconds."""
+        while not await self._wait_stop(VOLUME_SYNC_SECONDS):
+            for kind, ref, target in self._synced:
+                try:
+                    files = await self._source_files(kind, ref)
+                except (ConfigError, ApiError, aiohttp.ClientError, TimeoutError) as exc:
+                    log.info("volume sync of %s/%s: %s", self.namespace, self.name, exc)
+                    continue
+                mode = 0o600 if kind == "secrets" else 0o644
+                podspec.update_files(target, files, mode)
 
     async def _claim_path(self, claim_name: str) -> Path:
         claim = await self._get("persistentvolumeclaims", claim_name, optional=False)

@@ -92,6 +92,28 @@ def write_files(directory: Path, files: dict[str, bytes], mode: int = 0o644) -> 
         tmp.replace(path)
 
 
+def update_files(directory: Path, files: dict[str, bytes], mode: int = 0o644) -> list[str]:
+    """Write the ``files`` whose content differs from what ``directory`` holds: all of them
+    aside first, then renamed into place back to back. The paths written, in order. A file
+    the source no longer has is left alone (a real kubelet removes it: nothing here needs
+    that)."""
+    changed: list[tuple[Path, Path]] = []
+    for relative, content in files.items():
+        path = directory / relative
+        try:
+            if path.read_bytes() == content:
+                continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".sync")
+        tmp.write_bytes(content)
+        os.chmod(tmp, mode)
+        changed.append((tmp, path))
+    for tmp, path in changed:
+        tmp.replace(path)
+    return [str(path.relative_to(directory)) for _, path in changed]
+
+
 def hosts_file(pod_ip: str, hostname: str, fqdn: str | None) -> str:
     names = f"{fqdn} {hostname}" if fqdn else hostname
     return (

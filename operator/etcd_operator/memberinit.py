@@ -41,12 +41,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import grpc
 from pyetcd.client import EtcdClientError, Member
 from pyetcd.fileutil import fsync_dir
 
+from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.members import connect_etcd
 
 # The bootstrap ConfigMap's key (through this environment variable, optional) that names the
@@ -150,11 +152,13 @@ def force_new_cluster(
     return f"force-new-cluster {token}: {done.stdout.strip()}"
 
 
-async def member_list(endpoints: Sequence[str], deadline: float) -> list[Member] | None:
+async def member_list(
+    endpoints: Sequence[str], deadline: float, tls: ClientCredentials | None = None
+) -> list[Member] | None:
     """The cluster's members from the first endpoint that answers within ``deadline`` seconds
     (all are asked at once: a member that is gone must not use up the time); ``None`` if none
-    does."""
-    client = connect_etcd(endpoints, deadline)
+    does. ``tls``: the client certificate, for members that require one."""
+    client = connect_etcd(endpoints, deadline, tls)
 
     async def ask(endpoint: str) -> list[Member]:
         return list((await client.member_list(endpoint)).members)
@@ -176,11 +180,15 @@ async def member_list(endpoints: Sequence[str], deadline: float) -> list[Member]
     return None
 
 
-def peer_endpoints(initial_cluster: str, me: str, client_port: int) -> list[str]:
+def peer_endpoints(
+    initial_cluster: str, me: str, client_port: int, client_scheme: str = "http"
+) -> list[str]:
     """The other members' client URLs, from ``--initial-cluster`` (``name=peerURL,...``): the
-    peer URL's host with the client port. Asked directly, not through the client Service, which
-    lists only Ready members: a member without a leader is not Ready, yet answers its member
-    list, and that is exactly when a wiped member must not slip in."""
+    peer URL's host with the client port and ``client_scheme`` (the peer URL's scheme says
+    nothing about the client port's: either plane may have TLS without the other). Asked
+    directly, not through the client Service, which lists only Ready members: a member without
+    a leader is not Ready, yet answers its member list, and that is exactly when a wiped member
+    must not slip in."""
     endpoints = []
     for item in initial_cluster.split(","):
         name, _, url = item.partition("=")
@@ -188,7 +196,7 @@ def peer_endpoints(initial_cluster: str, me: str, client_port: int) -> list[str]
             continue
         parts = urlsplit(url.strip())
         if parts.hostname:
-            endpoints.append(f"{parts.scheme or 'http'}://{parts.hostname}:{client_port}")
+            endpoints.append(f"{client_scheme}://{parts.hostname}:{client_port}")
     return endpoints
 
 
@@ -207,6 +215,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--client-port", type=int, default=2379)
     parser.add_argument(
+        "--client-scheme", choices=("http", "https"), default="http", help="of the client URLs"
+    )
+    # etcdctl's names: the client certificate, when the members require one.
+    parser.add_argument("--cacert", default="", help="the CA of the members' certificates")
+    parser.add_argument("--cert", default="", help="the client certificate")
+    parser.add_argument("--key", default="", help="its key")
+    parser.add_argument(
         "--force-new-cluster",
         default=os.environ.get(ENV_FORCE_NEW_CLUSTER, ""),
         help=f"<pod>:<token> of a quorum-loss recovery (default: ${ENV_FORCE_NEW_CLUSTER})",
@@ -215,7 +230,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fail(message: str) -> None:
+def client_credentials(cacert: str, cert: str, key: str) -> ClientCredentials | None:
+    """The client certificate files, read; ``None`` when none is given."""
+    if not (cacert or cert or key):
+        return None
+    return ClientCredentials(
+        Path(cacert).read_bytes(), Path(cert).read_bytes(), Path(key).read_bytes()
+    )
+
+
+def fail(message: str) -> NoReturn:
     # The last line of the output is the container's termination message
     # (FallbackToLogsOnError), which the operator reads.
     print(message, file=sys.stderr, flush=True)
@@ -235,9 +259,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     wal = has_wal(data_dir)
     members = None
     if not wal:
-        endpoints = peer_endpoints(opts.initial_cluster, opts.name, opts.client_port)
+        endpoints = peer_endpoints(
+            opts.initial_cluster, opts.name, opts.client_port, opts.client_scheme
+        )
         endpoints += [e for e in opts.endpoints.split(",") if e]
-        members = asyncio.run(member_list(endpoints, opts.timeout)) if endpoints else None
+        try:
+            tls = client_credentials(opts.cacert, opts.cert, opts.key)
+        except OSError as err:
+            fail(f"cannot read the client certificate: {err}")
+        members = asyncio.run(member_list(endpoints, opts.timeout, tls)) if endpoints else None
     verdict = decide(wal=wal, members=members, peer_url=opts.peer_url, data_dir=data_dir)
     if not verdict.start:
         fail(verdict.message)

@@ -131,11 +131,14 @@ here is used there (or listed there with the reason no request shows it), and no
 - apiGroups: ["etcd.pyetcd.io"]
   resources: ["etcddefrags/status"]
   verbs: ["patch"]
-# The Secrets a backup store names (S3 credentials, a CA bundle, the encryption key), read by name
-# when a backup runs: never listed or watched, so the operator holds no Secret it was not sent to.
+# Secrets, always by name, never listed or watched, so the operator holds no Secret it was not
+# sent to: those a backup store names (S3 credentials, a CA bundle, the encryption key), read
+# when a backup runs; the TLS Secrets of spec.tls, read each pass (a user's, source Secret); and
+# the CAs and certificates the operator generates (source Generated), written by server-side
+# apply (create, patch) when issued or renewed.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "create", "patch"]
 {{- end }}
 
 {{/*

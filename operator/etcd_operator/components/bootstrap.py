@@ -33,7 +33,7 @@ from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.components import naming
+from etcd_operator.components import naming, tls
 from etcd_operator.components.owner import object_meta
 
 KEY_INITIAL_CLUSTER = "initial-cluster"
@@ -80,7 +80,11 @@ def bootstrap_configmap(
     count = cluster.spec.replicas if replicas is None else replicas
     data = {
         KEY_INITIAL_CLUSTER: naming.initial_cluster(
-            cluster.name, cluster.namespace, count, settings.cluster_domain
+            cluster.name,
+            cluster.namespace,
+            count,
+            settings.cluster_domain,
+            secure=tls.peer_secure(cluster),
         ),
         KEY_INITIAL_CLUSTER_STATE: BootstrapState(state).value,
     }

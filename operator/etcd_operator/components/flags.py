@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import Engine, EtcdCluster
-from etcd_operator.components import naming
+from etcd_operator.components import naming, tls
 
 PYETCD_COMMAND = ["pyetcd"]
 ETCD_COMMAND = ["/usr/local/bin/etcd"]
@@ -47,16 +47,20 @@ def args(cluster: EtcdCluster, settings: OperatorSettings) -> list[str]:
     """etcd's flags for every member of ``cluster``, in a stable order (a change rolls pods)."""
     name, ns, domain = cluster.name, cluster.namespace, settings.cluster_domain
     me = naming.POD_NAME_REF
+    client, peer = tls.client_secure(cluster), tls.peer_secure(cluster)
     flags = [
         f"--name={me}",
         f"--data-dir={naming.DATA_DIR}",
-        f"--listen-client-urls=http://0.0.0.0:{naming.CLIENT_PORT}",
-        f"--advertise-client-urls={naming.named_client_url(name, ns, me, domain)}",
-        f"--listen-peer-urls=http://0.0.0.0:{naming.PEER_PORT}",
-        f"--initial-advertise-peer-urls={naming.named_peer_url(name, ns, me, domain)}",
+        f"--listen-client-urls={naming.scheme(client)}://0.0.0.0:{naming.CLIENT_PORT}",
+        "--advertise-client-urls=" + naming.named_client_url(name, ns, me, domain, secure=client),
+        f"--listen-peer-urls={naming.scheme(peer)}://0.0.0.0:{naming.PEER_PORT}",
+        "--initial-advertise-peer-urls=" + naming.named_peer_url(name, ns, me, domain, secure=peer),
         f"--initial-cluster-token={naming.initial_cluster_token(name, ns)}",
-        # /health and /metrics on their own port: probes and scrapers never touch the client port.
+        # /health and /metrics on their own port: probes and scrapers never touch the client
+        # port. Plain http even with client TLS, as etcd's own metrics listener allows: the
+        # kubelet's probe and Prometheus then need no client certificate.
         f"--listen-metrics-urls=http://0.0.0.0:{naming.METRICS_PORT}",
+        *tls.member_flags(cluster),
     ]
     options = cluster.spec.etcd
     flags += [

@@ -18,7 +18,7 @@ from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.components import naming
+from etcd_operator.components import naming, tls
 from etcd_operator.components.bootstrap import KEY_FORCE_NEW_CLUSTER
 
 Json = dict[str, Any]
@@ -32,12 +32,19 @@ ENV_FORCE_NEW_CLUSTER = "ETCD_OPERATOR_FORCE_NEW_CLUSTER"
 def member_init_args(cluster: EtcdCluster, settings: OperatorSettings) -> list[str]:
     name, ns, domain = cluster.name, cluster.namespace, settings.cluster_domain
     me = naming.POD_NAME_REF
+    secure = tls.client_secure(cluster)
     return [
         f"--name={me}",
         f"--data-dir={naming.DATA_DIR}",
-        f"--peer-url={naming.named_peer_url(name, ns, me, domain)}",
-        f"--endpoints={naming.client_service_url(name, ns, domain)}",
+        "--peer-url="
+        + naming.named_peer_url(name, ns, me, domain, secure=tls.peer_secure(cluster)),
+        f"--endpoints={naming.client_service_url(name, ns, domain, secure=secure)}",
         f"--client-port={naming.CLIENT_PORT}",
+        # Only with client TLS: the template of a plaintext cluster stays as it was (a change
+        # would roll every member of every cluster on an operator upgrade).
+        *([f"--client-scheme={naming.scheme(secure)}"] if secure else []),
+        # The client certificate: with --client-cert-auth the members answer no one without.
+        *tls.client_flags(cluster),
     ]
 
 

@@ -3,7 +3,9 @@
 A cluster ``c`` in namespace ``ns`` owns: StatefulSet ``c`` (pods ``c-0`` .. ``c-N-1``), the
 headless peer Service ``c-peer`` (the StatefulSet's serviceName: stable DNS per member), the
 client Service ``c-client``, the PodDisruptionBudget ``c`` and the ConfigMap ``c-bootstrap``
-that tells members whether they start a new cluster or join an existing one.
+that tells members whether they start a new cluster or join an existing one. With ``spec.tls``
+it owns the TLS Secrets too (``tls_secret_name``), and its URLs are https on the planes with TLS
+(``secure``).
 """
 
 from __future__ import annotations
@@ -60,24 +62,54 @@ def member_host(cluster: str, namespace: str, ordinal: int, domain: str = "clust
     return f"{member_name(cluster, ordinal)}.{peer_service_name(cluster)}.{namespace}.svc.{domain}"
 
 
-def peer_url(cluster: str, namespace: str, ordinal: int, domain: str = "cluster.local") -> str:
-    return f"http://{member_host(cluster, namespace, ordinal, domain)}:{PEER_PORT}"
+def scheme(secure: bool) -> str:
+    """The URL scheme of a plane: https when it has TLS."""
+    return "https" if secure else "http"
 
 
-def client_url(cluster: str, namespace: str, ordinal: int, domain: str = "cluster.local") -> str:
-    return f"http://{member_host(cluster, namespace, ordinal, domain)}:{CLIENT_PORT}"
+def peer_url(
+    cluster: str,
+    namespace: str,
+    ordinal: int,
+    domain: str = "cluster.local",
+    *,
+    secure: bool = False,
+) -> str:
+    return f"{scheme(secure)}://{member_host(cluster, namespace, ordinal, domain)}:{PEER_PORT}"
 
 
-def client_service_url(cluster: str, namespace: str, domain: str = "cluster.local") -> str:
-    return f"http://{client_service_name(cluster)}.{namespace}.svc.{domain}:{CLIENT_PORT}"
+def client_url(
+    cluster: str,
+    namespace: str,
+    ordinal: int,
+    domain: str = "cluster.local",
+    *,
+    secure: bool = False,
+) -> str:
+    return f"{scheme(secure)}://{member_host(cluster, namespace, ordinal, domain)}:{CLIENT_PORT}"
+
+
+def client_service_host(cluster: str, namespace: str, domain: str = "cluster.local") -> str:
+    return f"{client_service_name(cluster)}.{namespace}.svc.{domain}"
+
+
+def client_service_url(
+    cluster: str, namespace: str, domain: str = "cluster.local", *, secure: bool = False
+) -> str:
+    return f"{scheme(secure)}://{client_service_host(cluster, namespace, domain)}:{CLIENT_PORT}"
 
 
 def initial_cluster(
-    cluster: str, namespace: str, replicas: int, domain: str = "cluster.local"
+    cluster: str,
+    namespace: str,
+    replicas: int,
+    domain: str = "cluster.local",
+    *,
+    secure: bool = False,
 ) -> str:
-    """etcd's --initial-cluster for members 0..replicas-1."""
+    """etcd's --initial-cluster for members 0..replicas-1 (https peer URLs with ``secure``)."""
     return ",".join(
-        f"{member_name(cluster, i)}={peer_url(cluster, namespace, i, domain)}"
+        f"{member_name(cluster, i)}={peer_url(cluster, namespace, i, domain, secure=secure)}"
         for i in range(replicas)
     )
 
@@ -89,6 +121,22 @@ COMPONENT_CLIENT_SERVICE = "client-service"
 COMPONENT_DISRUPTION_BUDGET = "disruption-budget"
 COMPONENT_BOOTSTRAP = "bootstrap"
 COMPONENT_DATA = "data"  # the members' PersistentVolumeClaims
+COMPONENT_TLS = "tls"  # the Secrets of spec.tls that the operator generates
+
+# The TLS Secrets the operator generates (spec.tls, source Generated), by role: the CA of each
+# plane (its key never leaves this Secret), the members' serving certificate on the client port,
+# their peer certificate, and the client certificate of the operator, its backups and
+# applications (what `etcdctl --cacert --cert --key` needs: ca.crt, tls.crt, tls.key).
+TLS_CLIENT_CA = "client-ca"
+TLS_SERVER = "server-tls"
+TLS_CLIENT = "client-tls"
+TLS_PEER_CA = "peer-ca"
+TLS_PEER = "peer-tls"
+
+
+def tls_secret_name(cluster: str, role: str) -> str:
+    return f"{cluster}-{role}"
+
 
 # The pod's own name as Kubernetes expands it in a container's command and args (dependent
 # environment variable): one pod template serves every ordinal.
@@ -102,14 +150,27 @@ def named_member_host(
     return f"{member}.{peer_service_name(cluster)}.{namespace}.svc.{domain}"
 
 
-def named_peer_url(cluster: str, namespace: str, member: str, domain: str = "cluster.local") -> str:
-    return f"http://{named_member_host(cluster, namespace, member, domain)}:{PEER_PORT}"
+def named_peer_url(
+    cluster: str,
+    namespace: str,
+    member: str,
+    domain: str = "cluster.local",
+    *,
+    secure: bool = False,
+) -> str:
+    return f"{scheme(secure)}://{named_member_host(cluster, namespace, member, domain)}:{PEER_PORT}"
 
 
 def named_client_url(
-    cluster: str, namespace: str, member: str, domain: str = "cluster.local"
+    cluster: str,
+    namespace: str,
+    member: str,
+    domain: str = "cluster.local",
+    *,
+    secure: bool = False,
 ) -> str:
-    return f"http://{named_member_host(cluster, namespace, member, domain)}:{CLIENT_PORT}"
+    host = named_member_host(cluster, namespace, member, domain)
+    return f"{scheme(secure)}://{host}:{CLIENT_PORT}"
 
 
 def initial_cluster_token(cluster: str, namespace: str) -> str:

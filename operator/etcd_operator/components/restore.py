@@ -21,7 +21,7 @@ from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
-from etcd_operator.components import naming
+from etcd_operator.components import naming, tls
 from etcd_operator.components.bootstrap import KEY_RESTORE_FOR_RECOVERY
 
 Json = dict[str, Any]
@@ -54,7 +54,8 @@ def restore_args(
     args = [
         f"--data-dir={naming.DATA_DIR}",
         f"--name={me}",
-        f"--initial-advertise-peer-urls={naming.named_peer_url(name, ns, me, domain)}",
+        "--initial-advertise-peer-urls="
+        + naming.named_peer_url(name, ns, me, domain, secure=tls.peer_secure(cluster)),
         f"--initial-cluster-token={naming.initial_cluster_token(name, ns)}",
         f"--location={source.location}",
         f"--bump-revision={source.bumpRevision}",

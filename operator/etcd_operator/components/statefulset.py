@@ -15,7 +15,7 @@ from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import DEFAULT_SSD_LABEL, EtcdCluster, PlacementMode, RestoredFrom
-from etcd_operator.components import flags, naming
+from etcd_operator.components import flags, naming, tls
 from etcd_operator.components.bootstrap import KEY_INITIAL_CLUSTER, KEY_INITIAL_CLUSTER_STATE
 from etcd_operator.components.memberinit import member_init_container
 from etcd_operator.components.owner import object_meta
@@ -204,6 +204,7 @@ def container(cluster: EtcdCluster, settings: OperatorSettings) -> Json:
             # The root filesystem is read-only; the runtime (Python's tempfile in pyetcd) still
             # needs a scratch directory.
             {"name": TMP_VOLUME, "mountPath": "/tmp"},
+            *tls.member_mounts(cluster),
         ],
     }
     resources = cluster.spec.podTemplate.resources
@@ -219,7 +220,10 @@ def pod_spec(
     member = container(cluster, settings)
     spec: Json = {
         "containers": [member],
-        "volumes": [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}],
+        "volumes": [
+            {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}},
+            *tls.volumes(cluster),
+        ],
         "affinity": affinity(cluster, settings),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": pod_security_context(cluster),

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from pyetcd.client import EtcdClient
+from pyetcd.client import ClientTLS, EtcdClient
 
+from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.members.maintenance import MaintenanceClient
 from etcd_operator.members.membership import ClusterClient
 from etcd_operator.members.observe import ObservingClient
@@ -32,5 +33,11 @@ class EtcdConnection(ClusterClient, ObservingClient, SnapshotClient, Maintenance
     async def close(self) -> None: ...
 
 
-def connect_etcd(endpoints: Sequence[str], timeout: float) -> EtcdConnection:
-    return EtcdClient(endpoints, timeout)
+def connect_etcd(
+    endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None
+) -> EtcdConnection:
+    """A client of ``endpoints``; with ``tls``, it presents that client certificate and trusts
+    only that CA (https endpoints)."""
+    if tls is None:
+        return EtcdClient(endpoints, timeout)
+    return EtcdClient(endpoints, timeout, ClientTLS(ca=tls.ca, cert=tls.cert, key=tls.key))

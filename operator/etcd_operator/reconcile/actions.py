@@ -1,7 +1,8 @@
 """The actions a reconcile pass decides on: small immutable values, executed in order by
 ``etcd_operator.handlers.execute``.
 
-Kubernetes writes (``Apply``, ``SetBootstrapState``, ``DeletePVC``), etcd membership changes
+Kubernetes writes (``Apply``, ``SetBootstrapState``, ``DeletePVC``, ``IssueCertificate``), etcd
+membership changes
 (``AddMember``, ``PromoteMember``, ``MoveLeader``, ``RemoveMember``), etcd maintenance
 (``Defragment``, ``DisarmAlarm``), ``Event`` and
 ``PatchStatus`` (always last). Every membership action is idempotent on the etcd side (see
@@ -12,9 +13,11 @@ run again from what is observed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from etcd_operator.components.bootstrap import BootstrapState
+from etcd_operator.components.pki import CertificateRequest
 from etcd_operator.reconcile.observed import ChildKey
 
 Manifest = dict[str, Any]
@@ -158,6 +161,24 @@ class DisarmAlarm:
     alarm: str
 
 
+@dataclass(frozen=True)
+class IssueCertificate:
+    """Issue a new key and certificate (``request``, valid from ``now``) into the generated
+    TLS Secret ``manifest`` (all but its data) and apply it: a self-signed CA when
+    ``ca_secret`` is ``None``, else signed by the CA in the Secret ``ca_secret``. The key is
+    made by the executor, never in a decision (it is random, and a secret)."""
+
+    manifest: Manifest
+    request: CertificateRequest
+    ca_secret: str | None
+    now: datetime
+    reason: str
+
+    @property
+    def key(self) -> ChildKey:
+        return key_of(self.manifest)
+
+
 MembershipAction = AddMember | PromoteMember | MoveLeader | RemoveMember
 MaintenanceAction = Defragment | DisarmAlarm
 Action = (
@@ -172,4 +193,5 @@ Action = (
     | CreateBackup
     | DeleteOperation
     | PatchOperationStatus
+    | IssueCertificate
 )

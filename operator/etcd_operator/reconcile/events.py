@@ -23,6 +23,7 @@ from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided
 from etcd_operator.reconcile.rollout import ROLLOUT_STUCK
 from etcd_operator.reconcile.status import failure_message
+from etcd_operator.reconcile.tls import CERTIFICATES_PENDING, TLS_NOT_READY
 
 EVEN_MEMBERS = "an even number of members tolerates no more failures than one fewer"
 
@@ -100,6 +101,7 @@ def transitions(
             was = old.leader if old is not None and old.leader else "none"
             events.append(Event("Normal", "LeaderChanged", f"leader is {new.leader} (was {was})"))
 
+    events.extend(_tls_events(old, new))
     events.extend(_rollout_events(old, new))
     events.extend(_defrag_events(old, new))
     before_c, after_c = _conditions(old), _conditions(new)
@@ -143,6 +145,19 @@ def transitions(
         elif was_degraded is not None:
             events.append(Event("Normal", "Recovered", degraded.message))
     return events
+
+
+def _tls_events(old: EtcdClusterStatus | None, new: EtcdClusterStatus) -> list[Event]:
+    """TLSReady turning False (or saying something new while False), and back to True."""
+    now = _conditions(new).get(ConditionType.TLS_READY)
+    was = _conditions(old).get(ConditionType.TLS_READY)
+    if now is None or now.reason == CERTIFICATES_PENDING:
+        return []  # the operator's own issuing under way: the CertificateIssued event says it
+    if now.status == FALSE and (was is None or (was.status, was.message) != (FALSE, now.message)):
+        return [Event("Warning", TLS_NOT_READY, f"{now.reason}: {now.message}")]
+    if now.status == TRUE and was is not None and was.status == FALSE:
+        return [Event("Normal", "TLSReady", now.message)]
+    return []
 
 
 def _rollout_events(old: EtcdClusterStatus | None, new: EtcdClusterStatus) -> list[Event]:

@@ -19,7 +19,7 @@ def desired_member_names(desired: EtcdCluster) -> list[str]:
 
 def member_name(member: EtcdMember) -> str:
     """The member's name; for one added but never started (no name yet), the pod name taken
-    from its peer URL (``http://<pod>.<peer service>...``), else its ID."""
+    from its peer URL (``http(s)://<pod>.<peer service>...``), else its ID."""
     if member.name:
         return member.name
     for url in member.peer_urls:

@@ -16,6 +16,8 @@ from typing import Any
 
 from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.api.etcddefrag import EtcdDefrag
+from etcd_operator.components.pki import CertificateFacts
+from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile.backup_records import BackupRecord
 
 # The annotation each applied child carries: the fingerprint of the manifest we applied. Comparing
@@ -184,6 +186,9 @@ class Observed:
     decisions that depend on time (the backup schedule, retention by age). ``restore_backup`` is
     the EtcdBackup that ``spec.bootstrap.backup.name`` names, while the restore is not resolved.
     ``defrag_requests`` are the EtcdDefrags that name the cluster (not being deleted).
+    ``certificates`` are the facts of the TLS Secrets ``spec.tls`` uses, by Secret name (a
+    Secret that was not found is not there); ``credentials`` the client certificate the
+    operator connected to etcd with (``None`` without client TLS, or when it has none yet).
     """
 
     children: Mapping[ChildKey, Json] = field(default_factory=dict)
@@ -202,6 +207,8 @@ class Observed:
     now: datetime | None = None
     restore_backup: EtcdBackup | None = None
     defrag_requests: tuple[EtcdDefrag, ...] = ()
+    certificates: Mapping[str, CertificateFacts] = field(default_factory=dict)
+    credentials: ClientCredentials | None = field(default=None, repr=False)
 
     def fingerprint(self, key: ChildKey) -> str | None:
         """The fingerprint annotation of a live child (``None``: absent, or not annotated)."""

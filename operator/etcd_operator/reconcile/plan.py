@@ -1,7 +1,8 @@
 """One reconcile pass as a decision: (desired, observed, settings, now) -> actions. Pure.
 
 ``STEPS`` is the pipeline (see ``pipeline``): deletion, restore (a cluster created from a
-backup), bootstrap, hibernation, quorum-loss recovery, replacement, scaling, children, the
+backup), bootstrap, hibernation, quorum-loss recovery, replacement, scaling, TLS certificates
+(issued before the children that mount them), children, the
 rollout of a changed pod template, defragmentation, the recovering survivor's restart, volume
 cleanup, backups (the schedule, the annotation, retention), each in its own module.
 ``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
@@ -32,6 +33,7 @@ from etcd_operator.reconcile import (
     restore,
     rollout,
     scaling,
+    tls,
     volumes,
 )
 from etcd_operator.reconcile.actions import (
@@ -87,6 +89,7 @@ STEPS: tuple[Step, ...] = (
     recovery.step,
     replacement.step,
     scaling.step,
+    tls.step,
     children.step,
     rollout.step,
     defrag_requests.step,

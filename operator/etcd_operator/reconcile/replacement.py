@@ -52,7 +52,7 @@ from etcd_operator.api.v1alpha1 import (
     MemberReplacement,
     ReplacementPolicy,
 )
-from etcd_operator.components import naming
+from etcd_operator.components import naming, tls
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
@@ -156,7 +156,9 @@ def _rebuild(
     learner under a new ID with the same name and peer URL."""
     ns = desired.namespace
     name = naming.member_name(desired.name, index)
-    peer = naming.peer_url(desired.name, ns, index, settings.cluster_domain)
+    peer = naming.peer_url(
+        desired.name, ns, index, settings.cluster_domain, secure=tls.peer_secure(desired)
+    )
     return (
         DeletePVC(pvc_name(desired.name, index), ns),
         DeletePod(name, ns, force=on_lost_node(observed.pod(name))),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.components import naming
+from etcd_operator.components import naming, tls
 from etcd_operator.reconcile.actions import (
     AddMember,
     DeletePVC,
@@ -253,7 +253,11 @@ def _scale_out(scene: Scene) -> ScalePlan | None:
     if scene.observed.etcd.leader is None:
         return scene.plan(count, SCALING_OUT, f"{progress}: waiting for a leader")
     peer = naming.peer_url(
-        scene.cluster, scene.desired.namespace, count, scene.settings.cluster_domain
+        scene.cluster,
+        scene.desired.namespace,
+        count,
+        scene.settings.cluster_domain,
+        secure=tls.peer_secure(scene.desired),
     )
     return scene.plan(
         count + 1,

@@ -42,6 +42,7 @@ from etcd_operator.reconcile.replacement import REPLACEMENT
 from etcd_operator.reconcile.restore import RESTORE
 from etcd_operator.reconcile.rollout import rollout_status
 from etcd_operator.reconcile.scaling import SCALING_IN, SCALING_OUT
+from etcd_operator.reconcile.tls import tls_ready_verdict, tls_status
 
 RECONCILE_FAILED = "ReconcileFailed"
 # What of an error goes into the Degraded message (a condition holds 32768 characters).
@@ -176,6 +177,17 @@ def compute_status(
                 generation=generation,
             )
         )
+    tls_ready = tls_ready_verdict(desired, observed, decided)
+    if tls_ready is not None:
+        conditions.append(
+            condition(
+                previous.conditions,
+                ConditionType.TLS_READY,
+                tls_ready,
+                now=now,
+                generation=generation,
+            )
+        )
     etcd = observed.etcd
     version, cluster_id, leader = previous.currentVersion, previous.clusterID, None
     at_version = previous.clusterVersion
@@ -204,6 +216,7 @@ def compute_status(
         recoverQuorumToken=_acted(decided, RECOVERY_TOKEN, str, previous.recoverQuorumToken),
         rollout=rollout_status(decided) or previous.rollout,
         defrag=defrag_status(desired, observed, decided) or previous.defrag,
+        tls=tls_status(desired, observed, previous.tls, decided),
         observedGeneration=generation,
     )
 

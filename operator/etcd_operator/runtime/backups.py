@@ -56,6 +56,7 @@ from etcd_operator.backup.errors import classify_s3_error
 from etcd_operator.backup.metadata import SnapshotInfo
 from etcd_operator.backup.store import make_client
 from etcd_operator.backup.verify import VerificationError, Verified, verify_backup
+from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile import backup_run
 from etcd_operator.reconcile.backup_run import Refusal
 from etcd_operator.reconcile.operations import seconds_until_expiry
@@ -299,6 +300,7 @@ class BackupRunner:
                 started = time.monotonic()
                 result = await self._stream(
                     source.client_urls[0],
+                    observed.credentials,
                     store,
                     key,
                     compression=compression,
@@ -417,6 +419,7 @@ class BackupRunner:
     async def _stream(
         self,
         endpoint: str,
+        credentials: ClientCredentials | None,
         store: StoreSettings,
         key: str,
         *,
@@ -424,7 +427,7 @@ class BackupRunner:
         encryption_key: bytes | None,
         info: SnapshotInfo,
     ) -> UploadResult:
-        client = self._connect([endpoint], self.settings.etcd_timeout_seconds)
+        client = self._connect([endpoint], self.settings.etcd_timeout_seconds, credentials)
         try:
             return await self._upload(
                 client.snapshot(endpoint),

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from etcd_operator.api.v1alpha1 import API_VERSION
+from etcd_operator.components import pki, tls
 from etcd_operator.members import EtcdConnection, change_membership, maintain
 from etcd_operator.reconcile.actions import (
     Action,
@@ -26,6 +27,7 @@ from etcd_operator.reconcile.actions import (
     DeletePVC,
     DisarmAlarm,
     Event,
+    IssueCertificate,
     MoveLeader,
     PatchOperationStatus,
     PatchStatus,
@@ -86,9 +88,31 @@ async def execute(
             case PatchOperationStatus(kind=kind, name=name, namespace=namespace, status=status):
                 if not await kube.patch_status(API_VERSION, kind, namespace, name, status):
                     log.info("%s %s/%s is gone: status not written", kind, namespace, name)
+            case IssueCertificate():
+                await issue_certificate(kube, action)
             case Event(type=type_, reason=reason, message=message):
                 post_event(type_, reason, message)
             case PatchStatus(status=status):
                 written = write_status(status)
                 if written is not None:
                     await written
+
+
+async def issue_certificate(kube: KubeApi, action: IssueCertificate) -> None:
+    """Make the key and certificate of ``action`` and write them into its Secret: a CA signs
+    itself; any other certificate is signed by the CA read from its Secret just now (which an
+    earlier action of the same pass may have written)."""
+    meta = action.manifest["metadata"]
+    if action.ca_secret is None:
+        pair = pki.issue(action.request, action.now)
+        ca = pair.cert
+    else:
+        raw = await kube.get("v1", "Secret", meta["namespace"], action.ca_secret)
+        data = tls.secret_data(raw)
+        cert, key = data.get(pki.CERT_KEY), data.get(pki.PRIVATE_KEY_KEY)
+        if not cert or not key:
+            raise RuntimeError(f"the CA Secret {action.ca_secret} holds no CA to issue with")
+        ca = cert
+        pair = pki.issue(action.request, action.now, pki.KeyPair(cert, key))
+    await kube.apply(tls.with_keys(action.manifest, pair, ca))
+    log.info("issued %s/%s: %s", meta["namespace"], meta["name"], action.reason)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.etcdbackup import EtcdBackup
@@ -29,7 +29,7 @@ from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import parse_rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, EtcdCluster
-from etcd_operator.components import naming
+from etcd_operator.components import naming, pki, tls
 from etcd_operator.components.bootstrap import (
     KEY_FORCE_NEW_CLUSTER,
     KEY_INITIAL_CLUSTER,
@@ -62,8 +62,18 @@ Json = Mapping[str, Any]
 
 __all__ = ["Connect", "EtcdConnection", "connect_etcd", "observe"]
 
-Connect = Callable[[Sequence[str], float], EtcdConnection]
-"""(endpoints, timeout) -> an etcd client; ``connect_etcd`` but in tests."""
+
+class Connect(Protocol):
+    """(endpoints, timeout, client certificate) -> an etcd client; ``connect_etcd`` but in
+    tests."""
+
+    def __call__(
+        self,
+        endpoints: Sequence[str],
+        timeout: float,
+        tls: tls.ClientCredentials | None = None,
+        /,
+    ) -> EtcdConnection: ...
 
 
 def unschedulable(pod: Json) -> str | None:
@@ -229,12 +239,13 @@ def member_endpoints(desired: EtcdCluster, settings: OperatorSettings) -> list[s
     """Each desired member's client URL, then the client Service as a last resort."""
     # While scaling in, the members beyond spec.replicas are still reachable through the
     # Service; the lower ordinals answer first anyway.
-    domain = settings.cluster_domain
+    domain, secure = settings.cluster_domain, tls.client_secure(desired)
     urls = [
-        naming.client_url(desired.name, desired.namespace, i, domain)
+        naming.client_url(desired.name, desired.namespace, i, domain, secure=secure)
         for i in range(desired.spec.replicas)
     ]
-    return [*urls, naming.client_service_url(desired.name, desired.namespace, domain)]
+    service = naming.client_service_url(desired.name, desired.namespace, domain, secure=secure)
+    return [*urls, service]
 
 
 def membership_endpoints(
@@ -310,10 +321,15 @@ async def observe(
         kube.list("v1", "Pod", ns, selector(desired.name)),
         kube.list("v1", "PersistentVolumeClaim", ns, selector(desired.name)),
     )
+    certificates, credentials = await tls_secrets(desired, kube, now)
     etcd: EtcdView | None = None
     sts_key = ChildKey("StatefulSet", naming.statefulset_name(desired.name))
-    if ask_etcd and children.get(sts_key) is not None:
-        client = connect(member_endpoints(desired, settings), settings.etcd_timeout_seconds)
+    # With client TLS and no client certificate yet, no member would let the operator in.
+    reachable = credentials is not None or not tls.client_secure(desired)
+    if ask_etcd and reachable and children.get(sts_key) is not None:
+        client = connect(
+            member_endpoints(desired, settings), settings.etcd_timeout_seconds, credentials
+        )
         try:
             etcd = await observe_etcd(client, settings.etcd_timeout_seconds)
         finally:
@@ -343,7 +359,28 @@ async def observe(
         restore_backup=restore_backup,
         latest_backup=latest,
         defrag_requests=requests,
+        certificates=certificates,
+        credentials=credentials,
     )
+
+
+async def tls_secrets(
+    desired: EtcdCluster, kube: KubeApi, now: datetime | None
+) -> tuple[dict[str, pki.CertificateFacts], tls.ClientCredentials | None]:
+    """The facts of the cluster's TLS Secrets (by name; one not found is left out), and the
+    client certificate the operator connects with (``None`` without client TLS, or when its
+    Secret does not hold a usable one)."""
+    found: dict[str, pki.CertificateFacts] = {}
+    credentials = None
+    for secret in tls.secrets(desired):
+        raw = await kube.get("v1", "Secret", desired.namespace, secret.name)
+        if raw is None:
+            continue
+        data = tls.secret_data(raw)
+        facts = found[secret.name] = pki.inspect(data, now)
+        if secret.role == tls.Role.CLIENT and facts.usable:
+            credentials = tls.credentials(data)
+    return found, credentials
 
 
 async def defrag_requests(desired: EtcdCluster, kube: KubeApi) -> tuple[EtcdDefrag, ...]:

@@ -332,7 +332,7 @@ class Reconciler:
             await execute(actions, self.kube, post_event, write_status)
             return
         endpoints = membership_endpoints(desired, self.settings, observed)
-        etcd = self._connect(endpoints, self.settings.etcd_timeout_seconds)
+        etcd = self._connect(endpoints, self.settings.etcd_timeout_seconds, observed.credentials)
         try:
             await execute(actions, self.kube, post_event, write_status, etcd)
         finally:

@@ -96,3 +96,11 @@ def test_the_other_members_are_asked_directly_from_the_initial_cluster() -> None
         "http://demo-2.demo-peer.ns.svc.cluster.local:2379",
     ]
     assert peer_endpoints("", "demo-1", 2379) == []
+
+
+def test_the_client_scheme_is_the_client_planes_whatever_the_peer_urls_say() -> None:
+    # Peer TLS alone: https peer URLs, plaintext client port (and the other way round).
+    initial = "a=https://a.p.ns.svc:2380,b=https://b.p.ns.svc:2380"
+    assert peer_endpoints(initial, "a", 2379) == ["http://b.p.ns.svc:2379"]
+    plain = "a=http://a.p.ns.svc:2380,b=http://b.p.ns.svc:2380"
+    assert peer_endpoints(plain, "a", 2379, "https") == ["https://b.p.ns.svc:2379"]

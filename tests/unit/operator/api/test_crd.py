@@ -81,7 +81,7 @@ def test_transition_rules_are_on_the_spec_only() -> None:
         if is_transition_rule(rule["rule"])
     ]
     assert {path for path, _ in transition} == {"spec"}
-    assert len(transition) == 4  # storageClassName, bootstrap, version and engine
+    assert len(transition) == 5  # storageClassName, bootstrap, version, engine and tls
 
 
 def test_model_rules_are_in_the_crd() -> None:
@@ -284,18 +284,3 @@ def test_pod_template_lists_merge_as_in_a_pod_spec() -> None:
     for field in ("tolerations", "imagePullSecrets", "topologySpreadConstraints"):
         for marker in ("x-kubernetes-list-type", "x-kubernetes-list-map-keys"):
             assert template["properties"][field].get(marker) == pod_spec[field].get(marker), field
-
-
-def test_unsupported_fields_hold_anything_and_are_refused_by_a_rule() -> None:
-    spec = examples.openapi_schema()["properties"]["spec"]
-    rules = {rule["fieldPath"]: rule for rule in spec["x-kubernetes-validations"]}
-    for name, rule in v1alpha1.UNSUPPORTED_RULES.items():
-        # Unpruned, so that kubectl's strict field validation does not refuse a field inside
-        # with "unknown field" before the rule can say why.
-        assert spec["properties"][name]["x-kubernetes-preserve-unknown-fields"] is True
-        assert rules[f".{name}"] == {
-            "rule": f"!has(self.{name})",
-            "message": rule.message,
-            "fieldPath": f".{name}",
-        }
-        assert "is not supported yet" in rule.message

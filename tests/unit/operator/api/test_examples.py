@@ -38,6 +38,7 @@ def test_the_examples_are_there() -> None:
         "etcdcluster-dev.yaml",
         "etcdcluster-etcd.yaml",
         "etcdcluster-pyetcd.yaml",
+        "etcdcluster-tls.yaml",
     ]
     assert len(INVALID) >= 30
     assert len(UPDATES) >= 3
@@ -119,19 +120,6 @@ def test_unknown_fields_are_refused_by_strict_field_validation_only(example: Exa
     assert admit(SCHEMA, example.body, strict=False) == []
 
 
-def test_reserved_fields_are_refused_whatever_they_hold() -> None:
-    # Not pruned (their schema keeps any object), so the rule speaks even under Strict.
-    for name in ("tls",):
-        for value in ({}, {"enabled": True}, {"anything": {"deep": [1, "x"]}}):
-            body = {"metadata": {"name": "a"}, "spec": {"version": "3.5.17", name: value}}
-            errors = admit(SCHEMA, body)
-            assert len(errors) == 1, errors
-            assert f"spec.{name} is not supported yet" in errors[0]
-            assert "remove the field" in errors[0]
-            with pytest.raises(ValidationError, match=f"spec.{name} is not supported yet"):
-                EtcdCluster.model_validate(body)
-
-
 @pytest.mark.parametrize("example", INVALID, ids=_ids(INVALID))
 def test_models_refuse_what_the_crd_refuses(example: Example) -> None:
     if example.path.stem.startswith("name-"):
@@ -166,3 +154,31 @@ def test_update_examples_are_the_only_refused_updates() -> None:
     files = {p.name for p in updates.glob("*.yaml")}
     paired = {e.path.name for pair in UPDATES for e in pair}
     assert files == paired
+
+
+def test_tls_planes_are_fixed_for_life_and_only_the_lifetime_may_change() -> None:
+    (created,) = [e for e in VALID if e.id == "etcdcluster-tls.yaml"]
+    longer = copy.deepcopy(created.body)
+    longer["spec"]["tls"]["certificateValidityHours"] = 24
+    assert admit(SCHEMA, longer, old=created.body) == []
+    user_secrets = {"source": "Secret", "serverSecretName": "s", "clientSecretName": "c"}
+    for path, value in (
+        (("tls", "peer"), None),  # back to http between members
+        (("tls",), None),  # plaintext
+        (("tls", "client"), user_secrets),  # another source of certificates
+    ):
+        changed = copy.deepcopy(created.body)
+        parent = changed["spec"]
+        for key in path[:-1]:
+            parent = parent[key]
+        if value is None:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+        errors = admit(SCHEMA, changed, old=created.body)
+        assert len(errors) == 1 and "tls.client and tls.peer are immutable" in errors[0], errors
+    # And a plaintext cluster does not become a TLS one.
+    (plain,) = [e for e in VALID if e.id == "etcdcluster-pyetcd.yaml"]
+    with_tls = copy.deepcopy(plain.body)
+    with_tls["spec"]["tls"] = {"client": {}}
+    assert any("immutable" in e for e in admit(SCHEMA, with_tls, old=plain.body))

@@ -11,6 +11,7 @@ import kopf
 import pytest
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.components.bootstrap import BootstrapState
+from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.members import MembershipNotSupportedError
 from etcd_operator.members.membership import NOT_CAPABLE
 from etcd_operator.reconcile.observed import ChildKey, Json, Observed
@@ -160,7 +161,9 @@ def test_a_not_capable_engine_is_reported_degraded_not_retried(
     formed_one_member_world(monkeypatch)
     connected: list[FakeEtcd] = []
 
-    def connect(endpoints: Sequence[str], timeout: float) -> FakeEtcd:
+    def connect(
+        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+    ) -> FakeEtcd:
         etcd = FakeEtcd(1)
         etcd.capable = False
         connected.append(etcd)

@@ -13,6 +13,7 @@ import pytest
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.components import naming
 from etcd_operator.components.bootstrap import BootstrapState
+from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.plan import desired_children
 from etcd_operator.runtime import reconciler as reconciler_module
@@ -83,7 +84,9 @@ class Pass:
         self.kube = kube
         self.connected: list[Sequence[str]] = []
 
-        def connect(endpoints: Sequence[str], timeout: float) -> FakeEtcd:
+        def connect(
+            endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+        ) -> FakeEtcd:
             self.connected.append(endpoints)
             return etcd
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.components.bootstrap import BootstrapState
+from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile.plan import desired_children
 from etcd_operator.runtime.reconciler import Reconciler, parse_cluster
 from etcd_operator.runtime.refresh import ClusterRef
@@ -68,7 +69,9 @@ def test_an_operator_upgrade_rolls_one_cluster_at_a_time() -> None:
     for name in ("alpha", "beta"):
         world(kube, name)
 
-    def connect(endpoints: Sequence[str], timeout: float) -> FakeEtcd:
+    def connect(
+        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+    ) -> FakeEtcd:
         return etcd
 
     reconciler = Reconciler(NEW, kube, Events(), connect)
@@ -101,7 +104,9 @@ def test_a_higher_limit_rolls_that_many_at_once() -> None:
         world(kube, name)
     settings = NEW.model_copy(update={"max_concurrent_rollouts": 2})
 
-    def connect(endpoints: Sequence[str], timeout: float) -> FakeEtcd:
+    def connect(
+        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+    ) -> FakeEtcd:
         return etcd
 
     reconciler = Reconciler(settings, kube, Events(), connect)
