@@ -34,6 +34,7 @@ from e2e.kubelet.pods import PodContext, PodWorker
 from e2e.kubelet.provisioner import Provisioner
 from e2e.kubelet.server import KubeletServer, tls_context
 from e2e.kubelet.services import DNS_SERVICE_IP, ServiceView
+from e2e.kubelet.watchdog import LoopWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +290,10 @@ async def serve(config: KubeletConfig, control_port: int, state_file: Path) -> N
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Every pod's traffic runs on this loop: if it blocks, say where (a stall seen from the
+    # scenarios is otherwise a silent minute).
+    watchdog = LoopWatchdog(loop)
+    watchdog.start()
     control = ControlServer(kubelet)
     serving = await loop.run_in_executor(None, serving_certificate, config)
     server = KubeletServer(
@@ -328,3 +333,4 @@ async def serve(config: KubeletConfig, control_port: int, state_file: Path) -> N
             except Exception:
                 log.exception("stopping the %s failed", what)
         await kubelet.shutdown()
+        watchdog.stop()
