@@ -296,22 +296,36 @@ class Reconciler:
             self.rollouts.claim(uid)
         await self._execute(desired, observed, steps.actions, post_event, write_status)
         if steps.acted:
-            # etcd is asked again only if it answered before: otherwise the new look would
-            # wait for the same deadline again (or, on creation, for members not yet started).
-            fresh = await observe(
-                desired,
-                self.kube,
-                self.settings,
-                self._connect,
-                ask_etcd=observed.etcd is not None,
-                now=self._clock(),
-            )
-            # What this pass learnt and its own slot carry over to the new look.
-            observed = dataclasses.replace(
-                fresh,
-                membership_unsupported=observed.membership_unsupported,
-                rollout_slot=observed.rollout_slot,
-            )
+            try:
+                # etcd is asked again only if it answered before: otherwise the new look would
+                # wait for the same deadline again (or, on creation, for members not yet
+                # started).
+                fresh = await observe(
+                    desired,
+                    self.kube,
+                    self.settings,
+                    self._connect,
+                    ask_etcd=observed.etcd is not None,
+                    now=self._clock(),
+                )
+            except Exception as err:
+                # The actions are done: what the status records of them (a replacement's count
+                # and record, a restore) must not be lost with the new look. Report on the look
+                # before them; the next pass looks again.
+                log.warning(
+                    "%s/%s: looking again after acting failed (%s); reporting on the look "
+                    "before the actions",
+                    desired.namespace,
+                    desired.name,
+                    describe(err),
+                )
+            else:
+                # What this pass learnt and its own slot carry over to the new look.
+                observed = dataclasses.replace(
+                    fresh,
+                    membership_unsupported=observed.membership_unsupported,
+                    rollout_slot=observed.rollout_slot,
+                )
         sts = observed.statefulset
         self.rollouts.observe(
             uid, rolling=steps.decided.rollout or (sts is not None and sts.rolling)

@@ -29,6 +29,8 @@ class FakeKube:
         self.status_patches: list[tuple[str, str, Json]] = []
         self.created: list[Json] = []
         self.fail_apply_of: str | None = None
+        # Lists fail once something was applied (an API server that stops answering mid-pass).
+        self.fail_lists_after_apply = False
 
     def put(self, obj: Mapping[str, Any]) -> None:
         """Store a live object as it is (e.g. the EtcdCluster itself)."""
@@ -59,6 +61,8 @@ class FakeKube:
         return copy.deepcopy(found) if found is not None else None
 
     async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Json]:
+        if self.fail_lists_after_apply and self.applied:
+            raise TimeoutError("injected: the API server did not answer")
         if kind in ("EtcdBackup", "EtcdDefrag"):
             assert selector == ""
             return [

@@ -273,6 +273,20 @@ def test_create_then_resume_applies_once() -> None:
     assert sample("etcd_operator_cluster_available", namespace="ns", cluster="demo") == 0
 
 
+def test_a_pass_that_cannot_look_again_after_acting_still_reports_what_it_did() -> None:
+    """The creation pass applies the children; the API server then stops answering its second
+    look. The actions stay recorded: the status is written from the look before them, and the
+    pass does not fail (a replacement's count would otherwise be lost, since the next pass
+    finds nothing left to do)."""
+    kube, events = FakeKube(), Events()
+    kube.fail_lists_after_apply = True
+    reconciler = Reconciler(SETTINGS, kube, events)
+    status = run_pass(reconciler, kube, body())
+    assert [m["kind"] for m in kube.applied][-1] == "StatefulSet"
+    assert status["phase"] == "Creating"
+    assert events.posted == [("Normal", "Creating", "creating 3 members running 3.5.17")]
+
+
 def test_a_failed_pass_is_retried_with_backoff_counted_and_reported() -> None:
     kube, events = FakeKube(), Events()
     kube.fail_apply_of = "StatefulSet"
