@@ -83,6 +83,11 @@ class ServiceView:
         self._synced = asyncio.Event()
         self._slices_synced = asyncio.Event()
         self._changed = asyncio.Event()
+        # Each proxied connection's task, held until it ends: the stream protocol lets go of
+        # its handler's task once the client's side closes (asyncio's StreamReaderProtocol),
+        # and a task nothing holds is collected while pending ("Task was destroyed but it is
+        # pending!", some 1,200 per CI run), leaving its upstream connection open and unfinished.
+        self._connections: set[asyncio.Task[Any]] = set()
 
     # -- watching ----------------------------------------------------------------------------------
 
@@ -230,6 +235,10 @@ class ServiceView:
         sock.setblocking(False)
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._connections.add(task)
+                task.add_done_callback(self._connections.discard)
             await self._forward(key, port, (reader, writer))
 
         return await asyncio.start_server(handle, sock=sock)
