@@ -515,6 +515,7 @@ AUTH = Scenario(
             capture={"member_id": r"([0-9a-f]+), started"},
             label="member list for a non-root user",
         ),
+        R("member", "list", fails=True, label="member list with no user"),
         R(
             "member",
             "update",

@@ -35,11 +35,13 @@ def register(services: Services, server: ClusterServer, identity: Identity) -> N
         # etcd's cluster service fills the header without a revision.
         return server.header(0)
 
-    async def member_list(_req: rpc_pb2.MemberListRequest, _ctx: Any) -> rpc_pb2.MemberListResponse:
+    async def member_list(_req: rpc_pb2.MemberListRequest, ctx: Any) -> rpc_pb2.MemberListResponse:
+        # etcd 3.5.36 lists the members to any authenticated user (requireAuthInfo).
+        await identity.require(ctx)
         return rpc_pb2.MemberListResponse(header=header(), members=members())
 
     # Membership changes need root while auth is on (etcd's
-    # checkMembershipOperationPermission); listing the members does not.
+    # checkMembershipOperationPermission).
     async def member_add(req: rpc_pb2.MemberAddRequest, ctx: Any) -> rpc_pb2.MemberAddResponse:
         await identity.require_root(ctx)
         urls = _peer_urls(list(req.peerURLs))
