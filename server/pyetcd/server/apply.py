@@ -87,48 +87,55 @@ class BackendApplier:
         self.state = state
         self.kv = KVApplier(state.store, state.lessor)
         auth = state.auth
-        # The auth store's requests: (apply, response type); the permission checks ran first.
-        self._auth: dict[str, Callable[[Any, int], Message]] = {
-            "auth_enable": lambda _r, _i: _done(auth.auth_enable, rpc_pb2.AuthEnableResponse),
-            "auth_disable": lambda _r, _i: _done(auth.auth_disable, rpc_pb2.AuthDisableResponse),
-            "auth_status": lambda _r, _i: rpc_pb2.AuthStatusResponse(
-                enabled=auth.enabled, authRevision=auth.revision
+        # The auth store's requests; the permission checks ran first. Those that change the
+        # store answer an empty response of their type.
+        changes: dict[str, tuple[Callable[[Any], None], type[Message]]] = {
+            "auth_user_add": (auth.user_add, rpc_pb2.AuthUserAddResponse),
+            "auth_user_delete": (auth.user_delete, rpc_pb2.AuthUserDeleteResponse),
+            "auth_user_change_password": (
+                auth.user_change_password,
+                rpc_pb2.AuthUserChangePasswordResponse,
             ),
-            "authenticate": lambda r, i: rpc_pb2.AuthenticateResponse(
-                token=auth.authenticate(r.name, i, r.simple_token)
+            "auth_user_grant_role": (auth.user_grant_role, rpc_pb2.AuthUserGrantRoleResponse),
+            "auth_user_revoke_role": (auth.user_revoke_role, rpc_pb2.AuthUserRevokeRoleResponse),
+            "auth_role_add": (auth.role_add, rpc_pb2.AuthRoleAddResponse),
+            "auth_role_delete": (auth.role_delete, rpc_pb2.AuthRoleDeleteResponse),
+            "auth_role_grant_permission": (
+                auth.role_grant_permission,
+                rpc_pb2.AuthRoleGrantPermissionResponse,
             ),
-            "auth_user_add": lambda r, _i: _done(
-                lambda: auth.user_add(r), rpc_pb2.AuthUserAddResponse
+            "auth_role_revoke_permission": (
+                auth.role_revoke_permission,
+                rpc_pb2.AuthRoleRevokePermissionResponse,
             ),
-            "auth_user_delete": lambda r, _i: _done(
-                lambda: auth.user_delete(r), rpc_pb2.AuthUserDeleteResponse
-            ),
-            "auth_user_change_password": lambda r, _i: _done(
-                lambda: auth.user_change_password(r), rpc_pb2.AuthUserChangePasswordResponse
-            ),
-            "auth_user_grant_role": lambda r, _i: _done(
-                lambda: auth.user_grant_role(r), rpc_pb2.AuthUserGrantRoleResponse
-            ),
-            "auth_user_revoke_role": lambda r, _i: _done(
-                lambda: auth.user_revoke_role(r), rpc_pb2.AuthUserRevokeRoleResponse
-            ),
-            "auth_user_get": lambda r, _i: rpc_pb2.AuthUserGetResponse(roles=auth.user_get(r.name)),
-            "auth_user_list": lambda _r, _i: rpc_pb2.AuthUserListResponse(users=auth.user_list()),
-            "auth_role_add": lambda r, _i: _done(
-                lambda: auth.role_add(r), rpc_pb2.AuthRoleAddResponse
-            ),
-            "auth_role_delete": lambda r, _i: _done(
-                lambda: auth.role_delete(r), rpc_pb2.AuthRoleDeleteResponse
-            ),
-            "auth_role_get": lambda r, _i: rpc_pb2.AuthRoleGetResponse(perm=auth.role_get(r.role)),
-            "auth_role_list": lambda _r, _i: rpc_pb2.AuthRoleListResponse(roles=auth.role_list()),
-            "auth_role_grant_permission": lambda r, _i: _done(
-                lambda: auth.role_grant_permission(r), rpc_pb2.AuthRoleGrantPermissionResponse
-            ),
-            "auth_role_revoke_permission": lambda r, _i: _done(
-                lambda: auth.role_revoke_permission(r), rpc_pb2.AuthRoleRevokePermissionResponse
-            ),
+            "auth_enable": (lambda _r: auth.auth_enable(), rpc_pb2.AuthEnableResponse),
+            "auth_disable": (lambda _r: auth.auth_disable(), rpc_pb2.AuthDisableResponse),
         }
+        self._auth: dict[str, Callable[[Any, int], Message]] = {
+            kind: _changing(change, response) for kind, (change, response) in changes.items()
+        }
+        self._auth.update(
+            {
+                "auth_status": lambda _r, _i: rpc_pb2.AuthStatusResponse(
+                    enabled=auth.enabled, authRevision=auth.revision
+                ),
+                "authenticate": lambda r, i: rpc_pb2.AuthenticateResponse(
+                    token=auth.authenticate(r.name, i, r.simple_token)
+                ),
+                "auth_user_get": lambda r, _i: rpc_pb2.AuthUserGetResponse(
+                    roles=auth.user_get(r.name)
+                ),
+                "auth_user_list": lambda _r, _i: rpc_pb2.AuthUserListResponse(
+                    users=auth.user_list()
+                ),
+                "auth_role_get": lambda r, _i: rpc_pb2.AuthRoleGetResponse(
+                    perm=auth.role_get(r.role)
+                ),
+                "auth_role_list": lambda _r, _i: rpc_pb2.AuthRoleListResponse(
+                    roles=auth.role_list()
+                ),
+            }
+        )
 
     def apply(self, req: InternalRaftRequest, index: int) -> Any:
         s = self.state
@@ -240,9 +247,14 @@ class BackendApplier:
         storage.save_member(s.backend, updated)
 
 
-def _done(change: Callable[[], None], response: type[Message]) -> Message:
-    change()
-    return response()
+def _changing(
+    change: Callable[[Any], None], response: type[Message]
+) -> Callable[[Any, int], Message]:
+    def apply(r: Any, _index: int) -> Message:
+        change(r)
+        return response()
+
+    return apply
 
 
 def chain(state: MemberState) -> tuple[AuthApplier, BackendApplier]:

@@ -83,6 +83,11 @@ class AuthStore:
         self.revision += 1
         self._be.put(contract.AUTH, REVISION_KEY, U64.pack(self.revision))
 
+    def _changed(self) -> None:
+        """Who may do what changed: a new auth revision, and the merged ranges again."""
+        self._commit_revision()
+        self._refresh_perms()
+
     def _put_user(self, user: auth_pb2.User) -> None:
         self._users[user.name.decode()] = user
         self._be.put(contract.AUTH_USERS, user.name, user.SerializeToString())
@@ -142,8 +147,7 @@ class AuthStore:
         if not r.options.no_password:
             user.password = self._select_password(r.password, r.hashedPassword)
         self._put_user(user)
-        self._commit_revision()
-        self._refresh_perms()
+        self._changed()
         log.info("added a user %r", r.name)
 
     def _select_password(self, password: str, hashed: str) -> bytes:
@@ -162,8 +166,7 @@ class AuthStore:
             raise errors.ErrUserNotFound
         del self._users[r.name]
         self._be.delete(contract.AUTH_USERS, r.name.encode())
-        self._commit_revision()
-        self._refresh_perms()
+        self._changed()
         self.tokens.invalidate_user(r.name)
         log.info("deleted a user %r", r.name)
 
@@ -177,8 +180,7 @@ class AuthStore:
             b"" if user.options.no_password else self._select_password(r.password, r.hashedPassword)
         )
         self._put_user(updated)
-        self._commit_revision()
-        self._refresh_perms()
+        self._changed()
         self.tokens.invalidate_user(r.name)
         log.info("changed a password of a user %r", r.name)
 
@@ -197,8 +199,7 @@ class AuthStore:
         del updated.roles[:]
         updated.roles.extend(roles)
         self._put_user(updated)
-        self._commit_revision()
-        self._refresh_perms()
+        self._changed()
         log.info("granted role %r to user %r", r.role, r.user)
 
     def user_revoke_role(self, r: rpc_pb2.AuthUserRevokeRoleRequest) -> None:
@@ -209,13 +210,8 @@ class AuthStore:
             raise errors.ErrUserNotFound
         if r.role not in user.roles:
             raise errors.ErrRoleNotGranted
-        updated = auth_pb2.User()
-        updated.CopyFrom(user)
-        del updated.roles[:]
-        updated.roles.extend(role for role in user.roles if role != r.role)
-        self._put_user(updated)
-        self._commit_revision()
-        self._refresh_perms()
+        self._put_user(_without_role(user, r.role))
+        self._changed()
         log.info("revoked role %r from user %r", r.role, r.name)
 
     def user_get(self, name: str) -> list[str]:
@@ -246,13 +242,8 @@ class AuthStore:
         self._be.delete(contract.AUTH_ROLES, r.role.encode())
         for user in list(self._users.values()):
             if r.role in user.roles:
-                updated = auth_pb2.User()
-                updated.CopyFrom(user)
-                del updated.roles[:]
-                updated.roles.extend(role for role in user.roles if role != r.role)
-                self._put_user(updated)
-        self._commit_revision()
-        self._refresh_perms()
+                self._put_user(_without_role(user, r.role))
+        self._changed()
         log.info("deleted a role %r", r.role)
 
     def role_get(self, name: str) -> list[auth_pb2.Permission]:
@@ -284,8 +275,7 @@ class AuthStore:
             updated = auth_pb2.Role(name=role.name)
             updated.keyPermission.extend(perms)
         self._put_role(updated)
-        self._commit_revision()
-        self._refresh_perms()
+        self._changed()
         log.info("granted/updated a permission to role %r", r.name)
 
     def role_revoke_permission(self, r: rpc_pb2.AuthRoleRevokePermissionRequest) -> None:
@@ -298,8 +288,7 @@ class AuthStore:
         updated = auth_pb2.Role(name=role.name)
         updated.keyPermission.extend(kept)
         self._put_role(updated)
-        self._commit_revision()
-        self._refresh_perms()
+        self._changed()
         log.info("revoked a permission on range from role %r", r.role)
 
     # ----- checks -----
@@ -374,3 +363,11 @@ class AuthStore:
             log.warning("invalid auth token")
             raise errors.ErrInvalidAuthToken
         return info
+
+
+def _without_role(user: auth_pb2.User, role: str) -> auth_pb2.User:
+    updated = auth_pb2.User()
+    updated.CopyFrom(user)
+    del updated.roles[:]
+    updated.roles.extend(r for r in user.roles if r != role)
+    return updated
