@@ -13,6 +13,7 @@ it has no pytest dependency.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -439,6 +440,26 @@ class Cluster:
         deadline = time.monotonic() + timeout
         for member in self.members:
             member.wait_ready(deadline)
+        # etcd serves clients only once a member's attributes are applied (ReadyNotify); pyetcd
+        # serves from its start, so a member list can catch a member still publishing.
+        wait_for(
+            "every member to list every member's name and client URLs",
+            self._all_published,
+            max(deadline - time.monotonic(), 1.0),
+            *self.members,
+        )
+
+    def _all_published(self) -> bool | None:
+        for member in self.members:
+            listed = member.etcdctl("member", "list", "-w", "json", timeout=5.0)
+            if listed.returncode != 0:
+                return None
+            members = json.loads(listed.stdout).get("members", [])
+            if len(members) != len(self.members):
+                return None
+            if not all(m.get("name") and m.get("clientURLs") for m in members):
+                return None
+        return True
 
     def stop(self) -> None:
         for member in self.members:
