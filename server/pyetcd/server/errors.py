@@ -117,6 +117,9 @@ ErrLeaderChanged = _e("leader changed", UNAVAILABLE)
 ErrNotCapable = _e("not capable", UNAVAILABLE)
 ErrStopped = _e("server stopped", UNAVAILABLE)
 ErrTimeout = _e("request timed out", UNAVAILABLE)
+REQUEST_TIMEOUT = 7.0
+"""Seconds before a request that was not applied fails with ErrTimeout (etcd: 5 s + 2 x the
+election timeout with its defaults)."""
 ErrTimeoutDueToLeaderFail = _e(
     "request timed out, possibly due to previous leader failure", UNAVAILABLE
 )

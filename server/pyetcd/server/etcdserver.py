@@ -1,21 +1,19 @@
 """The etcd server of one member: proposals through the Raft log, apply, and the work around it.
 
 Every write becomes an ``InternalRaftRequest`` entry proposed to the Raft node (``RawNode``); a
-follower's Raft forwards it to the leader. The Raft loop takes each ``Ready``: it hands the
-entries and hard state to the WAL in a worker thread (everything proposed while the previous fsync
-ran goes into the next Ready: group commit), applies the committed entries to the MVCC store, the
-lessor and the alarm list on the event loop meanwhile, appends the persisted entries to the Raft
-storage, then sends the Ready's messages through the peer transport (never before they are
-durable) and advances. Proposers are woken by request id when their entry is applied. The backend
-is committed in batches by its own loop (every ``backend_batch_interval`` or
-``backend_batch_limit`` writes); replaying the log after ``meta/consistent_index`` makes that safe
-across crashes.
+follower's Raft forwards it to the leader. The Raft loop (``raftnode.RaftNode``, etcd's raftNode)
+persists each ``Ready`` and hands its committed entries here to apply to the MVCC store, the
+lessor and the alarm list, while the WAL's fsync runs. Proposers are woken by request id when
+their entry is applied. The backend is committed in batches by its own loop (every
+``backend_batch_interval`` or ``backend_batch_limit`` writes); replaying the log after
+``meta/consistent_index`` makes that safe across crashes.
 
 Linearizable reads wait for a ReadIndex (one Raft round for every read queued meanwhile) and
 then for the applied index to reach it; serializable reads are served from the applied state.
 Membership changes are ConfChange entries, checked at apply time as etcd does; a lagging member
 receives a snapshot built from the current applied state (the backend's bytes) through the
-transport.
+transport. The request surface clients see is ``v3_server.V3Server``; the apply chain is
+``apply``.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import contextlib
 import heapq
 import logging
 import os
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,9 +42,8 @@ from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.proto.walpb import record_pb2
 from pyetcd.raft.confchange import ConfChangeError
 from pyetcd.raft.raft import NONE, ProposalDroppedError, StateType
-from pyetcd.raft.raft import Config as RaftConfig
-from pyetcd.raft.rawnode import RawNode, Ready, SnapshotStatus, StepPeerNotFoundError
-from pyetcd.raft.storage import CompactedError, MemoryStorage, StorageError
+from pyetcd.raft.rawnode import SnapshotStatus
+from pyetcd.raft.storage import CompactedError, StorageError
 from pyetcd.server import compactor as compactor_mod
 from pyetcd.server import errors, storage
 from pyetcd.server.apply import chain as apply_chain
@@ -71,8 +67,9 @@ from pyetcd.server.membership import (
     validate_change,
 )
 from pyetcd.server.metrics import FuncGauges, ServerMetrics
+from pyetcd.server.raftnode import RaftNode, restore_raft
 from pyetcd.server.v2store import v2_store_json
-from pyetcd.server.v3_server import OP_LEASE_RENEW, OP_LEASE_TTL, REQUEST_TIMEOUT
+from pyetcd.server.v3_server import OP_LEASE_RENEW, OP_LEASE_TTL
 from pyetcd.server.v3api import CLUSTER_VERSION, member_pb
 from pyetcd.transport import (
     PeerRequestError,
@@ -83,8 +80,6 @@ from pyetcd.transport import (
 )
 
 log = logging.getLogger(__name__)
-# Raft's own lines, as etcd's raft logger (a zap logger named "raft") writes them.
-raft_log = logging.getLogger("raft")
 
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 NOSPACE = rpc_pb2.NOSPACE
@@ -163,56 +158,22 @@ class EtcdServer:
         self.kv_applier = backend_applier.kv
         self.idgen = Generator(self.member_id, time.time())
 
-        # The Raft node over a MemoryStorage holding what the WAL and snap files hold.
-        self.raft_storage = MemoryStorage()
-        self.conf_state = raft_pb2.ConfState()
-        if st.snapshot is not None:
-            snap = raft_pb2.Snapshot()
-            snap.CopyFrom(st.snapshot)
-            if not snap.metadata.conf_state.voters:
-                # A snapshot written without a ConfState: the members are the voters.
-                snap.metadata.conf_state.voters.extend(
-                    sorted(i for i, m in self.members.items() if not m.is_learner)
-                )
-                snap.metadata.conf_state.learners.extend(
-                    sorted(i for i, m in self.members.items() if m.is_learner)
-                )
-            self.raft_storage.apply_snapshot(snap)
-            self.conf_state.CopyFrom(snap.metadata.conf_state)
-        self.raft_storage.append(st.entries)
-        self.raft_storage.set_hard_state(st.hard_state)
-        self._snapshot_at = st.snapshot_index
-        self.raw = RawNode(
-            RaftConfig(
-                id=self.member_id,
-                storage=self.raft_storage,
-                election_tick=cfg.election_ticks,
-                heartbeat_tick=1,
-                pre_vote=cfg.pre_vote,
-                check_quorum=True,
-                max_size_per_msg=1 << 20,
-                max_inflight_msgs=512,
-                # Bounded memory for proposals a slow quorum has not committed yet.
-                max_uncommitted_entries_size=1 << 30,
-                rng=random.Random(),
-            )
+        raw, self.raft_storage, self.conf_state = restore_raft(
+            cfg, st, {i: m.is_learner for i, m in self.members.items()}
         )
-        self.lead = NONE
-        self.raft_state = StateType.FOLLOWER
+        self._snapshot_at = st.snapshot_index
+        # The Raft loop (etcd's raftNode); the server proposes through its RawNode.
+        self.node = RaftNode(cfg, st, raw, self.raft_storage, metrics=self.metrics, handler=self)
+        self.raw = raw
 
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._deadlines: deque[tuple[float, int]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._raft_wake: asyncio.Event | None = None
         self._backend_wake: asyncio.Event | None = None
-        self._leader_wake: asyncio.Event | None = None
         self._read_wake: asyncio.Event | None = None
         self._read_waiters: list[asyncio.Future[None]] = []
-        self._read_states: dict[bytes, asyncio.Future[int]] = {}
-        self._unsent_proposals: list[tuple[float, raft_pb2.Message]] = []
         self._applied_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._applied_seq = 0
-        self._wal_executor = ThreadPoolExecutor(1, thread_name_prefix="wal")
         self._backend_executor = ThreadPoolExecutor(1, thread_name_prefix="backend")
         self._commit_lock: asyncio.Lock | None = None
         # The backend commit whose write runs on the backend executor, if any.
@@ -228,6 +189,7 @@ class EtcdServer:
         self.transport = Transport(
             self.member_id, self.cluster_id, self, st.snapshotter.dir, tls=self.peer_tls
         )
+        self.node.transport = self.transport
         self._boot()
         if not self.members and not self._remotes and cfg.initial_cluster_state == "existing":
             # Restarted before the log told it who the members are: ask the peers again.
@@ -321,23 +283,11 @@ class EtcdServer:
 
         Runs before the loop starts, so nothing is served before the replay is done.
         """
-        self._drain_sync()
+        self.node.drain_sync()
         if self.raw.raft.trk.voter_nodes() == [self.member_id]:
             # A single voter elects itself at once instead of waiting for an election timeout.
             self.raw.campaign()
-            self._drain_sync()
-
-    def _drain_sync(self) -> None:
-        while self.raw.has_ready():
-            rd = self.raw.ready()
-            if rd.soft_state is not None:
-                self._on_soft_state(rd)
-            self._persist(rd)
-            self._stabilize(rd)
-            if rd.committed_entries:
-                self._apply_entries(rd.committed_entries)
-            # Messages before start (none are expected: no peer has spoken yet) are dropped.
-            self.raw.advance(rd)
+            self.node.drain_sync()
 
     def _register_metrics(self) -> None:
         m = self.metrics
@@ -381,9 +331,7 @@ class EtcdServer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._raft_wake = asyncio.Event()
         self._backend_wake = asyncio.Event()
-        self._leader_wake = asyncio.Event()
         self._read_wake = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._sync_wake = asyncio.Event()
@@ -393,15 +341,11 @@ class EtcdServer:
             self.lessor.promote(time.monotonic(), extend=self.cfg.election_timeout / 1000)
         await self.transport.listen(str(u) for u in self.cfg.listen_peer_urls)
         self._update_peers()
-        if self.cfg.initial_election_tick_advance and not self.is_leader:
-            # etcd fast-forwards a fresh member's election clock to one tick before the timeout
-            # so that a new cluster elects a leader quickly.
-            for _ in range(max(self.cfg.election_ticks - 1, 0)):
-                self.raw.tick()
+        self.node.start()
         loop = asyncio.get_running_loop()
         loops = {
             "raft loop": self._raft_loop(),
-            "tick loop": self._tick_loop(),
+            "tick loop": self.node.tick_loop(),
             "read index loop": self._read_loop(),
             "backend loop": self._backend_loop(),
             "lease loop": self._lease_loop(),
@@ -413,7 +357,6 @@ class EtcdServer:
             task = loop.create_task(coro, name=name)
             task.add_done_callback(self._watch_task)
             self._tasks.append(task)
-        self._raft_wake.set()
         self._sync_wake.set()
         self._compaction_wake.set()
         self._tasks.append(loop.create_task(self._publish()))
@@ -519,6 +462,7 @@ class EtcdServer:
             with contextlib.suppress(Exception):
                 await self._transfer_leadership_on_stop()
         self._stopped = True
+        self.node.stopped = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -532,7 +476,7 @@ class EtcdServer:
                 rfut.set_exception(errors.ErrStopped)
         # A cancelled task does not stop the write it handed to an executor thread: let those
         # writes finish before their files close.
-        self._wal_executor.shutdown(wait=True)
+        self.node.wal_executor.shutdown(wait=True)
         self._backend_executor.shutdown(wait=True)
         pending, self._pending_commit = self._pending_commit, None
         try:
@@ -562,183 +506,42 @@ class EtcdServer:
 
     @property
     def term(self) -> int:
-        return self.raw.raft.term
+        return self.node.term
 
     @property
     def committed_index(self) -> int:
-        return self.raw.raft.raft_log.committed
+        return self.node.committed_index
 
     @property
     def is_leader(self) -> bool:
-        return self.raw.raft.state == StateType.LEADER
+        return self.node.is_leader
 
     @property
     def is_learner(self) -> bool:
-        return self.raw.raft.is_learner
+        return self.node.is_learner
 
-    def _on_soft_state(self, rd: Ready) -> None:
-        soft = rd.soft_state
-        assert soft is not None
-        was_leader = self.raft_state == StateType.LEADER
-        if soft.lead != self.lead:
-            if soft.lead != NONE:
-                self.metrics.leader_changes.inc()
-                raft_log.info(
-                    "raft.node: %x elected leader %x at term %d",
-                    self.member_id,
-                    soft.lead,
-                    self.term,
-                )
-            else:
-                raft_log.info(
-                    "raft.node: %x lost leader %x at term %d", self.member_id, self.lead, self.term
-                )
-        self.lead = soft.lead
-        self.raft_state = soft.raft_state
-        is_leader = soft.raft_state == StateType.LEADER
+    @property
+    def lead(self) -> int:
+        return self.node.lead
+
+    def on_role_change(self, was_leader: bool, is_leader: bool) -> None:
         if is_leader and not was_leader and self._loop is not None:
             # Leases restart their clocks on a new leader (etcd's lessor.Promote).
             self.lessor.promote(time.monotonic(), extend=self.cfg.election_timeout / 1000)
         elif was_leader and not is_leader:
             self.lessor.demote()
-        if self.lead != NONE and self._leader_wake is not None:
-            self._leader_wake.set()
-        if self.lead != NONE and self._unsent_proposals:
-            self._repropose_unsent()
         self._update_role_metrics()
 
-    def _repropose_unsent(self) -> None:
-        unsent, self._unsent_proposals = self._unsent_proposals, []
-        # Only proposals whose proposer still waits: after its timeout the client may have
-        # retried, and a late second copy would surprise it.
-        fresh_since = time.monotonic() - REQUEST_TIMEOUT
-        for since, m in unsent:
-            if since < fresh_since:
-                continue
-            again = raft_pb2.Message(type=raft_pb2.MsgProp, entries=m.entries)
-            setattr(again, "from", self.member_id)
-            # Dropped again (no leader after all): its proposer times out, as with etcd.
-            with contextlib.suppress(ProposalDroppedError):
-                self.raw.step(again)
-
-    async def _wait_leader(self) -> None:
-        """Wait until a leader is known; etcd's `no leader` after two election timeouts."""
-        if self.lead != NONE:
-            return
-        assert self._leader_wake is not None
-        deadline = time.monotonic() + 2 * self.cfg.election_timeout / 1000
-        while self.lead == NONE:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._stopped:
-                raise errors.ErrNoLeader
-            self._leader_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._leader_wake.wait(), remaining)
-
-    # ----- the Raft loop: persist, apply, send, advance -----
-
-    def _wake_raft(self) -> None:
-        if self._raft_wake is not None:
-            self._raft_wake.set()
-
-    async def _tick_loop(self) -> None:
-        interval = self.cfg.heartbeat_seconds
-        while True:
-            await asyncio.sleep(interval)
-            self.raw.tick()
-            self._wake_raft()
+    # ----- the Raft loop's rounds -----
 
     async def _raft_loop(self) -> None:
-        assert self._raft_wake is not None
         while True:
-            await self._raft_wake.wait()
-            self._raft_wake.clear()
-            while self.raw.has_ready():
-                await self._handle_ready(self.raw.ready())
-            self.metrics.proposals_committed.set(self.committed_index)
+            await self.node.next_round()
             if self.applied_index - self._snapshot_at >= self.cfg.snapshot_count:
                 await self._snapshot()
 
-    async def _handle_ready(self, rd: Ready) -> None:
-        loop = asyncio.get_running_loop()
-        if rd.soft_state is not None:
-            self._on_soft_state(rd)
-        persist = None
-        if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-            persist = loop.run_in_executor(self._wal_executor, self._persist, rd)
-        # A leader replicates while it writes its own log (Raft thesis 10.2.1, as etcd does):
-        # its own entries count towards a commit only once persisted, so nothing is committed
-        # early, and the followers' fsyncs overlap the leader's. A follower's answers must
-        # wait until what they acknowledge is on disk.
-        sent = False
-        if rd.messages and self.raft_state == StateType.LEADER:
-            self._send(rd.messages)
-            sent = True
-        # Committed entries are durable here already: apply them while the fsync runs. A
-        # snapshot must be on disk before it replaces the state machine.
-        if rd.committed_entries and rd.snapshot is None:
-            self._apply_entries(rd.committed_entries)
-        if persist is not None:
-            try:
-                await persist
-            except Exception:
-                # etcd panics when the WAL cannot be written: a member that cannot persist must
-                # not acknowledge anything more.
-                log.critical("failed to write the WAL; stopping", exc_info=True)
-                raise SystemExit(1) from None
-        self._stabilize(rd)
-        if rd.snapshot is not None:
-            await self._apply_snapshot(rd.snapshot)
-            if rd.committed_entries:
-                self._apply_entries(rd.committed_entries)
-        for rs in rd.read_states:
-            fut = self._read_states.pop(rs.request_ctx, None)
-            if fut is not None and not fut.done():
-                fut.set_result(rs.index)
-        if rd.messages and not sent:
-            self._send(rd.messages)
-        self.raw.advance(rd)
-
-    def _persist(self, rd: Ready) -> None:
-        """Write a Ready's snapshot, entries and hard state to disk (runs in the WAL thread)."""
-        if rd.snapshot is not None:
-            meta = rd.snapshot.metadata
-            # etcd's SaveSnap: the .snap file, then the WAL record that makes it usable.
-            self._st.snapshotter.save_snap(rd.snapshot)
-            self.wal.save_snapshot(
-                record_pb2.Snapshot(index=meta.index, term=meta.term, conf_state=meta.conf_state)
-            )
-        hs = rd.hard_state if rd.hard_state is not None else raft_pb2.HardState()
-        self.wal.save(hs, rd.entries)
-        if rd.must_sync and not self.cfg.unsafe_no_fsync:
-            start = time.perf_counter()
-            self.wal.sync()
-            self.metrics.wal_fsync.observe(time.perf_counter() - start)
-
-    def _stabilize(self, rd: Ready) -> None:
-        """What ``_persist`` wrote becomes visible to Raft through its storage (event loop)."""
-        if rd.snapshot is not None:
-            with contextlib.suppress(StorageError):
-                self.raft_storage.apply_snapshot(rd.snapshot)
-        if rd.entries:
-            self.raft_storage.append(rd.entries)
-        if rd.hard_state is not None:
-            self.raft_storage.set_hard_state(rd.hard_state)
-
-    def _send(self, msgs: list[raft_pb2.Message]) -> None:
-        plain: list[raft_pb2.Message] = []
-        for m in msgs:
-            if m.type == raft_pb2.MsgSnap:
-                self._spawn(self._send_merged_snapshot(m))
-            else:
-                plain.append(m)
-        if plain:
-            for m in self.transport.send(plain):
-                if m.type == raft_pb2.MsgProp:
-                    # A proposal forwarded to a leader we have no stream to (it most likely
-                    # died) never left this member: propose it again to the next leader
-                    # instead of letting its client time out. Never sent, so never duplicated.
-                    self._unsent_proposals.append((time.monotonic(), m))
+    def send_snapshot(self, msg: raft_pb2.Message) -> None:
+        self._spawn(self._send_merged_snapshot(msg))
 
     def _spawn(self, coro: Any) -> None:
         assert self._loop is not None
@@ -748,7 +551,7 @@ class EtcdServer:
 
     # ----- apply -----
 
-    def _apply_entries(self, entries: list[raft_pb2.Entry]) -> None:
+    def apply_entries(self, entries: list[raft_pb2.Entry]) -> None:
         for entry in entries:
             result: Any = None
             req_id = 0
@@ -912,7 +715,7 @@ class EtcdServer:
         peers.pop(self.member_id, None)
         self.transport.set_peers(peers)
 
-    async def _apply_snapshot(self, snap: raft_pb2.Snapshot) -> None:
+    async def apply_snapshot(self, snap: raft_pb2.Snapshot) -> None:
         """Install the backend that came with a snapshot from the leader (etcd's
         applySnapshot): swap ``<index>.snap.db`` in as ``db`` and rebuild the state machine."""
         index = snap.metadata.index
@@ -1035,7 +838,7 @@ class EtcdServer:
             self.wal.purge(self.cfg.max_wals or 5)
             self._st.snapshotter.purge(self.cfg.max_snapshots or 5)
 
-        await asyncio.get_running_loop().run_in_executor(self._wal_executor, save)
+        await asyncio.get_running_loop().run_in_executor(self.node.wal_executor, save)
         self._snapshot_at = index
         log.info("saved snapshot at index %d", index)
 
@@ -1053,7 +856,7 @@ class EtcdServer:
         except StorageError:
             reader.close()
             self.raw.report_snapshot(msg.to, SnapshotStatus.FAILURE)
-            self._wake_raft()
+            self.node.wake()
             return
         merged = raft_pb2.Snapshot(
             data=v2_store_json(Cluster(self.cluster_id, dict(self.members))),
@@ -1067,51 +870,19 @@ class EtcdServer:
     # ----- the transport's handler -----
 
     def process(self, msg: raft_pb2.Message) -> None:
-        """A Raft message from a peer."""
-        if self._stopped:
+        """A Raft message from a peer; a removed member's are dropped."""
+        if self._stopped or getattr(msg, "from") in self.removed:
             return
-        sender: int = getattr(msg, "from")
-        if sender in self.removed:
-            return
-        # A forwarded proposal that cannot be taken now is simply lost (its proposer times out,
-        # as with etcd), and so is a response from a member no longer in the configuration.
-        # Anything else Raft raises here is a broken invariant (a commit index past the end of
-        # a log that was lost, say): the member stops, as etcd's raft goroutine panics.
-        try:
-            self.raw.step(msg)
-        except (ProposalDroppedError, StepPeerNotFoundError):
-            pass
-        except Exception as exc:
-            panic_on_invariant(exc, f"a {msg.type} message from {sender:x}")
-            raise
-        self._wake_raft()
+        self.node.step(msg)
 
     def report_unreachable(self, peer_id: int) -> None:
-        if self._stopped:
-            return
-        self.raw.report_unreachable(peer_id)
-        self._wake_raft()
+        self.node.report_unreachable(peer_id)
 
     def report_snapshot(self, peer_id: int, ok: bool) -> None:
-        if self._stopped:
-            return
-        self.raw.report_snapshot(peer_id, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE)
-        self._wake_raft()
+        self.node.report_snapshot(peer_id, ok)
 
     def peer_lost(self, peer_id: int) -> None:
-        """The stream to a peer broke. If it is our leader, it most likely died (its process
-        closed the connection): bring the election clock to one tick before the timeout, as
-        etcd does for a fresh member, instead of waiting a whole timeout after its last
-        heartbeat. Pre-vote and the leader lease of the other members keep this from
-        disturbing a leader that is in fact alive."""
-        if self._stopped or peer_id != self.lead or self.is_leader:
-            return
-        r = self.raw.raft
-        for _ in range(r.election_timeout):
-            if r.election_elapsed >= r.election_timeout - 1:
-                break
-            self.raw.tick()
-        self._wake_raft()
+        self.node.peer_lost(peer_id)
 
     def is_removed(self, member_id: int) -> bool:
         return member_id in self.removed
@@ -1161,7 +932,7 @@ class EtcdServer:
 
     async def forward(self, op: str, body: bytes) -> bytes:
         """Send a request to the leader and return its answer (errors as etcd's)."""
-        await self._wait_leader()
+        await self.node.wait_leader()
         try:
             return await self.transport.request(self.lead, op, body)
         except PeerRequestError as exc:
@@ -1189,9 +960,9 @@ class EtcdServer:
 
     async def _propose_data(self, req_id: int, step: Callable[[], None]) -> Any:
         assert self._loop is not None
-        deadline = time.monotonic() + REQUEST_TIMEOUT
+        deadline = time.monotonic() + errors.REQUEST_TIMEOUT
         while True:
-            await self._wait_leader()
+            await self.node.wait_leader()
             fut: asyncio.Future[Any] = self._loop.create_future()
             self._waiters[req_id] = fut
             try:
@@ -1206,7 +977,7 @@ class EtcdServer:
             break
         # One timer for all proposals (the sweep below) instead of one per request.
         self._deadlines.append((deadline, req_id))
-        self._wake_raft()
+        self.node.wake()
         return await fut
 
     async def _timeout_loop(self) -> None:
@@ -1264,19 +1035,16 @@ class EtcdServer:
 
     async def _read_index(self) -> int:
         assert self._loop is not None
-        deadline = time.monotonic() + REQUEST_TIMEOUT
+        deadline = time.monotonic() + errors.REQUEST_TIMEOUT
         while True:
-            await self._wait_leader()
+            await self.node.wait_leader()
             ctx = self.idgen.next().to_bytes(8, "big")
-            fut: asyncio.Future[int] = self._loop.create_future()
-            self._read_states[ctx] = fut
-            self.raw.read_index(ctx)
-            self._wake_raft()
+            fut = self.node.read_index(ctx)
             try:
                 return await asyncio.wait_for(fut, READ_INDEX_RETRY)
             except TimeoutError:
                 # Lost (leader change, dropped message): ask again, as etcd does.
-                self._read_states.pop(ctx, None)
+                self.node.forget_read(ctx)
                 if time.monotonic() >= deadline:
                     raise errors.ErrTimeout from None
 
@@ -1393,7 +1161,7 @@ class EtcdServer:
         resp.errors.extend(self.alarm_errors())
         return resp
 
-    async def move_leader(self, transferee: int, wait: float = REQUEST_TIMEOUT) -> None:
+    async def move_leader(self, transferee: int, wait: float = errors.REQUEST_TIMEOUT) -> None:
         """etcd's MoveLeader: hand leadership to ``transferee`` and wait until it leads."""
         if not self.is_leader:
             raise errors.ErrNotLeader
@@ -1402,7 +1170,7 @@ class EtcdServer:
             raise errors.ErrBadLeaderTransferee
         log.info("leadership transfer from %x to %x starting", self.member_id, transferee)
         self.raw.transfer_leadership(transferee)
-        self._wake_raft()
+        self.node.wake()
         deadline = time.monotonic() + wait
         while self.lead != transferee:
             if time.monotonic() >= deadline:

@@ -34,7 +34,6 @@ InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 NOSPACE = rpc_pb2.NOSPACE
 KV_OVERHEAD = 256
 """etcd's per-request cost estimate on top of key and value (etcdserver/quota.go)."""
-REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 x election timeout with defaults
 OP_LEASE_RENEW = "lease_renew"
 OP_LEASE_TTL = "lease_ttl"
 
@@ -53,8 +52,10 @@ class RaftKV(Protocol):
     idgen: Generator
     member_id: int
     cluster_id: int
-    lead: int
     applied_index: int
+
+    @property
+    def lead(self) -> int: ...
 
     @property
     def term(self) -> int: ...
@@ -313,7 +314,7 @@ class V3Server:
         index = self.member.auth.tokens.index_of(token)
         if index > self.member.applied_index:
             try:
-                await asyncio.wait_for(self.member.wait_applied(index), REQUEST_TIMEOUT)
+                await asyncio.wait_for(self.member.wait_applied(index), errors.REQUEST_TIMEOUT)
             except TimeoutError:
                 raise errors.ErrInvalidAuthToken from None
         return self.member.auth.info_from_token(token)
