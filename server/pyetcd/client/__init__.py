@@ -12,6 +12,7 @@ from pyetcd.client.client import ClientTLS, EtcdClient, normalize_endpoint
 from pyetcd.client.errors import EtcdClientError
 from pyetcd.client.models import (
     AlarmMember,
+    AuthStatus,
     EndpointHealth,
     EndpointStatus,
     Member,
@@ -20,6 +21,7 @@ from pyetcd.client.models import (
 
 __all__ = [
     "AlarmMember",
+    "AuthStatus",
     "ClientTLS",
     "Credentials",
     "EndpointHealth",

@@ -69,3 +69,11 @@ class AlarmMember:
 
     member_id: int
     alarm: str
+
+
+@dataclass(frozen=True)
+class AuthStatus:
+    """``etcdctl auth status``: whether auth is on, and the auth store's revision."""
+
+    enabled: bool
+    revision: int
