@@ -273,7 +273,11 @@ def test_tls_example_serves_only_clients_with_its_certificate(
     cluster owns, the members on https (peers too), Available, TLSReady with the expiry in the
     status; etcdctl with the client certificate Secret mounted reads, writes and checks every
     member by its own name; without the certificate it is refused. On the etcd plane the
-    members run upstream etcd, on the pyetcd plane pyetcd: the same flags, the same files."""
+    members run upstream etcd, on the pyetcd plane pyetcd: the same flags, the same files.
+
+    The example has spec.auth too: the operator made user root (password in the Secret
+    <name>-root-auth, created by the operator) and turned etcd's auth on (AuthReady); etcdctl
+    with root's password works, and a put without a user is refused as etcd refuses it."""
     manifest = example("etcdcluster-tls.yaml", namespace)
     name = manifest["metadata"]["name"]
     # The plane's own storage engine, as the replacement scenarios choose it; pyetcd on a
@@ -288,6 +292,18 @@ def test_tls_example_serves_only_clients_with_its_certificate(
     want = "gcr.io/etcd-development/etcd:" if engine == "etcd" else "ghcr.io/pyetcd/pyetcd:"
     assert all(i.startswith(want) for i in images), images
     assert condition(cluster, "TLSReady") == "True", etcdclusters.describe(cluster)
+    # Available comes with auth still being turned on in the same pass or the next.
+    eventually(
+        "AuthReady True",
+        lambda: condition(kubectl.get("etcdcluster", name, namespace), "AuthReady") == "True",
+    )
+    cluster = kubectl.get("etcdcluster", name, namespace)
+    assert cluster["status"]["auth"] == {"enabled": True, "rootSecretName": f"{name}-root-auth"}
+    root_secret = kubectl.get("secret", f"{name}-root-auth", namespace)
+    assert root_secret["type"] == "kubernetes.io/basic-auth"
+    assert root_secret["metadata"]["ownerReferences"][0]["name"] == name
+    assert base64.b64decode(root_secret["data"]["username"]) == b"root"
+    password = base64.b64decode(root_secret["data"]["password"]).decode()
     tls_status = cluster["status"]["tls"]
     assert {c["secret"] for c in tls_status["certificates"]} == {
         f"{name}-{role}"
@@ -306,8 +322,9 @@ def test_tls_example_serves_only_clients_with_its_certificate(
     wait_ready(kubectl, namespace, CLIENT_POD, timeout=120)
     endpoint = client_endpoint(name, namespace, secure=True)
 
-    def etcdctl(*args: str, cert: bool = True) -> ExecResult:
-        argv = ["etcdctl", endpoint, *etcdclusters.tls_flags(cert=cert), *args]
+    def etcdctl(*args: str, cert: bool = True, user: bool = True) -> ExecResult:
+        who = [f"--user=root:{password}"] if user else []
+        argv = ["etcdctl", endpoint, *etcdclusters.tls_flags(cert=cert), *who, *args]
         return pod_exec.exec(namespace, CLIENT_POD, argv)
 
     eventually("etcdctl put over TLS", lambda: etcdctl("put", "greeting", "secure").code == 0)
@@ -319,6 +336,8 @@ def test_tls_example_serves_only_clients_with_its_certificate(
     assert health.code == 0, health
     checked = json.loads(health.stdout)
     assert len(checked) == 3 and all(h["health"] for h in checked), checked
+    anonymous = etcdctl("put", "greeting", "anyone", "--command-timeout=5s", user=False)
+    assert anonymous.code != 0 and "etcdserver: user name is empty" in anonymous.stderr, anonymous
     refused = etcdctl("get", "greeting", "--dial-timeout=3s", "--command-timeout=5s", cert=False)
     assert refused.code != 0, refused
     plain = pod_exec.exec(

@@ -94,8 +94,13 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             "and a client certificate",
             f"kubectl apply{ns} -f examples/etcdcluster-tls.yaml && "
             f"kubectl get etcdcluster example-tls{ns} -o jsonpath='{{.status.tls}}'",
+            "# ... with etcd's auth on too (spec.auth): root's password in Secret "
+            "example-tls-root-auth",
+            f"PW=$(kubectl get secret example-tls-root-auth{ns} -o jsonpath='{{.data.password}}' "
+            "| base64 -d)",
             f".venv/bin/python -m tools.demo etcdctl --cluster example-tls{demo_ns} "
-            "endpoint health --cluster   # with the certificate in Secret example-tls-client-tls",
+            '--user "root:$PW" endpoint health --cluster'
+            "   # with the certificate in Secret example-tls-client-tls",
             "# scaled behind the operator's back: put back within a refresh (DriftCorrected)",
             f"kubectl scale statefulset {name}{ns} --replicas=1 && kubectl get events{ns} -w",
             "# a member's volume lost (claim deleted with its pod): the member refuses to rejoin",

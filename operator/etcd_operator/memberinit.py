@@ -38,7 +38,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -48,6 +48,7 @@ import grpc
 from pyetcd.client import EtcdClientError, Member
 from pyetcd.fileutil import fsync_dir
 
+from etcd_operator.components.auth import ENV_PASSWORD, ENV_USER, RootCredentials
 from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.members import connect_etcd
 
@@ -153,12 +154,18 @@ def force_new_cluster(
 
 
 async def member_list(
-    endpoints: Sequence[str], deadline: float, tls: ClientCredentials | None = None
+    endpoints: Sequence[str],
+    deadline: float,
+    tls: ClientCredentials | None = None,
+    auth: RootCredentials | None = None,
 ) -> list[Member] | None:
     """The cluster's members from the first endpoint that answers within ``deadline`` seconds
     (all are asked at once: a member that is gone must not use up the time); ``None`` if none
-    does. ``tls``: the client certificate, for members that require one."""
-    client = connect_etcd(endpoints, deadline, tls)
+    does. ``tls``: the client certificate, for members that require one; ``auth``: root's
+    credentials, for a cluster with auth on (etcd 3.5 and pyetcd then list members only to a
+    user: without them no member would seem to answer, and the check would let an emptied
+    member start)."""
+    client = connect_etcd(endpoints, deadline, tls, auth)
 
     async def ask(endpoint: str) -> list[Member]:
         return list((await client.member_list(endpoint)).members)
@@ -239,6 +246,14 @@ def client_credentials(cacert: str, cert: str, key: str) -> ClientCredentials | 
     )
 
 
+def root_credentials(env: Mapping[str, str]) -> RootCredentials | None:
+    """Root's credentials from the environment (the root Secret's, with spec.auth)."""
+    user, password = env.get(ENV_USER, ""), env.get(ENV_PASSWORD, "")
+    if not user or not password:
+        return None
+    return RootCredentials(user, password)
+
+
 def fail(message: str) -> NoReturn:
     # The last line of the output is the container's termination message
     # (FallbackToLogsOnError), which the operator reads.
@@ -267,7 +282,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             tls = client_credentials(opts.cacert, opts.cert, opts.key)
         except OSError as err:
             fail(f"cannot read the client certificate: {err}")
-        members = asyncio.run(member_list(endpoints, opts.timeout, tls)) if endpoints else None
+        auth = root_credentials(os.environ)
+        members = (
+            asyncio.run(member_list(endpoints, opts.timeout, tls, auth)) if endpoints else None
+        )
     verdict = decide(wal=wal, members=members, peer_url=opts.peer_url, data_dir=data_dir)
     if not verdict.start:
         fail(verdict.message)

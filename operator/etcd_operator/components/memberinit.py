@@ -18,7 +18,7 @@ from typing import Any
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.components import naming, tls
+from etcd_operator.components import auth, naming, tls
 from etcd_operator.components.bootstrap import KEY_FORCE_NEW_CLUSTER
 
 Json = dict[str, Any]
@@ -71,7 +71,8 @@ def member_init_container(
         "imagePullPolicy": settings.image_pull_policy,
         "command": [COMMAND],
         "args": member_init_args(cluster, settings),
-        "env": [*member_env, force],
+        # With spec.auth, root's credentials (from its Secret) for the member list.
+        "env": [*member_env, force, *auth.member_init_env(cluster)],
         "volumeMounts": list(mounts),
         "securityContext": security_context,
         "terminationMessagePolicy": "FallbackToLogsOnError",

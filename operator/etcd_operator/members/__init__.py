@@ -8,6 +8,7 @@ pass client URLs and peer URLs.
 
 from __future__ import annotations
 
+from etcd_operator.members.auth import AuthClient, change_auth, observe_auth
 from etcd_operator.members.changes import MembershipNotSupportedError, change_membership
 from etcd_operator.members.connect import EtcdConnection, connect_etcd
 from etcd_operator.members.maintenance import MaintenanceClient, maintain
@@ -25,6 +26,7 @@ from etcd_operator.members.membership import (
 from etcd_operator.members.observe import ObservingClient, observe
 
 __all__ = [
+    "AuthClient",
     "ClusterClient",
     "EtcdConnection",
     "MaintenanceClient",
@@ -32,6 +34,7 @@ __all__ = [
     "ObservingClient",
     "Promotion",
     "add_member",
+    "change_auth",
     "change_membership",
     "connect_etcd",
     "describe_etcd_error",
@@ -39,6 +42,7 @@ __all__ = [
     "move_leader",
     "not_capable",
     "observe",
+    "observe_auth",
     "promote_if_ready",
     "promote_member",
     "remove_member",

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from pyetcd.client import ClientTLS, EtcdClient
+from pyetcd.client import ClientTLS, Credentials, EtcdClient
 
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.tls import ClientCredentials
+from etcd_operator.members.auth import AuthClient
 from etcd_operator.members.maintenance import MaintenanceClient
 from etcd_operator.members.membership import ClusterClient
 from etcd_operator.members.observe import ObservingClient
@@ -26,18 +28,25 @@ class SnapshotClient(Protocol):
     ) -> AsyncIterator[bytes]: ...
 
 
-class EtcdConnection(ClusterClient, ObservingClient, SnapshotClient, MaintenanceClient, Protocol):
-    """A client for observing etcd, changing its membership, maintaining its members and
-    streaming snapshots; closed after use."""
+class EtcdConnection(
+    ClusterClient, ObservingClient, SnapshotClient, MaintenanceClient, AuthClient, Protocol
+):
+    """A client for observing etcd, changing its membership, maintaining its members,
+    streaming snapshots and turning auth on; closed after use."""
 
     async def close(self) -> None: ...
 
 
 def connect_etcd(
-    endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None
+    endpoints: Sequence[str],
+    timeout: float,
+    tls: ClientCredentials | None = None,
+    auth: RootCredentials | None = None,
 ) -> EtcdConnection:
     """A client of ``endpoints``; with ``tls``, it presents that client certificate and trusts
-    only that CA (https endpoints)."""
-    if tls is None:
-        return EtcdClient(endpoints, timeout)
-    return EtcdClient(endpoints, timeout, ClientTLS(ca=tls.ca, cert=tls.cert, key=tls.key))
+    only that CA (https endpoints); with ``auth``, every call carries that user's token once
+    etcd's auth is on. Both together: etcd takes the client certificate's CN as the user only
+    when a call carries no token, so the calls run as ``auth``'s user."""
+    client_tls = None if tls is None else ClientTLS(ca=tls.ca, cert=tls.cert, key=tls.key)
+    user = None if auth is None else Credentials(auth.user, auth.password)
+    return EtcdClient(endpoints, timeout, client_tls, user)

@@ -1,7 +1,8 @@
 """The actions a reconcile pass decides on: small immutable values, executed in order by
 ``etcd_operator.handlers.execute``.
 
-Kubernetes writes (``Apply``, ``SetBootstrapState``, ``DeletePVC``, ``IssueCertificate``), etcd
+Kubernetes writes (``Apply``, ``SetBootstrapState``, ``DeletePVC``, ``IssueCertificate``,
+``CreateRootSecret``), turning etcd's auth on (``AuthAction``), etcd
 membership changes
 (``AddMember``, ``PromoteMember``, ``MoveLeader``, ``RemoveMember``), etcd maintenance
 (``Defragment``, ``DisarmAlarm``), ``Event`` and
@@ -12,10 +13,11 @@ run again from what is observed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.bootstrap import BootstrapState
 from etcd_operator.components.pki import CertificateRequest
 from etcd_operator.reconcile.observed import ChildKey
@@ -179,6 +181,44 @@ class IssueCertificate:
         return key_of(self.manifest)
 
 
+@dataclass(frozen=True)
+class CreateRootSecret:
+    """Create the root Secret ``manifest`` (all but the password, which the executor makes:
+    it is random, and a secret) unless it exists: created once, never rotated."""
+
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class AddRootUser:
+    """``etcdctl user add root`` with the password of the root Secret."""
+
+    credentials: RootCredentials = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ChangeRootPassword:
+    """``etcdctl user passwd root`` to the password of the root Secret the operator made."""
+
+    credentials: RootCredentials = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AddRootRole:
+    """``etcdctl role add root``."""
+
+
+@dataclass(frozen=True)
+class GrantRootRole:
+    """``etcdctl user grant-role root root``."""
+
+
+@dataclass(frozen=True)
+class EnableAuth:
+    """``etcdctl auth enable``."""
+
+
+AuthAction = AddRootUser | ChangeRootPassword | AddRootRole | GrantRootRole | EnableAuth
 MembershipAction = AddMember | PromoteMember | MoveLeader | RemoveMember
 MaintenanceAction = Defragment | DisarmAlarm
 Action = (
@@ -194,4 +234,6 @@ Action = (
     | DeleteOperation
     | PatchOperationStatus
     | IssueCertificate
+    | CreateRootSecret
+    | AuthAction
 )

@@ -16,6 +16,7 @@ from etcd_operator.api.v1alpha1 import (
     EtcdClusterStatus,
 )
 from etcd_operator.reconcile.actions import Event
+from etcd_operator.reconcile.auth import AUTH_NOT_READY, AUTH_PENDING
 from etcd_operator.reconcile.conditions import FALSE, TRUE, UNKNOWN
 from etcd_operator.reconcile.conditions.degraded import MEMBER_UNSCHEDULABLE, unschedulable_pods
 from etcd_operator.reconcile.hibernation import HIBERNATED
@@ -102,6 +103,7 @@ def transitions(
             events.append(Event("Normal", "LeaderChanged", f"leader is {new.leader} (was {was})"))
 
     events.extend(_tls_events(old, new))
+    events.extend(_auth_events(old, new))
     events.extend(_rollout_events(old, new))
     events.extend(_defrag_events(old, new))
     before_c, after_c = _conditions(old), _conditions(new)
@@ -157,6 +159,19 @@ def _tls_events(old: EtcdClusterStatus | None, new: EtcdClusterStatus) -> list[E
         return [Event("Warning", TLS_NOT_READY, f"{now.reason}: {now.message}")]
     if now.status == TRUE and was is not None and was.status == FALSE:
         return [Event("Normal", "TLSReady", now.message)]
+    return []
+
+
+def _auth_events(old: EtcdClusterStatus | None, new: EtcdClusterStatus) -> list[Event]:
+    """AuthReady turning False (or saying something new while False), and back to True."""
+    now = _conditions(new).get(ConditionType.AUTH_READY)
+    was = _conditions(old).get(ConditionType.AUTH_READY)
+    if now is None or now.reason == AUTH_PENDING:
+        return []  # the operator's own enabling under way: the EnablingAuth event says it
+    if now.status == FALSE and (was is None or (was.status, was.message) != (FALSE, now.message)):
+        return [Event("Warning", AUTH_NOT_READY, f"{now.reason}: {now.message}")]
+    if now.status == TRUE and (was is None or was.status != TRUE):
+        return [Event("Normal", "AuthReady", now.message)]
     return []
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.api.etcddefrag import EtcdDefrag
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.pki import CertificateFacts
 from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile.backup_records import BackupRecord
@@ -160,6 +161,30 @@ class EtcdView:
 
 
 @dataclass(frozen=True)
+class AuthView:
+    """etcd's auth as the operator saw it. ``enabled``: auth is on. ``credentials_work``: root's
+    password from its Secret authenticates (``None``: not known, as with auth off, where etcd
+    checks no password, or without a Secret to try). ``root_user_roles``: user root's roles
+    (``None``: no such user, or not looked at because the operator cannot get in);
+    ``root_role``: role root exists."""
+
+    enabled: bool
+    credentials_work: bool | None = None
+    root_user_roles: tuple[str, ...] | None = None
+    root_role: bool = False
+
+
+@dataclass(frozen=True)
+class RootSecretFacts:
+    """The root Secret of ``spec.auth`` as found: ``exists``, and ``problem`` (why it does not
+    hold root's credentials; never containing the password)."""
+
+    name: str
+    exists: bool
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything one reconcile pass knows about the world besides the desired spec.
 
@@ -189,6 +214,9 @@ class Observed:
     ``certificates`` are the facts of the TLS Secrets ``spec.tls`` uses, by Secret name (a
     Secret that was not found is not there); ``credentials`` the client certificate the
     operator connected to etcd with (``None`` without client TLS, or when it has none yet).
+    ``auth`` is etcd's auth (``None``: not asked, or no member answered); ``root_secret`` the
+    root Secret of ``spec.auth`` as found, and ``root_credentials`` what it holds (the user
+    and password the operator connects as).
     """
 
     children: Mapping[ChildKey, Json] = field(default_factory=dict)
@@ -209,6 +237,9 @@ class Observed:
     defrag_requests: tuple[EtcdDefrag, ...] = ()
     certificates: Mapping[str, CertificateFacts] = field(default_factory=dict)
     credentials: ClientCredentials | None = field(default=None, repr=False)
+    auth: AuthView | None = None
+    root_secret: RootSecretFacts | None = None
+    root_credentials: RootCredentials | None = field(default=None, repr=False)
 
     def fingerprint(self, key: ChildKey) -> str | None:
         """The fingerprint annotation of a live child (``None``: absent, or not annotated)."""

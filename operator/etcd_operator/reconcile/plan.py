@@ -21,6 +21,7 @@ from datetime import datetime
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
 from etcd_operator.reconcile import (
+    auth,
     backups,
     bootstrap,
     children,
@@ -83,6 +84,7 @@ __all__ = [
 
 STEPS: tuple[Step, ...] = (
     deletion.step,
+    auth.guard_step,
     restore.step,
     bootstrap.step,
     hibernation.step,
@@ -90,6 +92,7 @@ STEPS: tuple[Step, ...] = (
     replacement.step,
     scaling.step,
     tls.step,
+    auth.step,
     children.step,
     rollout.step,
     defrag_requests.step,

@@ -31,6 +31,7 @@ from etcd_operator.api.v1alpha1 import (
     RestoredFrom,
 )
 from etcd_operator.components import naming
+from etcd_operator.reconcile.auth import auth_ready_verdict, auth_status
 from etcd_operator.reconcile.backup_status import backup_ready_verdict, backup_status
 from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
 from etcd_operator.reconcile.defrag import defrag_status
@@ -188,6 +189,17 @@ def compute_status(
                 generation=generation,
             )
         )
+    auth_ready = auth_ready_verdict(desired, observed)
+    if auth_ready is not None:
+        conditions.append(
+            condition(
+                previous.conditions,
+                ConditionType.AUTH_READY,
+                auth_ready,
+                now=now,
+                generation=generation,
+            )
+        )
     etcd = observed.etcd
     version, cluster_id, leader = previous.currentVersion, previous.clusterID, None
     at_version = previous.clusterVersion
@@ -217,6 +229,7 @@ def compute_status(
         rollout=rollout_status(decided) or previous.rollout,
         defrag=defrag_status(desired, observed, decided) or previous.defrag,
         tls=tls_status(desired, observed, previous.tls, decided),
+        auth=auth_status(desired, observed, previous.auth),
         observedGeneration=generation,
     )
 

@@ -56,6 +56,7 @@ from etcd_operator.backup.errors import classify_s3_error
 from etcd_operator.backup.metadata import SnapshotInfo
 from etcd_operator.backup.store import make_client
 from etcd_operator.backup.verify import VerificationError, Verified, verify_backup
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile import backup_run
 from etcd_operator.reconcile.backup_run import Refusal
@@ -301,6 +302,7 @@ class BackupRunner:
                 result = await self._stream(
                     source.client_urls[0],
                     observed.credentials,
+                    observed.root_credentials,
                     store,
                     key,
                     compression=compression,
@@ -420,6 +422,7 @@ class BackupRunner:
         self,
         endpoint: str,
         credentials: ClientCredentials | None,
+        root: RootCredentials | None,
         store: StoreSettings,
         key: str,
         *,
@@ -427,7 +430,7 @@ class BackupRunner:
         encryption_key: bytes | None,
         info: SnapshotInfo,
     ) -> UploadResult:
-        client = self._connect([endpoint], self.settings.etcd_timeout_seconds, credentials)
+        client = self._connect([endpoint], self.settings.etcd_timeout_seconds, credentials, root)
         try:
             return await self._upload(
                 client.snapshot(endpoint),

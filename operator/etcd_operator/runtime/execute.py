@@ -10,23 +10,30 @@ that cannot change membership).
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from etcd_operator.api.v1alpha1 import API_VERSION
-from etcd_operator.components import pki, tls
-from etcd_operator.members import EtcdConnection, change_membership, maintain
+from etcd_operator.components import auth, pki, tls
+from etcd_operator.members import EtcdConnection, change_auth, change_membership, maintain
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
+    AddRootRole,
+    AddRootUser,
     Apply,
+    ChangeRootPassword,
     CreateBackup,
+    CreateRootSecret,
     Defragment,
     DeleteOperation,
     DeletePod,
     DeletePVC,
     DisarmAlarm,
+    EnableAuth,
     Event,
+    GrantRootRole,
     IssueCertificate,
     MoveLeader,
     PatchOperationStatus,
@@ -64,6 +71,18 @@ async def execute(
                 if etcd is None:
                     raise RuntimeError(f"{action} needs an etcd client")
                 await maintain(etcd, action)
+            case (
+                AddRootUser()
+                | ChangeRootPassword()
+                | AddRootRole()
+                | GrantRootRole()
+                | EnableAuth()
+            ):
+                if etcd is None:
+                    raise RuntimeError(f"{type(action).__name__} needs an etcd client")
+                await change_auth(etcd, action)
+            case CreateRootSecret(manifest=manifest):
+                await create_root_secret(kube, manifest)
             case Apply(manifest=manifest) | SetBootstrapState(manifest=manifest):
                 # The ConfigMap switch is an apply too: the manifest carries the new state and
                 # its fingerprint, so the next pass sees it as up to date.
@@ -96,6 +115,25 @@ async def execute(
                 written = write_status(status)
                 if written is not None:
                     await written
+
+
+# Root's password: 32 random bytes, URL-safe (43 characters), as etcdctl takes it on a command
+# line without quoting.
+PASSWORD_BYTES = 32
+
+
+async def create_root_secret(kube: KubeApi, manifest: dict[str, Any]) -> None:
+    """Create the root Secret with a new random password, unless it exists: a password is made
+    once, and one already in a Secret (maybe already root's in etcd) is never replaced."""
+    meta = manifest["metadata"]
+    try:
+        await kube.create(auth.with_password(manifest, secrets.token_urlsafe(PASSWORD_BYTES)))
+    except Exception as err:
+        if not already_exists(err):
+            raise
+        log.info("Secret %s/%s exists already", meta["namespace"], meta["name"])
+        return
+    log.info("created the root Secret %s/%s", meta["namespace"], meta["name"])
 
 
 async def issue_certificate(kube: KubeApi, action: IssueCertificate) -> None:

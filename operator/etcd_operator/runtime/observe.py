@@ -29,7 +29,7 @@ from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import parse_rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, EtcdCluster
-from etcd_operator.components import naming, pki, tls
+from etcd_operator.components import auth, naming, pki, tls
 from etcd_operator.components.bootstrap import (
     KEY_FORCE_NEW_CLUSTER,
     KEY_INITIAL_CLUSTER,
@@ -40,17 +40,19 @@ from etcd_operator.components.bootstrap import (
 from etcd_operator.components.memberinit import CONTAINER_NAME as MEMBER_INIT_CONTAINER
 from etcd_operator.components.restore import CONTAINER_NAME as RESTORE_CONTAINER
 from etcd_operator.components.statefulset import CONTAINER_NAME as MEMBER_CONTAINER
-from etcd_operator.members import EtcdConnection, connect_etcd
+from etcd_operator.members import EtcdConnection, connect_etcd, observe_auth
 from etcd_operator.members import observe as observe_etcd
 from etcd_operator.reconcile.actions import key_of
 from etcd_operator.reconcile.backup_records import BackupRecord, newest
 from etcd_operator.reconcile.backup_requests import SCHEDULED_FOR_ANNOTATION, TRIGGER_LABEL
 from etcd_operator.reconcile.children import desired_children
 from etcd_operator.reconcile.observed import (
+    AuthView,
     ChildKey,
     EtcdView,
     Observed,
     PodState,
+    RootSecretFacts,
     StatefulSetState,
 )
 from etcd_operator.reconcile.status import selector
@@ -64,14 +66,15 @@ __all__ = ["Connect", "EtcdConnection", "connect_etcd", "observe"]
 
 
 class Connect(Protocol):
-    """(endpoints, timeout, client certificate) -> an etcd client; ``connect_etcd`` but in
-    tests."""
+    """(endpoints, timeout, client certificate, root's credentials) -> an etcd client;
+    ``connect_etcd`` but in tests."""
 
     def __call__(
         self,
         endpoints: Sequence[str],
         timeout: float,
         tls: tls.ClientCredentials | None = None,
+        auth: auth.RootCredentials | None = None,
         /,
     ) -> EtcdConnection: ...
 
@@ -322,16 +325,27 @@ async def observe(
         kube.list("v1", "PersistentVolumeClaim", ns, selector(desired.name)),
     )
     certificates, credentials = await tls_secrets(desired, kube, now)
+    root_secret, root_credentials = await root_secret_facts(desired, kube)
     etcd: EtcdView | None = None
+    auth_view: AuthView | None = None
     sts_key = ChildKey("StatefulSet", naming.statefulset_name(desired.name))
     # With client TLS and no client certificate yet, no member would let the operator in.
     reachable = credentials is not None or not tls.client_secure(desired)
     if ask_etcd and reachable and children.get(sts_key) is not None:
         client = connect(
-            member_endpoints(desired, settings), settings.etcd_timeout_seconds, credentials
+            member_endpoints(desired, settings),
+            settings.etcd_timeout_seconds,
+            credentials,
+            root_credentials,
         )
         try:
-            etcd = await observe_etcd(client, settings.etcd_timeout_seconds)
+            # etcd's auth is asked of every cluster, with spec.auth or not: auth turned on by
+            # hand shows only here (the other calls just fail), and the pass must not act on
+            # those failures. Both at once: no added wait when members do not answer.
+            etcd, auth_view = await asyncio.gather(
+                observe_etcd(client, settings.etcd_timeout_seconds),
+                _observe_auth(client, root_credentials, desired, settings),
+            )
         finally:
             await client.close()
     bootstrap_key = ChildKey("ConfigMap", naming.bootstrap_configmap_name(desired.name))
@@ -361,7 +375,40 @@ async def observe(
         defrag_requests=requests,
         certificates=certificates,
         credentials=credentials,
+        auth=auth_view,
+        root_secret=root_secret,
+        root_credentials=root_credentials,
     )
+
+
+async def _observe_auth(
+    client: EtcdConnection,
+    root: auth.RootCredentials | None,
+    desired: EtcdCluster,
+    settings: OperatorSettings,
+) -> AuthView | None:
+    try:
+        return await asyncio.wait_for(
+            observe_auth(client, root, details=desired.spec.auth is not None),
+            settings.etcd_timeout_seconds,
+        )
+    except TimeoutError:
+        return None
+
+
+async def root_secret_facts(
+    desired: EtcdCluster, kube: KubeApi
+) -> tuple[RootSecretFacts | None, auth.RootCredentials | None]:
+    """The root Secret of ``spec.auth`` as found, and root's credentials from it (``None``
+    without ``spec.auth``, or when the Secret does not hold them)."""
+    secret = auth.root_secret(desired)
+    if secret is None:
+        return None, None
+    raw = await kube.get("v1", "Secret", desired.namespace, secret.name)
+    if raw is None:
+        return RootSecretFacts(secret.name, exists=False), None
+    found, problem = auth.read_credentials(raw)
+    return RootSecretFacts(secret.name, exists=True, problem=problem), found
 
 
 async def tls_secrets(

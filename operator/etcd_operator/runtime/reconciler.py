@@ -41,8 +41,13 @@ from etcd_operator.members import MembershipNotSupportedError
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
+    AddRootRole,
+    AddRootUser,
+    ChangeRootPassword,
     Defragment,
     DisarmAlarm,
+    EnableAuth,
+    GrantRootRole,
     MoveLeader,
     PromoteMember,
     RemoveMember,
@@ -91,10 +96,21 @@ def no_events(objs: Any, /, *, type: str, reason: str, message: str) -> None:
 
 
 def changes_membership(actions: Sequence[Action]) -> bool:
-    """The actions talk to etcd: membership changes or maintenance."""
+    """The actions talk to etcd: membership changes, maintenance, or turning auth on."""
     return any(
         isinstance(
-            a, AddMember | PromoteMember | MoveLeader | RemoveMember | Defragment | DisarmAlarm
+            a,
+            AddMember
+            | PromoteMember
+            | MoveLeader
+            | RemoveMember
+            | Defragment
+            | DisarmAlarm
+            | AddRootUser
+            | ChangeRootPassword
+            | AddRootRole
+            | GrantRootRole
+            | EnableAuth,
         )
         for a in actions
     )
@@ -346,7 +362,12 @@ class Reconciler:
             await execute(actions, self.kube, post_event, write_status)
             return
         endpoints = membership_endpoints(desired, self.settings, observed)
-        etcd = self._connect(endpoints, self.settings.etcd_timeout_seconds, observed.credentials)
+        etcd = self._connect(
+            endpoints,
+            self.settings.etcd_timeout_seconds,
+            observed.credentials,
+            observed.root_credentials,
+        )
         try:
             await execute(actions, self.kube, post_event, write_status, etcd)
         finally:

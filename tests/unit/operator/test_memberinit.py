@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.memberinit import (
     RecoveryError,
     decide,
@@ -13,6 +14,7 @@ from etcd_operator.memberinit import (
     has_wal,
     marker_token,
     peer_endpoints,
+    root_credentials,
     write_marker,
 )
 from pyetcd.client import Member
@@ -104,3 +106,11 @@ def test_the_client_scheme_is_the_client_planes_whatever_the_peer_urls_say() -> 
     assert peer_endpoints(initial, "a", 2379) == ["http://b.p.ns.svc:2379"]
     plain = "a=http://a.p.ns.svc:2380,b=http://b.p.ns.svc:2380"
     assert peer_endpoints(plain, "a", 2379, "https") == ["https://b.p.ns.svc:2379"]
+
+
+def test_roots_credentials_come_from_the_environment_only_when_both_are_set() -> None:
+    both = {"ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": "pw"}
+    assert root_credentials(both) == RootCredentials("root", "pw")
+    assert root_credentials({"ETCDCTL_USER": "root"}) is None
+    assert root_credentials({"ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": ""}) is None
+    assert root_credentials({}) is None

@@ -81,7 +81,8 @@ def test_transition_rules_are_on_the_spec_only() -> None:
         if is_transition_rule(rule["rule"])
     ]
     assert {path for path, _ in transition} == {"spec"}
-    assert len(transition) == 5  # storageClassName, bootstrap, version, engine and tls
+    # storageClassName, bootstrap, version, engine, tls, and auth (removal, rootSecretName)
+    assert len(transition) == 7
 
 
 def test_model_rules_are_in_the_crd() -> None:
@@ -187,9 +188,11 @@ def test_crd_stays_small() -> None:
     # `kubectl apply` also copies it into a 256 KiB annotation. Descriptions of the Kubernetes
     # types are cut to one sentence to stay far below both.
     # The backup store's schema appears three times (spec.backup, spec.bootstrap.backup,
-    # status.restoredFrom): a quarter of the annotation's limit leaves room to grow.
+    # status.restoredFrom). Under 70,000 bytes, about a quarter of the annotation's limit: the
+    # CRD is upgraded with server-side apply (docs/install.md), which writes no annotation, and
+    # even a client-side apply would stay far below it.
     stored = json.dumps(examples.crd(), separators=(",", ":"))
-    assert len(stored) < 64_000, len(stored)
+    assert len(stored) < 70_000, len(stored)
 
 
 def test_generated_kubernetes_schemas_are_fresh() -> None:

@@ -182,3 +182,22 @@ def test_tls_planes_are_fixed_for_life_and_only_the_lifetime_may_change() -> Non
     with_tls = copy.deepcopy(plain.body)
     with_tls["spec"]["tls"] = {"client": {}}
     assert any("immutable" in e for e in admit(SCHEMA, with_tls, old=plain.body))
+
+
+def test_auth_may_be_added_but_never_removed_nor_moved_to_another_secret() -> None:
+    (plain,) = [e for e in VALID if e.id == "etcdcluster-pyetcd.yaml"]
+    with_auth = copy.deepcopy(plain.body)
+    with_auth["spec"]["auth"] = {}
+    assert admit(SCHEMA, with_auth, old=plain.body) == []  # turning auth on is a day-2 change
+    named = copy.deepcopy(plain.body)
+    named["spec"]["auth"] = {"rootSecretName": "etcd-root"}
+    assert admit(SCHEMA, named, old=plain.body) == []
+    for old, new, message in (
+        (with_auth, plain.body, "auth cannot be removed"),
+        (named, plain.body, "auth cannot be removed"),
+        (with_auth, named, "auth.rootSecretName is immutable"),
+        (named, with_auth, "auth.rootSecretName is immutable"),
+    ):
+        errors = admit(SCHEMA, new, old=old)
+        assert len(errors) == 1 and message in errors[0], errors
+    assert admit(SCHEMA, named, old=named) == []

@@ -459,3 +459,22 @@ def test_every_member_pod_starts_with_member_init_from_the_operator_image(engine
         "optional": True,
     }
     assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_member_init_gets_roots_credentials_from_the_root_secret_never_literally() -> None:
+    for auth, secret in (({}, "demo-root-auth"), ({"rootSecretName": "mine"}, "mine")):
+        spec = pod_spec({"version": "3.5.17", "auth": auth})
+        (init,) = spec["initContainers"]
+        env = {e["name"]: e for e in init["env"]}
+        for name, key in (("ETCDCTL_USER", "username"), ("ETCDCTL_PASSWORD", "password")):
+            assert "value" not in env[name]
+            assert env[name]["valueFrom"]["secretKeyRef"] == {
+                "name": secret,
+                "key": key,
+                "optional": True,
+            }
+        # Only member-init asks etcd: the member container does not carry root's password.
+        member_env = {e["name"] for e in spec["containers"][0]["env"]}
+        assert "ETCDCTL_PASSWORD" not in member_env
+    plain = pod_spec({"version": "3.5.17"})
+    assert "ETCDCTL_PASSWORD" not in {e["name"] for e in plain["initContainers"][0]["env"]}

@@ -12,19 +12,32 @@ from typing import Any
 from etcd_operator.api.etcddefrag import EtcdDefragStatus
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, EtcdClusterStatus
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.bootstrap import (
     KEY_FORCE_NEW_CLUSTER,
     KEY_INITIAL_CLUSTER,
     KEY_INITIAL_CLUSTER_STATE,
     KEY_RESTORE_FOR_RECOVERY,
 )
-from etcd_operator.reconcile.actions import DeletePod, PatchOperationStatus
+from etcd_operator.reconcile.actions import (
+    AddRootRole,
+    AddRootUser,
+    AuthAction,
+    ChangeRootPassword,
+    CreateRootSecret,
+    DeletePod,
+    EnableAuth,
+    GrantRootRole,
+    PatchOperationStatus,
+)
 from etcd_operator.reconcile.observed import (
+    AuthView,
     ChildKey,
     EtcdMember,
     EtcdView,
     Observed,
     PodState,
+    RootSecretFacts,
     StatefulSetState,
 )
 from etcd_operator.reconcile.plan import (
@@ -174,6 +187,31 @@ def _membership(etcd: EtcdView, action: Action, *, in_sync: bool) -> EtcdView:
     return dataclasses.replace(etcd, members=tuple(members))
 
 
+# The password the executor would have made for the generated root Secret.
+GENERATED_PASSWORD = "generated-password"
+
+
+def auth_after(view: AuthView, actions: list[Action]) -> AuthView:
+    """etcd's auth after ``actions``, as etcd applies them (``auth enable`` only once user root
+    has role root)."""
+    for action in actions:
+        roles = view.root_user_roles
+        match action:
+            case AddRootUser():
+                view = dataclasses.replace(view, root_user_roles=roles or ())
+            case ChangeRootPassword():
+                assert roles is not None, "etcd: user name not found"
+            case AddRootRole():
+                view = dataclasses.replace(view, root_role=True)
+            case GrantRootRole():
+                assert view.root_role and roles is not None, "etcd: role or user not found"
+                view = dataclasses.replace(view, root_user_roles=(*roles, "root"))
+            case EnableAuth():
+                assert roles is not None and "root" in roles, "etcd refuses auth enable"
+                view = dataclasses.replace(view, enabled=True, credentials_work=True)
+    return view
+
+
 def execute(
     desired: EtcdCluster, observed: Observed, actions: list[Action], *, in_sync: bool = True
 ) -> tuple[EtcdCluster, Observed]:
@@ -191,8 +229,18 @@ def execute(
     pvcs = list(observed.pvcs)
     pod_list = list(observed.pods)
     requests = list(observed.defrag_requests)
+    root_secret, root_credentials = observed.root_secret, observed.root_credentials
+    auth_view = observed.auth
+    if auth_view is not None:
+        auth_view = auth_after(
+            auth_view,
+            [a for a in actions if isinstance(a, AuthAction)],
+        )
     for action in actions:
-        if isinstance(action, Apply | SetBootstrapState):
+        if isinstance(action, CreateRootSecret):
+            root_secret = RootSecretFacts(action.manifest["metadata"]["name"], exists=True)
+            root_credentials = RootCredentials("root", GENERATED_PASSWORD)
+        elif isinstance(action, Apply | SetBootstrapState):
             manifest = action.manifest
             # The live object is what was applied (the API server adds fields of its own).
             children[key_of(manifest)] = manifest
@@ -233,6 +281,9 @@ def execute(
             pvcs=tuple(pvcs),
             pods=tuple(pod_list),
             defrag_requests=tuple(requests),
+            root_secret=root_secret,
+            root_credentials=root_credentials,
+            auth=auth_view,
         ),
     )
 

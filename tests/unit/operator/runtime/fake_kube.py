@@ -5,6 +5,7 @@ volume claims are listed from their own lists; a status patch is merged into the
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Mapping
 from typing import Any
@@ -113,6 +114,9 @@ class FakeKube:
 
     async def create(self, manifest: Mapping[str, Any]) -> Json:
         obj = copy.deepcopy(dict(manifest))
+        # As the API server: a Secret's stringData is stored base64-encoded under data.
+        for key, value in (obj.pop("stringData", None) or {}).items():
+            obj.setdefault("data", {})[key] = base64.b64encode(value.encode()).decode()
         if obj["kind"] != "Event":
             key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
             if key in self.objects:

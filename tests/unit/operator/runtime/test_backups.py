@@ -102,7 +102,7 @@ def run(
     runner = BackupRunner(
         settings,
         lambda: kube,
-        lambda endpoints, timeout, tls=None, /: etcd,
+        lambda endpoints, timeout, tls=None, auth=None, /: etcd,
         clock=lambda: NOW,
         upload=upload,
         **({"check": check} if check is not None else {}),
@@ -261,7 +261,11 @@ def test_the_annotation_makes_exactly_one_backup_across_passes() -> None:
     cluster["spec"]["backup"] = {"store": STORE}
     kube.put(cluster)
     reconciler = Reconciler(
-        SETTINGS, kube, Events(), lambda endpoints, timeout, tls=None, /: etcd, clock=lambda: NOW
+        SETTINGS,
+        kube,
+        Events(),
+        lambda endpoints, timeout, tls=None, auth=None, /: etcd,
+        clock=lambda: NOW,
     )
 
     async def passes(n: int) -> None:

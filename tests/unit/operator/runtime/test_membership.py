@@ -10,6 +10,7 @@ from typing import Any, cast
 import kopf
 import pytest
 from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.bootstrap import BootstrapState
 from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.members import MembershipNotSupportedError
@@ -162,7 +163,11 @@ def test_a_not_capable_engine_is_reported_degraded_not_retried(
     connected: list[FakeEtcd] = []
 
     def connect(
-        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+        endpoints: Sequence[str],
+        timeout: float,
+        tls: ClientCredentials | None = None,
+        auth: RootCredentials | None = None,
+        /,
     ) -> FakeEtcd:
         etcd = FakeEtcd(1)
         etcd.capable = False

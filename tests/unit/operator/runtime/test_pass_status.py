@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.components import naming
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.bootstrap import BootstrapState
 from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile.observed import Observed
@@ -85,7 +86,11 @@ class Pass:
         self.connected: list[Sequence[str]] = []
 
         def connect(
-            endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+            endpoints: Sequence[str],
+            timeout: float,
+            tls: ClientCredentials | None = None,
+            auth: RootCredentials | None = None,
+            /,
         ) -> FakeEtcd:
             self.connected.append(endpoints)
             return etcd

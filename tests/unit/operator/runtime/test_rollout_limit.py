@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Sequence
 
 from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.bootstrap import BootstrapState
 from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile.plan import desired_children
@@ -70,7 +71,11 @@ def test_an_operator_upgrade_rolls_one_cluster_at_a_time() -> None:
         world(kube, name)
 
     def connect(
-        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+        endpoints: Sequence[str],
+        timeout: float,
+        tls: ClientCredentials | None = None,
+        auth: RootCredentials | None = None,
+        /,
     ) -> FakeEtcd:
         return etcd
 
@@ -105,7 +110,11 @@ def test_a_higher_limit_rolls_that_many_at_once() -> None:
     settings = NEW.model_copy(update={"max_concurrent_rollouts": 2})
 
     def connect(
-        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+        endpoints: Sequence[str],
+        timeout: float,
+        tls: ClientCredentials | None = None,
+        auth: RootCredentials | None = None,
+        /,
     ) -> FakeEtcd:
         return etcd
 

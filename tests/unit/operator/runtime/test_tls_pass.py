@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.components import pki
+from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.runtime.backups import BackupRunner
 from etcd_operator.runtime.reconciler import Reconciler
@@ -48,7 +49,11 @@ def test_passes_issue_certificates_first_and_then_connect_with_the_client_certif
     connected: list[tuple[tuple[str, ...], ClientCredentials | None]] = []
 
     def connect(
-        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+        endpoints: Sequence[str],
+        timeout: float,
+        tls: ClientCredentials | None = None,
+        auth: RootCredentials | None = None,
+        /,
     ) -> FakeEtcd:
         connected.append((tuple(endpoints), tls))
         return etcd
@@ -93,7 +98,11 @@ def test_a_backup_of_a_tls_cluster_streams_with_the_client_certificate() -> None
     kube.put(CLUSTER)
 
     def connect(
-        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+        endpoints: Sequence[str],
+        timeout: float,
+        tls: ClientCredentials | None = None,
+        auth: RootCredentials | None = None,
+        /,
     ) -> FakeEtcd:
         return etcd
 
@@ -102,7 +111,11 @@ def test_a_backup_of_a_tls_cluster_streams_with_the_client_certificate() -> None
     streamed: list[ClientCredentials | None] = []
 
     def backup_connect(
-        endpoints: Sequence[str], timeout: float, tls: ClientCredentials | None = None, /
+        endpoints: Sequence[str],
+        timeout: float,
+        tls: ClientCredentials | None = None,
+        auth: RootCredentials | None = None,
+        /,
     ) -> FakeEtcd:
         streamed.append(tls)
         return etcd
