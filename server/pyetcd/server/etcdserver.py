@@ -44,8 +44,8 @@ from pyetcd.raft.confchange import ConfChangeError
 from pyetcd.raft.raft import NONE, ProposalDroppedError, StateType
 from pyetcd.raft.rawnode import SnapshotStatus
 from pyetcd.raft.storage import CompactedError, StorageError
+from pyetcd.server import bootstrap, errors, storage
 from pyetcd.server import compactor as compactor_mod
-from pyetcd.server import errors, storage
 from pyetcd.server.apply import chain as apply_chain
 from pyetcd.server.auth.store import AuthStore
 from pyetcd.server.auth.tokens import AuthInfo, token_provider
@@ -76,7 +76,6 @@ from pyetcd.transport import (
     PeerTLS,
     Transport,
     TransportError,
-    fetch_cluster,
 )
 
 log = logging.getLogger(__name__)
@@ -90,10 +89,6 @@ READ_INDEX_RETRY = 0.5
 LEARNER_READY_PERCENT = 0.9
 # etcd's HealthInterval: a peer counts as active if its stream was up for this long.
 HEALTH_INTERVAL = 5.0
-JOIN_FETCH_TIMEOUT = 30.0
-# etcd bounds isMemberBootstrapped by the bootstrap timeout; a peer that does not answer in
-# this time is taken as not started yet.
-BOOTSTRAP_PROBE_TIMEOUT = 1.0
 
 ErrTimeoutLeaderTransfer = errors.EtcdError(
     "etcdserver: request timed out, leader transfer took too long", errors.UNAVAILABLE
@@ -120,8 +115,8 @@ class EtcdServer:
         self.peer_tls = PeerTLS.of(cfg.peer_tls, cfg.tls_options)
         existing = None
         if not storage.has_wal(cfg):
-            existing = self._fetch_existing_cluster()
-            self._refuse_if_bootstrapped()
+            existing = bootstrap.fetch_existing_cluster(cfg, self.peer_tls)
+            bootstrap.refuse_if_bootstrapped(cfg, self.peer_tls)
         # A joining member talks to the members it was told about until the log it receives
         # lists them (etcd adds them as transport "remotes").
         self._remotes: dict[int, tuple[str, ...]] = (
@@ -194,68 +189,12 @@ class EtcdServer:
         if not self.members and not self._remotes and cfg.initial_cluster_state == "existing":
             # Restarted before the log told it who the members are: ask the peers again.
             with contextlib.suppress(storage.StorageError):
-                fetched = self._fetch_existing_cluster(attempts=1)
+                fetched = bootstrap.fetch_existing_cluster(cfg, self.peer_tls, attempts=1)
                 if fetched is not None:
                     self._remotes = {i: m.peer_urls for i, m in fetched.members.items()}
         self._register_metrics()
 
     # ----- start-up -----
-
-    def _fetch_existing_cluster(self, attempts: int = 0) -> Cluster | None:
-        """For ``--initial-cluster-state existing``: the members of the running cluster, from
-        the peers named in ``--initial-cluster`` (etcd's GetClusterFromRemotePeers); retried
-        until JOIN_FETCH_TIMEOUT, or ``attempts`` times if given."""
-        if self.cfg.initial_cluster_state != "existing":
-            return None
-        urls = self._other_peer_urls()
-        deadline = time.monotonic() + JOIN_FETCH_TIMEOUT
-        tried = 0
-        while True:
-            tried += 1
-            try:
-                cluster_id, members_json = fetch_cluster(urls, tls=self.peer_tls)
-            except TransportError as exc:
-                if time.monotonic() >= deadline or tried == attempts:
-                    raise storage.StorageError(
-                        f"cannot fetch cluster info from peer urls: {exc}"
-                    ) from None
-                time.sleep(0.2)  # blocking on purpose: nothing else runs before start-up
-                continue
-            members = {m.id: m for m in (Member.from_json(j) for j in members_json)}
-            return Cluster(cluster_id, members)
-
-    def _other_peer_urls(self) -> list[str]:
-        """The peer URLs ``--initial-cluster`` gives the other members: whom to ask about the
-        cluster before this member has a log of its own."""
-        mine = {str(u) for u in self.cfg.initial_advertise_peer_urls}
-        return [
-            str(u)
-            for name, peer_urls in self.cfg.initial_cluster.items()
-            for u in peer_urls
-            if name != self.cfg.name and str(u) not in mine
-        ]
-
-    def _refuse_if_bootstrapped(self) -> None:
-        """For ``--initial-cluster-state new`` on an empty data dir: refuse if the peers already
-        run this member (etcd's isMemberBootstrapped), i.e. its data dir was lost after it had
-        started; a member that bootstrapped a second cluster with the same ID would be worse."""
-        if self.cfg.initial_cluster_state != "new":
-            return
-        me = Cluster.from_initial_cluster(self.cfg).member_by_name(self.cfg.name)
-        if me is None:
-            return  # open_storage says what is wrong with --initial-cluster
-        urls = self._other_peer_urls()
-        if not urls:
-            return
-        try:
-            cluster_id, members_json = fetch_cluster(
-                urls, timeout=BOOTSTRAP_PROBE_TIMEOUT, tls=self.peer_tls
-            )
-        except TransportError:
-            return  # no peer up yet: a new cluster forming
-        remote = {m.id: m for m in (Member.from_json(j) for j in members_json)}
-        if storage.is_bootstrapped(remote.get(me.id)):
-            raise storage.already_bootstrapped(self.cfg, remote[me.id], cluster_id)
 
     def _load_state_machine(self) -> None:
         """(Re)build the applied state from the backend: MVCC, leases, alarms, members."""
