@@ -101,6 +101,11 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             f".venv/bin/python -m tools.demo etcdctl --cluster example-tls{demo_ns} "
             '--user "root:$PW" endpoint health --cluster'
             "   # with the certificate in Secret example-tls-client-tls",
+            "# who may reach the members: a NetworkPolicy (on by the chart's default; the demo's "
+            "kubelet enforces it): peers between members, clients from this namespace and the "
+            "operator",
+            f"kubectl get networkpolicy {name}{ns} -o yaml   # docs/security.md: "
+            "spec.networkPolicy.clients selects others",
             "# scaled behind the operator's back: put back within a refresh (DriftCorrected)",
             f"kubectl scale statefulset {name}{ns} --replicas=1 && kubectl get events{ns} -w",
             "# a member's volume lost (claim deleted with its pod): the member refuses to rejoin",

@@ -510,13 +510,23 @@ def test_metrics_service_selects_the_operator(tools: Tools, chart: Path, tmp_pat
 def test_env_sets_every_operator_setting_to_its_default(
     tools: Tools, chart: Path, tmp_path: Path
 ) -> None:
-    env = env_of(render(tools, chart, tmp_path, {}))
+    docs = render(tools, chart, tmp_path, {})
+    env = env_of(docs)
+    # The operator's namespace comes from the downward API.
+    (namespace,) = [e for e in container(docs)["env"] if e["name"].endswith("OPERATOR_NAMESPACE")]
+    assert namespace["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     expected = {ENV_PREFIX + name.upper() for name in OperatorSettings.model_fields}
-    operator_env = {k for k in env if k.startswith(ENV_PREFIX)}
+    operator_env = {k for k in env if k.startswith(ENV_PREFIX)} | {namespace["name"]}
     assert expected <= operator_env, f"settings without a chart value: {expected - operator_env}"
     assert operator_env - expected <= ENTRY_POINT_ENV
-    # values.yaml's defaults are the operator's own defaults.
-    assert OperatorSettings.from_env(env) == OperatorSettings()
+    # values.yaml's defaults are the operator's own defaults, but for what only a deployment
+    # knows (its pods' labels) and the NetworkPolicy, on by default in the chart (the issue's
+    # choice: a chart user gets it; an operator run by hand, e.g. from a workstation, does not).
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert OperatorSettings.from_env(env) == OperatorSettings(
+        network_policy_default=True,
+        operator_pod_labels=",".join(f"{k}={v}" for k, v in selector.items()),
+    )
 
 
 def test_entry_point_accepts_the_rendered_command(rendered: tuple[str, list[Doc]]) -> None:

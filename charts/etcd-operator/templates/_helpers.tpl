@@ -98,6 +98,11 @@ here is used there (or listed there with the reason no request shows it), and no
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "create", "patch"]
+# The NetworkPolicy of a cluster (spec.networkPolicy): read by name each pass, written by
+# server-side apply like the children above, and deleted when the cluster's policy is turned off.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
 # Member pods and volume claims: listed by the cluster's labels, never watched; the claims of
 # members removed by a scale-in are deleted, and the pod and claim of a member that lost its
 # data (replaced on a new volume).

@@ -61,6 +61,29 @@ class OperatorSettings(BaseModel):
         description="Backups that stream at the same time, across clusters (each holds up to "
         "two 16 MiB parts in memory); one cluster's backups run one at a time.",
     )
+    network_policy_default: bool = Field(
+        default=False,
+        description="Whether clusters whose spec.networkPolicy.enabled is unset get a "
+        "NetworkPolicy (the Helm chart turns it on).",
+    )
+    operator_namespace: str = Field(
+        default="",
+        description="The namespace of the operator's own pod (the chart sets it from the "
+        "downward API): a cluster's NetworkPolicy admits the operator from there. Empty: the "
+        "operator runs outside the cluster.",
+    )
+    operator_pod_labels: str = Field(
+        default="",
+        description="Labels of the operator's own pods, as key=value,key=value: with "
+        "operator_namespace, the peer a cluster's NetworkPolicy admits the operator as. Empty: "
+        "every pod of operator_namespace.",
+        pattern=r"^([^=,]+=[^=,]*(,[^=,]+=[^=,]*)*)?$",
+    )
+
+    def operator_labels(self) -> dict[str, str]:
+        """``operator_pod_labels`` as a dict."""
+        pairs = (item.split("=", 1) for item in self.operator_pod_labels.split(",") if item)
+        return {key.strip(): value.strip() for key, value in pairs}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:

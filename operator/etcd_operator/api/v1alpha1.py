@@ -18,7 +18,8 @@ security context) are dicts whose schema is generated from the Kubernetes OpenAP
 validates them against here, so a typo (``cpu: lots``, ``podAntiAfinity``) is refused on both
 sides.
 
-The TLS types live in ``tls`` (as the backup types live in ``backup``).
+The TLS types live in ``tls`` (as the backup types live in ``backup``), the NetworkPolicy's in
+``network``.
 
 The module is long on purpose (some 650 lines): it is one API version's types, each with the
 rules that guard it beside it, as Kubernetes keeps a group version's types in one ``types.go``;
@@ -37,6 +38,7 @@ from etcd_operator.api import corev1, structural
 from etcd_operator.api.auth import AUTH_REMOVE_RULE, AUTH_SECRET_RULE, AuthSpec
 from etcd_operator.api.backup import BackupSpec, BackupStore, BootstrapSpec, SecretKeyRef
 from etcd_operator.api.maintenance import MaintenanceSpec
+from etcd_operator.api.network import NetworkPolicySpec
 from etcd_operator.api.tls import TLS_CHANGE_RULE, TLSSpec
 from etcd_operator.api.versions import (
     VERSION_CHANGE_RULE,
@@ -604,6 +606,12 @@ class EtcdClusterSpec(_Model):
         default_factory=MaintenanceSpec,
         description="Upkeep the operator does by itself: defragmentation.",
     )
+    networkPolicy: NetworkPolicySpec = Field(
+        default_factory=NetworkPolicySpec,
+        description="Who may reach the members: a NetworkPolicy admitting peers only between "
+        "members, clients from the cluster's namespace (or the peers listed) and the operator, "
+        "and metrics scrapers listed.",
+    )
 
 
 class ConditionType(StrEnum):
@@ -920,6 +928,11 @@ class EtcdClusterStatus(_Model):
         default=None, description="Certificates and their expiry, with spec.tls."
     )
     auth: AuthStatus | None = Field(default=None, description="etcd's auth, with spec.auth.")
+    networkPolicy: str | None = Field(
+        default=None,
+        description="The NetworkPolicy that restricts who reaches the members, while "
+        "spec.networkPolicy is in force.",
+    )
     observedGeneration: int | None = Field(
         default=None, description="The spec generation this status describes."
     )

@@ -3,5 +3,5 @@
 Pure functions ``(cluster, settings) -> manifest`` (plain dicts for server-side apply), no I/O:
 ``naming`` (names, labels, ports, URLs), ``owner`` (owner reference, metadata), ``flags`` (the
 member's image, command and etcd flags), ``bootstrap`` (the bootstrap ConfigMap), ``services``,
-``pdb``, ``statefulset``, and ``children`` (all of them in apply order).
+``pdb``, ``networkpolicy``, ``statefulset``, and ``children`` (all of them in apply order).
 """

@@ -2,8 +2,9 @@
 
 A cluster ``c`` in namespace ``ns`` owns: StatefulSet ``c`` (pods ``c-0`` .. ``c-N-1``), the
 headless peer Service ``c-peer`` (the StatefulSet's serviceName: stable DNS per member), the
-client Service ``c-client``, the PodDisruptionBudget ``c`` and the ConfigMap ``c-bootstrap``
-that tells members whether they start a new cluster or join an existing one. With ``spec.tls``
+client Service ``c-client``, the PodDisruptionBudget ``c``, the ConfigMap ``c-bootstrap``
+that tells members whether they start a new cluster or join an existing one, and, with
+``spec.networkPolicy`` in force, the NetworkPolicy ``c``. With ``spec.tls``
 it owns the TLS Secrets too (``tls_secret_name``), and its URLs are https on the planes with TLS
 (``secure``).
 """
@@ -38,6 +39,10 @@ def client_service_name(cluster: str) -> str:
 
 
 def pdb_name(cluster: str) -> str:
+    return cluster
+
+
+def network_policy_name(cluster: str) -> str:
     return cluster
 
 
@@ -119,6 +124,7 @@ COMPONENT_MEMBER = "member"  # the StatefulSet and its pods
 COMPONENT_PEER_SERVICE = "peer-service"
 COMPONENT_CLIENT_SERVICE = "client-service"
 COMPONENT_DISRUPTION_BUDGET = "disruption-budget"
+COMPONENT_NETWORK_POLICY = "network-policy"
 COMPONENT_BOOTSTRAP = "bootstrap"
 COMPONENT_DATA = "data"  # the members' PersistentVolumeClaims
 COMPONENT_TLS = "tls"  # the Secrets of spec.tls that the operator generates

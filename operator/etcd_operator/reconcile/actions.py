@@ -1,8 +1,8 @@
 """The actions a reconcile pass decides on: small immutable values, executed in order by
 ``etcd_operator.handlers.execute``.
 
-Kubernetes writes (``Apply``, ``SetBootstrapState``, ``DeletePVC``, ``IssueCertificate``,
-``CreateRootSecret``), turning etcd's auth on (``AuthAction``), etcd
+Kubernetes writes (``Apply``, ``SetBootstrapState``, ``DeleteChild``, ``DeletePVC``,
+``IssueCertificate``, ``CreateRootSecret``), turning etcd's auth on (``AuthAction``), etcd
 membership changes
 (``AddMember``, ``PromoteMember``, ``MoveLeader``, ``RemoveMember``), etcd maintenance
 (``Defragment``, ``DisarmAlarm``), ``Event`` and
@@ -102,6 +102,17 @@ class RemoveMember:
 class DeletePVC:
     """Delete a removed member's PersistentVolumeClaim (no-op if it is already gone)."""
 
+    name: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class DeleteChild:
+    """Delete a child the spec no longer wants (the NetworkPolicy of a cluster whose
+    ``spec.networkPolicy`` was turned off); no-op if it is already gone."""
+
+    api_version: str
+    kind: str
     name: str
     namespace: str
 
@@ -228,6 +239,7 @@ Action = (
     | PatchStatus
     | MembershipAction
     | MaintenanceAction
+    | DeleteChild
     | DeletePVC
     | DeletePod
     | CreateBackup

@@ -4,7 +4,9 @@ A child is applied when it does not exist, when its fingerprint annotation diffe
 manifest's (we changed what we apply, including fields we stopped setting), or when it drifted:
 someone changed a field we set (``kubectl scale statefulset``, ``kubectl edit``; see ``drift``).
 So every pass converges the children to the desired state, whatever happened behind the
-operator's back, and a pass on a converged cluster applies nothing.
+operator's back, and a pass on a converged cluster applies nothing. A child the spec asks for
+only sometimes (the NetworkPolicy) is deleted when the spec no longer wants it, if this cluster
+owns it.
 
 Changes to the StatefulSet's pod template restart members. They start only when the
 operator-wide rollout limit gives this cluster a slot (``Observed.rollout_slot``), so an operator
@@ -28,8 +30,16 @@ from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
 from etcd_operator.api.versions import skew
 from etcd_operator.components.bootstrap import BootstrapState
-from etcd_operator.components.children import children
-from etcd_operator.reconcile.actions import Action, Apply, Manifest, SetBootstrapState, key_of
+from etcd_operator.components.children import children, optional
+from etcd_operator.reconcile.actions import (
+    Action,
+    Apply,
+    DeleteChild,
+    Event,
+    Manifest,
+    SetBootstrapState,
+    key_of,
+)
 from etcd_operator.reconcile.drift import drifted, holds
 from etcd_operator.reconcile.observed import FINGERPRINT_ANNOTATION, ChildKey, Observed
 from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
@@ -139,6 +149,28 @@ def _version_skew(desired: EtcdCluster, observed: Observed) -> str | None:
     return skew(desired.spec.version, running)
 
 
+def owned_by(obj: Mapping[str, Any], cluster: EtcdCluster) -> bool:
+    """``obj`` has ``cluster`` as its controller (an object of the same name that someone else
+    made is not the operator's to delete)."""
+    uid = cluster.metadata.get("uid")
+    return any(
+        ref.get("controller") and ref.get("uid") == uid
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+    )
+
+
+def unwanted(desired: EtcdCluster, observed: Observed, wanted: set[ChildKey]) -> list[Action]:
+    """Deletions of the optional children that exist, are ours, and are no longer wanted, each
+    with a Normal event (the user turned something off; the event says it took effect)."""
+    out: list[Action] = []
+    for api_version, kind, name in optional(desired):
+        live = observed.children.get(ChildKey(kind, name))
+        if ChildKey(kind, name) not in wanted and live is not None and owned_by(live, desired):
+            out.append(DeleteChild(api_version, kind, name, desired.namespace))
+            out.append(Event("Normal", f"{kind}Deleted", f"{kind} {name} is no longer wanted"))
+    return out
+
+
 def step(
     desired: EtcdCluster, observed: Observed, settings: OperatorSettings, decided: Decided
 ) -> StepResult:
@@ -150,7 +182,7 @@ def step(
     held = _version_skew(desired, observed)
     skewed = False
     restore = decided.last_note(RESTORE)
-    for rendered in desired_children(
+    rendered_children = desired_children(
         desired,
         settings,
         decided.bootstrap,
@@ -159,7 +191,8 @@ def step(
         force_new_cluster=decided.force_new_cluster,
         restore_for_recovery=decided.restore_for_recovery,
         hibernate=decided.hibernating,
-    ):
+    )
+    for rendered in rendered_children:
         manifest, key = rendered, key_of(rendered)
         live = observed.children.get(key)
         if live is None:
@@ -184,6 +217,7 @@ def step(
         elif paths := drifted(manifest, live):
             actions.append(Apply(manifest))
             drift.append((key, tuple(paths)))
+    actions.extend(unwanted(desired, observed, {key_of(m) for m in rendered_children}))
     decided = dataclasses.replace(
         decided, updated=tuple(updated), drifted=tuple(drift), rollout=rollout
     )

@@ -30,7 +30,7 @@ from etcd_operator.api.v1alpha1 import (
     QuorumRecovery,
     RestoredFrom,
 )
-from etcd_operator.components import naming
+from etcd_operator.components import naming, networkpolicy
 from etcd_operator.reconcile.auth import auth_ready_verdict, auth_status
 from etcd_operator.reconcile.backup_status import backup_ready_verdict, backup_status
 from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
@@ -230,6 +230,11 @@ def compute_status(
         defrag=defrag_status(desired, observed, decided) or previous.defrag,
         tls=tls_status(desired, observed, previous.tls, decided),
         auth=auth_status(desired, observed, previous.auth),
+        networkPolicy=(
+            naming.network_policy_name(desired.name)
+            if networkpolicy.enabled(desired, settings)
+            else None
+        ),
         observedGeneration=generation,
     )
 

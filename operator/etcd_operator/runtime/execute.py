@@ -27,6 +27,7 @@ from etcd_operator.reconcile.actions import (
     CreateBackup,
     CreateRootSecret,
     Defragment,
+    DeleteChild,
     DeleteOperation,
     DeletePod,
     DeletePVC,
@@ -87,6 +88,9 @@ async def execute(
                 # The ConfigMap switch is an apply too: the manifest carries the new state and
                 # its fingerprint, so the next pass sees it as up to date.
                 await kube.apply(manifest)
+            case DeleteChild(api_version=api_version, kind=kind, name=name, namespace=namespace):
+                if not await kube.delete(api_version, kind, namespace, name):
+                    log.info("%s %s/%s was already deleted", kind, namespace, name)
             case DeletePVC(name=name, namespace=namespace):
                 if not await kube.delete("v1", "PersistentVolumeClaim", namespace, name):
                     log.info("volume claim %s/%s was already deleted", namespace, name)

@@ -94,6 +94,7 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("v1", "Service"): "services",
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("etcd.pyetcd.io/v1alpha1", "EtcdCluster"): "etcdclusters",
     ("etcd.pyetcd.io/v1alpha1", "EtcdBackup"): "etcdbackups",
     ("etcd.pyetcd.io/v1alpha1", "EtcdDefrag"): "etcddefrags",

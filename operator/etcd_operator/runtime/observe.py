@@ -37,12 +37,12 @@ from etcd_operator.components.bootstrap import (
     KEY_RESTORE_FOR_RECOVERY,
     BootstrapState,
 )
+from etcd_operator.components.children import optional
 from etcd_operator.components.memberinit import CONTAINER_NAME as MEMBER_INIT_CONTAINER
 from etcd_operator.components.restore import CONTAINER_NAME as RESTORE_CONTAINER
 from etcd_operator.components.statefulset import CONTAINER_NAME as MEMBER_CONTAINER
 from etcd_operator.members import EtcdConnection, connect_etcd, observe_auth
 from etcd_operator.members import observe as observe_etcd
-from etcd_operator.reconcile.actions import key_of
 from etcd_operator.reconcile.backup_records import BackupRecord, newest
 from etcd_operator.reconcile.backup_requests import SCHEDULED_FOR_ANNOTATION, TRIGGER_LABEL
 from etcd_operator.reconcile.children import desired_children
@@ -316,10 +316,13 @@ async def observe(
     answered)."""
     ns = desired.namespace
     manifests = desired_children(desired, settings, BootstrapState.NEW)  # only kinds and names
-    live = await asyncio.gather(
-        *(kube.get(m["apiVersion"], m["kind"], ns, m["metadata"]["name"]) for m in manifests)
-    )
-    children = {key_of(m): obj for m, obj in zip(manifests, live, strict=True)}
+    wanted = [(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in manifests]
+    # Children the spec may have stopped asking for: looked up too, so the pass can delete them.
+    lookups = [*wanted, *(o for o in optional(desired) if o not in wanted)]
+    live = await asyncio.gather(*(kube.get(v, kind, ns, name) for v, kind, name in lookups))
+    children = {
+        ChildKey(kind, name): obj for (_, kind, name), obj in zip(lookups, live, strict=True)
+    }
     pods, pvcs = await asyncio.gather(
         kube.list("v1", "Pod", ns, selector(desired.name)),
         kube.list("v1", "PersistentVolumeClaim", ns, selector(desired.name)),

@@ -188,11 +188,11 @@ def test_crd_stays_small() -> None:
     # `kubectl apply` also copies it into a 256 KiB annotation. Descriptions of the Kubernetes
     # types are cut to one sentence to stay far below both.
     # The backup store's schema appears three times (spec.backup, spec.bootstrap.backup,
-    # status.restoredFrom). Under 70,000 bytes, about a quarter of the annotation's limit: the
-    # CRD is upgraded with server-side apply (docs/install.md), which writes no annotation, and
-    # even a client-side apply would stay far below it.
+    # status.restoredFrom): a quarter of the annotation's limit leaves room to grow. The
+    # NetworkPolicy's peers (spec.networkPolicy) add four Kubernetes label selectors, some 1.4 KB
+    # each even without descriptions, checked as Kubernetes checks them: still under 30 %.
     stored = json.dumps(examples.crd(), separators=(",", ":"))
-    assert len(stored) < 70_000, len(stored)
+    assert len(stored) < 76_000, len(stored)
 
 
 def test_generated_kubernetes_schemas_are_fresh() -> None:

@@ -25,6 +25,7 @@ from etcd_operator.reconcile.actions import (
     AuthAction,
     ChangeRootPassword,
     CreateRootSecret,
+    DeleteChild,
     DeletePod,
     EnableAuth,
     GrantRootRole,
@@ -258,6 +259,8 @@ def execute(
             pvcs = [p for p in pvcs if p != action.name]
         elif isinstance(action, DeletePod):
             pod_list = [p for p in pod_list if p.name != action.name]
+        elif isinstance(action, DeleteChild):
+            children.pop(ChildKey(action.kind, action.name), None)
         elif isinstance(action, PatchStatus):
             status = EtcdClusterStatus.model_validate(action.status)
         elif isinstance(action, PatchOperationStatus) and action.kind == "EtcdDefrag":

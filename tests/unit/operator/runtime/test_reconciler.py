@@ -201,9 +201,13 @@ def test_member_endpoints_and_resource_paths() -> None:
         resource_path("v1", "PersistentVolumeClaim", "ns")
         == "/api/v1/namespaces/ns/persistentvolumeclaims"
     )
+    assert (
+        resource_path("networking.k8s.io/v1", "NetworkPolicy", "ns", "d")
+        == "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/d"
+    )
     # Never a guessed plural: a kind the operator does not manage is an error.
-    with pytest.raises(UnknownKindError, match="NetworkPolicy"):
-        resource_path("networking.k8s.io/v1", "NetworkPolicy", "ns")
+    with pytest.raises(UnknownKindError, match="Ingress"):
+        resource_path("networking.k8s.io/v1", "Ingress", "ns")
 
 
 # -- the executor ----------------------------------------------------------------------------
@@ -233,6 +237,26 @@ def test_execute_runs_actions_in_order_and_stops_at_the_first_failure() -> None:
 
 
 # -- whole passes ----------------------------------------------------------------------------
+
+
+def test_network_policy_follows_the_operator_default_and_the_spec() -> None:
+    """On by the operator's default: applied before the StatefulSet; turned off in the spec:
+    the live policy is found by name (it is no longer rendered) and deleted."""
+    kube, events = FakeKube(), Events()
+    settings = SETTINGS.model_copy(update={"network_policy_default": True})
+    reconciler = Reconciler(settings, kube, events)
+    status = run_pass(reconciler, kube, body())
+    kinds = [m["kind"] for m in kube.applied]
+    assert kinds.index("NetworkPolicy") < kinds.index("StatefulSet")
+    assert status["networkPolicy"] == "demo"
+    assert ("NetworkPolicy", "ns", "demo") in kube.objects
+
+    off = body()
+    off["spec"]["networkPolicy"] = {"enabled": False}
+    status = run_pass(reconciler, kube, off)
+    assert ("NetworkPolicy", "ns", "demo") in kube.deleted
+    assert ("NetworkPolicy", "ns", "demo") not in kube.objects
+    assert status["networkPolicy"] is None
 
 
 def run_pass(reconciler: Reconciler, kube: FakeKube, obj: dict[str, Any]) -> dict[str, Any]:
