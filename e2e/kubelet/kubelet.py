@@ -2,8 +2,9 @@
 
 :class:`Kubelet` runs in one asyncio loop. At start it creates the cluster network namespace,
 issues one client certificate per node (``system:node:<name>``, group ``system:nodes``), one for
-the service proxy (``system:kube-proxy``) and one for the provisioner (``system:masters``),
-starts the DNS responder and the service proxy, installs the StorageClass, registers the nodes,
+the service proxy (``system:kube-proxy``), one for the provisioner (``system:masters``) and one
+for NetworkPolicy enforcement (``e2e-network-policy``, :mod:`e2e.kubelet.enforcer`), starts the
+DNS responder, the service proxy and the enforcer, installs the StorageClass, registers the nodes,
 serves the kubelet API the API server calls for ``kubectl logs/exec`` (:mod:`e2e.kubelet.server`,
 HTTPS on loopback, one port for all nodes) and a small control API on loopback
 (:mod:`e2e.kubelet.control`) for tests' faults.
@@ -25,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e import pki
-from e2e.kubelet import netns
+from e2e.kubelet import enforcer, netns
 from e2e.kubelet.api import Api, Json
 from e2e.kubelet.control import ControlServer
 from e2e.kubelet.dns import DnsServer
+from e2e.kubelet.enforcer import PolicyEnforcer, install
 from e2e.kubelet.node import CAPACITY, CONTROL_ANNOTATION, KUBELET_ADDRESS, Node
 from e2e.kubelet.pods import PodContext, PodWorker
 from e2e.kubelet.provisioner import Provisioner
@@ -176,6 +178,7 @@ class Kubelet:
         self.config = config
         self.network = netns.ClusterNetwork(config.prefix)
         self.services: ServiceView
+        self.enforcer: PolicyEnforcer
         self.nodes: dict[str, NodeAgent] = {}
         self._apis: list[Api] = []
         self._dns: DnsServer | None = None
@@ -212,7 +215,13 @@ class Kubelet:
         provisioner = Provisioner(provisioner_api, self.config.workdir / "volumes")
         await provisioner.install()
         self._tasks.append(asyncio.create_task(provisioner.run(), name="provisioner"))
+        await install(provisioner_api)
+        policy_api = await loop.run_in_executor(None, self._api, "network-policy", enforcer.USER)
+        self.enforcer = PolicyEnforcer(policy_api, self.network, self._local_pods)
+        self.services.admits = self.enforcer.admits
+        self._tasks.append(asyncio.create_task(self.enforcer.run(), name="network policy"))
         await self.services.wait_synced()
+        await self.enforcer.wait_synced()
         for index, spec in enumerate(self.config.nodes, start=1):
             api = await loop.run_in_executor(
                 None,
@@ -237,6 +246,15 @@ class Kubelet:
         tcp.setblocking(False)
         self._dns = DnsServer(self.services.lookup)
         await self._dns.start(udp, tcp)
+
+    def _local_pods(self) -> list[tuple[str, str, str]]:
+        """(namespace, name, veth) of the pods running here with their network made."""
+        return [
+            (w.namespace, w.name, w.veth)
+            for a in self.nodes.values()
+            for w in a.workers.values()
+            if w.veth and not w.finished
+        ]
 
     def worker(self, namespace: str, name: str) -> PodWorker:
         for agent in self.nodes.values():

@@ -5,6 +5,7 @@ Layout, all inside namespaces this module creates (the host's network is never t
 - ``<prefix>-net``: the "cluster network" namespace. It holds the bridge ``br0`` with the gateway
   address ``10.244.0.1/16``, and a ``local`` route for the whole Service range, so the kubelet's
   service proxy and DNS responder can bind any ClusterIP (``10.96.0.0/16``) there.
+  It also holds ``<prefix>drop``, the sink of refused connections (see :mod:`e2e.kubelet.enforcer`).
 - ``<prefix>-<n>``: one namespace per pod, with ``eth0`` (a veth whose peer ``<prefix>v<n>`` is a
   port of the bridge), its own pod IP and a default route via the gateway.
 
@@ -116,6 +117,9 @@ class ClusterNetwork:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.name = f"{prefix}-net"
+        # A veth whose peer stays down: what it is given is dropped. The NetworkPolicy filters
+        # send refused connections there (this kernel has no tc drop action, nor dummy links).
+        self.blackhole = f"{prefix}drop"
         self._next = 0
 
     def create(self) -> None:
@@ -127,6 +131,8 @@ class ClusterNetwork:
         ip(*ns, "addr", "add", f"{GATEWAY}/{POD_CIDR_PREFIX}", "dev", "br0")
         ip(*ns, "link", "set", "br0", "up")
         ip(*ns, "route", "add", "local", SERVICE_RANGE, "dev", "lo")
+        ip(*ns, "link", "add", self.blackhole, "type", "veth", "peer", "name", f"{self.prefix}hole")
+        ip(*ns, "link", "set", self.blackhole, "up")
 
     def destroy(self) -> None:
         delete_all(self.prefix)

@@ -10,7 +10,9 @@ One :class:`ServiceView` per kubelet process watches Services and EndpointSlices
   StatefulSet pods' stable names); ``a-b-c-d.<ns>.pod.<domain>`` -> ``a.b.c.d``;
 - proxies each ClusterIP port in user space: a listener on ``clusterIP:port`` in the cluster
   network namespace forwards every connection to a ready endpoint (``targetPort`` as resolved in
-  the slice), and the ``kubernetes`` Service's ClusterIP to the real API server on loopback.
+  the slice), and the ``kubernetes`` Service's ClusterIP to the real API server on loopback;
+  a connection whose client NetworkPolicy does not admit to the chosen endpoint is closed
+  (``admits``, set by :mod:`e2e.kubelet.enforcer`).
 
 A Service annotated ``e2e.pyetcd.io/host-port: "<port>"`` stands for a server of the test harness
 on the host's loopback (the S3 server of the backup scenarios and the demo): its ClusterIP ports
@@ -27,6 +29,7 @@ import ipaddress
 import logging
 import random
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from e2e.kubelet import netns
@@ -88,6 +91,9 @@ class ServiceView:
         # and a task nothing holds is collected while pending ("Task was destroyed but it is
         # pending!", some 1,200 per CI run), leaving its upstream connection open and unfinished.
         self._connections: set[asyncio.Task[Any]] = set()
+        # (client address, backend address, port) -> whether NetworkPolicy admits the client:
+        # the backend sees the connection come from the proxy, so the proxy judges it.
+        self.admits: Callable[[str, str, int], bool] = lambda source, host, port: True
 
     # -- watching ----------------------------------------------------------------------------------
 
@@ -270,6 +276,12 @@ class ServiceView:
                     client[1].close()
                     return
                 host, target_port = random.choice(targets)
+                peer = client[1].get_extra_info("peername")
+                if peer is not None and not self.admits(peer[0], host, target_port):
+                    # Refused as a policy-dropped SYN would be, though sooner: closed.
+                    log.info("proxy %s/%s: %s may not reach %s:%s", *key, peer[0], host, port)
+                    client[1].close()
+                    return
                 upstream = await netns.open_connection_in(self.network, host, target_port, 10)
         except (OSError, TimeoutError) as exc:
             log.info("proxy %s/%s: %s", *key, exc)
