@@ -28,8 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # A label key: an optional DNS subdomain prefix and "/", then a name of at most 63 characters
 # (apimachinery's IsQualifiedName); and a label value (IsValidLabelValue).
+# "[.]" rather than a backslash escape: the pattern is also quoted in a CEL string (the key
+# rule), where a backslash before "." is a syntax error.
 LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
@@ -55,7 +57,8 @@ MATCH_LABELS_RULE = (
 )
 REQUIREMENT_RULES = (
     (
-        "self.operator in ['In', 'NotIn'] ? size(self.values) > 0 : size(self.values) == 0",
+        "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0"
+        " : !has(self.values) || size(self.values) == 0",
         "operators In and NotIn need values; Exists and DoesNotExist take none",
     ),
 )
