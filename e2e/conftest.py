@@ -237,8 +237,7 @@ def kubectl(kubeconfig: Path, kubectl_binary: Path) -> Kubectl:
     return Kubectl(kubectl_binary, kubeconfig)
 
 
-@pytest.fixture
-def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+def fresh_namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
     """A fresh namespace, deleted afterwards.
 
     Ready once its ``default`` ServiceAccount exists: the controller-manager makes it a moment
@@ -265,6 +264,18 @@ def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]
         "delete", "namespace", name, f"--wait={str(wait).lower()}", "--timeout=240s",
         "--ignore-not-found",
     )  # fmt: skip
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace for the scenario, deleted afterwards (see ``fresh_namespace``)."""
+    yield from fresh_namespace(request, kubectl)
+
+
+@pytest.fixture
+def other_namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+    """A second fresh namespace: somewhere else in the cluster (a client from outside)."""
+    yield from fresh_namespace(request, kubectl)
 
 
 @pytest.fixture(scope="session")

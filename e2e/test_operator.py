@@ -222,7 +222,7 @@ def defragments_on_request(kubectl: Kubectl, namespace: str, name: str, leader: 
 def children(kubectl: Kubectl, namespace: str, name: str) -> dict[str, list[str]]:
     """Every object labelled as part of cluster ``name``, by kind, plus its claims by name."""
     found = kubectl.json(
-        "get", "statefulsets,services,poddisruptionbudgets,configmaps,pods",
+        "get", "statefulsets,services,poddisruptionbudgets,networkpolicies,configmaps,pods",
         f"--namespace={namespace}", "-l", f"app.kubernetes.io/instance={name}",
     )["items"]  # fmt: skip
     kinds: dict[str, list[str]] = {}
@@ -241,6 +241,7 @@ def expected_children(name: str, replicas: int) -> dict[str, list[str]]:
         "PersistentVolumeClaim": [f"data-{name}-{i}" for i in range(replicas)],
         "Pod": [f"{name}-{i}" for i in range(replicas)],
         "PodDisruptionBudget": [name],
+        "NetworkPolicy": [name],  # on by the chart's default
         "Service": sorted([f"{name}-client", f"{name}-peer"]),
         "StatefulSet": [name],
     }
@@ -260,6 +261,95 @@ def test_pyetcd_dev_example_reaches_available(
     row = kubectl.run("get", "etcdclusters", name, f"--namespace={namespace}").stdout.splitlines()
     assert row[1].split()[:6] == [name, "1", "1", "3.5.17", f"{name}-0", "Running"]
     etcdctl_reads_and_writes(kubectl, pod_exec, namespace, name)
+
+
+def endpoint_health(pod_exec: PodExec, namespace: str, endpoint: str) -> ExecResult:
+    """``etcdctl endpoint health`` from the client pod of ``namespace``, with short deadlines:
+    a connection the NetworkPolicy refuses is dropped (a timeout) or, through the Service,
+    closed."""
+    argv = ["etcdctl", endpoint, "--dial-timeout=2s", "--command-timeout=3s", "endpoint", "health"]
+    return pod_exec.exec(namespace, CLIENT_POD, argv)
+
+
+def reachable(pod_exec: PodExec, namespace: str, endpoints: list[str]) -> bool:
+    return all(endpoint_health(pod_exec, namespace, e).code == 0 for e in endpoints)
+
+
+def refused(pod_exec: PodExec, namespace: str, endpoints: list[str]) -> bool:
+    return all(endpoint_health(pod_exec, namespace, e).code != 0 for e in endpoints)
+
+
+def test_network_policy_admits_the_namespace_and_the_operator_only(
+    kubectl: Kubectl,
+    pod_exec: PodExec,
+    operator: OperatorRelease,
+    namespace: str,
+    other_namespace: str,
+) -> None:
+    """The chart's default puts a NetworkPolicy on every cluster: a pod of the cluster's
+    namespace reaches the members, through the client Service and directly; a pod of another
+    namespace does neither, while the operator (in its own namespace) keeps the cluster
+    Available. ``clients`` moves the admission to the namespaces listed, and the policy goes
+    when turned off. (The multi-member scenarios run under the same default, so their members'
+    peer traffic is admitted too.)"""
+    manifest = example("etcdcluster-dev.yaml", namespace)
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest)
+    kubectl.apply(client_pod(other_namespace))
+    start_client(kubectl, namespace)
+    wait_ready(kubectl, other_namespace, CLIENT_POD, timeout=120)
+    # The operator saw the member healthy through the policy, applied before the StatefulSet.
+    cluster = wait_available(kubectl, namespace, name, 1)
+    assert cluster["status"]["networkPolicy"] == name
+    policy = kubectl.get("networkpolicy", name, namespace)
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == cluster["metadata"]["uid"]
+    (pod,) = member_pods(kubectl, namespace, name)
+    endpoints = [
+        client_endpoint(name, namespace),
+        f"--endpoints=http://{pod['status']['podIP']}:2379",
+    ]
+
+    eventually(
+        "the cluster's namespace reaches it", lambda: reachable(pod_exec, namespace, endpoints)
+    )
+    # The kubelet's filters follow the policy within seconds of the member's start; once
+    # refused, refused again (not a slow first connection).
+    eventually(
+        "another namespace refused",
+        lambda: refused(pod_exec, other_namespace, endpoints),
+        timeout=30,
+    )
+    assert refused(pod_exec, other_namespace, endpoints)
+    assert reachable(pod_exec, namespace, endpoints)
+    wait_available(kubectl, namespace, name, 1)
+
+    clients = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": other_namespace}}}
+    ]
+    patch: Json = {"spec": {"networkPolicy": {"clients": clients}}}
+    kubectl.run(
+        "patch", "etcdcluster", name, f"--namespace={namespace}", "--type=merge",
+        f"--patch={json.dumps(patch)}",
+    )  # fmt: skip
+    eventually(
+        "the namespace listed in clients reaches it",
+        lambda: reachable(pod_exec, other_namespace, endpoints),
+    )
+    # Listing clients replaces the default: the cluster's own namespace is no longer admitted.
+    eventually("its own namespace refused", lambda: refused(pod_exec, namespace, endpoints))
+
+    patch = {"spec": {"networkPolicy": {"enabled": False}}}
+    kubectl.run(
+        "patch", "etcdcluster", name, f"--namespace={namespace}", "--type=merge",
+        f"--patch={json.dumps(patch)}",
+    )  # fmt: skip
+    eventually(
+        "the policy deleted",
+        lambda: not kubectl.exists("networkpolicy", name, namespace),
+    )
+    eventually("open again", lambda: reachable(pod_exec, namespace, endpoints))
+    cluster = wait_available(kubectl, namespace, name, 1)
+    assert cluster["status"].get("networkPolicy") is None
 
 
 def test_tls_example_serves_only_clients_with_its_certificate(
@@ -632,7 +722,7 @@ def test_invalid_examples_are_refused_and_nothing_is_created(
     clusters = kubectl.json("get", "etcdclusters", f"--namespace={namespace}")["items"]
     assert [c["metadata"]["name"] for c in clusters] == [valid]
     created = kubectl.json(
-        "get", "statefulsets,services,poddisruptionbudgets,configmaps,pods,pvc",
+        "get", "statefulsets,services,poddisruptionbudgets,networkpolicies,configmaps,pods,pvc",
         f"--namespace={namespace}",
     )["items"]  # fmt: skip
     for item in created:

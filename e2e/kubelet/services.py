@@ -279,7 +279,10 @@ class ServiceView:
                 peer = client[1].get_extra_info("peername")
                 if peer is not None and not self.admits(peer[0], host, target_port):
                     # Refused as a policy-dropped SYN would be, though sooner: closed.
-                    log.info("proxy %s/%s: %s may not reach %s:%s", *key, peer[0], host, port)
+                    log.info(
+                        "proxy %s/%s: NetworkPolicy refuses %s to %s:%s",
+                        *key, peer[0], host, target_port,
+                    )  # fmt: skip
                     client[1].close()
                     return
                 upstream = await netns.open_connection_in(self.network, host, target_port, 10)
