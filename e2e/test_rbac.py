@@ -28,9 +28,13 @@ from e2e.rbac import Permission, Request
 
 pytestmark = pytest.mark.last_on_storage
 
-# The scenarios whose requests show what the operator needs (pod deletion: the replacement).
-SCENARIOS = ("test_operator.py", "test_replacement.py")
-COMMAND = "pytest e2e/test_operator.py e2e/test_replacement.py e2e/test_rbac.py --storage={storage}"
+# The scenarios whose requests show what the operator needs (pod deletion: the replacement;
+# EtcdBackup objects and their status: the backups).
+SCENARIOS = ("test_operator.py", "test_replacement.py", "test_backups.py")
+COMMAND = (
+    "pytest e2e/test_operator.py e2e/test_replacement.py e2e/test_backups.py e2e/test_rbac.py "
+    "--storage={storage}"
+)
 
 # What the chart grants the operator that no request of the e2e run shows as used, each with the
 # reason it is needed all the same. Keep it short: anything else unused goes from the chart.
