@@ -16,7 +16,12 @@ the same machine state:
   ``put@all``, ``range-l@all`` and ``range-s@all`` (connections spread round-robin over the
   members, followers first: with one client that is one follower, whose puts are forwarded).
 
-Prints a table per section (ops/s, p50, p99 per flavour, ratio second/first) and writes JSON to
+Beside the two flavours runs the ceiling (``bench/ceiling.py``, unless ``--no-ceiling``): a
+Python gRPC server that answers the same calls with empty responses and does nothing else, the
+most one Python process serves here. Its row shows how much of pyetcd's cost is its own work.
+
+Prints a table per section (ops/s, p50, p99 per flavour, ratio second/first, and second as a
+fraction of the ceiling) and writes JSON to
 ``bench/results/<timestamp>.json`` (single member) and ``<timestamp>-<n>members.json``. The load
 generator shares the two cores with the servers: compare ratios from one run, never absolute
 numbers across runs. Only loopback addresses.
@@ -43,13 +48,17 @@ from pathlib import Path
 
 from tests.integration.cluster import (
     ETCDCTL_BIN,
+    REPO_ROOT,
     Cluster,
     Flavour,
     Member,
     MemberError,
     Timing,
+    WaitTimeoutError,
     as_flavour,
     etcdctl_env,
+    free_port,
+    port_open,
     status,
     wait_for,
 )
@@ -68,6 +77,7 @@ CLIENTS = (1, 16, 64)
 MEMBERS = (1, 3)
 DEFAULT_TIMING = Timing()  # etcd's defaults (100 ms heartbeat, 1 s election): a fair comparison
 START_TIMEOUT = 60.0
+CEILING = "ceiling"
 SEED_KEY = "bench-key"
 SEED_VALUE = "v" * 256
 
@@ -266,17 +276,76 @@ def new_target(flavour: Flavour, label: str, workdir: Path, size: int, index: in
     return Target(label, cluster.members, cluster)
 
 
+class CeilingTarget:
+    """The reference row: ``bench/ceiling.py`` in a process of its own, one endpoint."""
+
+    label = CEILING
+
+    def __init__(self, workdir: Path) -> None:
+        self.members: list[Member] = []  # none: nothing of etcd's runs here
+        self.port = free_port()
+        self.log_path = workdir / "ceiling.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def endpoints(self, place: str) -> list[str]:
+        return [f"127.0.0.1:{self.port}"]
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.ceiling", "--listen", f"127.0.0.1:{self.port}"],
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def serving() -> bool | None:
+            if not self.running:
+                raise MemberError(f"the ceiling server exited; see {self.log_path}")
+            return True if port_open("127.0.0.1", self.port) else None
+
+        try:
+            wait_for("the ceiling server to listen", serving, START_TIMEOUT)
+        except WaitTimeoutError as exc:
+            raise MemberError(f"{exc}; see {self.log_path}") from None
+
+    def seed(self) -> None:
+        """Nothing to seed: every Range gets the same empty answer."""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+AnyTarget = Target | CeilingTarget
+
+
 @contextlib.contextmanager
 def started(
-    flavours: Sequence[Flavour], workdir: Path, size: int = 1
-) -> Iterator[list[tuple[str, Target | str]]]:
-    """Start one member (``size`` 1) or one cluster per flavour; one that cannot start is
-    kept as its error text."""
-    out: list[tuple[str, Target | str]] = []
+    flavours: Sequence[Flavour], workdir: Path, size: int = 1, ceiling: bool = True
+) -> Iterator[list[tuple[str, AnyTarget | str]]]:
+    """Start one member (``size`` 1) or one cluster per flavour, then the ceiling; one that
+    cannot start is kept as its error text."""
+    out: list[tuple[str, AnyTarget | str]] = []
     try:
+        targets: list[tuple[str, AnyTarget]] = []
         for i, flavour in enumerate(flavours):
             label = flavour if flavours.index(flavour) == i else f"{flavour}#{i + 1}"
-            target = new_target(flavour, label, workdir / f"{size}m-{i}-{flavour}", size, i)
+            path = workdir / f"{size}m-{i}-{flavour}"
+            targets.append((label, new_target(flavour, label, path, size, i)))
+        if ceiling:
+            targets.append((CEILING, CeilingTarget(workdir / f"{size}m-ceiling")))
+        for label, target in targets:
             try:
                 target.start()
                 target.seed()
@@ -287,7 +356,7 @@ def started(
         yield out
     finally:
         for _label, item in out:
-            if isinstance(item, Target):
+            if not isinstance(item, str):
                 item.stop()
 
 
@@ -317,7 +386,7 @@ def run_check_perf(target: Target, timeout: float) -> CheckPerf:
 
 
 def run_workload(
-    target: Target,
+    target: AnyTarget,
     *,
     workload: str,
     clients: int,
@@ -332,7 +401,7 @@ def run_workload(
         return m
     kind, place = split_workload(workload)
     try:
-        before = target.leader() if len(target.members) > 1 else None
+        before = target.leader() if isinstance(target, Target) and len(target.members) > 1 else None
         endpoints = target.endpoints(place)
     except MemberError as exc:
         m.failure = str(exc)
@@ -340,7 +409,7 @@ def run_workload(
     run_load_cell(
         m, endpoints, kind=kind, total=total, max_seconds=max_seconds, go_binary=go_binary
     )
-    if before is not None:
+    if before is not None and isinstance(target, Target):
         after = target.leadership()
         if after is None or (after.member_id, after.term) != (before.member_id, before.term):
             now = "none" if after is None else f"{after.member.name} term {after.term}"
@@ -429,18 +498,27 @@ def _pair(
     return a, b
 
 
+def _compared(labels: Sequence[str]) -> tuple[str, str]:
+    """The two flavours a table compares (the ceiling is a reference row, not one of them)."""
+    flavours = [label for label in labels if label != CEILING] or list(labels)
+    return flavours[0], flavours[-1]
+
+
 def render_table(
     labels: Sequence[str],
     results: Sequence[Measurement],
     workloads: Sequence[str] = WORKLOADS,
     clients: Sequence[int] = CLIENTS,
 ) -> str:
-    first, second = labels[0], labels[-1]
+    first, second = _compared(labels)
+    ceiling = CEILING in labels
     width = max(9, *(len(w) for w in workloads))
     head = f"{'workload':<{width}} {'clients':>7}"
     for label in labels:
         head += f" | {label + ' ops/s':>14} {'p50 ms':>8} {'p99 ms':>8}"
     head += f" | {'ops ratio':>9} {'p99 ratio':>9}"
+    if ceiling:
+        head += f" | {'of ceiling':>10}"
     lines = [head, "-" * len(head)]
     by_key = {(m.flavour, m.workload, m.clients): m for m in results}
     for workload in workloads:
@@ -460,9 +538,13 @@ def render_table(
             ops = _ratio(pair[0].ops_per_s, pair[1].ops_per_s) if pair else "-"
             p99 = _ratio(pair[0].p99_ms, pair[1].p99_ms) if pair else "-"
             row += f" | {ops:>9} {p99:>9}"
+            if ceiling:
+                ref = _pair(by_key, CEILING, second, workload, n)
+                row += f" | {_ratio(ref[0].ops_per_s, ref[1].ops_per_s) if ref else '-':>10}"
             lines.append(row)
     lines.append(
-        f"(ratios are {second} / {first}; ops ratio > 1 and p99 ratio < 1 favour {second})"
+        f"(ratios are {second} / {first}; ops ratio > 1 and p99 ratio < 1 favour {second}"
+        + (f"; of ceiling: {second}'s ops / the ceiling's)" if ceiling else ")")
     )
     lines.extend(
         f"note: {m.flavour} {m.workload} x{m.clients}: {m.note}" for m in results if m.note
@@ -477,7 +559,7 @@ def render_markdown(
     clients: Sequence[int] = CLIENTS,
 ) -> str:
     """The README's table: ops/s per flavour and their ratio."""
-    first, second = labels[0], labels[-1]
+    first, second = _compared(labels)
     lines = [
         f"| workload | clients | {first} ops/s | {second} ops/s | ratio |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -580,11 +662,12 @@ def run_section(
     check_perf: bool,
     max_seconds: float,
     go_binary: Path | None,
+    ceiling: bool = True,
 ) -> None:
     print(f"\n== {section.title} ==", flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="pyetcd-bench-") as tmp,
-        started(flavours, Path(tmp), section.members) as targets,
+        started(flavours, Path(tmp), section.members, ceiling) as targets,
     ):
         section.labels = [label for label, _ in targets]
         for label, item in targets:
@@ -593,7 +676,7 @@ def run_section(
                 print(
                     f"\n!! {label} did not start; its workloads are reported as FAILED:\n{item}\n"
                 )
-        live = [t for _, t in targets if isinstance(t, Target)]
+        live = [t for _, t in targets if isinstance(t, Target)]  # check perf: etcd's only
         if check_perf:
             for target in live:
                 print(f"check perf --load=s on {target.label} (60 s) ...", flush=True)
@@ -658,6 +741,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-check-perf", action="store_true", help="skip the 60 s check perf")
     parser.add_argument(
+        "--no-ceiling", action="store_true", help="leave out the ceiling's reference row"
+    )
+    parser.add_argument(
         "--python-loadgen", action="store_true", help="use bench/loadgen.py instead of Go"
     )
     parser.add_argument(
@@ -712,6 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_perf=not args.skip_check_perf,
             max_seconds=args.max_seconds,
             go_binary=go_binary,
+            ceiling=not args.no_ceiling,
         )
         written.append(section.save(args.results_dir, notes))
 
