@@ -84,7 +84,7 @@ demo: setup etcd35
 
 # pyetcd alone: one member on loopback, Debian's etcdctl against it (state in .demo-local/).
 demo-local: setup
-	$(BIN)/python tools/demo_local.py
+	$(BIN)/python -m tools.demo_local
 
 demo-down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.demo down; \

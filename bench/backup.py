@@ -54,10 +54,10 @@ from tests.integration.cluster import (
     Member,
     as_flavour,
     etcdctl_env,
-    free_port,
     port_open,
     tail,
 )
+from tools.ports import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"

@@ -57,11 +57,11 @@ from tests.integration.cluster import (
     WaitTimeoutError,
     as_flavour,
     etcdctl_env,
-    free_port,
     port_open,
     status,
     wait_for,
 )
+from tools.ports import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"

@@ -24,7 +24,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from typing import IO, Literal
 
 from e2e import pki
 from e2e.k8s.build import Binaries, ensure_binaries
+from tools.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -77,13 +77,6 @@ AUDIT_POLICY = {
 
 class ControlPlaneError(RuntimeError):
     """A component failed to start or to become healthy."""
-
-
-def free_port() -> int:
-    """A port that was free on loopback a moment ago (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(path: Path, limit: int = 3000) -> str:

@@ -291,7 +291,7 @@ def down(options: Options) -> int:
     for item in demo.stop(paths):
         print(f"    {item}")
     if options.state == STATE:  # `make demo-down`: also the one-member pyetcd of demo-local
-        subprocess.run([sys.executable, str(ROOT / "tools" / "demo_local.py"), "down"], check=False)
+        subprocess.run([sys.executable, "-m", "tools.demo_local", "down"], cwd=ROOT, check=False)
     print("demo stopped", flush=True)
     return 0
 

@@ -3,7 +3,7 @@
 No Kubernetes: the quick look at the server alone (`make demo` is the operator on a control
 plane). The member keeps running after the demo exits (its pid and data dir are printed, with
 the command that stops it), so that a user can keep exploring with etcdctl. State: `.demo-local/`.
-`python tools/demo_local.py down` (run by `make demo-down`) stops it.
+`python -m tools.demo_local down` (run by `make demo-down`) stops it.
 """
 
 from __future__ import annotations
@@ -12,22 +12,16 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from tools.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".demo-local"
 PYETCD = Path(sys.executable).parent / "pyetcd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def etcdctl(

@@ -31,6 +31,7 @@ import boto3.session
 from etcd_operator.backup import Credentials, StoreSettings, make_client
 
 from tools import versitygw as versitygw_build
+from tools.ports import free_port
 
 REGION = "us-east-1"
 START_TIMEOUT = 30.0
@@ -71,13 +72,6 @@ class S3Server:
     def create_bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)
         return name
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _port_open(port: int) -> bool:

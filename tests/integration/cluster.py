@@ -29,6 +29,8 @@ from typing import IO, Any, Literal, TypeVar
 import grpc
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
+from tools.ports import free_port
+
 Flavour = Literal["etcd", "pyetcd"]
 FLAVOURS: tuple[Flavour, ...] = ("etcd", "pyetcd")
 
@@ -71,14 +73,6 @@ def binary_for(flavour: Flavour) -> Path:
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise BinaryMissingError(f"{flavour} server binary not found at {path}; {hint}")
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -76,10 +76,10 @@ from tests.integration.cluster import (
     Member,
     MemberError,
     etcdctl_env,
-    free_port,
     status,
 )
 from tests.integration.conftest import MemberRegistry, start_or_fail
+from tools.ports import free_port
 from tools.s3server import S3Server, S3ServerError, moto_server, versitygw_server
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,8 @@ from etcd_operator.members import add_member, observe, promote_member, remove_me
 from pyetcd.client import EtcdClient, EtcdClientError, normalize_endpoint
 from pyetcd.server.v3api import CLUSTER_VERSION
 
-from tests.integration.cluster import Member, free_port
+from tests.integration.cluster import Member
+from tools.ports import free_port
 
 pytestmark = pytest.mark.integration
 

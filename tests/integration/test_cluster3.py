@@ -38,12 +38,12 @@ from tests.integration.cluster import (
     Flavour,
     Member,
     Timing,
-    free_port,
     status,
     wait_for,
 )
 from tests.integration.test_durability import Ledger, check_stored
 from tools import etcd35
+from tools.ports import free_port
 
 pytestmark = pytest.mark.integration
 

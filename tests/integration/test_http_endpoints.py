@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from tests.integration.cluster import free_port
 from tests.integration.conftest import MemberRegistry
+from tools.ports import free_port
 
 pytestmark = pytest.mark.integration
 

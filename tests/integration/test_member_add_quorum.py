@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import Cluster, free_port, wait_for
+from tests.integration.cluster import Cluster, wait_for
+from tools.ports import free_port
 
 
 @pytest.mark.parametrize(("size", "added"), [(3, False), (4, True), (5, True)])

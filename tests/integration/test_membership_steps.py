@@ -53,8 +53,9 @@ from etcd_operator.reconcile.plan import (
 )
 from pyetcd.client import EtcdClient, EtcdClientError
 
-from tests.integration.cluster import FAST, Member, free_port
+from tests.integration.cluster import FAST, Member
 from tests.unit.operator.reconcile.builders import SETTINGS, cluster, rolled_out
+from tools.ports import free_port
 
 MAX_MEMBERS = 5
 DEADLINE_SECONDS = 90.0

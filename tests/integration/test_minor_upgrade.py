@@ -35,10 +35,10 @@ from tests.integration.cluster import (
     Member,
     MemberError,
     etcdctl_env,
-    free_port,
     wait_for,
 )
 from tools import etcd35
+from tools.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -23,6 +23,7 @@ from pyetcd.client import ClientTLS, EtcdClient, EtcdClientError
 from e2e.pki import KeyPair, issue, make_ca
 from tests.integration.cluster import FLAVOURS, Cluster, Flavour, Member, binary_for, wait_for
 from tests.integration.conftest import start_or_fail
+from tools.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -326,11 +327,7 @@ def test_the_operator_s_client_speaks_tls(flavour: Flavour, pki: Pki, tmp_path: 
 
 
 def run_pyetcd(workdir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    port, peer = 0, 0
-    with socket.socket() as a, socket.socket() as b:
-        a.bind(("127.0.0.1", 0))
-        b.bind(("127.0.0.1", 0))
-        port, peer = a.getsockname()[1], b.getsockname()[1]
+    port, peer = free_port(), free_port()
     argv = [
         str(binary_for("pyetcd")),
         f"--data-dir={workdir}",

@@ -19,7 +19,7 @@ from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.transport import PeerRequestError, Transport, TransportError, fetch_cluster
 from pyetcd.transport.peer import ERR_CLUSTER_ID_MISMATCH
 
-from tests.integration.cluster import free_port
+from tools.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,8 @@ from pyetcd.backend.contract import ALL_BUCKETS
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd.proto.mvccpb import kv_pb2
 
+from tools.ports import free_port
+
 from .helpers import rev_key
 
 pytestmark = pytest.mark.integration
@@ -33,12 +34,6 @@ pytestmark = pytest.mark.integration
 ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
 ENV = {**os.environ, "ETCDCTL_API": "3"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Etcd:

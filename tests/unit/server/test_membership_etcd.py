@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,15 +14,11 @@ import pytest
 from pyetcd.server.config import parse_initial_cluster
 from pyetcd.server.membership import Cluster, member_key
 
+from tools.ports import free_port
+
 ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
 TOKEN = "pyetcd-membership-test"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -51,8 +46,8 @@ class Etcd:
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[Etcd]:
     name = "pyetcd-m1"
-    client_url = f"http://127.0.0.1:{_free_port()}"
-    peer_url = f"http://127.0.0.1:{_free_port()}"
+    client_url = f"http://127.0.0.1:{free_port()}"
+    peer_url = f"http://127.0.0.1:{free_port()}"
     log = tmp_path / "etcd.log"
     with log.open("wb") as log_file:
         proc = subprocess.Popen(

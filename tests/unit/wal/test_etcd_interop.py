@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -33,6 +32,8 @@ from pyetcd.wal.encoding import (
     encode_record_frame,
 )
 
+from tools.ports import free_port
+
 from .frames import parse_frames
 
 pytestmark = pytest.mark.integration
@@ -42,13 +43,6 @@ ETCDCTL = "/usr/bin/etcdctl"
 PUTS = {f"key-{i:02d}": f"value-{i}" for i in range(15)}
 SNAPSHOT_COUNT = 10
 READY_DEADLINE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def etcdctl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
