@@ -108,5 +108,12 @@ BENCH_BACKUP_ARGS ?=
 bench-backup: setup
 	$(BIN)/python -m bench.backup $(BENCH_BACKUP_ARGS)
 
+# The seeds' scale results (issue 14), too long for CI: the freelist at 1k to 10M free pages,
+# bbolt's array freelist against pyetcd's hashmap one (~2 min, ~4 GB of memory at 10M pages).
+# Writes bench/results/<timestamp>-freelist.json.
+.PHONY: bench-scale
+bench-scale: setup
+	$(BIN)/python -m bench.freelist
+
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
