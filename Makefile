@@ -109,11 +109,18 @@ bench-backup: setup
 	$(BIN)/python -m bench.backup $(BENCH_BACKUP_ARGS)
 
 # The seeds' scale results (issue 14), too long for CI: the freelist at 1k to 10M free pages,
-# bbolt's array freelist against pyetcd's hashmap one (~2 min, ~4 GB of memory at 10M pages).
-# Writes bench/results/<timestamp>-freelist.json.
+# bbolt's array freelist against pyetcd's hashmap one (~3 min, ~4 GB of memory at 10M pages);
+# range latency idle and under a 64-client put load, etcd and pyetcd side by side (~2 min);
+# etcd 3.4 (array and map freelists) and pyetcd filled to 1, 4 and 8 GB with a fragmenting
+# workload, put latency, commit time, RSS and start-up time at each size (~1 h, ~40 GB of disk;
+# BENCH_LARGEDB_ARGS="--sizes 0.5,1" for a shorter run).
+# Writes bench/results/<timestamp>-{freelist,readwrite,largedb}.json.
+BENCH_LARGEDB_ARGS ?=
 .PHONY: bench-scale
 bench-scale: setup
 	$(BIN)/python -m bench.freelist
+	$(BIN)/python -m bench.readwrite
+	$(BIN)/python -m bench.largedb $(BENCH_LARGEDB_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -418,6 +418,29 @@ def run_workload(
     return m
 
 
+def go_load_argv(
+    go_binary: Path, endpoints: Sequence[str], kind: str, clients: int, total: int
+) -> list[str]:
+    """etcd's Go benchmark tool running workload ``kind`` (put, txn-put, range-l, range-s)."""
+    # The Go tool dials connection i to endpoints[i % len(endpoints)]; client i uses
+    # connection i % conns.
+    common = [
+        str(go_binary),
+        f"--endpoints={','.join(endpoints)}",
+        f"--conns={min(clients, 16)}",
+        f"--clients={clients}",
+        "--precise",
+    ]
+    kv = ["--key-size=8", "--val-size=256", "--key-space-size=1000", f"--total={total}"]
+    args = {
+        "put": ["put", *kv],
+        "txn-put": ["txn-put", *kv],
+        "range-l": ["range", SEED_KEY, "--consistency=l", f"--total={total}"],
+        "range-s": ["range", SEED_KEY, "--consistency=s", f"--total={total}"],
+    }[kind]
+    return [*common, *args]
+
+
 def run_load_cell(
     m: Measurement,
     endpoints: list[str],
@@ -439,26 +462,13 @@ def run_load_cell(
         m.ops_per_s, m.p50_ms, m.p99_ms = r.ops_per_s, r.p50_ms, r.p99_ms
         m.errors, m.requests = r.errors, r.requests
         return
-    # The Go tool dials connection i to endpoints[i % len(endpoints)]; client i uses
-    # connection i % conns.
-    conns = min(m.clients, 16)
-    common = [
-        str(go_binary),
-        f"--endpoints={','.join(endpoints)}",
-        f"--conns={conns}",
-        f"--clients={m.clients}",
-        "--precise",
-    ]
-    kv = ["--key-size=8", "--val-size=256", "--key-space-size=1000", f"--total={total}"]
-    args = {
-        "put": ["put", *kv],
-        "txn-put": ["txn-put", *kv],
-        "range-l": ["range", SEED_KEY, "--consistency=l", f"--total={total}"],
-        "range-s": ["range", SEED_KEY, "--consistency=s", f"--total={total}"],
-    }[kind]
     try:
         proc = subprocess.run(
-            [*common, *args], capture_output=True, text=True, timeout=max_seconds, check=False
+            go_load_argv(go_binary, endpoints, kind, m.clients, total),
+            capture_output=True,
+            text=True,
+            timeout=max_seconds,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         m.failure = f"did not finish {total} requests within {max_seconds:.0f}s"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from bench.compare import CEILING, Measurement, render_markdown, render_table
 
 
@@ -29,3 +31,38 @@ def test_without_the_ceiling_there_is_no_ceiling_column() -> None:
     assert "of ceiling" not in table
     markdown = render_markdown(["etcd", "pyetcd", CEILING], [*results, cell(CEILING, 1, 1)])
     assert "| put | 64 | 9,000 | 1,800 | 0.20 |" in markdown
+
+
+def test_reads_under_writes_report_the_slowdown_and_the_ratio_under_load() -> None:
+    from bench.readwrite import Cell, render
+
+    def reads(flavour: str, idle_p99: float, loaded_p99: float) -> Cell:
+        idle, loaded = cell(flavour, 4000, idle_p99), cell(flavour, 2000, loaded_p99)
+        idle.workload = loaded.workload = "range-l"
+        return Cell(flavour, "range-l", 16, idle, loaded, writes_per_s=5000)
+
+    table = render([reads("etcd", 2, 3), reads("pyetcd", 4, 12)])
+    rows = [r for r in table.splitlines() if r.startswith("| range-l")]
+    assert [r.split("|")[-2].strip() for r in rows] == ["1.50", "3.00"]
+    assert "range-l under load, pyetcd / etcd: ops 1.00, p99 4.00" in table
+
+
+def test_backend_commit_times_come_from_the_histogram_between_two_scrapes() -> None:
+    from bench.largedb import COMMIT_METRIC, commit_times
+
+    def scrape(counts: list[int], total: float) -> str:
+        bounds = ["0.001", "0.002", "0.004", "+Inf"]
+        lines = [
+            f'{COMMIT_METRIC}_bucket{{le="{b}"}} {c}' for b, c in zip(bounds, counts, strict=True)
+        ]
+        return "\n".join(
+            [*lines, f"{COMMIT_METRIC}_sum {total}", f"{COMMIT_METRIC}_count {counts[-1]}"]
+        )
+
+    # 100 commits between the scrapes: 90 under 1 ms, 9 more under 2 ms, 1 under 4 ms.
+    mean, p99 = commit_times(scrape([10, 10, 10, 10], 0.5), scrape([100, 109, 110, 110], 0.6))
+    assert round(mean, 3) == 1.0
+    assert p99 == 2.0
+    assert all(
+        math.isnan(v) for v in commit_times(scrape([1, 1, 1, 1], 1), scrape([1, 1, 1, 1], 1))
+    )
