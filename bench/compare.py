@@ -77,7 +77,9 @@ CLIENTS = (1, 16, 64)
 MEMBERS = (1, 3)
 DEFAULT_TIMING = Timing()  # etcd's defaults (100 ms heartbeat, 1 s election): a fair comparison
 START_TIMEOUT = 60.0
-CEILING = "ceiling"
+CEILING = "ceiling"  # grpcio's asyncio server doing nothing: pyetcd's serving stack today
+CEILING_H2 = "ceiling-h2"  # HTTP/2 framed by hand doing nothing: what a leaner stack reaches
+CEILINGS = {CEILING: "grpcio", CEILING_H2: "h2"}
 SEED_KEY = "bench-key"
 SEED_VALUE = "v" * 256
 
@@ -267,24 +269,47 @@ class Target:
             self.cluster.stop()
 
 
-def new_target(flavour: Flavour, label: str, workdir: Path, size: int, index: int) -> Target:
+# A flavour may name a listener layout: ``pyetcd/direct`` moves the HTTP endpoints off the
+# client port (--listen-client-http-urls), so gRPC binds it without the multiplexer's hop.
+LAYOUTS = ("direct",)
+
+
+def parse_flavour(spec: str) -> tuple[Flavour, str | None]:
+    """``etcd``, ``pyetcd`` or ``<flavour>/<layout>``."""
+    name, _, layout = spec.partition("/")
+    if layout and layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r} in {spec!r}; expected one of {LAYOUTS}")
+    return as_flavour(name), layout or None
+
+
+def _apply_layout(member: Member, layout: str | None) -> None:
+    if layout == "direct":
+        http = f"--listen-client-http-urls=http://127.0.0.1:{free_port()}"
+        member.extra_flags = (*member.extra_flags, http)
+
+
+def new_target(spec: str, label: str, workdir: Path, size: int, index: int) -> Target:
+    flavour, layout = parse_flavour(spec)
     if size == 1:
-        return Target(label, [Member(flavour, workdir, timing=DEFAULT_TIMING)], None)
-    cluster = Cluster(
-        flavour, workdir, size, timing=DEFAULT_TIMING, cluster_token=f"bench-{index}-{flavour}"
-    )
-    return Target(label, cluster.members, cluster)
+        target = Target(label, [Member(flavour, workdir, timing=DEFAULT_TIMING)], None)
+    else:
+        token = f"bench-{index}-{flavour}"
+        cluster = Cluster(flavour, workdir, size, timing=DEFAULT_TIMING, cluster_token=token)
+        target = Target(label, cluster.members, cluster)
+    for member in target.members:
+        _apply_layout(member, layout)
+    return target
 
 
 class CeilingTarget:
-    """The reference row: ``bench/ceiling.py`` in a process of its own, one endpoint."""
+    """A reference row: ``bench/ceiling.py`` with one stack, in a process of its own."""
 
-    label = CEILING
-
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, label: str = CEILING) -> None:
+        self.label = label
+        self.stack = CEILINGS[label]
         self.members: list[Member] = []  # none: nothing of etcd's runs here
         self.port = free_port()
-        self.log_path = workdir / "ceiling.log"
+        self.log_path = workdir / f"{label}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -298,7 +323,10 @@ class CeilingTarget:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.ceiling", "--listen", f"127.0.0.1:{self.port}"],
+                [
+                    *(sys.executable, "-m", "bench.ceiling"),
+                    *("--listen", f"127.0.0.1:{self.port}", "--stack", self.stack),
+                ],
                 cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -306,11 +334,11 @@ class CeilingTarget:
 
         def serving() -> bool | None:
             if not self.running:
-                raise MemberError(f"the ceiling server exited; see {self.log_path}")
+                raise MemberError(f"the {self.label} server exited; see {self.log_path}")
             return True if port_open("127.0.0.1", self.port) else None
 
         try:
-            wait_for("the ceiling server to listen", serving, START_TIMEOUT)
+            wait_for(f"the {self.label} server to listen", serving, START_TIMEOUT)
         except WaitTimeoutError as exc:
             raise MemberError(f"{exc}; see {self.log_path}") from None
 
@@ -332,19 +360,20 @@ AnyTarget = Target | CeilingTarget
 
 @contextlib.contextmanager
 def started(
-    flavours: Sequence[Flavour], workdir: Path, size: int = 1, ceiling: bool = True
+    flavours: Sequence[str], workdir: Path, size: int = 1, ceiling: bool = True
 ) -> Iterator[list[tuple[str, AnyTarget | str]]]:
-    """Start one member (``size`` 1) or one cluster per flavour, then the ceiling; one that
-    cannot start is kept as its error text."""
+    """Start one member (``size`` 1) or one cluster per flavour (``parse_flavour``), then the
+    ceiling; one that cannot start is kept as its error text."""
     out: list[tuple[str, AnyTarget | str]] = []
     try:
         targets: list[tuple[str, AnyTarget]] = []
         for i, flavour in enumerate(flavours):
             label = flavour if flavours.index(flavour) == i else f"{flavour}#{i + 1}"
-            path = workdir / f"{size}m-{i}-{flavour}"
+            path = workdir / f"{size}m-{i}-{flavour.replace('/', '-')}"
             targets.append((label, new_target(flavour, label, path, size, i)))
         if ceiling:
-            targets.append((CEILING, CeilingTarget(workdir / f"{size}m-ceiling")))
+            for label in CEILINGS:
+                targets.append((label, CeilingTarget(workdir / f"{size}m-ceiling", label)))
         for label, target in targets:
             try:
                 target.start()
@@ -510,7 +539,7 @@ def _pair(
 
 def _compared(labels: Sequence[str]) -> tuple[str, str]:
     """The two flavours a table compares (the ceiling is a reference row, not one of them)."""
-    flavours = [label for label in labels if label != CEILING] or list(labels)
+    flavours = [label for label in labels if label not in CEILINGS] or list(labels)
     return flavours[0], flavours[-1]
 
 
@@ -521,14 +550,14 @@ def render_table(
     clients: Sequence[int] = CLIENTS,
 ) -> str:
     first, second = _compared(labels)
-    ceiling = CEILING in labels
+    references = [label for label in CEILINGS if label in labels]
     width = max(9, *(len(w) for w in workloads))
     head = f"{'workload':<{width}} {'clients':>7}"
     for label in labels:
         head += f" | {label + ' ops/s':>14} {'p50 ms':>8} {'p99 ms':>8}"
     head += f" | {'ops ratio':>9} {'p99 ratio':>9}"
-    if ceiling:
-        head += f" | {'of ceiling':>10}"
+    for label in references:
+        head += f" | {'of ' + label:>13}"
     lines = [head, "-" * len(head)]
     by_key = {(m.flavour, m.workload, m.clients): m for m in results}
     for workload in workloads:
@@ -548,13 +577,13 @@ def render_table(
             ops = _ratio(pair[0].ops_per_s, pair[1].ops_per_s) if pair else "-"
             p99 = _ratio(pair[0].p99_ms, pair[1].p99_ms) if pair else "-"
             row += f" | {ops:>9} {p99:>9}"
-            if ceiling:
-                ref = _pair(by_key, CEILING, second, workload, n)
-                row += f" | {_ratio(ref[0].ops_per_s, ref[1].ops_per_s) if ref else '-':>10}"
+            for label in references:
+                ref = _pair(by_key, label, second, workload, n)
+                row += f" | {_ratio(ref[0].ops_per_s, ref[1].ops_per_s) if ref else '-':>13}"
             lines.append(row)
     lines.append(
         f"(ratios are {second} / {first}; ops ratio > 1 and p99 ratio < 1 favour {second}"
-        + (f"; of ceiling: {second}'s ops / the ceiling's)" if ceiling else ")")
+        + (f"; of <ceiling>: {second}'s ops / that reference's)" if references else ")")
     )
     lines.extend(
         f"note: {m.flavour} {m.workload} x{m.clients}: {m.note}" for m in results if m.note
@@ -667,7 +696,7 @@ class Section:
 
 def run_section(
     section: Section,
-    flavours: Sequence[Flavour],
+    flavours: Sequence[str],
     *,
     check_perf: bool,
     max_seconds: float,
@@ -731,7 +760,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--flavours",
         default=os.environ.get("BENCH_FLAVOURS", "etcd,pyetcd"),
-        help="two comma-separated flavours (env BENCH_FLAVOURS; default etcd,pyetcd)",
+        help="two comma-separated flavours, each etcd or pyetcd, optionally /direct (HTTP off "
+        "the client port); env BENCH_FLAVOURS; default etcd,pyetcd",
     )
     parser.add_argument(
         "--members",
@@ -751,7 +781,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-check-perf", action="store_true", help="skip the 60 s check perf")
     parser.add_argument(
-        "--no-ceiling", action="store_true", help="leave out the ceiling's reference row"
+        "--no-ceiling", action="store_true", help="leave out the ceilings' reference rows"
     )
     parser.add_argument(
         "--python-loadgen", action="store_true", help="use bench/loadgen.py instead of Go"
@@ -775,7 +805,12 @@ def check_workloads(workloads: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    flavours = [as_flavour(f) for f in _list(args.flavours)]
+    flavours = _list(args.flavours)
+    for spec in flavours:
+        try:
+            parse_flavour(spec)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
     if len(flavours) != 2:
         raise SystemExit(f"need two flavours, got {args.flavours!r}")
     sizes = [int(n) for n in _list(args.members)]

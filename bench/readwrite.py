@@ -33,7 +33,7 @@ from bench.compare import (
     run_workload,
     started,
 )
-from tests.integration.cluster import as_flavour, status, wait_for
+from tests.integration.cluster import status, wait_for
 
 READS = ("range-l", "range-s")
 WRITE_TOTAL = 100_000_000  # the writers run until stopped
@@ -161,7 +161,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    flavours = [as_flavour(f.strip()) for f in args.flavours.split(",") if f.strip()]
+    flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
     notes: list[str] = []
     go_binary = go_benchmark_binary(notes)
     if go_binary is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bench.compare import CEILING, Measurement, render_markdown, render_table
+from bench.compare import CEILING, CEILING_H2, Measurement, render_markdown, render_table
 
 
 def cell(flavour: str, ops: float, p99: float) -> Measurement:
@@ -22,7 +22,22 @@ def test_the_table_compares_the_flavours_and_reports_pyetcd_against_the_ceiling(
     # ops ratio and p99 ratio are pyetcd / etcd; of ceiling is pyetcd / the ceiling.
     assert columns[-2].split() == ["0.20", "4.00"]
     assert columns[-1] == "0.60"
-    assert "of ceiling: pyetcd's ops / the ceiling's" in table
+    assert "of <ceiling>: pyetcd's ops / that reference's" in table
+
+
+def test_each_ceiling_gets_its_own_column() -> None:
+    results = [
+        cell("etcd", 9000, 10),
+        cell("pyetcd", 1800, 40),
+        cell(CEILING, 3000, 20),
+        cell(CEILING_H2, 30000, 2),
+    ]
+    table = render_table(["etcd", "pyetcd", CEILING, CEILING_H2], results, ["put"], [64])
+    header, _, row = table.splitlines()[:3]
+    assert [h.strip() for h in header.split("|")[-2:]] == ["of ceiling", "of ceiling-h2"]
+    columns = [c.strip() for c in row.split("|")]
+    assert columns[-3].split() == ["0.20", "4.00"]  # still pyetcd / etcd, not a ceiling
+    assert columns[-2:] == ["0.60", "0.06"]
 
 
 def test_without_the_ceiling_there_is_no_ceiling_column() -> None:
