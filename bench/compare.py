@@ -269,9 +269,10 @@ class Target:
             self.cluster.stop()
 
 
-# A flavour may name a listener layout: ``pyetcd/direct`` moves the HTTP endpoints off the
-# client port (--listen-client-http-urls), so gRPC binds it without the multiplexer's hop.
-LAYOUTS = ("direct",)
+# A flavour may name a variant: ``pyetcd/direct`` moves the HTTP endpoints off the client port
+# (--listen-client-http-urls), so gRPC binds it without the multiplexer's hop; ``pyetcd/grpcio``
+# serves gRPC with grpcio's server instead of pyetcd's own HTTP/2 stack (--grpc-stack).
+LAYOUTS = ("direct", "grpcio")
 
 
 def parse_flavour(spec: str) -> tuple[Flavour, str | None]:
@@ -286,6 +287,8 @@ def _apply_layout(member: Member, layout: str | None) -> None:
     if layout == "direct":
         http = f"--listen-client-http-urls=http://127.0.0.1:{free_port()}"
         member.extra_flags = (*member.extra_flags, http)
+    elif layout == "grpcio":
+        member.extra_flags = (*member.extra_flags, "--grpc-stack=grpcio")
 
 
 def new_target(spec: str, label: str, workdir: Path, size: int, index: int) -> Target:
@@ -761,7 +764,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--flavours",
         default=os.environ.get("BENCH_FLAVOURS", "etcd,pyetcd"),
         help="two comma-separated flavours, each etcd or pyetcd, optionally /direct (HTTP off "
-        "the client port); env BENCH_FLAVOURS; default etcd,pyetcd",
+        "the client port) or /grpcio (grpcio's server); env BENCH_FLAVOURS; default etcd,pyetcd",
     )
     parser.add_argument(
         "--members",

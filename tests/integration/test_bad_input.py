@@ -17,10 +17,11 @@ tail, a corrupt newest ``.snap``) must be repaired the same way, loudly.
 Explained differences (asserted as such, not hidden):
 
 * A request beyond the gRPC receive limit (``--max-request-bytes`` + 512 KiB) is refused by the
-  gRPC transport before etcd sees it: the code (RESOURCE_EXHAUSTED) and both sizes agree, but
-  the text is the transport's own: grpc-go says ``grpc: received message larger than max (N vs.
-  M)``, grpc-core (the C library under grpcio) says ``SERVER: Received message larger than max
-  (N vs. M)``. See :data:`TRANSPORT_MESSAGES`.
+  gRPC transport before etcd sees it, with the transport's own text: grpc-go says ``grpc:
+  received message larger than max (N vs. M)``, and so does pyetcd's own HTTP/2 stack
+  (``--grpc-stack=h2``, the default); grpc-core (the C library under grpcio,
+  ``--grpc-stack=grpcio``) says ``SERVER: Received message larger than max (N vs. M)``. See
+  :data:`TRANSPORT_MESSAGES`.
 * A corrupt newest ``.snap`` is not a start-up error in etcd (3.4.23, observed): etcd logs
   ``snap: corrupted snapshot file <path>: crc mismatch``, renames it ``<path>.broken`` and falls
   back to the previous snapshot. pyetcd is held to that, not to an exit.
@@ -65,7 +66,7 @@ START_DEADLINE = 20.0
 #: The transport's wording of "message too large" (see the module docstring).
 TRANSPORT_MESSAGES: dict[Flavour, str] = {
     "etcd": "grpc: received message larger than max ({size} vs. {limit})",
-    "pyetcd": "SERVER: Received message larger than max ({size} vs. {limit})",
+    "pyetcd": "grpc: received message larger than max ({size} vs. {limit})",
 }
 
 

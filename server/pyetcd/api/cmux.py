@@ -17,6 +17,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import cast
 
+from pyetcd.api.h2.server import peer_name
 from pyetcd.transport.tls import ServerTLS, common_name
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ HIGH_WATER = 4 * 1024 * 1024
 
 # etcd's tlsHandshakeTimeout: a client that starts a handshake and stalls is dropped.
 TLS_HANDSHAKE_TIMEOUT = 10.0
+
+H2Factory = Callable[[str, Callable[[], None]], asyncio.Protocol]
+"""(the call's peer, called once the connection is gone) -> the protocol that serves an HTTP/2
+connection in process (``api.h2.server.GrpcProtocol``) instead of splicing it to grpcio."""
 
 HttpBody = bytes | AsyncIterator[bytes]
 HttpHandler = Callable[[str, str, bytes, Mapping[str, str]], Awaitable[tuple[int, str, HttpBody]]]
@@ -121,12 +126,33 @@ class _ClientConnection(asyncio.Protocol):
                     return
                 self._mode = "h2"
                 assert self.transport is not None
+                if self._mux.h2_factory is not None:
+                    self._hand_over(self._mux.h2_factory)
+                    return
                 self.transport.pause_reading()
                 asyncio.get_running_loop().create_task(self._connect_upstream())
                 return
             self._mode = "http"
         if self._mode == "http":
             self._maybe_serve_http()
+
+    def _hand_over(self, factory: H2Factory) -> None:
+        """The connection is HTTP/2: from here on the in-process gRPC stack owns it."""
+        transport = self.transport
+        assert transport is not None
+        cert = transport.get_extra_info("peercert") if self._tls is not None else None
+        cn = common_name(cert) if cert else ""
+        if cn:
+            # The calls see this name as their peer: it stands for the verified certificate.
+            self._identity = self._mux.register_common_name(cn)
+            peer = self._identity
+        else:
+            peer = peer_name(transport.get_extra_info("peername"))
+        protocol = factory(peer, self._close)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        data, self._buf = self._buf, b""
+        protocol.data_received(data)
 
     async def _connect_upstream(self) -> None:
         assert self.transport is not None
@@ -328,6 +354,8 @@ class ClientMux:
         # Upstream socket name -> CN of the verified client certificate of its connection.
         self.common_names: dict[str, str] = {}
         self._spliced = 0
+        # Set: HTTP/2 connections are served in process, not spliced to grpc_socket.
+        self.h2_factory: H2Factory | None = None
 
     def register_common_name(self, cn: str) -> str:
         """A fresh upstream socket name standing for ``cn`` while its connection lasts."""

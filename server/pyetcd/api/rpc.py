@@ -218,6 +218,10 @@ class Services:
             ),
         )
 
+    def methods(self) -> dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]:
+        """service -> method -> handler, for a server other than grpcio's (``api.h2``)."""
+        return self._services
+
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         return [
             grpc.method_handlers_generic_handler(name, methods)

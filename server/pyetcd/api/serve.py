@@ -20,6 +20,7 @@ from pyetcd import __version__, logutil
 from pyetcd.api import auth, cluster, guard, kv, lease, maintenance, watch
 from pyetcd.api.cmux import ClientMux
 from pyetcd.api.gateway import Gateway
+from pyetcd.api.h2.server import H2Server, ServerOptions, method_table
 from pyetcd.api.http import HttpEndpoints
 from pyetcd.api.identity import Identity
 from pyetcd.api.rpc import Services
@@ -179,6 +180,17 @@ def _client_tls(cfg: ServerConfig, urls: Sequence[str]) -> ServerTLS | None:
     return ServerTLS(cfg.client_tls, cfg.tls_options, alpn=CLIENT_ALPN)
 
 
+def _h2_options(cfg: ServerConfig) -> ServerOptions:
+    """The limits and keepalive grpcio is given below, for api.h2."""
+    return ServerOptions(
+        max_receive_message_length=cfg.max_request_bytes + GRPC_OVERHEAD,
+        max_concurrent_streams=min(cfg.max_concurrent_streams, 2**31 - 1),
+        keepalive_time=cfg.grpc_keepalive_interval,
+        keepalive_timeout=cfg.grpc_keepalive_timeout,
+        min_ping_interval=cfg.grpc_keepalive_min_time,
+    )
+
+
 def _ms(seconds: float) -> int:
     return min(int(seconds * 1000), 2**31 - 1)
 
@@ -262,6 +274,12 @@ async def serve(cfg: ServerConfig) -> None:
     http = HttpEndpoints(v3, gateway)
     mux = ClientMux("\0" + socket_name, http.handle, max_body=2 * cfg.max_request_bytes)
     identity.common_name = mux.common_name
+    # --grpc-stack=h2: client connections are served in process by api.h2; grpcio's server
+    # then only answers the gateway on its private socket.
+    h2 = None
+    if cfg.grpc_stack == "h2":
+        h2 = H2Server(method_table(services.methods()), _h2_options(cfg))
+        mux.h2_factory = h2.protocol
     # With --listen-client-http-urls, gRPC binds the client URLs itself (no mux hop); else the
     # mux shares each client URL between gRPC and HTTP, as etcd does.
     direct = bool(cfg.listen_client_http_urls)
@@ -269,6 +287,13 @@ async def serve(cfg: ServerConfig) -> None:
     if direct:
         for url in cfg.listen_client_urls:
             host, port = _host_port(url)
+            if h2 is not None:
+                try:
+                    await h2.listen(host, port)
+                except OSError as exc:
+                    await server.stop()
+                    raise StartupError(f"cannot listen on {url}: {exc.strerror or exc}") from None
+                continue
             try:
                 bound = grpc_server.add_insecure_port(f"{host}:{port}")
             except RuntimeError:
@@ -340,6 +365,8 @@ async def serve(cfg: ServerConfig) -> None:
     announcing.cancel()
     mux.close()
     await gateway.close()
+    if h2 is not None:
+        await h2.stop(1.0)
     await grpc_server.stop(1.0)
     await server.stop()
     log.info("closed etcd server", extra=closing)

@@ -69,6 +69,7 @@ ClusterState = Literal["new", "existing"]
 CompactionMode = Literal["periodic", "revision"]
 LogLevel = Literal["debug", "info", "warn", "error", "panic", "fatal"]
 MetricsLevel = Literal["basic", "extensive"]
+GrpcStack = Literal["h2", "grpcio"]
 
 
 class ConfigError(ValueError):
@@ -532,6 +533,8 @@ class ServerConfig:
     max_txn_ops: int = 128
     max_request_bytes: int = 1572864
     max_concurrent_streams: int = (1 << 32) - 1
+    grpc_stack: GrpcStack = "h2"
+    """What serves gRPC: pyetcd's HTTP/2 stack (``api.h2``) or grpcio's asyncio server."""
     grpc_keepalive_min_time: float = 5.0
     grpc_keepalive_interval: float = 7200.0
     grpc_keepalive_timeout: float = 20.0
