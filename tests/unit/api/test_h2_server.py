@@ -8,6 +8,7 @@ the first read, pings too close together.
 from __future__ import annotations
 
 import asyncio
+import functools
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -276,7 +277,7 @@ def test_pings_between_answers_are_no_strike() -> None:
         for i in range(6):
             stream = 2 * i + 1
             h.call(stream, b"/s/Echo", message(b"x"))
-            await h.until("the answer", lambda s=stream: h.trailers(s))
+            await h.until("the answer", functools.partial(h.trailers, stream))
             h.protocol.data_received(frame(FrameType.PING, 0, 0, b"%08d" % i))
         kinds = [k for k, _, _, _ in frames(bytes(h.transport.written))]
         assert FrameType.GOAWAY not in kinds
