@@ -485,11 +485,17 @@ def test_tls_from_the_users_secrets_waits_for_them_and_then_serves(
     assert "Server Secret srv does not exist" in ready["message"], ready
     assert "Client Secret cli does not exist" in ready["message"], ready
     assert not kubectl.exists("statefulset", name, namespace)
-    warned = kubectl.json(
-        "get", "events", f"--namespace={namespace}", "--field-selector",
-        f"involvedObject.name={name},reason=TLSNotReady",
-    )["items"]  # fmt: skip
-    assert warned and warned[0]["type"] == "Warning", warned
+
+    def warned() -> list[Json] | None:
+        # The event is posted after the status of the same pass: it may trail the condition.
+        items: list[Json] = kubectl.json(
+            "get", "events", f"--namespace={namespace}", "--field-selector",
+            f"involvedObject.name={name},reason=TLSNotReady",
+        )["items"]  # fmt: skip
+        return items or None
+
+    events = eventually("a TLSNotReady event", warned, timeout=30)
+    assert events[0]["type"] == "Warning", events
 
     now = datetime.now(UTC)
     ca = pki.new_ca("my CA", now)

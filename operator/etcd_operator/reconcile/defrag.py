@@ -7,8 +7,8 @@ Triggers (``spec.maintenance.defrag``):
   ``FREE_SPACE_FLOOR`` of them), or uses more than
   ``quotaUsageAbovePercent`` of the quota, or that raised the NOSPACE alarm: a run over the
   members concerned. A member defragmented by a threshold is not taken again by a threshold
-  for ``THRESHOLD_COOLDOWN`` (its file may hold no free page to give back: compaction frees
-  them, not defragmentation).
+  for ``THRESHOLD_COOLDOWN`` while its file has little to give back (compaction frees pages,
+  not defragmentation); once a tenth of its file is free pages again, it is.
 
 An EtcdDefrag request (``defrag_requests``, the step before) adds its members to the run
 under way (trigger ``Request``); a cluster needs no ``spec.maintenance.defrag`` for that.
@@ -118,6 +118,15 @@ def _recent(previous: DefragStatus, name: str, now: datetime) -> bool:
     return False
 
 
+def _reclaimable(member: EtcdMember) -> bool:
+    """The member's file holds free pages worth rewriting it for (a tenth of it): the cooldown
+    then does not apply. A defragmentation as the keyspace fills up (a quota threshold, before
+    anything is deleted) gives little back; the compaction after NOSPACE frees the pages that
+    the next one must return at once, not an hour later."""
+    size, in_use = member.db_size, member.db_size_in_use
+    return size is not None and size > 0 and in_use is not None and (size - in_use) * 10 >= size
+
+
 def _busy(desired: EtcdCluster, decided: Decided, etcd: EtcdView) -> bool:
     """Another operation owns the cluster in this pass."""
     if decided.hibernating or decided.recovering or replacement.pending(decided) is not None:
@@ -191,7 +200,7 @@ def step(
         if why is None:
             continue
         reasons[name] = why
-        if name not in pending and not _recent(previous, name, now):
+        if name not in pending and (not _recent(previous, name, now) or _reclaimable(member)):
             pending.append(name)
             trigger = trigger or why
     current = current.model_copy(

@@ -208,3 +208,18 @@ def test_defrag_needs_something_to_go_by() -> None:
         DefragSpec()
     with pytest.raises(ValidationError):
         DefragSpec(schedule="not a schedule")
+
+
+def test_a_member_defragmented_as_it_filled_is_taken_again_once_compaction_freed_pages() -> None:
+    # The quota threshold fires while the keyspace fills: nothing to give back yet. Then the
+    # NOSPACE alarm, a delete and a compaction: the pages are free and must go back now, not
+    # after the cooldown (e2e test_upgrades saw one member keep its full file).
+    desired, observed = cluster_with({"quotaUsageAbovePercent": 80})
+    observed = sized(observed, 900 * MiB, 880 * MiB)
+    desired, observed, history = run(desired, observed, 100, passes=6, after=880 * MiB)
+    assert len(order(history)) == 3
+    compacted = sized(observed, 1000 * MiB, 10 * MiB, alarms=("NOSPACE:101",))
+    desired, observed, history = run(desired, compacted, 200, passes=6, after=10 * MiB)
+    assert sorted(order(history)) == sorted(f"{NAME}-{i}" for i in range(3))
+    records = {m.member: m for m in desired.status.defrag.members}
+    assert all(r.reclaimed is not None and r.reclaimed > 900 * MiB for r in records.values())
