@@ -19,8 +19,14 @@ def a_blocking_call() -> None:
 def test_a_blocked_loop_is_reported_with_its_stack(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         watchdog = LoopWatchdog(asyncio.get_running_loop(), threshold=0.3, poll=0.05)
+        started = time.monotonic()
         watchdog.start()
-        await asyncio.sleep(0.1)
+        # The heartbeat has run once: the stall below is measured from a beat, not from start.
+        for _ in range(100):
+            if watchdog._last > started:
+                break
+            await asyncio.sleep(0.01)
+        assert watchdog._last > started, "the watchdog's heartbeat never ran"
         a_blocking_call()
         # Let the heartbeat run again, and the watchdog see it.
         for _ in range(40):
