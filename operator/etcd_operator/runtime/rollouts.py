@@ -31,6 +31,10 @@ class RolloutGate:
         self.limit = max(1, limit)
         self._holders: set[str] = set()
         self._seen: set[str] = set()
+        # Deleted clusters: a pass that read one before its deletion and finishes after it
+        # must not take a slot back for it (nothing would ever free it again). A uid is never
+        # reused, so remembering it is exact.
+        self._gone: set[str] = set()
         self._known: Callable[[], Iterable[str]] = tuple
         self._clock = clock
         self._warm_at = clock() + warmup_seconds
@@ -56,11 +60,14 @@ class RolloutGate:
 
     def claim(self, uid: str) -> None:
         """``uid`` starts rolling: call it only after ``available(uid)``, with no await between."""
-        self._holders.add(uid)
+        if uid not in self._gone:
+            self._holders.add(uid)
 
     def observe(self, uid: str, *, rolling: bool) -> None:
         """What a pass saw: the cluster's StatefulSet rolls (it keeps or takes a slot) or not
         (its slot is free again)."""
+        if uid in self._gone:
+            return
         self._seen.add(uid)
         if rolling:
             self._holders.add(uid)
@@ -68,5 +75,7 @@ class RolloutGate:
             self._holders.discard(uid)
 
     def forget(self, uid: str) -> None:
+        """The cluster is deleted: its slot is free for good."""
         self._holders.discard(uid)
         self._seen.discard(uid)
+        self._gone.add(uid)

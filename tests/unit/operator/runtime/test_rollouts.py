@@ -57,3 +57,15 @@ def test_no_slot_until_every_known_cluster_was_seen_or_the_warm_up_ends() -> Non
     assert not late.available("a")
     clock.now = 61
     assert late.available("a")
+
+
+def test_a_pass_that_ends_after_its_clusters_deletion_takes_no_slot_back() -> None:
+    # e2e: a cluster deleted while its pass was in flight kept the only slot, and the next
+    # cluster's rollout waited (RolloutQueued) until the scenario timed out.
+    gate = RolloutGate(1)
+    gate.claim("old")
+    gate.forget("old")  # its DELETED event, while its pass still runs
+    gate.observe("old", rolling=True)  # that pass ends, having seen it rolling
+    gate.claim("old")
+    assert gate.holders == frozenset()
+    assert gate.available("new")
