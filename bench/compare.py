@@ -16,12 +16,13 @@ the same machine state:
   ``put@all``, ``range-l@all`` and ``range-s@all`` (connections spread round-robin over the
   members, followers first: with one client that is one follower, whose puts are forwarded).
 
-Beside the two flavours runs the ceiling (``bench/ceiling.py``, unless ``--no-ceiling``): a
-Python gRPC server that answers the same calls with empty responses and does nothing else, the
-most one Python process serves here. Its row shows how much of pyetcd's cost is its own work.
+Beside the two flavours run two ceilings (``bench/ceiling.py``, unless ``--no-ceiling``): servers
+that answer the same calls with empty responses and do nothing else, one on grpcio's asyncio
+server (``ceiling``), one on pyetcd's own HTTP/2 stack (``ceiling-h2``). Their rows show how much
+of pyetcd's cost is its own work and how much the serving stack's.
 
 Prints a table per section (ops/s, p50, p99 per flavour, ratio second/first, and second as a
-fraction of the ceiling) and writes JSON to
+fraction of each ceiling) and writes JSON to
 ``bench/results/<timestamp>.json`` (single member) and ``<timestamp>-<n>members.json``. The load
 generator shares the two cores with the servers: compare ratios from one run, never absolute
 numbers across runs. Only loopback addresses.
