@@ -22,6 +22,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from e2e.chart import OperatorRelease
 from e2e.etcdclusters import CLIENT_POD
 from e2e.kube import Kubectl, PodExec, condition, eventually
@@ -121,6 +123,9 @@ CHANGES: dict[str, tuple[str, Json, Json]] = {
 }
 
 
+# A rollout with a member cut off, then (etcd) a fill to NOSPACE and the defragmentation that
+# follows, or (pyetcd) hibernation: 200 to 300 s; the waits inside fail first, with diagnostics.
+@pytest.mark.timeout(600)
 def test_a_change_rolls_one_member_at_a_time_leader_last_and_pauses_on_a_sick_member(
     engine: str,
     *,

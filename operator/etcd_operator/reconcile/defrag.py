@@ -8,7 +8,8 @@ Triggers (``spec.maintenance.defrag``):
   ``quotaUsageAbovePercent`` of the quota, or that raised the NOSPACE alarm: a run over the
   members concerned. A member defragmented by a threshold is not taken again by a threshold
   for ``THRESHOLD_COOLDOWN`` while its file has little to give back (compaction frees pages,
-  not defragmentation); once a tenth of its file is free pages again, it is.
+  not defragmentation); once a tenth of its file, and at least ``RECLAIM_FLOOR``, is free
+  pages again, it is.
 
 An EtcdDefrag request (``defrag_requests``, the step before) adds its members to the run
 under way (trigger ``Request``); a cluster needs no ``spec.maintenance.defrag`` for that.
@@ -58,6 +59,8 @@ THRESHOLD_COOLDOWN = timedelta(hours=1)
 # Free pages worth a defragmentation: a small file is mostly free pages right after it is
 # created, and rewriting it gives nothing back worth a leadership transfer.
 FREE_SPACE_FLOOR = 16 * 1024**2
+# Free pages that take a member again within the cooldown (see ``_reclaimable``).
+RECLAIM_FLOOR = 1024**2
 SCHEDULE, FREE_SPACE, QUOTA_USAGE, NO_SPACE = "Schedule", "FreeSpace", "QuotaUsage", "NoSpace"
 
 
@@ -124,7 +127,12 @@ def _reclaimable(member: EtcdMember) -> bool:
     anything is deleted) gives little back; the compaction after NOSPACE frees the pages that
     the next one must return at once, not an hour later."""
     size, in_use = member.db_size, member.db_size_in_use
-    return size is not None and size > 0 and in_use is not None and (size - in_use) * 10 >= size
+    if size is None or in_use is None:
+        return False
+    free = size - in_use
+    # The floor: a small file always has some free pages, and taking it again and again would
+    # keep it pending, so that its NOSPACE alarm is never disarmed (e2e saw that loop).
+    return free >= RECLAIM_FLOOR and free * 10 >= size
 
 
 def _busy(desired: EtcdCluster, decided: Decided, etcd: EtcdView) -> bool:

@@ -223,3 +223,17 @@ def test_a_member_defragmented_as_it_filled_is_taken_again_once_compaction_freed
     assert sorted(order(history)) == sorted(f"{NAME}-{i}" for i in range(3))
     records = {m.member: m for m in desired.status.defrag.members}
     assert all(r.reclaimed is not None and r.reclaimed > 900 * MiB for r in records.values())
+
+
+def test_a_small_file_under_nospace_is_not_taken_again_and_the_alarm_is_disarmed() -> None:
+    # A defragmented file of a few pages always has some free: taken again each pass, the
+    # member stayed pending and its alarm was never disarmed (e2e).
+    desired, observed = cluster_with({"quotaUsageAbovePercent": 80})
+    compacted = sized(observed, 1000 * MiB, 10 * MiB, alarms=("NOSPACE:101",))
+    desired, observed, history = run(desired, compacted, 100, passes=6, after=72 * 1024)
+    # Still alarmed (etcd keeps the alarm until it is disarmed), the file small and 1/6 free.
+    small = sized(observed, 72 * 1024, 60 * 1024, alarms=("NOSPACE:101",))
+    desired, observed, history = run(desired, small, 200, passes=4, after=72 * 1024)
+    assert order(history) == []
+    disarms = [a for actions in history for a in actions if isinstance(a, DisarmAlarm)]
+    assert [(d.member_id, d.alarm) for d in disarms] == [(0x101, "NOSPACE")]
