@@ -273,9 +273,9 @@ def member_endpoints(name: str, namespace: str) -> str:
 
 def defragment_on_nospace(kubectl: Kubectl, pod_exec: PodExec, namespace: str, name: str) -> None:
     """Fill the quota until etcd raises NOSPACE, delete and compact: the operator defragments
-    the members one at a time, the leader last, and disarms the alarm; writes work again."""
+    the members one at a time until no file is above the threshold, and disarms the alarm;
+    writes work again."""
     endpoints = member_endpoints(name, namespace)
-    leader = str(kubectl.get("etcdcluster", name, namespace)["status"]["leader"])
     fill = (
         'v=$(head -c 65536 /dev/zero | tr "\\0" q); n=0; '
         f'while [ $n -lt 400 ] && etcdctl {endpoints} put /big "$v" >/dev/null; '
@@ -297,24 +297,27 @@ def defragment_on_nospace(kubectl: Kubectl, pod_exec: PodExec, namespace: str, n
     assert compacted.code == 0, compacted.stderr
 
     def defragmented() -> Json | None:
-        # The quota threshold may have defragmented members as the fill went on, when nothing
-        # was free yet: the records to wait for are those that left each file small.
+        # What the spec (quotaUsageAbovePercent: 90) promises: once the alarm's run is over,
+        # no member's file is above 90% of the quota, and the space the compaction freed went
+        # back. A threshold run during the fill may have taken a member before anything was
+        # free; it is taken again only if a trigger fires (its order is unit-tested).
         cluster = kubectl.get("etcdcluster", name, namespace)
-        done = ((cluster.get("status") or {}).get("defrag") or {}).get("members") or []
-        small = all(int(m.get("dbSizeAfter") or QUOTA) < QUOTA // 2 for m in done)
-        pending = cluster["status"]["defrag"].get("pending") if done else True
-        return cluster if len(done) == 3 and small and not pending else None
+        status = cluster.get("status") or {}
+        runs = status.get("defrag") or {}
+        sizes = [int(m.get("dbSize") or 0) for m in status.get("members") or []]
+        reclaimed = [m for m in runs.get("members") or [] if int(m["reclaimed"]) > QUOTA // 2]
+        under = len(sizes) == 3 and all(0 < size * 100 <= QUOTA * 90 for size in sizes)
+        return cluster if under and reclaimed and not runs.get("pending") else None
 
     try:
-        cluster = eventually("every member defragmented", defragmented, timeout=180, interval=2)
+        cluster = eventually(
+            "every file under the threshold", defragmented, timeout=180, interval=2
+        )
     except AssertionError as err:
         raise AssertionError(f"{err}\n{diagnostics(kubectl, namespace, name)}") from None
     done = cluster["status"]["defrag"]["members"]
-    assert all(int(m["reclaimed"]) > QUOTA // 2 for m in done), done
-    # One at a time, the leader last.
-    times = sorted(done, key=lambda m: m["time"])
-    assert len({m["time"] for m in done}) == 3, done
-    assert times[-1]["member"] == leader, (leader, times)
+    # One at a time.
+    assert len({m["time"] for m in done}) == len(done), done
 
     def disarmed() -> bool:
         listed = pod_exec.exec(namespace, CLIENT_POD, ["etcdctl", endpoints, "alarm", "list"])
