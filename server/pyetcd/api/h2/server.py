@@ -45,6 +45,7 @@ from pyetcd.api.h2.connection import (
     encode_headers,
     encode_literal,
 )
+from pyetcd.panic import panic_on_invariant
 
 log = logging.getLogger(__name__)
 
@@ -483,6 +484,9 @@ class GrpcProtocol(asyncio.Protocol):
             if not call.reset and call.code == grpc.StatusCode.OK:
                 call.code, call.details = grpc.StatusCode.CANCELLED, "context canceled"
         except Exception as exc:
+            # A broken invariant stops the member (the services' wrapper does the same for
+            # what their handlers raise); anything else is this call's Unknown.
+            panic_on_invariant(exc, f"gRPC stream {call.stream_id}")
             log.exception("gRPC call %s failed", call.stream_id)
             call.code = grpc.StatusCode.UNKNOWN
             call.details = f"Unexpected {type(exc).__name__}: {exc}"
