@@ -54,7 +54,7 @@ from pyetcd.server.idutil import Generator
 from pyetcd.server.kv_apply import (
     mvcc_error,
 )
-from pyetcd.server.lessor import Lessor
+from pyetcd.server.lessor import LEASE_REVOKE_RATE, Lessor
 from pyetcd.server.membership import (
     Cluster,
     Member,
@@ -83,6 +83,8 @@ log = logging.getLogger(__name__)
 InternalRaftRequest = raft_internal_pb2.InternalRaftRequest
 NOSPACE = rpc_pb2.NOSPACE
 LEASE_EXPIRY_INTERVAL = 0.5
+MAX_PENDING_REVOKES = 16
+"""etcd's `maxPendingRevokes`: expired leases revoked concurrently."""
 # etcd retries a ReadIndex that got no answer every 500 ms (readIndexRetryTime).
 READ_INDEX_RETRY = 0.5
 # A learner may be promoted once its log matches 90% of the leader's (etcd's readyPercent).
@@ -482,11 +484,18 @@ class EtcdServer:
     def send_snapshot(self, msg: raft_pb2.Message) -> None:
         self._spawn(self._send_merged_snapshot(msg))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         assert self._loop is not None
         task = self._loop.create_task(coro)
         self._tasks.append(task)
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        return task
+
+    def _spawn_watched(self, coro: Any, name: str) -> None:
+        """A task whose failure (anything but the errors it handles) stops the member."""
+        task = self._spawn(coro)
+        task.set_name(name)
+        task.add_done_callback(self._watch_task)
 
     # ----- apply -----
 
@@ -1051,20 +1060,31 @@ class EtcdServer:
         return resp
 
     async def _lease_loop(self) -> None:
+        # As etcd: at most leaseRevokeRate a second, with up to maxPendingRevokes proposals in
+        # flight. One at a time, each waiting for its own commit, reached a third of the rate.
+        slots = asyncio.Semaphore(MAX_PENDING_REVOKES)
+        per_tick = int(LEASE_REVOKE_RATE * LEASE_EXPIRY_INTERVAL)
         while True:
             await asyncio.sleep(LEASE_EXPIRY_INTERVAL)
             if not self.is_leader:
                 # Only the leader revokes expired leases (its lessor is the primary).
                 continue
-            for lease_id in self.lessor.expired(time.monotonic(), limit=1000):
+            for lease_id in self.lessor.expired(time.monotonic(), limit=per_tick):
                 self.metrics.lease_expired.inc()
-                try:
-                    # With auth on, as root (etcd's WithRoot), so that any lease can expire.
-                    revoke = rpc_pb2.LeaseRevokeRequest(ID=lease_id)
-                    await self.propose(InternalRaftRequest(lease_revoke=revoke), self._as_root())
-                except errors.EtcdError as exc:
-                    if exc != errors.ErrLeaseNotFound:
-                        log.warning("failed to revoke expired lease %x: %s", lease_id, exc)
+                await slots.acquire()
+                self._spawn_watched(self._revoke_expired(lease_id, slots), "lease revoke")
+
+    async def _revoke_expired(self, lease_id: int, slots: asyncio.Semaphore) -> None:
+        try:
+            # With auth on, as root (etcd's WithRoot), so that any lease can expire.
+            revoke = rpc_pb2.LeaseRevokeRequest(ID=lease_id)
+            await self.propose(InternalRaftRequest(lease_revoke=revoke), self._as_root())
+        except errors.EtcdError as exc:
+            # Not revoked now: the lessor reports it again after expiredLeaseRetryInterval.
+            if exc != errors.ErrLeaseNotFound:
+                log.warning("failed to revoke expired lease %x: %s", lease_id, exc)
+        finally:
+            slots.release()
 
     # ----- auth -----
 
