@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import os
@@ -89,14 +90,33 @@ SEED_VALUE = "v" * 256
 # the Go load generator
 
 
+def _go() -> str | None:
+    return shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
+
+
+def _go_build(go: str, cmds: Sequence[Sequence[str]], cwd: Path, log: list[str]) -> bool:
+    env = {**os.environ, "GOFLAGS": "-mod=mod"}
+    proxy = subprocess.run([go, "env", "GOPROXY"], capture_output=True, text=True, check=False)
+    if proxy.returncode == 0 and proxy.stdout.strip():
+        env["GOPROXY"] = proxy.stdout.strip()
+    for cmd in cmds:
+        result = subprocess.run(
+            [go, *cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        if result.returncode != 0:
+            log.append(f"`go {' '.join(cmd)}` failed: {result.stderr.strip()[-2000:]}")
+            return False
+    return True
+
+
 def go_benchmark_binary(log: list[str]) -> Path | None:
     """etcd's tools/benchmark, built once into the cache dir; None if it cannot be built."""
     target = CACHE_DIR / BENCHMARK_VERSION / "benchmark"
     if target.is_file() and os.access(target, os.X_OK):
         return target
-    go = shutil.which("go") or (
-        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
-    )
+    go = _go()
     if go is None:
         log.append("go toolchain not found: using the Python load generator")
         return None
@@ -106,23 +126,47 @@ def go_benchmark_binary(log: list[str]) -> Path | None:
     (build_dir / "tools.go").write_text(
         f'//go:build tools\n\npackage tools\n\nimport _ "{BENCHMARK_PACKAGE}"\n'
     )
-    env = {**os.environ, "GOFLAGS": "-mod=mod"}
-    proxy = subprocess.run([go, "env", "GOPROXY"], capture_output=True, text=True, check=False)
-    if proxy.returncode == 0 and proxy.stdout.strip():
-        env["GOPROXY"] = proxy.stdout.strip()
     print(f"building {BENCHMARK_PACKAGE}@{BENCHMARK_VERSION} into {target} ...", flush=True)
-    for cmd in (
-        [go, "get", f"{BENCHMARK_MODULE}@{BENCHMARK_VERSION}"],
-        [go, "build", "-o", str(target), BENCHMARK_PACKAGE],
-    ):
-        result = subprocess.run(
-            cmd, cwd=build_dir, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-        if result.returncode != 0:
-            log.append(f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-2000:]}")
-            log.append("using the Python load generator")
-            return None
+    cmds = [
+        ["get", f"{BENCHMARK_MODULE}@{BENCHMARK_VERSION}"],
+        ["build", "-o", str(target), BENCHMARK_PACKAGE],
+    ]
+    if not _go_build(go, cmds, build_dir, log):
+        log.append("using the Python load generator")
+        return None
     return target
+
+
+def go_tool_binary(name: str, log: list[str]) -> Path | None:
+    """Our own Go load generator ``bench/go/<name>``, built against the benchmark tool's module
+    (so the same etcd client and its pinned dependencies), cached by the hash of its source."""
+    if go_benchmark_binary(log) is None:
+        return None
+    go = _go()
+    if go is None:
+        log.append("go toolchain not found")
+        return None
+    source = (BENCH_DIR / "go" / name / "main.go").read_bytes()
+    target = CACHE_DIR / BENCHMARK_VERSION / f"{name}-{hashlib.sha256(source).hexdigest()[:12]}"
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    build_dir = CACHE_DIR / BENCHMARK_VERSION / "module"
+    (build_dir / name).mkdir(parents=True, exist_ok=True)
+    (build_dir / name / "main.go").write_bytes(source)
+    print(f"building bench/go/{name} into {target} ...", flush=True)
+    if not _go_build(go, [["build", "-o", str(target), f"./{name}"]], build_dir, log):
+        return None
+    return target
+
+
+def rss_mb(member: Member) -> float:
+    """The member process's resident set, MB (NaN when it is not running)."""
+    if member.proc is None:
+        return math.nan
+    for line in Path(f"/proc/{member.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
 
 
 # ---------------------------------------------------------------------------------------------

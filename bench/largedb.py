@@ -41,7 +41,7 @@ from pathlib import Path
 import grpc
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from bench.compare import RESULTS_DIR, Measurement, go_benchmark_binary, run_load_cell
+from bench.compare import RESULTS_DIR, Measurement, go_benchmark_binary, rss_mb, run_load_cell
 from tests.integration.cluster import Member, Timing, as_flavour, status
 
 GB = 1024**3
@@ -161,15 +161,6 @@ def commit_times(before: str, after: str) -> tuple[float, float]:
             p99 = le * 1000
             break
     return (s1 - s0) / n * 1000, p99
-
-
-def rss_mb(member: Member) -> float:
-    if member.proc is None:
-        return math.nan
-    for line in Path(f"/proc/{member.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
 
 
 def measure(
