@@ -185,6 +185,12 @@ class RawNode:
         set_from(m, self.raft.id)
         self.raft.step(m)
 
+    def propose_many(self, data: Sequence[bytes]) -> None:
+        """Propose normal entries as one message: taken or dropped together."""
+        m = Message(type=raft_pb2.MsgProp, entries=[raft_pb2.Entry(Data=d) for d in data])
+        set_from(m, self.raft.id)
+        self.raft.step(m)
+
     def propose_conf_change(self, cc: raft_pb2.ConfChange) -> None:
         """Propose a single-step membership change (ConfChange v1)."""
         m = Message(

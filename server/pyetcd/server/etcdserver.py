@@ -107,6 +107,10 @@ _CC_KIND = {
 OP_PROMOTE = "member_promote"
 
 
+class _ProposalDroppedError(Exception):
+    """Raft did not take a proposal (no leader, a transfer, too much uncommitted): retry."""
+
+
 class EtcdServer:
     """One member: owns the storage, the Raft node, the applied state and the background loops."""
 
@@ -164,6 +168,8 @@ class EtcdServer:
         self.raw = raw
 
         self._waiters: dict[int, asyncio.Future[Any]] = {}
+        # Normal entries proposed in this loop iteration: (request id, data, deadline).
+        self._batch: list[tuple[int, bytes, float]] = []
         self._deadlines: deque[tuple[float, int]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._backend_wake: asyncio.Event | None = None
@@ -904,29 +910,55 @@ class EtcdServer:
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise errors.ErrRequestTooLarge
-        return await self._propose_data(req_id, lambda: self.raw.propose(data))
+        return await self._propose_data(req_id, data)
 
-    async def _propose_data(self, req_id: int, step: Callable[[], None]) -> Any:
+    async def _propose_data(self, req_id: int, entry: bytes | Callable[[], None]) -> Any:
+        """Propose ``entry`` (a normal entry's data, batched, or a step of its own) and wait
+        for its result at apply; a dropped proposal is retried until etcd's request timeout."""
         assert self._loop is not None
         deadline = time.monotonic() + errors.REQUEST_TIMEOUT
         while True:
             await self.node.wait_leader()
             fut: asyncio.Future[Any] = self._loop.create_future()
             self._waiters[req_id] = fut
+            if isinstance(entry, bytes):
+                if not self._batch:
+                    self._loop.call_soon(self._propose_batch)
+                self._batch.append((req_id, entry, deadline))
+            else:
+                try:
+                    entry()
+                except ProposalDroppedError:
+                    fut.set_exception(_ProposalDroppedError())
+                else:
+                    # One timer for all proposals (the sweep below) instead of one per request.
+                    self._deadlines.append((deadline, req_id))
+                    self.node.wake()
             try:
-                step()
-            except ProposalDroppedError:
+                return await fut
+            except _ProposalDroppedError:
                 # No leader right now, or leadership is moving: wait a tick and retry.
                 self._waiters.pop(req_id, None)
                 if time.monotonic() >= deadline:
                     raise errors.ErrTimeout from None
                 await asyncio.sleep(self.cfg.heartbeat_seconds)
-                continue
-            break
-        # One timer for all proposals (the sweep below) instead of one per request.
-        self._deadlines.append((deadline, req_id))
+
+    def _propose_batch(self) -> None:
+        """Step every entry proposed in one loop iteration as one MsgProp: Raft's per-message
+        work (and a follower's forward to the leader) is paid per batch, not per request."""
+        batch, self._batch = self._batch, []
+        if self._stopped:
+            return  # stop() has failed every waiter
+        try:
+            self.raw.propose_many([data for _, data, _ in batch])
+        except ProposalDroppedError:
+            for req_id, _, _ in batch:
+                fut = self._waiters.get(req_id)
+                if fut is not None and not fut.done():
+                    fut.set_exception(_ProposalDroppedError())
+            return
+        self._deadlines.extend((deadline, req_id) for req_id, _, deadline in batch)
         self.node.wake()
-        return await fut
 
     async def _timeout_loop(self) -> None:
         """Fail proposals that were not applied within etcd's request timeout."""
