@@ -7,7 +7,7 @@ bytes to write, as far as the client's flow-control windows allow. No sockets, n
 asyncio: the protocol object in ``server`` feeds it and writes its output.
 
 What gRPC needs and nothing more: the client opens every stream (no push), header blocks are
-decoded with ``hpack`` and our own are encoded as literals that never touch the dynamic table
+decoded by ``hpack_decoder`` and our own are encoded as literals that never touch the dynamic table
 (so the client's HEADER_TABLE_SIZE never matters), and PRIORITY is read and ignored. A client that
 breaks the protocol gets the GOAWAY the RFC names and ``H2ProtocolError`` is raised; a stream that
 breaks it gets RST_STREAM and the connection lives on.
@@ -26,8 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from hpack import Decoder
-from hpack.exceptions import HPACKError, OversizedHeaderListError
+from pyetcd.api.h2.hpack_decoder import HeaderDecodeError, HeaderDecoder
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER = 9
@@ -262,8 +261,8 @@ class H2Connection:
         self._out: list[bytes] = []
         self._preface_seen = False
         self._settings_seen = False
-        self._decoder = Decoder(max_header_list_size=settings.max_header_list_size)
-        self._decoded: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self._decoder = HeaderDecoder(max_header_list_size=settings.max_header_list_size)
+        self._decoded: dict[bytes, list[tuple[bytes, bytes]] | None] = {}
         self._streams: dict[int, _Stream] = {}
         self._sending: dict[int, None] = {}  # streams with queued DATA or trailers, in order
         self.last_stream_id = 0
@@ -483,14 +482,11 @@ class H2Connection:
         """The block's fields (shared with the cache: read them, never change them); None when
         the list is over the limit. Decoded whatever happens to the stream afterwards: the
         table must follow the client's."""
-        cached = self._decoded.get(block)
-        if cached is not None:
-            return cached
+        if block in self._decoded:
+            return self._decoded[block]
         try:
-            headers = [(bytes(n), bytes(v)) for n, v in self._decoder.decode(block, raw=True)]
-        except OversizedHeaderListError:
-            return None
-        except HPACKError as exc:
+            headers = self._decoder.decode(block)
+        except HeaderDecodeError as exc:
             self._fail(ErrorCode.COMPRESSION_ERROR, f"header block: {exc}")
         # A client that indexed its fields sends the same few bytes for every call; such a block
         # leaves the table as it was, so its meaning holds until a block that changes the table.
