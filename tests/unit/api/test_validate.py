@@ -29,6 +29,9 @@ def nested(success: list[rpc_pb2.RequestOp], failure: list[rpc_pb2.RequestOp]) -
         ([delete(b"a", b"c"), put(b"c")], None),
         ([delete(b"a"), delete(b"a")], None),
         ([nested([put(b"x")], [put(b"x")])], None),
+        ([put(b"x")], None),
+        ([nested([put(b"x"), put(b"x")], [])], errors.ErrDuplicateKey),  # one op, nested
+        ([nested([nested([delete(b"x"), put(b"x")], [])], [])], errors.ErrDuplicateKey),
         ([nested([put(b"x")], []), put(b"x")], errors.ErrDuplicateKey),
         ([nested([delete(b"x")], []), put(b"x")], errors.ErrDuplicateKey),
         ([delete(b"x"), nested([put(b"x")], [])], errors.ErrDuplicateKey),
