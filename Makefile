@@ -111,16 +111,30 @@ bench-backup: setup
 # The seeds' scale results (issue 14), too long for CI: the freelist at 1k to 10M free pages,
 # bbolt's array freelist against pyetcd's hashmap one (~3 min, ~4 GB of memory at 10M pages);
 # range latency idle and under a 64-client put load, etcd and pyetcd side by side (~2 min);
+# each server pinned to one core and to two, with its CPU time per request (~3 min);
+# 100k and 1M leases with keys: grant, keep-alive, a mass expiry with puts (~1.5 h;
+# BENCH_LEASES_ARGS="--leases 100000" for ~10 min);
 # etcd 3.4 (array and map freelists) and pyetcd filled to 1, 4 and 8 GB with a fragmenting
-# workload, put latency, commit time, RSS and start-up time at each size (~1 h, ~40 GB of disk;
+# workload, put latency, commit time, RSS and start-up time at each size (~1.5 h, ~40 GB of disk;
 # BENCH_LARGEDB_ARGS="--sizes 0.5,1" for a shorter run).
-# Writes bench/results/<timestamp>-{freelist,readwrite,largedb}.json.
+# Writes bench/results/<timestamp>-{freelist,readwrite,cores,leases,largedb}.json.
 BENCH_LARGEDB_ARGS ?=
+BENCH_LEASES_ARGS ?=
 .PHONY: bench-scale
 bench-scale: setup
 	$(BIN)/python -m bench.freelist
 	$(BIN)/python -m bench.readwrite
+	$(BIN)/python -m bench.cores
+	$(BIN)/python -m bench.leases $(BENCH_LEASES_ARGS)
 	$(BIN)/python -m bench.largedb $(BENCH_LARGEDB_ARGS)
+
+# kube-apiserver on pyetcd against kube-apiserver on etcd (two e2e control planes, alternating
+# rounds of ConfigMap and Pod creates with watches, patches, gets and lists; ~5 min; needs the
+# Kubernetes binaries that `make e2e` builds). BENCH_APISERVER_ARGS="--objects 300" for a quick run.
+BENCH_APISERVER_ARGS ?=
+.PHONY: bench-apiserver
+bench-apiserver: setup
+	$(BIN)/python -m bench.apiserver $(BENCH_APISERVER_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
