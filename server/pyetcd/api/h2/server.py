@@ -86,6 +86,8 @@ class ServerOptions:
 
 def status_trailers(code: grpc.StatusCode, message: str, headers_sent: bool) -> bytes:
     """The trailers of a finished call; a trailers-only response when nothing was sent yet."""
+    if code is grpc.StatusCode.OK and not message and headers_sent:
+        return _OK_TRAILERS
     fields = [(b"grpc-status", str(code.value[0]).encode())]
     if message:
         # grpc's percent-encoding: printable ASCII except '%' as is, the rest %XX of UTF-8.
@@ -95,6 +97,7 @@ def status_trailers(code: grpc.StatusCode, message: str, headers_sent: bool) -> 
 
 
 _GRPC_MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+_OK_TRAILERS = encode_headers([(b"grpc-status", b"0")])  # what nearly every call ends with
 
 
 def parse_timeout(value: bytes) -> float | None:
