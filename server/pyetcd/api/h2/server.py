@@ -97,7 +97,6 @@ def status_trailers(code: grpc.StatusCode, message: str, headers_sent: bool) -> 
 
 
 _GRPC_MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-_OK_TRAILERS = encode_headers([(b"grpc-status", b"0")])  # what nearly every call ends with
 
 
 def parse_timeout(value: bytes) -> float | None:
