@@ -107,29 +107,26 @@ def parse_timeout(value: bytes) -> float | None:
     return None if unit is None else int(value[:-1]) * unit
 
 
-class Call:
-    """One gRPC call: the handler's context (the grpcio ``ServicerContext`` calls it makes)."""
+class CallContext:
+    """One call as its handler sees it (the grpcio ``ServicerContext`` calls it makes) and its
+    request queue; the transport that carries it (HTTP/2 here, the front-end relay in
+    ``api.relay``) subclasses it with ``_emit``, ``_backlogged`` and how it ends."""
 
     def __init__(
         self,
-        protocol: GrpcProtocol,
-        stream_id: int,
         handler: grpc.RpcMethodHandler[Any, Any],
         metadata: tuple[tuple[str, str | bytes], ...],
-        decompress: Any,
+        peer: str,
+        method: bytes = b"",
     ) -> None:
-        self._protocol = protocol
-        self._conn = protocol.conn
-        self.stream_id = stream_id
         self.handler = handler
+        self.method = method  # the path, /<service>/<method>
         self._metadata = metadata
-        self._decompress = decompress
-        self._buffer = bytearray()
+        self._peer = peer
         self._messages: deque[bytes] = deque()
         self._ended = False  # the client half-closed
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
-        self.headers_sent = False
         self.code = grpc.StatusCode.OK
         self.details = ""
         self.task: asyncio.Task[None] | None = None
@@ -145,7 +142,7 @@ class Call:
         return self._metadata
 
     def peer(self) -> str:
-        return self._protocol.peer
+        return self._peer
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
@@ -184,16 +181,21 @@ class Call:
 
     async def write(self, message: Any) -> None:
         self._send(message)
-        while self._conn.pending_bytes(self.stream_id) > _WRITE_HIGH_WATER or (
-            self._protocol.writing_paused and self._conn.is_open(self.stream_id)
-        ):
+        while self._backlogged():
             self._writable = asyncio.get_running_loop().create_future()
             try:
                 await self._writable
             finally:
                 self._writable = None
 
-    # ----- the protocol's side -----
+    async def requests(self) -> AsyncIterator[Any]:
+        while True:
+            message = await self.read()
+            if message is grpc.aio.EOF:
+                return
+            yield message
+
+    # ----- the transport's side -----
 
     def _deserialize(self, data: bytes) -> Any:
         deserializer = self.handler.request_deserializer
@@ -201,9 +203,77 @@ class Call:
 
     def _send(self, message: Any) -> None:
         serializer = self.handler.response_serializer
-        body = serializer(message) if serializer is not None else message
+        self._emit(serializer(message) if serializer is not None else message)
+
+    def _emit(self, body: bytes) -> None:
+        """Send one serialized response message."""
+        raise NotImplementedError
+
+    def _backlogged(self) -> bool:
+        """A streaming writer waits while this holds (too much of its data unsent)."""
+        raise NotImplementedError
+
+    def received(self, body: bytes | None) -> None:
+        """A request message, or None: the client half-closed."""
+        if body is None:
+            self._ended = True
+        else:
+            self._messages.append(body)
+        if self._readable is not None and not self._readable.done():
+            self._readable.set_result(None)
+
+    def arm_deadline(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.deadline = time.monotonic() + timeout
+        self._deadline_handle = loop.call_later(timeout, self.expire)
+
+    def disarm_deadline(self) -> None:
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+
+    def wake_writer(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def fail(self, code: grpc.StatusCode, details: str) -> None:
+        """End the call from the transport's side (bad input, deadline): status, then stop."""
+        if self.task is not None and not self.task.done():
+            self.code, self.details = code, details
+            self.task.cancel()
+
+    def expire(self) -> None:
+        self.expired = True
+        self.fail(grpc.StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
+
+    def client_reset(self) -> None:
+        self.reset = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class Call(CallContext):
+    """A call on one HTTP/2 stream of a client connection."""
+
+    def __init__(
+        self,
+        protocol: GrpcProtocol,
+        stream_id: int,
+        handler: grpc.RpcMethodHandler[Any, Any],
+        metadata: tuple[tuple[str, str | bytes], ...],
+        decompress: Any,
+        *,
+        method: bytes = b"",
+    ) -> None:
+        super().__init__(handler, metadata, protocol.peer, method)
+        self._protocol = protocol
+        self._conn = protocol.conn
+        self.stream_id = stream_id
+        self._decompress = decompress
+        self._buffer = bytearray()
+        self.headers_sent = False
+
+    def _emit(self, body: bytes) -> None:
         if len(body) > self._protocol.options.max_send_message_length:
-            raise _CallError(
+            raise CallError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"grpc: trying to send message larger than max ({len(body)} vs. "
                 f"{self._protocol.options.max_send_message_length})",
@@ -213,6 +283,11 @@ class Call:
             self._conn.send_headers(self.stream_id, _RESPONSE_HEADERS)
         self._conn.send_data(self.stream_id, b"\x00" + len(body).to_bytes(4, "big") + body)
         self._protocol.schedule_flush()
+
+    def _backlogged(self) -> bool:
+        return self._conn.pending_bytes(self.stream_id) > _WRITE_HIGH_WATER or (
+            self._protocol.writing_paused and self._conn.is_open(self.stream_id)
+        )
 
     def feed(self, data: bytes, end: bool) -> None:
         """Bytes of the request stream: split into messages, within the size limit."""
@@ -254,28 +329,8 @@ class Call:
         if self._readable is not None and not self._readable.done():
             self._readable.set_result(None)
 
-    def wake_writer(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    def fail(self, code: grpc.StatusCode, details: str) -> None:
-        """End the call from the transport's side (bad input, deadline): status, then stop."""
-        if self.task is not None and not self.task.done():
-            self.code, self.details = code, details
-            self.task.cancel()
-
-    def expire(self) -> None:
-        self.expired = True
-        self.fail(grpc.StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
-
-    def client_reset(self) -> None:
-        self.reset = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
     def finish(self) -> None:
-        if self._deadline_handle is not None:
-            self._deadline_handle.cancel()
+        self.disarm_deadline()
         if self.reset:
             return
         trailers = status_trailers(self.code, self.details, self.headers_sent)
@@ -285,19 +340,70 @@ class Call:
             self._conn.send_headers(self.stream_id, trailers, end_stream=True)
         self._protocol.schedule_flush()
 
-    async def requests(self) -> AsyncIterator[Any]:
-        while True:
-            message = await self.read()
-            if message is grpc.aio.EOF:
-                return
-            yield message
 
+class CallError(Exception):
+    """A call ends with this status (the transport's own errors, in grpc-go's words)."""
 
-class _CallError(Exception):
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
+
+
+async def run_handler(call: CallContext) -> None:
+    """Run the call's handler to its end; the outcome is left in ``call.code``/``details``."""
+    # grpcio's stubs type the handlers as synchronous; ours are the aio server's coroutines.
+    handler: Any = call.handler
+    try:
+        if handler.unary_unary is not None:
+            request = await _single_request(call)
+            response = await handler.unary_unary(request, call)
+            call._send(response)
+        elif handler.unary_stream is not None:
+            request = await _single_request(call)
+            async for response in handler.unary_stream(request, call):
+                await call.write(response)
+        elif handler.stream_stream is not None:
+            result = handler.stream_stream(call.requests(), call)
+            if hasattr(result, "__aiter__"):
+                async for response in result:
+                    await call.write(response)
+            else:
+                await result
+        elif handler.stream_unary is not None:
+            call._send(await handler.stream_unary(call.requests(), call))
+    except grpc.aio.AbortError:
+        pass  # the status is on the call
+    except CallError as exc:
+        call.code, call.details = exc.code, exc.details
+    except asyncio.CancelledError:
+        if not call.reset and call.code == grpc.StatusCode.OK:
+            call.code, call.details = grpc.StatusCode.CANCELLED, "context canceled"
+    except Exception as exc:
+        # A broken invariant stops the member (the services' wrapper does the same for what
+        # their handlers raise); anything else is this call's Unknown.
+        panic_on_invariant(exc, "gRPC call")
+        log.exception("gRPC call to %s failed", call.peer())
+        call.code = grpc.StatusCode.UNKNOWN
+        call.details = f"Unexpected {type(exc).__name__}: {exc}"
+
+
+async def _single_request(call: CallContext) -> Any:
+    request = await call.read()
+    if request is grpc.aio.EOF:
+        raise CallError(grpc.StatusCode.INTERNAL, "grpc: the request had no message")
+    if await call.read() is not grpc.aio.EOF:
+        raise CallError(
+            grpc.StatusCode.UNIMPLEMENTED, "grpc: more than one message in a unary request"
+        )
+    return request
+
+
+def unknown_method(path: bytes, methods: Mapping[bytes, Any]) -> str:
+    """grpc-go's text for a path no service serves."""
+    service, _, rpc = path.decode("latin-1").lstrip("/").rpartition("/")
+    known = any(p.startswith(f"/{service}/".encode()) for p in methods)
+    return f"unknown method {rpc} for service {service}" if known else f"unknown service {service}"
 
 
 class GrpcProtocol(asyncio.Protocol):
@@ -434,21 +540,15 @@ class GrpcProtocol(asyncio.Protocol):
             return
         handler = self.methods.get(path)
         if handler is None:
-            service, _, rpc = path.decode("latin-1").lstrip("/").rpartition("/")
-            known = any(p.startswith(f"/{service}/".encode()) for p in self.methods)
-            detail = (
-                f"unknown method {rpc} for service {service}"
-                if known
-                else f"unknown service {service}"
+            self._refuse(
+                stream_id, grpc.StatusCode.UNIMPLEMENTED, unknown_method(path, self.methods)
             )
-            self._refuse(stream_id, grpc.StatusCode.UNIMPLEMENTED, detail)
             return
-        call = Call(self, stream_id, handler, tuple(metadata), decompress)
+        call = Call(self, stream_id, handler, tuple(metadata), decompress, method=path)
         self.calls[stream_id] = call
         self.server.call_started()
         if timeout is not None:
-            call.deadline = time.monotonic() + timeout
-            call._deadline_handle = self._loop.call_later(timeout, call.expire)
+            call.arm_deadline(self._loop, timeout)
         call.task = task = self._loop.create_task(self._run(call))
         task.add_done_callback(functools.partial(self._task_done, call))
         if event.end_stream:
@@ -458,40 +558,7 @@ class GrpcProtocol(asyncio.Protocol):
         self.conn.send_headers(stream_id, status_trailers(code, details, False), end_stream=True)
 
     async def _run(self, call: Call) -> None:
-        # grpcio's stubs type the handlers as synchronous; ours are the aio server's coroutines.
-        handler: Any = call.handler
-        try:
-            if handler.unary_unary is not None:
-                request = await self._single_request(call)
-                response = await handler.unary_unary(request, call)
-                call._send(response)
-            elif handler.unary_stream is not None:
-                request = await self._single_request(call)
-                async for response in handler.unary_stream(request, call):
-                    await call.write(response)
-            elif handler.stream_stream is not None:
-                result = handler.stream_stream(call.requests(), call)
-                if hasattr(result, "__aiter__"):
-                    async for response in result:
-                        await call.write(response)
-                else:
-                    await result
-            elif handler.stream_unary is not None:
-                call._send(await handler.stream_unary(call.requests(), call))
-        except grpc.aio.AbortError:
-            pass  # the status is on the call
-        except _CallError as exc:
-            call.code, call.details = exc.code, exc.details
-        except asyncio.CancelledError:
-            if not call.reset and call.code == grpc.StatusCode.OK:
-                call.code, call.details = grpc.StatusCode.CANCELLED, "context canceled"
-        except Exception as exc:
-            # A broken invariant stops the member (the services' wrapper does the same for
-            # what their handlers raise); anything else is this call's Unknown.
-            panic_on_invariant(exc, f"gRPC stream {call.stream_id}")
-            log.exception("gRPC call %s failed", call.stream_id)
-            call.code = grpc.StatusCode.UNKNOWN
-            call.details = f"Unexpected {type(exc).__name__}: {exc}"
+        await run_handler(call)
         self._complete(call)
 
     def _task_done(self, call: Call, task: asyncio.Task[None]) -> None:
@@ -509,17 +576,6 @@ class GrpcProtocol(asyncio.Protocol):
         self.calls.pop(call.stream_id, None)
         self.server.call_ended()
         call.finish()
-
-    @staticmethod
-    async def _single_request(call: Call) -> Any:
-        request = await call.read()
-        if request is grpc.aio.EOF:
-            raise _CallError(grpc.StatusCode.INTERNAL, "grpc: the request had no message")
-        if await call.read() is not grpc.aio.EOF:
-            raise _CallError(
-                grpc.StatusCode.UNIMPLEMENTED, "grpc: more than one message in a unary request"
-            )
-        return request
 
     def _wake_writers(self, stream_id: int) -> None:
         if stream_id:
