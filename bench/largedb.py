@@ -37,6 +37,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
@@ -68,6 +69,7 @@ class Point:
     commit_p99_ms: float = math.nan
     rss_mb: float = math.nan
     fill_mb_per_s: float = math.nan
+    fill_timeouts: int = 0
     startup_s: float | None = None
     startup_rss_mb: float | None = None
 
@@ -80,7 +82,24 @@ class Filler:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     keys: list[bytes] = field(default_factory=list)
     rounds: int = 0
+    timeouts: int = 0  # writes of the fill that timed out and were tried again
     blob: bytes = field(default_factory=lambda: os.urandom(MAX_VALUE * 4))
+
+    async def _retrying(self, method: Any, request: Any) -> Any:
+        """A write that timed out under the fill's load is tried again (counted in
+        ``timeouts``, which the report shows); anything else ends the run."""
+        for attempt in range(10):
+            try:
+                return await method(request, timeout=60)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    raise
+                self.timeouts += 1
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+        return await method(request, timeout=60)
 
     def value(self) -> bytes:
         size = self.rng.randint(MIN_VALUE, MAX_VALUE)
@@ -113,12 +132,12 @@ class Filler:
             nonlocal last
             while queue:
                 key, value = queue.pop()
-                resp = await kv.Put(rpc_pb2.PutRequest(key=key, value=value))
+                resp = await self._retrying(kv.Put, rpc_pb2.PutRequest(key=key, value=value))
                 last = max(last, resp.header.revision)
 
         await asyncio.gather(*(writer() for _ in range(FILL_CONCURRENCY)))
         for key in doomed:
-            resp = await kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=key))
+            resp = await self._retrying(kv.DeleteRange, rpc_pb2.DeleteRangeRequest(key=key))
             last = max(last, resp.header.revision)
         # Every old revision goes: the freed pages are the fragmentation.
         await kv.Compact(rpc_pb2.CompactionRequest(revision=last, physical=True))
@@ -181,6 +200,7 @@ def measure(
         p99,
         rss_mb(member),
         fill_rate,
+        filler.timeouts,
     )
 
 
@@ -194,8 +214,8 @@ def restart_time(member: Member) -> tuple[float, float]:
 def render(points: Sequence[Point]) -> str:
     lines = [
         "| size | target | dbSize GB | put ops/s | put p50 ms | put p99 ms | commit mean ms "
-        "| commit p99 ms | RSS MB | start-up s | start-up RSS MB |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| commit p99 ms | RSS MB | start-up s | start-up RSS MB | fill timeouts |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in points:
         failed = p.put.failure is not None
@@ -208,10 +228,11 @@ def render(points: Sequence[Point]) -> str:
             )
             + f"| {p.commit_mean_ms:.2f} | {p.commit_p99_ms:.1f} | {p.rss_mb:,.0f} "
             + (
-                f"| {p.startup_s:.1f} | {p.startup_rss_mb:,.0f} |"
+                f"| {p.startup_s:.1f} | {p.startup_rss_mb:,.0f} "
                 if p.startup_s is not None
-                else "| - | - |"
+                else "| - | - "
             )
+            + f"| {p.fill_timeouts} |"
         )
     return "\n".join(lines)
 
