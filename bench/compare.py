@@ -316,8 +316,10 @@ class Target:
 
 # A flavour may name a variant: ``pyetcd/direct`` moves the HTTP endpoints off the client port
 # (--listen-client-http-urls), so gRPC binds it without the multiplexer's hop; ``pyetcd/grpcio``
-# serves gRPC with grpcio's server instead of pyetcd's own HTTP/2 stack (--grpc-stack).
-LAYOUTS = ("direct", "grpcio")
+# serves gRPC with grpcio's server instead of pyetcd's own HTTP/2 stack (--grpc-stack);
+# ``pyetcd/frontends`` serves clients from front-end processes, one per core beyond the first
+# (--experimental-grpc-frontends).
+LAYOUTS = ("direct", "grpcio", "frontends")
 
 
 def parse_flavour(spec: str) -> tuple[Flavour, str | None]:
@@ -334,6 +336,9 @@ def _apply_layout(member: Member, layout: str | None) -> None:
         member.extra_flags = (*member.extra_flags, http)
     elif layout == "grpcio":
         member.extra_flags = (*member.extra_flags, "--grpc-stack=grpcio")
+    elif layout == "frontends":
+        count = max(1, (os.cpu_count() or 2) - 1)
+        member.extra_flags = (*member.extra_flags, f"--experimental-grpc-frontends={count}")
 
 
 def new_target(spec: str, label: str, workdir: Path, size: int, index: int) -> Target:

@@ -211,6 +211,14 @@ FLAGS: tuple[Flag, ...] = (
         _one_of("h2", "grpcio"),
     ),
     _f(
+        "experimental-grpc-frontends",
+        "0",
+        "[pyetcd] Processes that accept the client URLs' connections, serve their HTTP/2 and "
+        "relay each call to the member, so that more than one core serves clients (api/relay; "
+        "http client URLs only). 0: the member serves its clients itself.",
+        _int,
+    ),
+    _f(
         "grpc-keepalive-min-time",
         "5s",
         "Minimum duration interval that a client should wait before pinging server.",
@@ -737,6 +745,7 @@ def parse_args(
         max_request_bytes=cast(int, v["max-request-bytes"]),
         max_concurrent_streams=cast(int, v["max-concurrent-streams"]),
         grpc_stack=cast(GrpcStack, v["grpc-stack"]),
+        experimental_grpc_frontends=cast(int, v["experimental-grpc-frontends"]),
         grpc_keepalive_min_time=cast(float, v["grpc-keepalive-min-time"]),
         grpc_keepalive_interval=cast(float, v["grpc-keepalive-interval"]),
         grpc_keepalive_timeout=cast(float, v["grpc-keepalive-timeout"]),

@@ -1,7 +1,8 @@
 """pyetcd's HTTP/2 stack (``--grpc-stack=h2``, the default) answers as etcd's grpc-go does.
 
-The transport's own behaviour, side by side: upstream etcd, pyetcd on its own stack, and pyetcd on
-grpcio's (``--grpc-stack=grpcio``, kept as the fallback) where the two stacks must agree. The rest
+The transport's own behaviour, side by side: upstream etcd, pyetcd on its own stack, pyetcd on
+grpcio's (``--grpc-stack=grpcio``, kept as the fallback) where the two stacks must agree, and
+pyetcd with gRPC front-end processes (``--experimental-grpc-frontends``). The rest
 of the integration suite (etcdctl, the Go and Python clients, watches, snapshots, TLS, auth) runs
 on the default stack.
 """
@@ -23,6 +24,7 @@ TARGETS = {
     "etcd": ("etcd", ()),
     "pyetcd": ("pyetcd", ()),
     "pyetcd-grpcio": ("pyetcd", ("--grpc-stack=grpcio",)),
+    "pyetcd-frontends": ("pyetcd", ("--experimental-grpc-frontends=2",)),
 }
 
 
@@ -68,7 +70,7 @@ def test_unknown_methods_and_services_get_grpc_gos_answer(servers: dict[str, Mem
         (grpc.StatusCode.UNIMPLEMENTED, "unknown method Nope for service etcdserverpb.KV"),
         (grpc.StatusCode.UNIMPLEMENTED, "unknown service etcdserverpb.Nope"),
     ]
-    assert answers["pyetcd"] == answers["etcd"]
+    assert answers["pyetcd"] == answers["pyetcd-frontends"] == answers["etcd"]
     # grpcio's own wording; the code agrees.
     assert [code for code, _ in answers["pyetcd-grpcio"]] == [grpc.StatusCode.UNIMPLEMENTED] * 2
 
@@ -108,11 +110,12 @@ def test_compressed_requests_are_refused_and_binary_metadata_understood(
         grpc.StatusCode.UNIMPLEMENTED,
         'grpc: Decompressor is not installed for grpc-encoding "gzip"',
     )
-    assert answers["pyetcd"] == answers["etcd"]
+    assert answers["pyetcd"] == answers["pyetcd-frontends"] == answers["etcd"]
 
 
-def test_many_concurrent_streams_on_one_connection(servers: dict[str, Member]) -> None:
-    member = servers["pyetcd"]
+@pytest.mark.parametrize("label", ["pyetcd", "pyetcd-frontends"])
+def test_many_concurrent_streams_on_one_connection(servers: dict[str, Member], label: str) -> None:
+    member = servers[label]
     with channel(member) as ch:
         kv = rpc_pb2_grpc.KVStub(ch)
         futures = [

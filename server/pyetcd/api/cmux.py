@@ -15,7 +15,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import cast
+from typing import Any, cast
 
 from pyetcd.api.h2.server import peer_name
 from pyetcd.transport.tls import ServerTLS, common_name
@@ -356,6 +356,7 @@ class ClientMux:
         self._spliced = 0
         # Set: HTTP/2 connections are served in process, not spliced to grpc_socket.
         self.h2_factory: H2Factory | None = None
+        self._adopting: set[asyncio.Task[Any]] = set()
 
     def register_common_name(self, cn: str) -> str:
         """A fresh upstream socket name standing for ``cn`` while its connection lasts."""
@@ -382,6 +383,20 @@ class ClientMux:
             ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls is not None else None,
         )
         self._servers.append(server)
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve a plain-HTTP connection accepted elsewhere (handed back by a gRPC front-end)."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(
+            loop.connect_accepted_socket(lambda: _ClientConnection(self, None), sock)
+        )
+        self._adopting.add(task)
+        task.add_done_callback(self._adopted)
+
+    def _adopted(self, task: asyncio.Task[Any]) -> None:
+        self._adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("a handed-back connection closed before it was served: %s", task.exception())
 
     def close(self) -> None:
         for server in self._servers:

@@ -23,6 +23,7 @@ from pyetcd.api.gateway import Gateway
 from pyetcd.api.h2.server import H2Server, ServerOptions, method_table
 from pyetcd.api.http import HttpEndpoints
 from pyetcd.api.identity import Identity
+from pyetcd.api.relay.member import Frontends
 from pyetcd.api.rpc import Services
 from pyetcd.backend.contract import BackendError
 from pyetcd.server.auth.tokens import AuthOptionsError
@@ -284,7 +285,21 @@ async def serve(cfg: ServerConfig) -> None:
     # mux shares each client URL between gRPC and HTTP, as etcd does.
     direct = bool(cfg.listen_client_http_urls)
     mux_urls = (*cfg.listen_client_http_urls, *cfg.listen_metrics_urls)
-    if direct:
+    frontends = None
+    if h2 is not None and cfg.experimental_grpc_frontends:
+        # The client URLs are bound here and accepted on by the front-end processes; what is
+        # not HTTP/2 comes back to the multiplexer (unless HTTP has URLs of its own).
+        frontends = Frontends(
+            cfg.experimental_grpc_frontends, h2, _h2_options(cfg), None if direct else mux.adopt
+        )
+        for url in cfg.listen_client_urls:
+            host, port = _host_port(url)
+            try:
+                frontends.listen(host, port)
+            except OSError as exc:
+                await server.stop()
+                raise StartupError(f"cannot listen on {url}: {exc.strerror or exc}") from None
+    elif direct:
         for url in cfg.listen_client_urls:
             host, port = _host_port(url)
             if h2 is not None:
@@ -303,6 +318,13 @@ async def serve(cfg: ServerConfig) -> None:
                 raise StartupError(f"cannot listen on {url}: address in use or not available")
     else:
         mux_urls = (*cfg.listen_client_urls, *mux_urls)
+    if frontends is not None:
+        # Before grpcio's threads start: forking beside them makes grpcio log a warning.
+        try:
+            await frontends.start()
+        except OSError as exc:
+            await server.stop()
+            raise StartupError(f"cannot start the gRPC front-ends: {exc}") from None
     await grpc_server.start()
     current = ""
     try:
@@ -363,6 +385,9 @@ async def serve(cfg: ServerConfig) -> None:
     log.info("closing etcd server", extra=closing)
     monitoring.cancel()
     announcing.cancel()
+    if frontends is not None:
+        # Their calls under way finish against this member first.
+        await frontends.stop()
     mux.close()
     await gateway.close()
     if h2 is not None:

@@ -70,6 +70,7 @@ CompactionMode = Literal["periodic", "revision"]
 LogLevel = Literal["debug", "info", "warn", "error", "panic", "fatal"]
 MetricsLevel = Literal["basic", "extensive"]
 GrpcStack = Literal["h2", "grpcio"]
+MAX_GRPC_FRONTENDS = 64
 
 
 class ConfigError(ValueError):
@@ -535,6 +536,9 @@ class ServerConfig:
     max_concurrent_streams: int = (1 << 32) - 1
     grpc_stack: GrpcStack = "h2"
     """What serves gRPC: pyetcd's HTTP/2 stack (``api.h2``) or grpcio's asyncio server."""
+    experimental_grpc_frontends: int = 0
+    """Processes that serve the client URLs' HTTP/2 and relay calls to the member
+    (``api.relay``); 0: the member serves them itself."""
     grpc_keepalive_min_time: float = 5.0
     grpc_keepalive_interval: float = 7200.0
     grpc_keepalive_timeout: float = 20.0
@@ -638,6 +642,7 @@ class ServerConfig:
     def validate(self) -> None:
         """etcd's checks (`embed.Config.Validate`, `VerifyBootstrap`/`VerifyJoinExisting`)."""
         self._validate_logging()
+        self._validate_frontends()
         if self.name == "":
             raise ConfigError("--name must not be empty")
         if self.heartbeat_interval <= 0:
@@ -709,6 +714,20 @@ class ServerConfig:
         if self.experimental_watch_progress_notify_interval < 0:
             raise ConfigError("--experimental-watch-progress-notify-interval must not be negative")
         self._verify_cluster()
+
+    def _validate_frontends(self) -> None:
+        n = self.experimental_grpc_frontends
+        if n < 0 or n > MAX_GRPC_FRONTENDS:
+            raise ConfigError(
+                f"--experimental-grpc-frontends must be between 0 and {MAX_GRPC_FRONTENDS}"
+            )
+        if n and self.grpc_stack != "h2":
+            raise ConfigError("--experimental-grpc-frontends needs --grpc-stack=h2")
+        if n and any(u.startswith("https") for u in self.listen_client_urls):
+            raise ConfigError(
+                "--experimental-grpc-frontends does not serve TLS yet: the client URLs must be "
+                "http (TLS on the client port is served by the member itself without the flag)"
+            )
 
     def _validate_logging(self) -> None:
         """etcd's ``setupLogging`` checks, with its messages; first, as etcd's ``Validate``."""

@@ -213,6 +213,12 @@ class CallContext:
         """A streaming writer waits while this holds (too much of its data unsent)."""
         raise NotImplementedError
 
+    def whole_request(self) -> bytes | None:
+        """The request's only message if the client already sent all of it (taken), else None."""
+        if self._ended and len(self._messages) == 1:
+            return self._messages.popleft()
+        return None
+
     def received(self, body: bytes | None) -> None:
         """A request message, or None: the client half-closed."""
         if body is None:
