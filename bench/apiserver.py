@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.compare import RESULTS_DIR, go_tool_binary
+from bench.compare import RESULTS_DIR, go_tool_binary, write_results
 from e2e.controlplane import ControlPlane, Storage
 from tests.integration.cluster import wait_for
 
@@ -243,15 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for plane in planes.values():
                 plane.stop()
     print(render(runs))
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-apiserver.json"
-    out.write_text(
-        json.dumps(
-            {"machine": platform.platform(), "order": ORDER, "runs": [asdict(r) for r in runs]},
-            indent=2,
-        )
+    write_results(
+        args.results_dir, "apiserver", {"order": ORDER, "runs": [asdict(r) for r in runs]}
     )
-    print(f"results written to {out}")
     return 1 if any(r.errors for r in runs) else 0
 
 

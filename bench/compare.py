@@ -47,6 +47,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.integration.cluster import (
     ETCDCTL_BIN,
@@ -157,6 +158,15 @@ def go_tool_binary(name: str, log: list[str]) -> Path | None:
     if not _go_build(go, [["build", "-o", str(target), f"./{name}"]], build_dir, log):
         return None
     return target
+
+
+def write_results(results_dir: Path, kind: str, payload: dict[str, Any]) -> Path:
+    """``<results_dir>/<timestamp>-<kind>.json`` with the machine's name added; says where."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out = results_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{kind}.json"
+    out.write_text(json.dumps({"machine": platform.platform(), **payload}, indent=2, default=str))
+    print(f"results written to {out}")
+    return out
 
 
 def rss_mb(member: Member) -> float:

@@ -17,12 +17,9 @@ Ratios come from one run on this machine. Writes ``bench/results/<timestamp>-cor
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +32,7 @@ from bench.compare import (
     go_load_argv,
     parse_go_benchmark,
     started,
+    write_results,
 )
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -165,16 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(render([cell]).splitlines()[-1], flush=True)
                     cells.append(cell)
     print(render(cells))
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-cores.json"
-    out.write_text(
-        json.dumps(
-            {"machine": platform.platform(), "cells": [asdict(c) for c in cells]},
-            indent=2,
-            default=str,
-        )
-    )
-    print(f"results written to {out}")
+    write_results(args.results_dir, "cores", {"cells": [asdict(c) for c in cells]})
     return 1 if any(c.result.failure for c in cells) else 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import random
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Protocol
 
 from pyetcd.backend.freelist import HashmapFreelist
+
+from bench.compare import write_results
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PAGES = (1_000, 100_000, 1_000_000, 10_000_000)
@@ -239,19 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"array {growth(cells, 'array', operation):,.1f}x, "
             f"hashmap {growth(cells, 'hashmap', operation):,.1f}x"
         )
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-freelist.json"
-    out.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "python": platform.python_version(),
-                "cells": [asdict(c) for c in cells],
-            },
-            indent=2,
-        )
+    write_results(
+        args.results_dir,
+        "freelist",
+        {"python": platform.python_version(), "cells": [asdict(c) for c in cells]},
     )
-    print(f"results written to {out}")
     return 0
 
 

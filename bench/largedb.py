@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
-import platform
 import random
 import re
 import shutil
@@ -42,7 +40,14 @@ from typing import Any
 import grpc
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from bench.compare import RESULTS_DIR, Measurement, go_benchmark_binary, rss_mb, run_load_cell
+from bench.compare import (
+    RESULTS_DIR,
+    Measurement,
+    go_benchmark_binary,
+    rss_mb,
+    run_load_cell,
+    write_results,
+)
 from tests.integration.cluster import Member, Timing, as_flavour, status
 
 GB = 1024**3
@@ -295,16 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             member.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(render(points))
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-largedb.json"
-    out.write_text(
-        json.dumps(
-            {"machine": platform.platform(), "points": [asdict(p) for p in points]},
-            indent=2,
-            default=str,
-        )
-    )
-    print(f"results written to {out}")
+    write_results(args.results_dir, "largedb", {"points": [asdict(p) for p in points]})
     return 1 if any(p.put.failure for p in points) else 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import subprocess
 import tempfile
 import time
@@ -46,6 +45,7 @@ from bench.compare import (
     rss_mb,
     run_load_cell,
     started,
+    write_results,
 )
 from tests.integration.cluster import wait_for
 
@@ -232,16 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise SystemExit(f"{label} did not start: {item}")
                 cells.append(measure(item, n, leasegen=leasegen, go=go, window=args.expiry_window))
     print(render(cells))
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-leases.json"
-    out.write_text(
-        json.dumps(
-            {"machine": platform.platform(), "cells": [asdict(c) for c in cells]},
-            indent=2,
-            default=str,
-        )
-    )
-    print(f"results written to {out}")
+    write_results(args.results_dir, "leases", {"cells": [asdict(c) for c in cells]})
     return 1 if any(c.failure for c in cells) else 0
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
-import platform
 import subprocess
 import tempfile
 import time
@@ -32,6 +30,7 @@ from bench.compare import (
     go_load_argv,
     run_workload,
     started,
+    write_results,
 )
 from tests.integration.cluster import status, wait_for
 
@@ -188,21 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
     print(render(cells))
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-readwrite.json"
-    out.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "readers": args.clients,
-                "writers": args.writers,
-                "cells": [asdict(c) for c in cells],
-            },
-            indent=2,
-            default=str,
-        )
+    write_results(
+        args.results_dir,
+        "readwrite",
+        {"readers": args.clients, "writers": args.writers, "cells": [asdict(c) for c in cells]},
     )
-    print(f"results written to {out}")
     return 1 if any(c.idle.failure or c.loaded.failure for c in cells) else 0
 
 

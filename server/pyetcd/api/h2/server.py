@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import logging
 import time
 import zlib
@@ -107,6 +106,10 @@ def parse_timeout(value: bytes) -> float | None:
     return None if unit is None else int(value[:-1]) * unit
 
 
+def _ignore(call: CallContext) -> None:
+    pass
+
+
 class CallContext:
     """One call as its handler sees it (the grpcio ``ServicerContext`` calls it makes) and its
     request queue; the transport that carries it (HTTP/2 here, the front-end relay in
@@ -135,6 +138,7 @@ class CallContext:
         self.expired = False
         self.reset = False
         self.completed = False
+        self._over: Callable[[CallContext], None] = _ignore
 
     # ----- the ServicerContext surface -----
 
@@ -254,6 +258,38 @@ class CallContext:
         self.reset = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+    # ----- the call's life -----
+
+    def start(self, loop: asyncio.AbstractEventLoop, over: Callable[[CallContext], None]) -> None:
+        """Run the handler in a task of its own. However it ends (or if it is cancelled before
+        it runs), ``over`` lets the transport forget the call, then ``finish`` sends its end."""
+        self._over = over
+        self.task = task = loop.create_task(self._run())
+        task.add_done_callback(self._task_done)
+
+    async def _run(self) -> None:
+        await run_handler(self)
+        self.complete()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        # Cancelled before it ran (a message over the limit, or a cancel, in the same read as
+        # its start): it never entered ``_run``.
+        if not self.completed:
+            if task.cancelled() and self.code == grpc.StatusCode.OK and not self.reset:
+                self.code, self.details = grpc.StatusCode.CANCELLED, "context canceled"
+            self.complete()
+
+    def complete(self) -> None:
+        if self.completed:
+            return
+        self.completed = True
+        self._over(self)
+        self.finish()
+
+    def finish(self) -> None:
+        """Send the call's end (its status) the transport's way."""
+        raise NotImplementedError
 
 
 class Call(CallContext):
@@ -555,33 +591,17 @@ class GrpcProtocol(asyncio.Protocol):
         self.server.call_started()
         if timeout is not None:
             call.arm_deadline(self._loop, timeout)
-        call.task = task = self._loop.create_task(self._run(call))
-        task.add_done_callback(functools.partial(self._task_done, call))
+        call.start(self._loop, self._over)
         if event.end_stream:
             call.feed(b"", True)
 
     def _refuse(self, stream_id: int, code: grpc.StatusCode, details: str) -> None:
         self.conn.send_headers(stream_id, status_trailers(code, details, False), end_stream=True)
 
-    async def _run(self, call: Call) -> None:
-        await run_handler(call)
-        self._complete(call)
-
-    def _task_done(self, call: Call, task: asyncio.Task[None]) -> None:
-        # A call cancelled before its task ran (a message over the limit in the same read as
-        # the headers) never entered ``_run``: it is completed here.
-        if not call.completed:
-            if task.cancelled() and call.code == grpc.StatusCode.OK and not call.reset:
-                call.code, call.details = grpc.StatusCode.CANCELLED, "context canceled"
-            self._complete(call)
-
-    def _complete(self, call: Call) -> None:
-        if call.completed:
-            return
-        call.completed = True
+    def _over(self, call: CallContext) -> None:
+        assert isinstance(call, Call)
         self.calls.pop(call.stream_id, None)
         self.server.call_ended()
-        call.finish()
 
     def _wake_writers(self, stream_id: int) -> None:
         if stream_id:

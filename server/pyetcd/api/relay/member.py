@@ -34,7 +34,6 @@ from pyetcd.api.h2.server import (
     CallContext,
     H2Server,
     ServerOptions,
-    run_handler,
     unknown_method,
 )
 from pyetcd.api.relay import frames
@@ -150,28 +149,13 @@ class FrontendLink(asyncio.Protocol):
         self.server.call_started()
         if o.timeout is not None:
             call.arm_deadline(self._loop, o.timeout)
-        call.task = task = self._loop.create_task(self._run(call))
-        task.add_done_callback(lambda t, c=call: self._task_done(c, t))  # type: ignore[misc]
+        call.start(self._loop, self._over)
         return call
 
-    async def _run(self, call: RelayCall) -> None:
-        await run_handler(call)
-        self._complete(call)
-
-    def _task_done(self, call: RelayCall, task: asyncio.Task[None]) -> None:
-        # Cancelled before it ran (CANCEL in the same read as OPEN): completed here.
-        if not call.completed:
-            if task.cancelled() and call.code == grpc.StatusCode.OK and not call.reset:
-                call.code, call.details = grpc.StatusCode.CANCELLED, "context canceled"
-            self._complete(call)
-
-    def _complete(self, call: RelayCall) -> None:
-        if call.completed:
-            return
-        call.completed = True
+    def _over(self, call: CallContext) -> None:
+        assert isinstance(call, RelayCall)
         self.calls.pop(call.call_id, None)
         self.server.call_ended()
-        call.finish()
 
     def send(self, data: bytes) -> int:
         """Queue ``data`` for this iteration's write; its slot (see ``replace``)."""
