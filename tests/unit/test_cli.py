@@ -277,6 +277,21 @@ def test_listen_client_urls_alone_requires_advertise() -> None:
         (("--enable-log-rotation",), "--enable-log-rotation is not supported by pyetcd"),
         (("--experimental-initial-corrupt-check",), "no corruption check is implemented"),
         (("--bcrypt-cost=3",), "--bcrypt-cost 3"),
+        (("--experimental-grpc-frontends=-1",), "must be between 0 and 64"),
+        (
+            ("--experimental-grpc-frontends=2", "--grpc-stack=grpcio"),
+            "--experimental-grpc-frontends needs --grpc-stack=h2",
+        ),
+        (
+            (
+                "--experimental-grpc-frontends=2",
+                "--listen-client-urls=https://127.0.0.1:2379",
+                "--advertise-client-urls=https://127.0.0.1:2379",
+                "--cert-file=/nonexistent/c.pem",
+                "--key-file=/nonexistent/k.pem",
+            ),
+            "does not serve TLS yet",
+        ),
     ],
 )
 def test_invalid_command_lines(argv: tuple[str, ...], message: str) -> None:

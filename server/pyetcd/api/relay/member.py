@@ -24,7 +24,7 @@ import json
 import logging
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -337,7 +337,3 @@ class Frontends:
                 await task
         for sock in self._listeners:
             sock.close()
-
-    @property
-    def pids(self) -> Sequence[int]:
-        return [p.pid for p in self._procs.values()]
