@@ -75,6 +75,7 @@ class Point:
     rss_mb: float = math.nan
     fill_mb_per_s: float = math.nan
     fill_timeouts: int = 0
+    reached: bool = True  # False: the fill ran out of --fill-minutes below this size
     startup_s: float | None = None
     startup_rss_mb: float | None = None
 
@@ -111,17 +112,22 @@ class Filler:
         start = self.rng.randrange(0, len(self.blob) - size)
         return self.blob[start : start + size]
 
-    async def fill_to(self, target_bytes: int) -> float:
-        """Rounds until ``dbSize`` reaches ``target_bytes``; MB/s of values written."""
+    async def fill_to(self, target_bytes: int, max_seconds: float) -> tuple[float, bool]:
+        """Rounds until ``dbSize`` reaches ``target_bytes`` or ``max_seconds`` have passed:
+        (MB/s of values written, whether the size was reached)."""
         written, began = 0, time.monotonic()
+        reached = False
         async with grpc.aio.insecure_channel(
             self.endpoint, options=[("grpc.max_send_message_length", 4 * MAX_VALUE)]
         ) as channel:
             kv = rpc_pb2_grpc.KVStub(channel)
             maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
-            while (await maintenance.Status(rpc_pb2.StatusRequest())).dbSize < target_bytes:
+            while time.monotonic() - began < max_seconds:
+                if (await maintenance.Status(rpc_pb2.StatusRequest())).dbSize >= target_bytes:
+                    reached = True
+                    break
                 written += await self._round(kv)
-        return written / (1024**2) / max(time.monotonic() - began, 1e-9)
+        return written / (1024**2) / max(time.monotonic() - began, 1e-9), reached
 
     async def _round(self, kv: rpc_pb2_grpc.KVAsyncStub) -> int:
         self.rounds += 1
@@ -133,17 +139,24 @@ class Filler:
         written = sum(len(v) for _, v in puts)
         last = 0
 
+        deletes = list(doomed)
+
         async def writer() -> None:
             nonlocal last
             while queue:
                 key, value = queue.pop()
                 resp = await self._retrying(kv.Put, rpc_pb2.PutRequest(key=key, value=value))
                 last = max(last, resp.header.revision)
+            # The deletes run as concurrently as the puts: one at a time, they took as long as
+            # the whole round's puts.
+            while deletes:
+                doomed_key = deletes.pop()
+                resp = await self._retrying(
+                    kv.DeleteRange, rpc_pb2.DeleteRangeRequest(key=doomed_key)
+                )
+                last = max(last, resp.header.revision)
 
         await asyncio.gather(*(writer() for _ in range(FILL_CONCURRENCY)))
-        for key in doomed:
-            resp = await self._retrying(kv.DeleteRange, rpc_pb2.DeleteRangeRequest(key=key))
-            last = max(last, resp.header.revision)
         # Every old revision goes: the freed pages are the fragmentation.
         await kv.Compact(rpc_pb2.CompactionRequest(revision=last, physical=True))
         self.keys = [k for k in self.keys if k not in doomed] + fresh
@@ -219,13 +232,15 @@ def restart_time(member: Member) -> tuple[float, float]:
 def render(points: Sequence[Point]) -> str:
     lines = [
         "| size | target | dbSize GB | put ops/s | put p50 ms | put p99 ms | commit mean ms "
-        "| commit p99 ms | RSS MB | start-up s | start-up RSS MB | fill timeouts |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| commit p99 ms | RSS MB | start-up s | start-up RSS MB | fill MB/s | fill timeouts |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     for p in points:
         failed = p.put.failure is not None
+        size = f"{p.size_gb:g} GB" if p.reached else f"{p.size_gb:g} GB (not reached)"
         lines.append(
-            f"| {p.size_gb:g} GB | {p.target} | {p.db_bytes / GB:.2f} "
+            f"| {size} | {p.target} | {p.db_bytes / GB:.2f} "
             + (
                 "| FAILED | - | - "
                 if failed
@@ -237,7 +252,7 @@ def render(points: Sequence[Point]) -> str:
                 if p.startup_s is not None
                 else "| - | - "
             )
-            + f"| {p.fill_timeouts} |"
+            + f"| {p.fill_mb_per_s:.1f} | {p.fill_timeouts} |"
         )
     return "\n".join(lines)
 
@@ -247,6 +262,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="1,4,8", help="GB of dbSize to measure at")
     parser.add_argument("--startup-at", type=float, default=4.0, help="GB: restart there")
     parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument(
+        "--fill-minutes",
+        type=float,
+        default=45.0,
+        help="longest fill of one target to one size; a target that runs out of it is "
+        "measured where it got to and filled no further",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)
@@ -286,11 +308,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             member.start_and_wait(timeout=60)
             members[label], fillers[label] = member, Filler(member.host_port)
+        stalled: set[str] = set()
         for size in sizes:
             for label in labels:
+                if label in stalled:
+                    continue
                 print(f"filling {label} to {size:g} GB ...", flush=True)
-                rate = asyncio.run(fillers[label].fill_to(int(size * GB)))
+                rate, reached = asyncio.run(
+                    fillers[label].fill_to(int(size * GB), args.fill_minutes * 60)
+                )
                 point = measure(label, members[label], size, fillers[label], fill_rate=rate, go=go)
+                if not reached:
+                    point.reached = False
+                    stalled.add(label)
                 if size == startup_size:
                     point.startup_s, point.startup_rss_mb = restart_time(members[label])
                 points.append(point)
