@@ -596,7 +596,13 @@ def test_servicemonitor_shape(tools: Tools, chart: Path, tmp_path: Path) -> None
     assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert spec["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+        {
+            "port": "metrics",
+            "path": "/metrics",
+            "interval": "15s",
+            "scrapeTimeout": "5s",
+            "honorLabels": True,
+        }
     ]
     assert service["spec"]["ports"][0]["name"] == "metrics"
     assert service["spec"]["ports"][0]["port"] == 9191
