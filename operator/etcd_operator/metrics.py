@@ -4,11 +4,17 @@ Reconcile passes count by result and time themselves; errors count by a short re
 periodic status refresh counts its rounds and the clusters it could not refresh; each
 cluster's size, health and availability are gauges labelled by namespace and cluster, removed
 when the cluster is deleted so that dashboards do not show clusters that no longer exist.
+
+The chart's alerts read the per-cluster gauges (charts/etcd-operator/templates/
+prometheusrule.yaml): how many passes of a cluster failed in a row, and the current status and
+reason of each of its conditions, which is how a stuck rollout or replacement shows (the
+operator itself decides when a rollout is stuck, against the cluster's own deadline).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -100,7 +106,28 @@ MEMBERS_REPLACED = Gauge(
     _CLUSTER_LABELS,
     registry=REGISTRY,
 )
+RECONCILE_FAILURES = Gauge(
+    "etcd_operator_cluster_reconcile_failures",
+    "Reconcile passes of the cluster that failed in a row (the spec invalid included); 0 once "
+    "a pass completes.",
+    _CLUSTER_LABELS,
+    registry=REGISTRY,
+)
+# One series per condition type of the cluster's status: the current status and reason. The
+# reasons are the operator's own constants (a CamelCase word each, never a message), so the
+# label values are a small fixed set; a cluster has at most six condition types.
+CONDITION = Gauge(
+    "etcd_operator_cluster_condition",
+    "1 for each condition in the cluster's status, labelled by its current status and reason; "
+    "the series of an earlier status or reason is removed.",
+    [*_CLUSTER_LABELS, "condition", "status", "reason"],
+    registry=REGISTRY,
+)
+# The (condition, status, reason) series each cluster has now, so that the ones it no longer
+# has can be removed: prometheus_client cannot list a gauge's children.
+_conditions: dict[tuple[str, str], frozenset[tuple[str, str, str]]] = {}
 _CLUSTER_GAUGES = (
+    RECONCILE_FAILURES,
     MEMBERS_REPLACED,
     CLUSTER_MEMBERS,
     CLUSTER_HEALTHY_MEMBERS,
@@ -128,10 +155,39 @@ def record_cluster(
     CLUSTER_HEALTHY_MEMBERS.labels(namespace, cluster).set(healthy)
     CLUSTER_AVAILABLE.labels(namespace, cluster).set(1 if available else 0)
     MEMBERS_REPLACED.labels(namespace, cluster).set(members_replaced)
-    if backup_ready is not None:
-        BACKUP_READY.labels(namespace, cluster).set(1 if backup_ready else 0)
+    if backup_ready is None:
+        # No spec.backup (no BackupReady condition): the backup alerts are about scheduled
+        # backups, and the timestamp a one-off EtcdBackup left (record_backup) would otherwise
+        # age into EtcdBackupTooOld.
+        for gauge in (BACKUP_READY, BACKUP_LAST_SUCCESS):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, cluster)
+        return
+    BACKUP_READY.labels(namespace, cluster).set(1 if backup_ready else 0)
     if last_backup is not None:
         BACKUP_LAST_SUCCESS.labels(namespace, cluster).set(last_backup)
+
+
+def record_conditions(
+    namespace: str, cluster: str, conditions: Iterable[tuple[str, str, str]]
+) -> None:
+    """The cluster's conditions as ``(type, status, reason)`` from the status the operator
+    wrote; the series of a status or reason it no longer has go."""
+    current = frozenset(conditions)
+    for condition, status, reason in current:
+        CONDITION.labels(namespace, cluster, condition, status, reason).set(1)
+    for gone in _conditions.get((namespace, cluster), frozenset()) - current:
+        with contextlib.suppress(KeyError):
+            CONDITION.remove(namespace, cluster, *gone)
+    _conditions[(namespace, cluster)] = current
+
+
+def record_pass(namespace: str, cluster: str, *, failed: bool) -> None:
+    """A reconcile pass of the cluster ended: count a failure, or end the streak."""
+    if failed:
+        RECONCILE_FAILURES.labels(namespace, cluster).inc()
+    else:
+        RECONCILE_FAILURES.labels(namespace, cluster).set(0)
 
 
 def record_backup(namespace: str, cluster: str, seconds: float, size: int) -> None:
@@ -145,6 +201,8 @@ def forget_cluster(namespace: str, cluster: str) -> None:
         # KeyError: never recorded (deleted before its first pass).
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, cluster)
+    record_conditions(namespace, cluster, ())
+    _conditions.pop((namespace, cluster), None)
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

@@ -116,9 +116,18 @@ def changes_membership(actions: Sequence[Action]) -> bool:
     )
 
 
+def condition_labels(status: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(type, status, reason)`` of each condition in a status (or a status patch)."""
+    return [
+        (str(c.get("type")), str(c.get("status")), str(c.get("reason") or ""))
+        for c in status.get("conditions") or []
+    ]
+
+
 def record_metrics(desired: EtcdCluster, status: Mapping[str, Any]) -> None:
     members = status.get("members") or []
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    metrics.record_conditions(desired.namespace, desired.name, condition_labels(status))
     ready = conditions.get("BackupReady")
     last = parse_rfc3339((status.get("backup") or {}).get("lastSuccessfulTime"))
     metrics.record_cluster(
@@ -220,22 +229,23 @@ class Reconciler:
         """One pass with metrics; a failure is reported on the cluster and raised with its
         retry delay."""
         started = time.monotonic()
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         try:
             desired = parse_cluster(body)
             await self._pass(desired, uid, post_event)
         except InvalidSpecError as err:
             metrics.RECONCILES.labels("error").inc()
             metrics.RECONCILE_ERRORS.labels("invalid").inc()
+            metrics.record_pass(namespace, name, failed=True)
             await self._report_failure(body, str(err), post_event)
             raise
         except Exception as err:
             metrics.RECONCILES.labels("error").inc()
             metrics.RECONCILE_ERRORS.labels(error_reason(err)).inc()
+            metrics.record_pass(namespace, name, failed=True)
             message = describe(err)
-            meta = body.get("metadata") or {}
-            log.warning(
-                "reconcile of %s/%s failed: %s", meta.get("namespace"), meta.get("name"), message
-            )
+            log.warning("reconcile of %s/%s failed: %s", namespace, name, message)
             await self._report_failure(body, message, post_event)
             failures = self._failures[uid] = self._failures.get(uid, 0) + 1
             raise PassFailedError(
@@ -243,6 +253,7 @@ class Reconciler:
             ) from err
         else:
             metrics.RECONCILES.labels("success").inc()
+            metrics.record_pass(namespace, name, failed=False)
             self._failures.pop(uid, None)
         finally:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
@@ -261,12 +272,15 @@ class Reconciler:
         event = failure_event(previous, message, RECONCILE_FAILED)
         if event is not None:
             post_event(event.type, event.reason, event.message)
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         try:
-            await self.kube.patch_status(
-                API_VERSION, KIND, str(meta.get("namespace")), str(meta.get("name")), patch
-            )
+            written = await self.kube.patch_status(API_VERSION, KIND, namespace, name, patch)
         except Exception as err:
             log.warning("could not report the failed pass on the status: %s", describe(err))
+        else:
+            if written:
+                # The condition gauges say what the status says: Degraded is ReconcileFailed.
+                metrics.record_conditions(namespace, name, condition_labels(patch))
 
     async def _pass(self, desired: EtcdCluster, uid: str, post_event: PostEvent) -> None:
         observed = await observe(
