@@ -133,7 +133,9 @@ def _scan_keys(records: Iterable[tuple[bytes, bytes]]) -> tuple[dict[bytes, _Key
     keys: dict[bytes, _KeyState] = {}
     revision = 0
     tombstones = 0
-    kv = kv_pb2.KeyValue()
+    # A fresh message per entry: re-parsing into one message would grow its upb arena with
+    # every value ever parsed (the whole db) until the message is dropped.
+    parse = kv_pb2.KeyValue.FromString
     for rev_key, value in records:
         n = len(rev_key)
         if n not in (REV_BYTES_LEN, MARKED_REV_BYTES_LEN) or rev_key[8] != _REV_SEPARATOR:
@@ -143,7 +145,7 @@ def _scan_keys(records: Iterable[tuple[bytes, bytes]]) -> tuple[dict[bytes, _Key
             raise AnalyzeError(f"key bucket: entry {rev_key.hex()} is not a revision")
         main, sub = bytes_to_rev(rev_key)
         try:
-            kv.ParseFromString(value)
+            kv = parse(value)
         except DecodeError:
             raise AnalyzeError(
                 f"key bucket: the value at revision {main}_{sub} is not an mvccpb.KeyValue"

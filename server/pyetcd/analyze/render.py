@@ -227,6 +227,10 @@ def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def _n(count: int, word: str, plural: str = "") -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
+
+
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
@@ -248,7 +252,8 @@ def _summary(report: Report) -> list[str]:
         ("live keys", f"{t.live_keys}, {human_bytes(t.live_bytes)} (key + value)"),
         (
             "stored",
-            f"{t.revisions} revisions ({a.tombstones} tombstones), {human_bytes(t.stored_bytes)}",
+            f"{_n(t.revisions, 'revision')} ({_n(a.tombstones, 'tombstone')}), "
+            f"{human_bytes(t.stored_bytes)}",
         ),
         (
             "db size",
@@ -258,7 +263,7 @@ def _summary(report: Report) -> list[str]:
         (
             "leases",
             f"{len(a.leases)} ({empty} without keys); "
-            f"{orphans} keys name a lease that does not exist",
+            f"{_n(orphans, 'key')} naming a lease that does not exist",
         ),
     ]
     width = max(len(name) for name, _ in rows)
@@ -281,7 +286,7 @@ def _prefixes(a: Analysis) -> list[str]:
 
     rows = [row(_shown(p.prefix), p.usage) for p in a.prefixes]
     if a.other.prefixes:
-        rows.append(row(f"(other: {a.other.prefixes} prefixes)", a.other.usage))
+        rows.append(row(f"(other: {_n(a.other.prefixes, 'prefix', 'prefixes')})", a.other.usage))
     rows.append(row("(total)", a.totals))
     head = ["PREFIX", "LIVE KEYS", "LIVE BYTES", "REVISIONS", "STORED BYTES", "SHARE"]
     title = (
@@ -333,7 +338,7 @@ def _leases(a: Analysis) -> list[str]:
     lines = [f"LEASES ({len(a.leases)}; most keys first)"]
     lines += _grid(head, rows) if rows else ["(no lease holds a key)"]
     if len(held) > top:
-        lines.append(f"... and {len(held) - top} more leases with keys")
+        lines.append(f"... and {_n(len(held) - top, 'more lease')} with keys")
     empty = a.leases_without_keys
     if empty:
         shown = ", ".join(f"{_hex(lease.id)} ({lease.ttl}s)" for lease in empty[:top])
@@ -345,7 +350,7 @@ def _leases(a: Analysis) -> list[str]:
         names = ", ".join(_shown(k) for k in m.keys)
         more = f", ... and {m.live_keys - len(m.keys)} more" if m.live_keys > len(m.keys) else ""
         lines.append(
-            f"lease {_hex(m.id)} does not exist but {m.live_keys} keys name it: {names}{more}"
+            f"lease {_hex(m.id)} does not exist, named by {_n(m.live_keys, 'key')}: {names}{more}"
         )
     return lines
 

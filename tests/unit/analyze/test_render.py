@@ -196,7 +196,7 @@ def test_table_sections_and_alignment() -> None:
     summary = table.split("\n\n")[0].splitlines()
     assert summary[0] == "source     snap.db (snapshot, sha256 verified)"
     assert summary[1] == "revision   14 (compacted at 1)"
-    assert summary[5] == "leases     3 (1 without keys); 2 keys name a lease that does not exist"
+    assert summary[5] == "leases     3 (1 without keys); 2 keys naming a lease that does not exist"
     prefixes = _section(table, "SPACE BY PREFIX (depth 2")
     grid = prefixes[1:]
     assert _cells(grid[0]) == [
@@ -221,7 +221,7 @@ def test_table_sections_and_alignment() -> None:
     leases = _section(table, "LEASES")
     assert _cells(leases[2])[:3] == ["1", "60s", "1"]
     assert "leases without keys: 1: 2 (30s)" in leases
-    assert "lease 63 does not exist but 1 keys name it: /other" in leases
+    assert "lease 63 does not exist, named by 1 key: /other" in leases
     assert len(_section(table, "BIGGEST KEYS")) == 2 + 2  # title, header, top 2
     biggest = "\n".join(_section(format_table(_report()), "BIGGEST KEYS"))
     assert "/bin/\\xff\\x01z" in biggest  # not UTF-8, and a control byte, shown escaped
