@@ -719,10 +719,11 @@ def analyze_path(path: str, options: Options, *, skip_hash_check: bool = False) 
     """`pyetcdutl analyze`: check the source, then stream its db through the analysis."""
     try:
         source, size = analyze_source(path, skip_hash_check=skip_hash_check)
-        return read_report(source.db_path, source=source, options=options, size=size)
     except UtlError as err:
         raise UtlError(f"cannot analyze {path}: {err}") from None
-    except (BackendError, AnalyzeError) as err:
+    try:
+        return read_report(source.db_path, source=source, options=options, size=size)
+    except (BackendError, AnalyzeError, OSError) as err:
         raise UtlError(f"cannot analyze {path}: {_db_reason(err, source.db_path)}") from None
 
 
