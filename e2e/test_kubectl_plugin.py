@@ -7,9 +7,10 @@ list) says what its status says; ``backup --wait`` asks the operator through the
 waits and prints what the EtcdBackup records; ``backups`` lists it newest first; ``restore
 --dry-run`` prints the manifest and creates nothing; ``restore --into`` makes a new cluster
 that comes up with the keys written before the backup, while the source stays as it was. Then
-the refusals, each one line on stderr with its exit code: ``keyspace`` (not available yet), a
-cluster that does not exist, and a backup that fails (a bucket that does not exist), with the
-reason from its status. The plugin gets ``--kubeconfig`` itself, so the pass-through is used.
+the refusals, each one line on stderr with its exit code: ``keyspace`` of a cluster without
+spec.analysis (saying how to enable it), a cluster that does not exist, and a backup that fails
+(a bucket that does not exist), with the reason from its status. The plugin gets
+``--kubeconfig`` itself, so the pass-through is used.
 """
 
 from __future__ import annotations
@@ -202,7 +203,9 @@ def test_kubectl_etcd_status_backup_backups_and_restore_into_a_new_cluster(
 
     # Refusals: one line on stderr each, with its exit code.
     line = plugin.refused(2, "keyspace", cluster, ns)
-    assert line.startswith("kubectl etcd keyspace: not available yet: "), line
+    assert line.startswith(
+        f"kubectl etcd keyspace: EtcdCluster {cluster} has no keyspace analysis: set spec.analysis"
+    ), line
     line = plugin.refused(1, "status", "no-such-cluster", ns)
     assert line == f"kubectl etcd status: no EtcdCluster no-such-cluster in namespace {namespace}"
     line = plugin.refused(1, *restore)

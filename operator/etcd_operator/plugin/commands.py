@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
+from etcd_operator.api.analysis import ANALYZE_ANNOTATION
 from etcd_operator.plugin import render
 from etcd_operator.plugin.errors import AlreadyExistsError, NotAvailableError, PluginError
 from etcd_operator.plugin.kubectl import BACKUPS, CLUSTERS, Kube
 from etcd_operator.plugin.restore import restore_manifest
-from etcd_operator.plugin.views import BackupView, backups_of, cluster_view
+from etcd_operator.plugin.views import BackupView, backups_of, cluster_view, keyspace_view
 from etcd_operator.plugin.waiting import Ended, Gone, Outcome, TimedOut, Waiting, decide
 from etcd_operator.reconcile.backup_requests import BACKUP_ANNOTATION, on_demand_backup_name
 
@@ -199,7 +200,32 @@ def restore(session: Session, name: str, source_backup: str, new: str, dry_run: 
 
 
 def keyspace(session: Session, name: str) -> int:
-    raise NotAvailableError(
-        f"not available yet: the operator does not record a keyspace report for {name} "
-        "(status.keyspace comes with a later operator version)"
-    )
+    """``status.keyspace``: what the last analysis of the newest backup found (docs/backup.md);
+    refused, saying how to get one, while there is none."""
+    cluster = session.kube.get(CLUSTERS, name)
+    view = keyspace_view(cluster)
+    ask = f"kubectl annotate etcdcluster {name} {ANALYZE_ANNOTATION}=now --overwrite"
+    if view.analyzed is None:
+        if not view.configured:
+            raise NotAvailableError(
+                f"EtcdCluster {name} has no keyspace analysis: set spec.analysis (it reads the "
+                f"newest backup, so it needs spec.backup), e.g. kubectl patch etcdcluster {name} "
+                """--type=merge -p '{"spec":{"analysis":{"schedule":"@daily"}}}', then ask for """
+                f"one now with {ask} (docs/backup.md)"
+            )
+        run = view.last_run
+        if run is not None and run.phase == "Running":
+            state = f"one is running since {run.started} (backup {run.backup})"
+        elif run is not None:
+            why = ": ".join(part for part in (run.reason, run.message) if part)
+            state = f"the last run {run.phase}" + (f": {why}" if why else "")
+        else:
+            state = "none has run yet"
+        raise NotAvailableError(
+            f"no keyspace analysis of {name} yet ({state}); ask for one with {ask}"
+        )
+    if session.output == "table":
+        session.print(render.keyspace_text(view, session.clock()))
+    else:
+        session.print(render.dump(view, session.output))
+    return 0

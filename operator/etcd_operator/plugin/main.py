@@ -4,7 +4,7 @@ kubectl passes every argument after ``etcd`` to the plugin (its own flags may no
 the plugin's name), so the global flags (``-n``, ``--context``, ``--kubeconfig``, ``-o``) are
 accepted before and after the subcommand alike. Exit codes: 0 done, 1 a failure (one line on
 stderr: kubectl's, the cluster's, a failed backup, a timeout), 2 a usage error or what the
-operator does not record yet.
+operator does not record (yet): a keyspace analysis of a cluster that has none.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ Day-2 commands for etcd-operator's EtcdClusters.
   kubectl etcd backups NAME                          the cluster's EtcdBackups, newest first
   kubectl etcd restore NAME --from BACKUP --into NEW [--dry-run]
                                                      a new cluster from a backup, NAME's spec
-  kubectl etcd keyspace NAME                         not available yet
+  kubectl etcd keyspace NAME                         what fills the key space (status.keyspace)
 """
 
 
@@ -104,7 +104,9 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the new cluster's manifest, create nothing"
     )
 
-    keyspace = sub.add_parser("keyspace", parents=common, help="the keyspace report")
+    keyspace = sub.add_parser(
+        "keyspace", parents=common, help="what fills the key space: the last analysis"
+    )
     keyspace.add_argument("name", metavar="NAME")
     return top
 

@@ -18,7 +18,14 @@ from typing import Any
 import yaml
 
 from etcd_operator.api.times import parse_rfc3339
-from etcd_operator.plugin.views import BackupRefView, BackupView, ClusterView, ConditionView
+from etcd_operator.plugin.views import (
+    AnalysisRunView,
+    BackupRefView,
+    BackupView,
+    ClusterView,
+    ConditionView,
+    KeyspaceView,
+)
 
 NONE = "-"
 FORMATS = ("table", "json", "yaml")
@@ -272,3 +279,56 @@ def backup_text(view: BackupView) -> str:
     if view.message:
         pairs.append(("Message", view.message))
     return "\n".join(_fields(pairs)) + "\n"
+
+
+def _run(run: AnalysisRunView | None, now: datetime) -> str:
+    if run is None:
+        return NONE
+    said = f"{text(run.phase)} ({run.reason})" if run.reason else text(run.phase)
+    parts = [said, f"{text(run.trigger)}"]
+    if run.backup:
+        parts.append(f"backup {run.backup}")
+    when = run.completed or run.started
+    if when:
+        parts.append(f"at {moment(when, now)}")
+    line = ", ".join(parts)
+    return f"{line}: {run.message}" if run.message and run.phase != "Succeeded" else line
+
+
+def keyspace_text(view: KeyspaceView, now: datetime) -> str:
+    """``kubectl etcd keyspace NAME``: the last analysis of the newest backup."""
+    where = f"{view.namespace}/{view.cluster}" if view.namespace else view.cluster
+    backup = text(view.backup)
+    if view.revision is not None:
+        backup += f" (revision {view.revision})"
+    biggest = NONE
+    if view.biggest_key is not None:
+        biggest = f"{view.biggest_key} ({size(view.biggest_value_size)} value)"
+    hottest = NONE
+    if view.hottest_key is not None:
+        hottest = f"{view.hottest_key} ({text(view.hottest_revisions)} revisions)"
+    pairs = [
+        ("Cluster", where),
+        ("Backup", backup),
+        ("Analyzed", moment(view.analyzed, now)),
+        ("Live keys", f"{text(view.live_keys)}, {size(view.live_bytes)} (keys and values)"),
+        ("DB size", f"{size(view.db_size)}, {size(view.db_size_in_use)} in use"),
+        ("Leases without keys", text(view.leases_without_keys)),
+        ("Biggest key", biggest),
+        ("Hottest key", hottest),
+        ("Report", text(view.report)),
+        ("Last run", _run(view.last_run, now)),
+        ("Next scheduled", text(view.next_scheduled)),
+    ]
+    out = _fields(pairs)
+    out += ["", "Top prefixes (by stored bytes, every revision kept):"]
+    if view.prefixes:
+        rows = [
+            [p.prefix, text(p.live_keys), size(p.live_bytes), size(p.stored_bytes)]
+            for p in view.prefixes
+        ]
+        headers = ["PREFIX", "LIVE KEYS", "LIVE BYTES", "STORED BYTES"]
+        out.append(table(headers, rows).rstrip("\n"))
+    else:
+        out.append("  none")
+    return "\n".join(out) + "\n"

@@ -129,6 +129,50 @@ class BackupView:
         return self.phase == OperationPhase.SUCCEEDED.value
 
 
+@dataclass(frozen=True)
+class PrefixView:
+    prefix: str
+    live_keys: int | None
+    live_bytes: int | None
+    stored_bytes: int | None
+
+
+@dataclass(frozen=True)
+class AnalysisRunView:
+    phase: str | None
+    trigger: str | None
+    backup: str | None
+    started: str | None
+    completed: str | None
+    reason: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class KeyspaceView:
+    """``status.keyspace``: the last successful analysis of the newest backup, the last run."""
+
+    cluster: str
+    namespace: str | None
+    configured: bool  # spec.analysis is set
+    backup: str | None
+    revision: int | None
+    analyzed: str | None
+    live_keys: int | None
+    live_bytes: int | None
+    db_size: int | None
+    db_size_in_use: int | None
+    prefixes: tuple[PrefixView, ...]
+    leases_without_keys: int | None
+    biggest_key: str | None
+    biggest_value_size: int | None
+    hottest_key: str | None
+    hottest_revisions: int | None
+    report: str | None
+    last_run: AnalysisRunView | None
+    next_scheduled: str | None
+
+
 def condition_view(item: Json) -> ConditionView:
     return ConditionView(
         type=str(item.get("type", "")),
@@ -239,3 +283,53 @@ def backups_of(items: list[Json], cluster: str) -> list[BackupView]:
     mine = [view for view in views if view.cluster == cluster]
     # RFC 3339 in UTC sorts as text; the name breaks ties within a second.
     return sorted(mine, key=lambda view: (view.created or "", view.name), reverse=True)
+
+
+def _run_view(value: object) -> AnalysisRunView | None:
+    run = _dict(value)
+    if not run:
+        return None
+    return AnalysisRunView(
+        phase=_str(run.get("phase")),
+        trigger=_str(run.get("trigger")),
+        backup=_str(run.get("backup")),
+        started=_str(run.get("startedAt")),
+        completed=_str(run.get("completedAt")),
+        reason=_str(run.get("reason")),
+        message=_str(run.get("message")),
+    )
+
+
+def keyspace_view(obj: Json) -> KeyspaceView:
+    metadata, spec, status = (_dict(obj.get(k)) for k in ("metadata", "spec", "status"))
+    found = _dict(status.get("keyspace"))
+    biggest, hottest = _dict(found.get("biggestKey")), _dict(found.get("hottestKey"))
+    return KeyspaceView(
+        cluster=str(metadata.get("name", "")),
+        namespace=_str(metadata.get("namespace")),
+        configured=isinstance(spec.get("analysis"), dict),
+        backup=_str(found.get("backup")),
+        revision=_int(found.get("revision")),
+        analyzed=_str(found.get("analyzedAt")),
+        live_keys=_int(found.get("liveKeys")),
+        live_bytes=_int(found.get("liveBytes")),
+        db_size=_int(found.get("dbSize")),
+        db_size_in_use=_int(found.get("dbSizeInUse")),
+        prefixes=tuple(
+            PrefixView(
+                prefix=str(p.get("prefix", "")),
+                live_keys=_int(p.get("liveKeys")),
+                live_bytes=_int(p.get("liveBytes")),
+                stored_bytes=_int(p.get("storedBytes")),
+            )
+            for p in _list(found.get("prefixes"))
+        ),
+        leases_without_keys=_int(found.get("leasesWithoutKeys")),
+        biggest_key=_str(biggest.get("key")),
+        biggest_value_size=_int(biggest.get("valueSize")),
+        hottest_key=_str(hottest.get("key")),
+        hottest_revisions=_int(hottest.get("revisions")),
+        report=_str(found.get("report")),
+        last_run=_run_view(found.get("lastRun")),
+        next_scheduled=_str(found.get("nextScheduledTime")),
+    )

@@ -10,6 +10,16 @@ from typing import Any
 
 import pytest
 import yaml
+from etcd_operator.api.analysis import (
+    AnalysisSpec,
+    AnalysisTrigger,
+    BiggestKey,
+    HottestKey,
+    KeyspaceAnalysisPhase,
+    KeyspaceAnalysisRun,
+    KeyspacePrefix,
+    KeyspaceStatus,
+)
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.plugin import commands
 from etcd_operator.plugin.commands import POLL_INTERVAL
@@ -351,9 +361,152 @@ def test_restore_needs_the_source_and_the_backup_and_refuses_a_failed_one() -> N
     assert writes(fake) == []
 
 
-def test_keyspace_is_refused_until_the_operator_records_one() -> None:
+KEYSPACE = KeyspaceStatus(
+    backup="main-20261206-1200",
+    revision=48213,
+    analyzedAt="2026-12-06T12:01:30Z",
+    liveKeys=1200,
+    liveBytes=3 * 1024 * 1024,
+    dbSize=20 * 1024 * 1024,
+    dbSizeInUse=16 * 1024 * 1024,
+    prefixes=[
+        KeyspacePrefix(
+            prefix="/registry/events/", liveKeys=900, liveBytes=2 << 20, storedBytes=9 << 20
+        ),
+        KeyspacePrefix(
+            prefix="/registry/pods/", liveKeys=300, liveBytes=1 << 20, storedBytes=3 << 20
+        ),
+    ],
+    leasesWithoutKeys=2,
+    biggestKey=BiggestKey(key="/registry/configmaps/default/big", valueSize=1 << 20),
+    hottestKey=HottestKey(key="/registry/leases/kube-system/scheduler", revisions=300),
+    report="s3://etcd-backups/prod/main/main-20261206-1200.db.zst.keyspace.json",
+    lastRun=KeyspaceAnalysisRun(
+        phase=KeyspaceAnalysisPhase.SUCCEEDED,
+        trigger=AnalysisTrigger.SCHEDULE,
+        backup="main-20261206-1200",
+        startedAt="2026-12-06T12:01:00Z",
+        completedAt="2026-12-06T12:01:30Z",
+        reason="Analyzed",
+        message="revision 48213: 1200 live keys",
+    ),
+    nextScheduledTime="2026-12-07T00:00:00Z",
+)
+
+
+def analysed(keyspace: KeyspaceStatus | None = KEYSPACE) -> Json:
+    status = running_status().model_copy(update={"keyspace": keyspace})
+    return cluster(status=status, analysis=AnalysisSpec(schedule="@daily"))
+
+
+def test_keyspace_prints_the_last_analysis() -> None:
+    fake = world(analysed())
+    run = session(fake)
+    assert commands.keyspace(run.session, "main") == 0
+    assert writes(fake) == []
+    page = run.out.getvalue()
+    assert "Cluster:             prod/main" in page
+    assert "Backup:              main-20261206-1200 (revision 48213)" in page
+    assert "Analyzed:            2026-12-06T12:01:30Z (4m ago)" in page
+    assert "Live keys:           1200, 3.0MiB (keys and values)" in page
+    assert "DB size:             20.0MiB, 16.0MiB in use" in page
+    assert "Leases without keys: 2" in page
+    assert "Biggest key:         /registry/configmaps/default/big (1.0MiB value)" in page
+    assert "Hottest key:         /registry/leases/kube-system/scheduler (300 revisions)" in page
+    assert "Report:              s3://etcd-backups/prod/main/main-20261206-1200" in page
+    assert "Last run:            Succeeded (Analyzed), Schedule, backup main-20261206-1200" in page
+    lines = page.splitlines()
+    head = lines.index("PREFIX              LIVE KEYS   LIVE BYTES   STORED BYTES")
+    assert lines[head + 1].split() == ["/registry/events/", "900", "2.0MiB", "9.0MiB"]
+    assert lines[head + 2].split() == ["/registry/pods/", "300", "1.0MiB", "3.0MiB"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_keyspace_as_json_and_yaml(fmt: str) -> None:
+    fake = world(analysed())
+    run = session(fake, output=fmt)
+    assert commands.keyspace(run.session, "main") == 0
+    text = run.out.getvalue()
+    data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    assert (data["cluster"], data["backup"], data["liveKeys"]) == ("main", KEYSPACE.backup, 1200)
+    assert data["prefixes"][0] == {
+        "prefix": "/registry/events/",
+        "liveKeys": 900,
+        "liveBytes": 2 << 20,
+        "storedBytes": 9 << 20,
+    }
+    assert data["hottestKey"] == "/registry/leases/kube-system/scheduler"
+    assert data["hottestRevisions"] == 300
+    assert data["lastRun"]["phase"] == "Succeeded"
+
+
+def test_a_failed_run_after_a_success_is_shown_beside_the_summary() -> None:
+    assert KEYSPACE.lastRun is not None
+    failed = KEYSPACE.lastRun.model_copy(
+        update={
+            "phase": KeyspaceAnalysisPhase.FAILED,
+            "reason": "CorruptBackup",
+            "message": "s3://etcd-backups/x is corrupt",
+            "backup": "main-20261206-1800",
+            "completedAt": "2026-12-06T12:04:30Z",
+        }
+    )
+    run = session(world(analysed(KEYSPACE.model_copy(update={"lastRun": failed}))))
+    commands.keyspace(run.session, "main")
+    page = run.out.getvalue()
+    assert "Backup:              main-20261206-1200 (revision 48213)" in page
+    assert (
+        "Last run:            Failed (CorruptBackup), Schedule, backup main-20261206-1800, at "
+        "2026-12-06T12:04:30Z (60s ago): s3://etcd-backups/x is corrupt"
+    ) in page
+
+
+def test_keyspace_is_refused_saying_how_to_enable_it() -> None:
     fake = world(cluster())
-    with pytest.raises(NotAvailableError, match=r"^not available yet: ") as raised:
+    with pytest.raises(NotAvailableError) as raised:
         commands.keyspace(session(fake).session, "main")
     assert raised.value.exit_code == 2
-    assert fake.calls == []
+    message = str(raised.value)
+    assert message.startswith("EtcdCluster main has no keyspace analysis: set spec.analysis")
+    assert "kubectl patch etcdcluster main --type=merge" in message
+    assert "kubectl annotate etcdcluster main etcd.pyetcd.io/analyze=now --overwrite" in message
+    assert writes(fake) == []
+
+
+@pytest.mark.parametrize(
+    ("run", "says"),
+    [
+        (None, "no keyspace analysis of main yet (none has run yet)"),
+        (
+            KeyspaceAnalysisRun(
+                phase=KeyspaceAnalysisPhase.FAILED,
+                trigger=AnalysisTrigger.ANNOTATION,
+                startedAt="2026-12-06T12:00:00Z",
+                completedAt="2026-12-06T12:00:00Z",
+                reason="NoSuccessfulBackup",
+                message="no successful EtcdBackup of main yet",
+            ),
+            "(the last run Failed: NoSuccessfulBackup: no successful EtcdBackup of main yet)",
+        ),
+        (
+            KeyspaceAnalysisRun(
+                phase=KeyspaceAnalysisPhase.RUNNING,
+                trigger=AnalysisTrigger.ANNOTATION,
+                backup="main-20261206-1200",
+                startedAt="2026-12-06T12:05:00Z",
+            ),
+            "(one is running since 2026-12-06T12:05:00Z (backup main-20261206-1200))",
+        ),
+    ],
+)
+def test_keyspace_before_the_first_success_says_what_happened(
+    run: KeyspaceAnalysisRun | None, says: str
+) -> None:
+    keyspace = KeyspaceStatus(lastRun=run) if run is not None else None
+    with pytest.raises(NotAvailableError) as raised:
+        commands.keyspace(session(world(analysed(keyspace))).session, "main")
+    assert says in str(raised.value)
+    assert str(raised.value).endswith(
+        "; ask for one with kubectl annotate etcdcluster main etcd.pyetcd.io/analyze=now "
+        "--overwrite"
+    )

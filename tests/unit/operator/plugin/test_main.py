@@ -120,10 +120,14 @@ def test_rbac_refusals_are_one_line_and_exit_1() -> None:
     )
 
 
-def test_keyspace_exits_2_saying_it_is_not_available_yet() -> None:
-    code, run = run_main(["keyspace", "main"], FakeKubectl())
+def test_keyspace_of_a_cluster_without_analysis_exits_2_saying_how_to_enable_it() -> None:
+    fake = FakeKubectl()
+    fake.add(CLUSTERS, cluster())
+    code, run = run_main(["keyspace", "main"], fake)
     assert code == 2
-    assert run.err.getvalue().startswith("kubectl etcd keyspace: not available yet: ")
+    assert run.err.getvalue().startswith(
+        "kubectl etcd keyspace: EtcdCluster main has no keyspace analysis: set spec.analysis"
+    )
 
 
 def test_a_bug_is_still_one_line_without_a_traceback() -> None:
