@@ -79,6 +79,7 @@ Json = dict[str, Any]
 
 ANALYZED = "KeyspaceAnalyzed"
 ANALYSIS_FAILED = "KeyspaceAnalysisFailed"
+INTERNAL_ERROR = "InternalError"
 
 
 class Download(Protocol):
@@ -355,6 +356,13 @@ class KeyspaceAnalyses:
             raise AnalysisFailedError(err.reason, str(err)) from None
         except ReportError as err:
             raise AnalysisFailedError(keyspace_record.INVALID_REPORT, str(err)) from None
+        except AnalysisFailedError:
+            raise
+        except Exception as err:
+            # A fault of ours or of the API server: the run still ends, visibly, rather than
+            # stay Running until a restart calls it interrupted.
+            log.exception("keyspace analysis of %s/%s failed", cluster.namespace, cluster.name)
+            raise AnalysisFailedError(INTERNAL_ERROR, _redact(store, describe(err))) from None
 
     async def _read(
         self,
@@ -384,8 +392,17 @@ class KeyspaceAnalyses:
                 "or point ETCD_OPERATOR_ANALYSIS_TEMP_DIR (chart value analysis.tempDir) at a "
                 "bigger volume",
             )
-        with tempfile.TemporaryDirectory(prefix="etcd-analyze-", dir=directory) as scratch:
-            path = Path(scratch) / "snapshot.db"
+        try:
+            scratch = tempfile.TemporaryDirectory(prefix="etcd-analyze-", dir=directory)
+        except OSError as err:
+            raise AnalysisFailedError(
+                keyspace_record.TEMP_DIR_UNUSABLE,
+                f"cannot write into the temporary directory {directory} "
+                f"({err.strerror or err}): set ETCD_OPERATOR_ANALYSIS_TEMP_DIR (chart value "
+                "analysis.tempDir)",
+            ) from None
+        with scratch:
+            path = Path(scratch.name) / "snapshot.db"
             await self._download(store, key, path, secret_key)
             return await self._run_tool(
                 executable, path, spec, self.settings.analysis_timeout_seconds
@@ -405,7 +422,11 @@ class KeyspaceAnalyses:
             raw, cluster = found
             current = keyspace.previous_status(cluster)
             run = current.lastRun if current is not None else None
-            if current is None or run is None or run.startedAt != begun.started_at:
+            if (
+                current is None
+                or run is None
+                or (run.startedAt, run.backup) != (begun.started_at, begun.backup.name)
+            ):
                 return  # spec.analysis went (and the status with it) while it ran
             now = self._clock()
             if isinstance(outcome, Analyzed):

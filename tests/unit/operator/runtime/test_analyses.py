@@ -28,6 +28,7 @@ from etcd_operator.backup import (
 )
 from etcd_operator.reconcile.actions import AnalyzeKeyspace
 from etcd_operator.runtime.analyses import KeyspaceAnalyses
+from etcd_operator.runtime.pyetcdutl import AnalyzerError
 from etcd_operator.runtime.reconciler import Reconciler, record_keyspace_metrics
 from pyetcd.analyze import Options, Report, analyze, format_json
 from pyetcd.analyze.report import DbFile, Source
@@ -356,6 +357,12 @@ def test_a_run_left_running_by_a_restart_ends_interrupted() -> None:
             "TempDirUnusable",
             "the temporary directory /nonexistent/tmp is not usable (No such file or directory)",
         ),
+        (
+            None,
+            Stand(tool_error=AnalyzerError("AnalyzerTimedOut", "did not finish within 600s")),
+            "AnalyzerTimedOut",
+            "did not finish within 600s",
+        ),
         (None, Stand(output=b"Error: oops"), "InvalidReport", "printed no JSON report"),
         (
             None,
@@ -533,3 +540,28 @@ def test_the_keyspace_gauges_come_from_the_status_after_a_restart() -> None:
         )
         is None
     )
+
+
+def test_a_temporary_directory_that_cannot_be_written_is_reported(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    kube, stand = world(), Stand()
+    run(
+        kube,
+        stand,
+        settings=OperatorSettings(pyetcdutl="/bin/true", analysis_temp_dir=str(not_a_directory)),
+    )
+    run_ = keyspace(kube)["lastRun"]
+    assert (run_["phase"], run_["reason"]) == ("Failed", "TempDirUnusable")
+    assert f"cannot write into the temporary directory {not_a_directory}" in run_["message"]
+    assert stand.downloads == []
+
+
+def test_an_unexpected_fault_still_ends_the_run_without_credentials() -> None:
+    kube = world()
+    stand = Stand(tool_error=RuntimeError(f"something broke near {SECRET}"))
+    run(kube, stand)
+    run_ = keyspace(kube)["lastRun"]
+    assert (run_["phase"], run_["reason"]) == ("Failed", "InternalError")
+    assert "RuntimeError: something broke near <redacted>" in run_["message"]
+    assert SECRET not in str(kube.status_patches) + str(kube.created)
