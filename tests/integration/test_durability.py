@@ -19,7 +19,7 @@ import grpc
 import pytest
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from tests.integration.cluster import Member
+from tests.integration.cluster import Flavour, Member, wait_for
 from tests.integration.conftest import MemberRegistry
 
 pytestmark = pytest.mark.integration
@@ -200,3 +200,39 @@ def test_a_graceful_stop_under_load_is_clean_and_keeps_every_write(
         assert "Traceback" not in member.log_tail(400), member.log_tail(400)
         member.start_and_wait()
         check(member, ledger)
+
+
+@pytest.mark.parametrize("flavour", ["etcd", "pyetcd"])
+def test_restarts_once_purge_removed_the_first_wal_segments(
+    members: MemberRegistry, flavour: Flavour
+) -> None:
+    # A member that has written more than --max-wals segments (64 MB each) since its first
+    # snapshot no longer has the segment that starts at index 0. pyetcd once looked for it
+    # when reading the WAL's snapshot records at boot, and refused every restart from then on:
+    # "wal: no segment ... covers snapshot index 0".
+    member = members.new(flavour, extra_flags=["--snapshot-count=20", "--max-wals=1"])
+    wal_dir = member.data_dir / "member" / "wal"
+    big = 1_400_000  # under etcd's default --max-request-bytes (1.5 MiB)
+    acked: dict[bytes, bytes] = {}
+    with grpc.insecure_channel(
+        member.host_port, options=[("grpc.max_send_message_length", 2 * big)]
+    ) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+
+        def first_segment_purged() -> bool | None:
+            for _ in range(10):
+                key = PREFIX + b"big/%02d" % (len(acked) % 20)
+                value = os.urandom(big)
+                kv.Put(rpc_pb2.PutRequest(key=key, value=value), timeout=30)
+                acked[key] = value
+            names = sorted(p.name for p in wal_dir.glob("*.wal"))
+            return (names and not names[0].startswith("0000000000000000-")) or None
+
+        # etcd purges on a 30 s timer, pyetcd after each snapshot.
+        wait_for("the first WAL segment purged", first_segment_purged, 180, member)
+    member.restart(sig=signal.SIGKILL)
+    with grpc.insecure_channel(member.host_port) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for key, value in acked.items():
+            got = kv.Range(rpc_pb2.RangeRequest(key=key), timeout=30).kvs
+            assert got and got[0].value == value, f"{key!r} lost or changed after the restart"

@@ -556,9 +556,19 @@ class WAL:
 
 def valid_snapshot_entries(dirpath: str) -> list[record_pb2.Snapshot]:
     """Snapshot records of the whole log whose index is committed by the last HardState
-    (etcd's ValidSnapshotEntries): the server loads the newest .snap file among these."""
-    wal = WAL.open_for_read(dirpath, None)
-    decoder = Decoder(wal._paths)
+    (etcd's ValidSnapshotEntries): the server loads the newest .snap file among these.
+
+    Every segment still on disk is read, as etcd's openWALFiles(names, 0) does: once purge has
+    removed the oldest segments, none covers index 0, and selecting by a snapshot of index 0
+    (what a boot knows before it has chosen its snapshot) refused every restart."""
+    try:
+        names = files.read_wal_names(dirpath)
+    except FileNotFoundError as exc:
+        raise WALError(f"wal: directory {dirpath} does not exist") from exc
+    if not names:
+        raise WALError(f"wal: no .wal files in {dirpath}")
+    files.check_sequence(dirpath, names)
+    decoder = Decoder([os.path.join(dirpath, n) for n in names])
     snaps: list[record_pb2.Snapshot] = []
     commit = 0
     while (rec := decoder.next()) is not None:

@@ -269,6 +269,33 @@ def test_valid_snapshot_entries_only_committed(waldir: Path) -> None:
     assert [(s.index, s.term) for s in valid_snapshot_entries(str(waldir))] == [(0, 0), (5, 1)]
 
 
+def test_valid_snapshot_entries_after_purge_removed_the_first_segments(waldir: Path) -> None:
+    # What a member does over time: entries, a snapshot record, release and purge. Once the
+    # segment that starts at index 0 is gone, the snapshots are still found, and the WAL opens
+    # at the newest one (a boot that looked for a segment covering index 0 refused to start).
+    wal = WAL.create(str(waldir), b"m", segment_size=SMALL_SEGMENT)
+    index = 0
+    taken: list[int] = []
+    while len(taken) < 3:
+        wal.save(hs(1, 1, index), ents(index + 1, index + 10, 1, size=100))
+        index += 10
+        if index % 60 == 0:
+            wal.save(hs(1, 1, index), [])
+            wal.save_snapshot(snap(index, 1))
+            taken.append(index)
+            wal.release_lock_to(index)
+            wal.purge(1)
+    wal.close()
+    names = sorted(os.listdir(waldir))
+    assert not names[0].startswith("0000000000000000-"), names  # the first segment was purged
+    found = [s.index for s in valid_snapshot_entries(str(waldir))]
+    assert found[-1] == taken[-1]
+    reopened, (_, state, entries) = reopen(waldir, snap(taken[-1], 1))
+    assert state.commit == taken[-1]
+    assert [e.Index for e in entries] == []
+    reopened.close()
+
+
 def test_must_sync() -> None:
     base = hs(1, 1, 1)
     assert not must_sync(base, hs(1, 1, 9), [])
