@@ -10,11 +10,12 @@ PYTEST_ARGS ?=
 
 setup: system-deps $(VENV)/.installed .tools/.installed
 
-# Debian's upstream etcd and etcdctl: the reference every compatibility test compares against.
+# Debian's upstream etcd and etcdctl: the reference every compatibility test compares against;
+# and Debian's prometheus for promtool, which checks and unit-tests the chart's alerts.
 system-deps:
-	@command -v etcd >/dev/null && command -v etcdctl >/dev/null || { \
+	@command -v etcd >/dev/null && command -v etcdctl >/dev/null && command -v promtool >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client prometheus; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

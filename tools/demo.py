@@ -79,10 +79,12 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
     return "\n".join(
         [
             "",
-            "Keep exploring (kubectl and helm are in .tools/bin):",
-            f'export PATH="{ROOT / ".tools" / "bin"}:$PATH"',
+            "Keep exploring (kubectl and helm are in .tools/bin, the kubectl etcd plugin in "
+            ".venv/bin):",
+            f'export PATH="{ROOT / ".tools" / "bin"}:{ROOT / ".venv" / "bin"}:$PATH"',
             f"export KUBECONFIG={kubeconfig}",
             f"kubectl describe etcdcluster {name}{ns}",
+            f"kubectl etcd status {name}{ns}   # members, roles, leader, backups at a glance",
             f"kubectl scale etcdcluster {name}{ns} --replicas=5 && kubectl get etcdclusters{ns} -w",
             f"kubectl logs {name}-0{ns} --tail=20   # also -f, --previous; kubectl exec works too",
             "# etcdctl inside a member pod (pods live in the kubelet's private network):",

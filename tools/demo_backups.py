@@ -5,7 +5,7 @@ reachable from the pods, and the example cluster backing itself up there.
 server on the host's loopback (``e2e.kubelet.services``), the credentials Secret, sets the
 example's ``spec.backup`` (hourly, keep 5) and asks for one backup at once through the
 ``etcd.pyetcd.io/backup`` annotation, then waits for it to succeed. ``hints`` are the lines that
-show how to take, list and restore backups.
+show how to take, list and restore backups, by hand and with ``kubectl etcd``.
 """
 
 from __future__ import annotations
@@ -127,4 +127,8 @@ def hints(namespace: str, cluster: str, backup: str) -> list[str]:
         "metadata: {name: restored}",
         f"spec: {{version: 3.5.17, replicas: 3, bootstrap: {{backup: {{name: {backup}}}}}}}",
         "EOF",
+        "# the same with the kubectl plugin: a backup waited for, the list, a restore with the "
+        "source's spec",
+        f"kubectl etcd backup {cluster}{ns} --wait && kubectl etcd backups {cluster}{ns}",
+        f"kubectl etcd restore {cluster}{ns} --from {backup} --into restored-copy --dry-run",
     ]

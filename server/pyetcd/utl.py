@@ -1,9 +1,10 @@
 """The `pyetcdutl` command: offline tools on snapshot files and data dirs, mirroring `etcdutl`.
 
-`snapshot status <file>`, `snapshot restore <file> ...`, `defrag --data-dir`, `version`, and one
-command etcdutl lacks, `force-new-cluster --data-dir`: etcd's `--force-new-cluster` done on a
+`snapshot status <file>`, `snapshot restore <file> ...`, `defrag --data-dir`, `version`, and two
+commands etcdutl lacks: `force-new-cluster --data-dir`, etcd's `--force-new-cluster` done on a
 stopped member's data dir, so that a plain start continues as a one-member cluster (for a member
-whose command line cannot be changed, such as a pod of a StatefulSet). These run without a
+whose command line cannot be changed, such as a pod of a StatefulSet); and `analyze <snapshot,
+db or data dir>`, a report of what fills the key space (`pyetcd.analyze`). These run without a
 server, on files. Errors are one line on stderr (`Error: ...`) and a non-zero exit
 status (2 for a bad command line, 1 for a failure), never a traceback.
 
@@ -49,7 +50,17 @@ from typing import NoReturn
 import crc32c
 
 from pyetcd import __version__
-from pyetcd.backend.contract import Backend
+from pyetcd.analyze import (
+    AnalyzeError,
+    Options,
+    Report,
+    Source,
+    format_json,
+    format_table,
+    read_report,
+)
+from pyetcd.backend.contract import Backend, BackendError
+from pyetcd.backend.scan import BoltScan
 from pyetcd.fileutil import fsync_dir
 from pyetcd.mvcc.compaction import SCHEDULED_COMPACT_KEY
 from pyetcd.mvcc.revision import bytes_to_rev, rev_to_bytes
@@ -84,6 +95,8 @@ __all__ = [
     "SnapshotStatus",
     "UsageError",
     "UtlError",
+    "analyze_path",
+    "analyze_source",
     "bootstrap_entries",
     "build_parser",
     "bump_latest_revision",
@@ -660,6 +673,68 @@ def defrag(data_dir: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# analyze
+
+
+def analyze_source(path: str, *, skip_hash_check: bool = False) -> tuple[Source, int | None]:
+    """What `path` is, and how many of its bytes are the db (None: the whole file).
+
+    A directory is a data dir (its `member/snap/db`). A file whose size is 32 past a multiple of
+    512 is a snapshot: its SHA-256 trailer is verified (`verify_snapshot_hash`) unless
+    `skip_hash_check`. A file of whole 512-byte blocks is a bare db (no hash to check). Any other
+    size is a snapshot cut short inside its trailer, or not a db at all. Errors (`UtlError`) give
+    the reason only; `analyze_path` names the path.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise UtlError(err.strerror or str(err)) from None
+    if os.path.isdir(path):
+        db = os.path.join(path, "member", "snap", "db")
+        if not os.path.isfile(db):
+            raise UtlError("not a data dir: it has no member/snap/db")
+        return Source(path, "dataDir", db, "absent"), None
+    size = st.st_size
+    if size == 0:
+        raise UtlError("the file is empty")
+    tail = size % 512
+    if tail == SHA256_SIZE:
+        if skip_hash_check:
+            return Source(path, "snapshot", path, "skipped"), size - SHA256_SIZE
+        return Source(path, "snapshot", path, "verified"), verify_snapshot_hash(path)
+    if tail:
+        # Say why the bbolt file is unreadable if it is; else the size is the only fault.
+        try:
+            BoltScan(path).close()
+        except BackendError as err:
+            raise UtlError(_db_reason(err, path)) from None
+        raise UtlError(
+            f"truncated: its size {size} is neither whole 512-byte blocks (a db) nor that plus "
+            "a 32-byte SHA-256 (a snapshot)"
+        )
+    return Source(path, "db", path, "absent"), size
+
+
+def analyze_path(path: str, options: Options, *, skip_hash_check: bool = False) -> Report:
+    """`pyetcdutl analyze`: check the source, then stream its db through the analysis."""
+    try:
+        source, size = analyze_source(path, skip_hash_check=skip_hash_check)
+    except UtlError as err:
+        raise UtlError(f"cannot analyze {path}: {err}") from None
+    try:
+        return read_report(source.db_path, source=source, options=options, size=size)
+    except (BackendError, AnalyzeError, OSError) as err:
+        raise UtlError(f"cannot analyze {path}: {_db_reason(err, source.db_path)}") from None
+
+
+def _analyze_options(ns: argparse.Namespace) -> Options:
+    try:
+        return Options(separator=ns.separator.encode(), depth=ns.depth, top=ns.top)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+# ------------------------------------------------------------------------------------------------
 # command line
 
 
@@ -813,6 +888,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     force.add_argument("--data-dir", required=True, help="Required. Path to the data directory.")
 
+    analyze = sub.add_parser(
+        "analyze",
+        help="Reports what fills an etcd db, read offline from a snapshot or data dir "
+        "(not in etcdutl)",
+        description="Reads a snapshot file (etcdctl snapshot save), a bbolt db file or a "
+        "stopped member's data dir, from etcd or pyetcd, and reports: totals (revision, "
+        "compaction, live keys and bytes, stored revisions and bytes, db size); space by key "
+        "prefix; the biggest keys; hot keys (the most stored revisions: history not yet "
+        "compacted); leases with their keys, leases holding none, and keys naming a lease that "
+        "does not exist; and live keys by age. Ages are counted in revisions since a key's "
+        "last change: etcd stores no wall-clock times. No server is contacted.",
+        allow_abbrev=False,
+    )
+    analyze.add_argument("path", help="snapshot file, bbolt db file, or data dir")
+    analyze.add_argument(
+        "--format",
+        default="table",
+        choices=("table", "json"),
+        help="output: an aligned table, or JSON (schemaVersion 1, see pyetcd.analyze.render)",
+    )
+    analyze.add_argument(
+        "--separator", default="/", help="key separator that delimits prefixes (default /)"
+    )
+    analyze.add_argument(
+        "--depth",
+        type=int,
+        default=2,
+        help="prefixes end at this separator, a leading one not counted (default 2: "
+        "/registry/pods/)",
+    )
+    analyze.add_argument(
+        "--top",
+        type=int,
+        default=20,
+        help="rows in each list: prefixes (the rest summed as other), biggest keys, hot keys "
+        "(default 20)",
+    )
+    analyze.add_argument(
+        "--skip-hash-check",
+        action="store_true",
+        help="do not verify a snapshot's SHA-256 trailer (saves reading the file twice)",
+    )
+
     sub.add_parser("version", help="Prints the version of pyetcdutl", allow_abbrev=False)
     return parser
 
@@ -832,6 +950,9 @@ def _run(ns: argparse.Namespace) -> None:
             f"committed index {forced.commit} ({forced.discarded} uncommitted entries "
             f"discarded); removed members: {removed}\n"
         )
+    elif ns.command == "analyze":
+        report = analyze_path(ns.path, _analyze_options(ns), skip_hash_check=ns.skip_hash_check)
+        sys.stdout.write(format_json(report) if ns.format == "json" else format_table(report))
     elif ns.command == "defrag":
         path = defrag(ns.data_dir)
         sys.stdout.write(f"Finished defragmenting etcd data[{path}]\n")

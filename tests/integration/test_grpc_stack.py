@@ -9,10 +9,12 @@ on the default stack.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 from tests.integration.cluster import Member
@@ -126,3 +128,29 @@ def test_many_concurrent_streams_on_one_connection(servers: dict[str, Member], l
         assert len(set(revisions)) == 500  # every put applied once, each its own revision
         got = kv.Range(rpc_pb2.RangeRequest(key=b"many/", range_end=b"many0", count_only=True))
         assert got.count == 500
+
+
+def client_grpc_bytes(member: Member) -> tuple[float, float]:
+    """(received, sent) of etcd_network_client_grpc_*_bytes_total on the member's /metrics."""
+    with urllib.request.urlopen(member.client_url + "/metrics", timeout=10) as resp:
+        families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+    received, sent = (
+        families[f"etcd_network_client_grpc_{way}_bytes"].samples[0].value
+        for way in ("received", "sent")
+    )
+    return received, sent
+
+
+@pytest.mark.parametrize("label", TARGETS)
+def test_client_grpc_bytes_are_the_message_bytes_on_every_stack(
+    servers: dict[str, Member], label: str
+) -> None:
+    member = servers[label]
+    received, sent = client_grpc_bytes(member)
+    request = rpc_pb2.PutRequest(key=b"counted", value=b"c" * 300)
+    with channel(member) as ch:
+        response = rpc_pb2_grpc.KVStub(ch).Put(request, timeout=10)
+    now_received, now_sent = client_grpc_bytes(member)
+    # etcd's codec counts marshalled messages: no gRPC prefix, no HTTP/2 framing.
+    assert now_received - received == request.ByteSize()
+    assert now_sent - sent == response.ByteSize()

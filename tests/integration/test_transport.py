@@ -1,4 +1,5 @@
-"""The peer transport on loopback: streams, batching, the cluster-ID check, snapshots, requests.
+"""The peer transport on loopback: streams, batching, the cluster-ID check, snapshots, requests,
+what it counts for etcd's peer metrics, and its RTT probes.
 
 Two or three ``Transport`` objects run in one event loop with real sockets; the member they
 serve is a recording stand-in (the transport only calls its handler interface).
@@ -7,17 +8,21 @@ serve is a recording stand-in (the transport only calls its handler interface).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+from pyetcd import panic as panic_module
 from pyetcd.proto.raftpb import raft_pb2
 from pyetcd.transport import PeerRequestError, Transport, TransportError, fetch_cluster
-from pyetcd.transport.peer import ERR_CLUSTER_ID_MISMATCH
+from pyetcd.transport import peer as peer_module
+from pyetcd.transport.peer import ERR_CLUSTER_ID_MISMATCH, MAGIC, encode_frame
 
 from tools.ports import free_port
 
@@ -79,14 +84,16 @@ def url(port: int) -> str:
 
 
 async def pair(
-    tmp_path: Path, cluster_b: int = CLUSTER
+    tmp_path: Path, cluster_b: int = CLUSTER, *, probe_interval: float = 0.0
 ) -> tuple[Transport, Recorder, Transport, Recorder, int, int]:
+    """Two transports that are each other's peer. No RTT probes unless asked for: several
+    tests here count connections or intercept writes, and a probe is one more of each."""
     pa, pb = free_port(), free_port()
     ra, rb = Recorder(), Recorder()
     (tmp_path / "a").mkdir(exist_ok=True)
     (tmp_path / "b").mkdir(exist_ok=True)
-    a = Transport(1, CLUSTER, ra, str(tmp_path / "a"))
-    b = Transport(2, cluster_b, rb, str(tmp_path / "b"))
+    a = Transport(1, CLUSTER, ra, str(tmp_path / "a"), probe_interval=probe_interval)
+    b = Transport(2, cluster_b, rb, str(tmp_path / "b"), probe_interval=probe_interval)
     await a.listen([url(pa)])
     await b.listen([url(pb)])
     a.set_peers({2: [url(pb)]})
@@ -132,7 +139,7 @@ def test_unreachable_peer_is_reported_and_the_stream_comes_back(tmp_path: Path) 
             a.send([app(2, 1, 7)])
             assert ra.unreachable == [2]
             # The peer comes back on the same URL: the sender re-dials with its back-off.
-            b2 = Transport(2, CLUSTER, rb, str(tmp_path / "b"))
+            b2 = Transport(2, CLUSTER, rb, str(tmp_path / "b"), probe_interval=0.0)
             await b2.listen([url(pb)])
             b2.set_peers({1: []})
             try:
@@ -299,11 +306,11 @@ def test_a_failing_lost_stream_handler_does_not_end_the_stream(
         ra, rb = FailingRecorder(), Recorder()
         for d in ("a", "b"):
             (tmp_path / d).mkdir(exist_ok=True)
-        a = Transport(1, CLUSTER, ra, str(tmp_path / "a"))
+        a = Transport(1, CLUSTER, ra, str(tmp_path / "a"), probe_interval=0.0)
         await a.listen([url(pa)])
         a.set_peers({2: [url(pb)]})
         for attempt in range(2):
-            b = Transport(2, CLUSTER, rb, str(tmp_path / "b"))
+            b = Transport(2, CLUSTER, rb, str(tmp_path / "b"), probe_interval=0.0)
             await b.listen([url(pb)])
             b.set_peers({1: [url(pa)]})
             await until("the stream", lambda: a.active_since(2) is not None)
@@ -346,7 +353,7 @@ def test_a_peer_that_stops_reading_loses_its_stream_at_the_write_deadline(
         port = server.sockets[0].getsockname()[1]
         ra = Recorder()
         (tmp_path / "a").mkdir(exist_ok=True)
-        a = Transport(1, CLUSTER, ra, str(tmp_path / "a"))
+        a = Transport(1, CLUSTER, ra, str(tmp_path / "a"), probe_interval=0.0)
         a.set_peers({2: [url(port)]})
         try:
             await until("the stream", lambda: a.active_since(2) is not None)
@@ -399,3 +406,225 @@ def test_a_refused_handshake_write_is_a_failed_dial_and_is_retried(
     run(scenario)
     assert refusals == []
     assert "cannot dial: cannot reach peer" in caplog.text
+
+
+# ----- what the transport counts (exported by the server as etcd_network_peer_*) -----
+
+
+def test_raft_traffic_is_counted_in_message_bytes_on_both_sides(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, _ra, b, rb, _pa, _pb = await pair(tmp_path)
+        try:
+            await until("the stream", lambda: a.active_since(2) is not None)
+            msgs = [app(2, 1, i) for i in range(1, 11)]
+            a.send(msgs)
+            await until("all messages", lambda: len(rb.messages) == 10)
+            size = sum(m.ByteSize() for m in msgs)
+            sent = a.metrics.peers[2]
+            await until("the flushed batch to be counted", lambda: sent.sent_bytes == size)
+            assert b.metrics.peers[1].received_bytes == size
+            assert sent.active is True
+            assert (sent.sent_failures, sent.disconnects) == (0, 0)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
+
+
+def test_dropped_messages_and_a_lost_stream_are_send_failures(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, _ra, b, _rb, _pa, _pb = await pair(tmp_path)
+        try:
+            await until("the stream", lambda: a.active_since(2) is not None)
+            await b.stop()
+            await until("the stream to drop", lambda: a.active_since(2) is None)
+            stats = a.metrics.peers[2]
+            # The idle stream's loss is one failure, as etcd's failed link heartbeat is.
+            assert (stats.sent_failures, stats.disconnects, stats.active) == (1, 1, False)
+            a.send([app(2, 1, 7), app(2, 1, 8)])
+            assert stats.sent_failures == 3
+            a.send([app(3, 1, 1)])  # no such peer: etcd ignores it, and counts nothing
+            assert 3 not in a.metrics.peers
+        finally:
+            await a.stop()
+
+    run(scenario)
+
+
+def test_streams_closed_by_a_stopping_member_are_no_failures_of_its_own(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, _ra, b, _rb, _pa, _pb = await pair(tmp_path)
+        try:
+            await until("both streams", lambda: bool(a.active_since(2) and b.active_since(1)))
+            await a.stop()
+            await until("b's stream to drop", lambda: b.active_since(1) is None)
+            assert (a.metrics.peers[2].sent_failures, a.metrics.peers[2].disconnects) == (0, 0)
+            assert b.metrics.peers[1].disconnects == 1
+        finally:
+            await b.stop()
+
+    run(scenario)
+
+
+def test_a_frame_that_is_no_raft_message_is_a_receive_failure(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        a, _ra, b, rb, _pa, pb = await pair(tmp_path)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", pb)
+            hello = {"kind": "stream", "cluster_id": CLUSTER, "from": 1, "to": 2}
+            writer.write(MAGIC + encode_frame(json.dumps(hello).encode()))
+            (n,) = struct.unpack(">Q", await reader.readexactly(8))
+            assert json.loads(await reader.readexactly(n)) == {"ok": True}
+            writer.write(encode_frame(b"\xff\xff\xff"))  # a truncated varint tag
+            await until("the receive failure", lambda: b.metrics.peers[1].received_failures == 1)
+            assert rb.messages == []
+            writer.close()
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
+
+
+class OpsRecorder(Recorder):
+    """A handler like the etcd server's: it refuses an op it does not know, and notes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    async def handle_request(self, op: str, body: bytes) -> bytes:
+        self.ops.append(op)
+        raise PeerRequestError(f"unknown peer request {op!r}")
+
+
+class TransportBeforeProbes(Transport):
+    """A pyetcd from before the RTT probe, as in a rolling upgrade: every request op is the
+    handler's (its ``_serve_request`` as it was)."""
+
+    async def _serve_request(
+        self, op: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        body = await peer_module._read_frame(reader, peer_module.MAX_CONTROL_FRAME)
+        try:
+            answer = await self.handler.handle_request(op, body)
+        except PeerRequestError as exc:
+            writer.write(
+                peer_module._json_frame({"ok": False, "error": exc.message, "code": exc.code})
+            )
+        else:
+            writer.write(peer_module._json_frame({"ok": True}) + encode_frame(answer))
+        await writer.drain()
+
+
+def test_probes_measure_the_round_trip_to_each_peer_and_are_no_raft_traffic(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        a, _ra, b, _rb, _pa, _pb = await pair(tmp_path, probe_interval=0.02)
+        try:
+            to_b, to_a = a.metrics.peer(2), b.metrics.peer(1)
+            await until("three probes each way", lambda: min(to_b.rtt.count, to_a.rtt.count) >= 3)
+            assert 0 < to_b.rtt.sum < to_b.rtt.count * peer_module.REQUEST_TIMEOUT
+            assert to_b.probe_failures == 0
+            # Loopback answers well within etcd's largest finite bucket (3.2768 s).
+            assert to_b.rtt.counts[-1] == 0
+            assert (to_b.sent_bytes, to_b.received_bytes) == (0, 0)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
+
+
+def test_a_peer_from_before_the_probe_refuses_it_quietly_and_still_answers_in_one_round_trip(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pyetcd.transport.peer")
+
+    async def scenario() -> None:
+        pa, pb = free_port(), free_port()
+        for d in ("a", "b"):
+            (tmp_path / d).mkdir(exist_ok=True)
+        old_handler = OpsRecorder()
+        a = Transport(1, CLUSTER, Recorder(), str(tmp_path / "a"), probe_interval=0.02)
+        b = TransportBeforeProbes(2, CLUSTER, old_handler, str(tmp_path / "b"), probe_interval=0)
+        await a.listen([url(pa)])
+        await b.listen([url(pb)])
+        a.set_peers({2: [url(pb)]})
+        b.set_peers({1: [url(pa)]})
+        try:
+            stats = a.metrics.peer(2)
+            await until("three probes", lambda: stats.rtt.count >= 3)
+            assert stats.probe_failures == 0
+            assert old_handler.ops[:3] == ["probe"] * 3
+            # Checked before the stop, whose lost streams are news of their own.
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(scenario)
+    assert "probe failed" not in caplog.text
+
+
+def test_probing_a_peer_that_is_down_counts_failures_without_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pyetcd.transport.peer")
+
+    async def scenario() -> None:
+        (tmp_path / "a").mkdir(exist_ok=True)
+        a = Transport(1, CLUSTER, Recorder(), str(tmp_path / "a"), probe_interval=0.02)
+        a.set_peers({2: [url(free_port())]})
+        try:
+            stats = a.metrics.peer(2)
+            await until("three failed probes", lambda: stats.probe_failures >= 3)
+            assert stats.rtt.count == 0
+        finally:
+            await a.stop()
+
+    run(scenario)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [w for w in warnings if "probe" in w], warnings
+    assert "probe failed" in caplog.text  # at debug
+
+
+class ExitedError(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def test_a_broken_invariant_in_a_probe_stops_the_member_and_a_bug_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    exits: list[int] = []
+
+    def exit_process(code: int) -> NoReturn:
+        exits.append(code)
+        raise ExitedError(code)
+
+    monkeypatch.setattr(panic_module, "exit_process", exit_process)
+    failures: list[BaseException] = [KeyError("a bug"), AssertionError("probe invariant")]
+
+    async def probe(self: Transport, peer: Any) -> float:
+        raise failures.pop(0)
+
+    monkeypatch.setattr(Transport, "_probe", probe)
+
+    async def scenario() -> None:
+        (tmp_path / "a").mkdir(exist_ok=True)
+        a = Transport(1, CLUSTER, Recorder(), str(tmp_path / "a"), probe_interval=0.02)
+        a.set_peers({2: [url(free_port())]})
+        try:
+            await until("the panic", lambda: exits == [2])
+            assert a.metrics.peer(2).probe_failures == 0  # neither was taken for a fault
+        finally:
+            await a.stop()
+
+    run(scenario)
+    assert "peer 2: probe failed" in caplog.text  # the bug, with its traceback
+    assert "KeyError: 'a bug'" in caplog.text
+    assert "panic: probe invariant" in caplog.text

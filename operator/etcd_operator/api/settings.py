@@ -61,6 +61,27 @@ class OperatorSettings(BaseModel):
         description="Backups that stream at the same time, across clusters (each holds up to "
         "two 16 MiB parts in memory); one cluster's backups run one at a time.",
     )
+    analysis_temp_dir: str = Field(
+        default="",
+        description="Where a keyspace analysis downloads the backup it reads (the whole "
+        "database); empty: the system's temporary directory (TMPDIR, else /tmp). An analysis "
+        "whose snapshot is bigger than the free space there fails saying so.",
+    )
+    analysis_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="How long pyetcdutl analyze may run per analysis."
+    )
+    max_concurrent_analyses: int = Field(
+        default=1,
+        ge=1,
+        description="Keyspace analyses that run at the same time, across clusters (each holds "
+        "a database in the temporary directory and a core busy).",
+    )
+    pyetcdutl: str = Field(
+        default="pyetcdutl",
+        min_length=1,
+        description="The pyetcdutl that analyses backups: a path, or a name looked up on PATH "
+        "and then beside the operator's Python (where its distribution installs it).",
+    )
     network_policy_default: bool = Field(
         default=False,
         description="Whether clusters whose spec.networkPolicy.enabled is unset get a "

@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from etcd_operator.api import corev1, structural
+from etcd_operator.api.analysis import ANALYSIS_NEEDS_BACKUP, AnalysisSpec, KeyspaceStatus
 from etcd_operator.api.auth import AUTH_REMOVE_RULE, AUTH_SECRET_RULE, AuthSpec
 from etcd_operator.api.backup import BackupSpec, BackupStore, BootstrapSpec, SecretKeyRef
 from etcd_operator.api.maintenance import MaintenanceSpec
@@ -586,6 +587,11 @@ class EtcdClusterSpec(_Model):
         default=None,
         description="Backups to S3-compatible storage: where, when, how, and for how long.",
     )
+    analysis: AnalysisSpec | None = Field(
+        default=None,
+        description="Analyse the newest backup's key space on a schedule or on request "
+        "(status.keyspace). Needs backup.",
+    )
     bootstrap: BootstrapSpec | None = Field(
         default=None,
         description="A new cluster's data from a backup; only at creation (immutable).",
@@ -612,6 +618,12 @@ class EtcdClusterSpec(_Model):
         "members, clients from the cluster's namespace (or the peers listed) and the operator, "
         "and metrics scrapers listed.",
     )
+
+    @model_validator(mode="after")
+    def _analysis_needs_backup(self) -> EtcdClusterSpec:
+        if self.analysis is not None and self.backup is None:
+            raise ValueError(ANALYSIS_NEEDS_BACKUP[1])
+        return self
 
 
 class ConditionType(StrEnum):
@@ -898,6 +910,9 @@ class EtcdClusterStatus(_Model):
     backup: ClusterBackupStatus | None = Field(
         default=None, description="Backups, when spec.backup is set."
     )
+    keyspace: KeyspaceStatus | None = Field(
+        default=None, description="The keyspace analyses, when spec.analysis is set."
+    )
     restoredFrom: RestoredFrom | None = Field(
         default=None,
         description="The backup the cluster was created from (spec.bootstrap), or rebuilt "
@@ -959,7 +974,8 @@ class EtcdCluster(_Model):
 # CEL rules on the spec as a whole; crd.py attaches them to the spec schema. The immutability
 # rules look at oldSelf, so they run on updates only; they sit on the spec (not on the fields)
 # because a rule on a field is skipped when the field is added or removed, and setting or
-# unsetting storageClassName would change the StatefulSet's volume claims just the same.
+# unsetting storageClassName would change the StatefulSet's volume claims just the same. The
+# rules between fields (analysis needs backup) are mirrored by EtcdClusterSpec's validators.
 SPEC_RULES = rules(
     Rule(
         "has(self.storage) && has(self.storage.storageClassName)"
@@ -985,6 +1001,7 @@ SPEC_RULES = rules(
     Rule(*TLS_CHANGE_RULE),
     Rule(*AUTH_REMOVE_RULE),
     Rule(*AUTH_SECRET_RULE),
+    Rule(*ANALYSIS_NEEDS_BACKUP),
 )
 
 # CEL rules on the whole object: only metadata.name and metadata.generateName are visible there.

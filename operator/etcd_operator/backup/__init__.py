@@ -4,9 +4,10 @@
 and aborts on any failure (``multipart`` is its S3 side: parts, staging object, final copy);
 ``download`` brings an object back as a verified snapshot file for ``snapshot restore``;
 ``codec`` is the object format (compression, then ``cipher``'s chunked AES-256-GCM);
-``metadata`` what an object records about itself; ``store`` the resolved store settings and the
-boto3 client; ``errors`` the typed errors with one-line messages. Callers (the operator's
-runtime, a restore init container) resolve Secrets and pass plain values.
+``metadata`` what an object records about itself; ``report`` a backup's keyspace report, stored
+next to it; ``store`` the resolved store settings and the boto3 client; ``errors`` the typed
+errors with one-line messages. Callers (the operator's runtime, a restore init container)
+resolve Secrets and pass plain values.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ from etcd_operator.backup.errors import (
     WrongEncryptionKeyError,
 )
 from etcd_operator.backup.metadata import ObjectMetadata, SnapshotInfo
+from etcd_operator.backup.report import (
+    StoredReport,
+    delete_reports,
+    fetch_report,
+    report_key,
+    upload_report,
+)
 from etcd_operator.backup.store import Credentials, S3Client, StoreSettings, make_client
 from etcd_operator.backup.upload import DEFAULT_PART_SIZE, UploadResult, upload_snapshot
 
@@ -59,12 +67,17 @@ __all__ = [
     "StoreError",
     "StoreSettings",
     "StoreUnreachableError",
+    "StoredReport",
     "TrailerMismatchError",
     "TruncatedObjectError",
     "UploadResult",
     "WrongEncryptionKeyError",
+    "delete_reports",
     "download_snapshot",
+    "fetch_report",
     "make_client",
     "parse_key",
+    "report_key",
+    "upload_report",
     "upload_snapshot",
 ]

@@ -18,7 +18,8 @@ from etcd_operator.api.backup import DeletionPolicy
 from etcd_operator.api.etcdbackup import PLURAL
 from etcd_operator.api.v1alpha1 import GROUP, VERSION
 from etcd_operator.backup import BackupError
-from etcd_operator.runtime.backups import BackupRunner, SecretError
+from etcd_operator.runtime.backups import BackupRunner
+from etcd_operator.runtime.stores import SecretError
 
 # Retries of a refused deletion: every 30 s at first, then at most every 5 minutes.
 DELETE_BACKOFF = 30.0

@@ -67,6 +67,8 @@ def register(
     @kopf.on.cleanup(id="stop-status-refresh", registry=registry)
     async def stop_refresh(**_: Any) -> None:
         await refresher.stop()
+        # Analyses cut short end as interrupted on the next start, and are retried.
+        await reconciler.analyses.stop()
 
     @kopf.on.event(*resource, id="forget-deleted", registry=registry)
     async def deleted(event: kopf.RawEvent, **_: Any) -> None:

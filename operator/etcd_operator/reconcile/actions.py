@@ -147,6 +147,18 @@ class DeleteOperation:
 
 
 @dataclass(frozen=True)
+class AnalyzeKeyspace:
+    """Have the runtime analyse the cluster's newest successful backup, outside the pass (it
+    downloads a database). The runtime decides again on a fresh read under the cluster's lock,
+    and leaves the request alone while it runs one for the cluster already; a run the status
+    shows as Running that the runtime does not run was cut short by a restart, and it ends it."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
 class PatchOperationStatus:
     """Merge ``status`` into the status of the operation object ``kind``/``name``."""
 
@@ -244,6 +256,7 @@ Action = (
     | DeletePod
     | CreateBackup
     | DeleteOperation
+    | AnalyzeKeyspace
     | PatchOperationStatus
     | IssueCertificate
     | CreateRootSecret

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster
 from etcd_operator.components.bootstrap import BootstrapState
-from etcd_operator.reconcile.actions import Action, Event
+from etcd_operator.reconcile.actions import Action, AnalyzeKeyspace, Event
 from etcd_operator.reconcile.observed import ChildKey, Observed
 
 
@@ -127,8 +127,9 @@ class Steps:
 
     @property
     def acted(self) -> bool:
-        """The steps change etcd or Kubernetes (more than posting events)."""
-        return any(not isinstance(a, Event) for a in self.actions)
+        """The steps change etcd or Kubernetes (more than posting events, or handing a keyspace
+        analysis to the runtime, which runs it after the pass)."""
+        return any(not isinstance(a, Event | AnalyzeKeyspace) for a in self.actions)
 
     def seen_again(self, fresh: Steps | None) -> Steps:
         """These executed steps, with the decisions of the same pipeline run on a look at the

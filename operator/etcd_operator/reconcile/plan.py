@@ -4,7 +4,8 @@
 backup), bootstrap, hibernation, quorum-loss recovery, replacement, scaling, TLS certificates
 (issued before the children that mount them), children, the
 rollout of a changed pod template, defragmentation, the recovering survivor's restart, volume
-cleanup, backups (the schedule, the annotation, retention), each in its own module.
+cleanup, backups (the schedule, the annotation, retention), the keyspace analysis of the newest
+backup, each in its own module.
 ``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
 turns its decisions into the events of the status transitions and the status itself, always the
 last action. A pass that changed something looks at the world again after its steps and reports on
@@ -29,6 +30,7 @@ from etcd_operator.reconcile import (
     defrag_requests,
     deletion,
     hibernation,
+    keyspace,
     recovery,
     replacement,
     restore,
@@ -100,6 +102,7 @@ STEPS: tuple[Step, ...] = (
     recovery.restart_step,
     volumes.step,
     backups.step,
+    keyspace.step,
 )
 """The pipeline, in order: their actions run in this order too."""
 

@@ -35,6 +35,7 @@ from etcd_operator.reconcile.auth import auth_ready_verdict, auth_status
 from etcd_operator.reconcile.backup_status import backup_ready_verdict, backup_status
 from etcd_operator.reconcile.conditions import CHECKERS, FALSE, TRUE, Verdict
 from etcd_operator.reconcile.defrag import defrag_status
+from etcd_operator.reconcile.keyspace import keyspace_status
 from etcd_operator.reconcile.membership import member_name
 from etcd_operator.reconcile.observed import EtcdView, Observed
 from etcd_operator.reconcile.pipeline import Decided
@@ -221,6 +222,7 @@ def compute_status(
         clusterID=cluster_id,
         selector=selector(desired.name),
         backup=backup_status(desired, observed, decided),
+        keyspace=keyspace_status(desired, decided),
         restoredFrom=_restored_from(previous, decided),
         membersReplaced=_members_replaced(previous, decided),
         lastReplacement=_last_replacement(previous, decided),

@@ -23,20 +23,16 @@ message that leaves (status, event, log) has passed the store's ``redact``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
-import os
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from etcd_operator import metrics
-from etcd_operator.api.backup import BackupSpec, BackupStore, Compression
+from etcd_operator.api.backup import BackupStore, Compression
 from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.etcdbackup import EtcdBackup, EtcdBackupStatus, Verification
 from etcd_operator.api.operation import OperationPhase
@@ -45,15 +41,14 @@ from etcd_operator.api.times import rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, KIND, EtcdCluster
 from etcd_operator.backup import (
     BackupError,
-    Credentials,
     NoSuchKeyError,
     StoreSettings,
     UploadResult,
-    parse_key,
     upload_snapshot,
 )
 from etcd_operator.backup.errors import classify_s3_error
 from etcd_operator.backup.metadata import SnapshotInfo
+from etcd_operator.backup.report import delete_reports
 from etcd_operator.backup.store import make_client
 from etcd_operator.backup.verify import VerificationError, Verified, verify_backup
 from etcd_operator.components.auth import RootCredentials
@@ -61,16 +56,16 @@ from etcd_operator.components.tls import ClientCredentials
 from etcd_operator.reconcile import backup_run
 from etcd_operator.reconcile.backup_run import Refusal
 from etcd_operator.reconcile.operations import seconds_until_expiry
+from etcd_operator.runtime import stores
 from etcd_operator.runtime.events import post_events
 from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_cluster
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import Connect, connect_etcd, observe
+from etcd_operator.runtime.stores import SecretError, resolved
 
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
-
-CREDENTIAL_KEYS = ("accessKeyId", "secretAccessKey", "sessionToken")
 
 
 class Upload(Protocol):
@@ -92,10 +87,6 @@ Check = Callable[[StoreSettings, str, bytes | None], Awaitable[Verified]]
 """``backup.verify.verify_backup``'s shape (tests stand in for the download)."""
 
 
-class SecretError(Exception):
-    """A Secret a backup needs is missing or incomplete; the message says which and what."""
-
-
 @dataclass
 class _Run:
     """What a run has learnt so far, for its messages: the store resolved (for ``redact``)."""
@@ -104,17 +95,6 @@ class _Run:
 
     def redact(self, text: str) -> str:
         return self.store.redact(text) if self.store is not None else text
-
-
-def _decode(secret: Mapping[str, Any], key: str) -> str | None:
-    value = (secret.get("data") or {}).get(key)
-    if value is None:
-        plain = (secret.get("stringData") or {}).get(key)
-        return str(plain) if plain is not None else None
-    try:
-        return base64.b64decode(str(value), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
 
 
 class BackupRunner:
@@ -201,16 +181,20 @@ class BackupRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def delete_stored(self, body: Mapping[str, Any]) -> str | None:
-        """Delete the stored object of a backup whose policy is Delete; returns what was done
-        (for the handler's log), raises ``BackupError`` or ``SecretError`` to be retried."""
+        """Delete the stored object of a backup whose policy is Delete, and its keyspace report;
+        returns what was done (for the handler's log), raises ``BackupError`` or
+        ``SecretError`` to be retried."""
         backup = EtcdBackup.model_validate(body)
         status = backup.status or EtcdBackupStatus()
         if status.location is None or status.store is None:
             return "nothing was stored"
         prefix = f"s3://{status.store.bucket}/"
         key = status.location.removeprefix(prefix)
-        async with self._resolved(backup.namespace, status.store, "") as store:
-            return await _delete_object(store, key, status.location)
+        async with resolved(self.kube, backup.namespace, status.store, "") as store:
+            done = await _delete_object(store, key, status.location)
+            # Its keyspace report goes with it (spec.analysis): it describes nothing else.
+            await delete_reports(store, key)
+            return done
 
     # -- one run ---------------------------------------------------------------------------
     async def _guarded(self, body: Json, *, resumed: bool) -> None:
@@ -272,9 +256,9 @@ class BackupRunner:
         compression = spec.compression if spec is not None else Compression.ZSTD
         prefix = backup_run.default_prefix(ns, cluster.name)
         try:
-            async with self._resolved(ns, store_api, prefix) as store:
+            async with resolved(self.kube, ns, store_api, prefix) as store:
                 run.store = store
-                encryption_key = await self._encryption_key(ns, spec)
+                encryption_key = await stores.encryption_key(self.kube, ns, spec)
                 observed = await observe(cluster, self.kube, self.settings, self._connect)
                 source = backup_run.source_member(observed.etcd, cluster.name)
                 if isinstance(source, Refusal):
@@ -485,74 +469,12 @@ class BackupRunner:
                 text = f"backup {body['metadata']['name']}: {outcome.message}"
                 await post_events(self.kube, raw, [("Warning", reason, text)], now)
 
-    # -- what a run needs from Secrets -----------------------------------------------------
-    async def _secret(self, namespace: str, name: str, why: str) -> Json:
-        secret = await self.kube.get("v1", "Secret", namespace, name)
-        if secret is None:
-            raise SecretError(f"Secret {name} ({why}) does not exist in namespace {namespace}")
-        return secret
-
-    @contextlib.asynccontextmanager
-    async def _resolved(
-        self, namespace: str, store: BackupStore, default_prefix: str
-    ) -> AsyncIterator[StoreSettings]:
-        """The store with its Secrets read: credentials in memory, a CA bundle in a private
-        temporary file for boto3 (removed afterwards)."""
-        credentials = None
-        if store.credentialsSecret:
-            secret = await self._secret(namespace, store.credentialsSecret, "S3 credentials")
-            values = {k: _decode(secret, k) for k in CREDENTIAL_KEYS}
-            missing = [k for k in CREDENTIAL_KEYS[:2] if not values[k]]
-            if missing:
-                raise SecretError(
-                    f"Secret {store.credentialsSecret} (S3 credentials) has no "
-                    f"{' and no '.join(missing)}: it needs accessKeyId and secretAccessKey"
-                )
-            credentials = Credentials(
-                str(values["accessKeyId"]), str(values["secretAccessKey"]), values["sessionToken"]
-            )
-        async with contextlib.AsyncExitStack() as stack:
-            ca_path = None
-            if store.caBundle is not None:
-                ref = store.caBundle
-                secret = await self._secret(namespace, ref.name, "S3 CA bundle")
-                pem = _decode(secret, ref.key)
-                if not pem:
-                    raise SecretError(f"Secret {ref.name} (S3 CA bundle) has no key {ref.key}")
-                ca_path = stack.enter_context(_private_file(pem))
-            yield StoreSettings.from_api(
-                store, default_prefix=default_prefix, credentials=credentials, ca_bundle=ca_path
-            )
-
-    async def _encryption_key(self, namespace: str, spec: BackupSpec | None) -> bytes | None:
-        if spec is None or spec.encryption is None:
-            return None
-        ref = spec.encryption.keySecret
-        secret = await self._secret(namespace, ref.name, "backup encryption key")
-        value = (secret.get("data") or {}).get(ref.key)
-        if value is None:
-            raise SecretError(f"Secret {ref.name} (backup encryption key) has no key {ref.key}")
-        return parse_key(base64.b64decode(str(value)))
-
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.settings.max_concurrent_backups)
         async with self._slots:
             yield
-
-
-@contextlib.contextmanager
-def _private_file(text: str) -> Iterator[str]:
-    """``text`` in a file only this process's user can read; its path, removed afterwards."""
-    fd, path = tempfile.mkstemp(prefix="etcd-backup-", suffix=".pem")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
 
 async def _delete_object(store: StoreSettings, key: str, location: str) -> str:

@@ -22,6 +22,7 @@ from etcd_operator.reconcile.actions import (
     AddMember,
     AddRootRole,
     AddRootUser,
+    AnalyzeKeyspace,
     Apply,
     ChangeRootPassword,
     CreateBackup,
@@ -51,6 +52,8 @@ PostEvent = Callable[[str, str, str], None]
 """(type, reason, message) -> None: posts a Kubernetes Event on the EtcdCluster."""
 WriteStatus = Callable[[dict[str, Any]], Awaitable[None] | None]
 """Writes the status merge patch (the handlers patch the status subresource directly)."""
+StartAnalysis = Callable[[AnalyzeKeyspace], object]
+"""Hands a keyspace analysis to the runtime's runner (``KeyspaceAnalyses.start``)."""
 
 
 async def execute(
@@ -59,9 +62,12 @@ async def execute(
     post_event: PostEvent,
     write_status: WriteStatus,
     etcd: EtcdConnection | None = None,
+    *,
+    analyze: StartAnalysis | None = None,
 ) -> None:
     """Run ``actions`` in order; ``etcd`` is required when they change the membership or
-    maintain members."""
+    maintain members, ``analyze`` when they hand over a keyspace analysis (it only starts it:
+    the analysis runs after the pass)."""
     for action in actions:
         match action:
             case AddMember() | PromoteMember() | MoveLeader() | RemoveMember():
@@ -111,6 +117,11 @@ async def execute(
             case PatchOperationStatus(kind=kind, name=name, namespace=namespace, status=status):
                 if not await kube.patch_status(API_VERSION, kind, namespace, name, status):
                     log.info("%s %s/%s is gone: status not written", kind, namespace, name)
+            case AnalyzeKeyspace():
+                if analyze is None:
+                    log.info("%s/%s: no keyspace analyses here", action.namespace, action.name)
+                else:
+                    analyze(action)
             case IssueCertificate():
                 await issue_certificate(kube, action)
             case Event(type=type_, reason=reason, message=message):

@@ -56,6 +56,7 @@ from etcd_operator.reconcile.events import failure_event
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.plan import plan_steps, report
 from etcd_operator.reconcile.status import RECONCILE_FAILED, failed_pass
+from etcd_operator.runtime.analyses import KeyspaceAnalyses
 from etcd_operator.runtime.events import post_events
 from etcd_operator.runtime.execute import PostEvent, WriteStatus, execute
 from etcd_operator.runtime.failures import (
@@ -116,9 +117,18 @@ def changes_membership(actions: Sequence[Action]) -> bool:
     )
 
 
+def condition_labels(status: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(type, status, reason)`` of each condition in a status (or a status patch)."""
+    return [
+        (str(c.get("type")), str(c.get("status")), str(c.get("reason") or ""))
+        for c in status.get("conditions") or []
+    ]
+
+
 def record_metrics(desired: EtcdCluster, status: Mapping[str, Any]) -> None:
     members = status.get("members") or []
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    metrics.record_conditions(desired.namespace, desired.name, condition_labels(status))
     ready = conditions.get("BackupReady")
     last = parse_rfc3339((status.get("backup") or {}).get("lastSuccessfulTime"))
     metrics.record_cluster(
@@ -130,6 +140,33 @@ def record_metrics(desired: EtcdCluster, status: Mapping[str, Any]) -> None:
         backup_ready=None if ready is None else ready == "True",
         last_backup=last.timestamp() if last is not None else None,
         members_replaced=int(status.get("membersReplaced") or 0),
+    )
+    record_keyspace_metrics(desired, status.get("keyspace"))
+
+
+def record_keyspace_metrics(desired: EtcdCluster, keyspace: Any) -> None:
+    """The keyspace gauges from the status a pass wrote: none without an analysis (or without
+    spec.analysis); after an operator restart, those of the recorded summary (its five
+    prefixes), until the next analysis sets them from its report. An analysis this process
+    ran and recorded is left as its runner set it (up to ten prefixes)."""
+    namespace, name = desired.namespace, desired.name
+    found = keyspace if isinstance(keyspace, Mapping) else {}
+    analyzed = parse_rfc3339(found.get("analyzedAt"))
+    if analyzed is None:
+        metrics.record_keyspace(namespace, name, None)
+        return
+    if metrics.keyspace_recorded_at(namespace, name) == analyzed.timestamp():
+        return
+    prefixes = [p for p in found.get("prefixes") or [] if isinstance(p, Mapping)]
+    metrics.record_keyspace(
+        namespace,
+        name,
+        metrics.KeyspaceGauges(
+            analyzed_at=analyzed.timestamp(),
+            live_keys=int(found.get("liveKeys") or 0),
+            leases_without_keys=int(found.get("leasesWithoutKeys") or 0),
+            prefixes=[(str(p.get("prefix")), int(p.get("storedBytes") or 0)) for p in prefixes],
+        ),
     )
 
 
@@ -145,6 +182,7 @@ class Reconciler:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rollouts: RolloutGate | None = None,
+        analyses: KeyspaceAnalyses | None = None,
     ) -> None:
         self.settings = settings
         self._kube = kube
@@ -156,6 +194,11 @@ class Reconciler:
         self.rollouts = rollouts or RolloutGate(
             settings.max_concurrent_rollouts,
             warmup_seconds=2 * settings.status_interval_seconds,
+        )
+        # Analyses write status.keyspace under the passes' own lock: a pass that read the
+        # status before them would otherwise write it back.
+        self.analyses = analyses or KeyspaceAnalyses(
+            settings, lambda: self.kube, lock=self.lock, clock=clock
         )
 
     @property
@@ -170,7 +213,8 @@ class Reconciler:
         self._failures.pop(uid, None)
         self.rollouts.forget(uid)
 
-    def _lock(self, uid: str) -> asyncio.Lock:
+    def lock(self, uid: str) -> asyncio.Lock:
+        """The cluster's lock: a pass holds it from reading the cluster to writing its status."""
         return self._locks.setdefault(uid, asyncio.Lock())
 
     async def reconcile(self, body: Mapping[str, Any]) -> None:
@@ -188,7 +232,7 @@ class Reconciler:
         def post_event(type_: str, reason: str, message: str) -> None:
             self._post_event(body, type=type_, reason=reason, message=message)
 
-        async with self._lock(uid):
+        async with self.lock(uid):
             fresh = await self.kube.get(
                 API_VERSION, KIND, str(meta.get("namespace")), str(meta.get("name"))
             )
@@ -200,7 +244,7 @@ class Reconciler:
         """One pass of the periodic refresh: the cluster is read under its lock (never a stale
         copy), and skipped when it is gone or is another cluster of the same name. Failures
         raise; the refresh loop logs them and goes on with the other clusters."""
-        async with self._lock(ref.uid):
+        async with self.lock(ref.uid):
             raw = await self.kube.get(API_VERSION, KIND, ref.namespace, ref.name)
             if raw is None or (raw.get("metadata") or {}).get("uid") != ref.uid:
                 self.forget(ref.uid)  # gone: its lock too (its DELETED event may be past)
@@ -220,22 +264,23 @@ class Reconciler:
         """One pass with metrics; a failure is reported on the cluster and raised with its
         retry delay."""
         started = time.monotonic()
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         try:
             desired = parse_cluster(body)
             await self._pass(desired, uid, post_event)
         except InvalidSpecError as err:
             metrics.RECONCILES.labels("error").inc()
             metrics.RECONCILE_ERRORS.labels("invalid").inc()
+            metrics.record_pass(namespace, name, failed=True)
             await self._report_failure(body, str(err), post_event)
             raise
         except Exception as err:
             metrics.RECONCILES.labels("error").inc()
             metrics.RECONCILE_ERRORS.labels(error_reason(err)).inc()
+            metrics.record_pass(namespace, name, failed=True)
             message = describe(err)
-            meta = body.get("metadata") or {}
-            log.warning(
-                "reconcile of %s/%s failed: %s", meta.get("namespace"), meta.get("name"), message
-            )
+            log.warning("reconcile of %s/%s failed: %s", namespace, name, message)
             await self._report_failure(body, message, post_event)
             failures = self._failures[uid] = self._failures.get(uid, 0) + 1
             raise PassFailedError(
@@ -243,6 +288,7 @@ class Reconciler:
             ) from err
         else:
             metrics.RECONCILES.labels("success").inc()
+            metrics.record_pass(namespace, name, failed=False)
             self._failures.pop(uid, None)
         finally:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
@@ -261,12 +307,15 @@ class Reconciler:
         event = failure_event(previous, message, RECONCILE_FAILED)
         if event is not None:
             post_event(event.type, event.reason, event.message)
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         try:
-            await self.kube.patch_status(
-                API_VERSION, KIND, str(meta.get("namespace")), str(meta.get("name")), patch
-            )
+            written = await self.kube.patch_status(API_VERSION, KIND, namespace, name, patch)
         except Exception as err:
             log.warning("could not report the failed pass on the status: %s", describe(err))
+        else:
+            if written:
+                # The condition gauges say what the status says: Degraded is ReconcileFailed.
+                metrics.record_conditions(namespace, name, condition_labels(patch))
 
     async def _pass(self, desired: EtcdCluster, uid: str, post_event: PostEvent) -> None:
         observed = await observe(
@@ -358,8 +407,9 @@ class Reconciler:
         write_status: WriteStatus,
     ) -> None:
         """Execute ``actions``, with an etcd client (closed afterwards) if they need one."""
+        analyze = self.analyses.start
         if not changes_membership(actions):
-            await execute(actions, self.kube, post_event, write_status)
+            await execute(actions, self.kube, post_event, write_status, analyze=analyze)
             return
         endpoints = membership_endpoints(desired, self.settings, observed)
         etcd = self._connect(
@@ -369,7 +419,7 @@ class Reconciler:
             observed.root_credentials,
         )
         try:
-            await execute(actions, self.kube, post_event, write_status, etcd)
+            await execute(actions, self.kube, post_event, write_status, etcd, analyze=analyze)
         finally:
             await etcd.close()
 

@@ -1,5 +1,9 @@
 """gRPC plumbing shared by the services: handlers, etcd's error statuses, metrics, wire helpers.
 
+The handlers' request deserializer and response serializer are the one codec every serving
+stack calls (grpcio's, ``api.h2``'s, the front-end relay's member side), so they count the
+message bytes of client traffic, where etcd's v3rpc codec does.
+
 Handlers may return either a protobuf message or bytes that are already an encoded response: the
 hot paths (Range) assemble their responses from stored ``KeyValue`` bytes without decoding them.
 An ``EtcdError`` becomes a status with etcd's code and message; anything unexpected becomes
@@ -20,7 +24,7 @@ from google.protobuf.message import Message
 from pyetcd.mvcc.events import encode_varint
 from pyetcd.panic import panic_on_invariant
 from pyetcd.server import errors
-from pyetcd.server.metrics import ServerMetrics
+from pyetcd.server.metrics import ClientTraffic, ServerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,23 @@ async def run_until(work: Awaitable[None], lost: asyncio.Event | None) -> None:
     task.result()
 
 
-def serialize(resp: Message | bytes) -> bytes:
-    if type(resp) is bytes:
-        return resp
-    return resp.SerializeToString()  # type: ignore[union-attr]
+def counting_codec(
+    traffic: ClientTraffic, req_type: type[Message]
+) -> tuple[Callable[[bytes], Any], Callable[[Message | bytes], bytes]]:
+    """``req_type``'s deserializer and the response serializer, adding the message bytes to
+    ``traffic`` (plain ints: a client request is the hottest path there is)."""
+    from_string = req_type.FromString
+
+    def deserialize(data: bytes) -> Any:
+        traffic.received += len(data)
+        return from_string(data)
+
+    def serialize(resp: Message | bytes) -> bytes:
+        data = resp if type(resp) is bytes else resp.SerializeToString()  # type: ignore[union-attr]
+        traffic.sent += len(data)
+        return data
+
+    return deserialize, serialize
 
 
 def status_code(err: errors.EtcdError) -> grpc.StatusCode:
@@ -112,6 +129,11 @@ class Services:
         self.monitor = monitor
         self._services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
 
+    def _codec(
+        self, req_type: type[Message]
+    ) -> tuple[Callable[[bytes], Any], Callable[[Message | bytes], bytes]]:
+        return counting_codec(self.metrics.client_traffic, req_type)
+
     def _add(self, service: str, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> None:
         self._services.setdefault(service, {})[method] = handler
 
@@ -126,6 +148,7 @@ class Services:
 
     def unary(self, service: str, method: str, req_type: type[Message], fn: Handler) -> None:
         started, done = self._counters("unary", service, method)
+        decode, encode = self._codec(req_type)
         ok = done("OK")
 
         async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -146,8 +169,8 @@ class Services:
             method,
             grpc.unary_unary_rpc_method_handler(
                 handler,
-                request_deserializer=req_type.FromString,
-                response_serializer=serialize,
+                request_deserializer=decode,
+                response_serializer=encode,
             ),
         )
 
@@ -155,6 +178,7 @@ class Services:
         self, service: str, method: str, req_type: type[Message], fn: StreamHandler
     ) -> None:
         started, done = self._counters("server_stream", service, method)
+        decode, encode = self._codec(req_type)
 
         async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started.inc()
@@ -174,8 +198,8 @@ class Services:
             method,
             grpc.unary_stream_rpc_method_handler(
                 handler,
-                request_deserializer=req_type.FromString,
-                response_serializer=serialize,
+                request_deserializer=decode,
+                response_serializer=encode,
             ),
         )
 
@@ -187,6 +211,7 @@ class Services:
         fn: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]],
     ) -> None:
         started, done = self._counters("bidi_stream", service, method)
+        decode, encode = self._codec(req_type)
 
         async def handler(
             request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -213,8 +238,8 @@ class Services:
             method,
             grpc.stream_stream_rpc_method_handler(
                 handler,
-                request_deserializer=req_type.FromString,
-                response_serializer=serialize,
+                request_deserializer=decode,
+                response_serializer=encode,
             ),
         )
 

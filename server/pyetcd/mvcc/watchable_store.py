@@ -57,6 +57,7 @@ class WatchableStore(KVStore):
         self.synced = WatcherGroup()
         self.unsynced = WatcherGroup()
         self.victims: dict[Watcher, tuple[list[Event], int]] = {}
+        self.stream_count = 0  # open watch streams (etcd_debugging_mvcc_watch_stream_total)
         self.sync_batch_limit = sync_batch_limit
         self.max_watchers_per_sync = max_watchers_per_sync
         self.on_sync_needed = on_sync_needed
@@ -105,6 +106,12 @@ class WatchableStore(KVStore):
 
     def is_synced(self, w: Watcher) -> bool:
         return w in self.synced
+
+    def stream_opened(self) -> None:
+        self.stream_count += 1
+
+    def stream_closed(self) -> None:
+        self.stream_count -= 1
 
     def stream_drained(self) -> None:
         if self.victims:

@@ -123,6 +123,14 @@ class Watchable(Protocol):
         """The client took responses off a stream: victims held back by a full buffer may fit."""
         ...
 
+    def stream_opened(self) -> None:
+        """A stream was created: it counts as open until ``stream_closed``."""
+        ...
+
+    def stream_closed(self) -> None:
+        """A stream was closed (called once per stream)."""
+        ...
+
     def resolve_prev_kv(self, ev: Event) -> None:
         """Attach ``ev``'s previous KeyValue, read at ``mod_revision - 1``."""
         ...
@@ -307,6 +315,7 @@ class WatchStream:
         self._next_id = 0
         self._deferred_progress = False
         self.closed = False
+        store.stream_opened()
 
     # -------------------------------------------------------------------- client requests
 
@@ -438,6 +447,8 @@ class WatchStream:
 
     def close(self) -> None:
         """The client went away: drop every watcher; nothing more is queued."""
+        if not self.closed:
+            self._store.stream_closed()
         for w in self.watchers.values():
             self._store.cancel_watcher(w)
         self.watchers.clear()

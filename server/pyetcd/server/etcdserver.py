@@ -66,7 +66,13 @@ from pyetcd.server.membership import (
     ready_to_remove_voter,
     validate_change,
 )
-from pyetcd.server.metrics import FuncGauges, ServerMetrics
+from pyetcd.server.metrics import (
+    FuncCounters,
+    FuncGauges,
+    LabelGauge,
+    PeerCollector,
+    ServerMetrics,
+)
 from pyetcd.server.raftnode import RaftNode, restore_raft
 from pyetcd.server.v2store import v2_store_json
 from pyetcd.server.v3_server import OP_LEASE_RENEW, OP_LEASE_TTL
@@ -266,9 +272,66 @@ class EtcdServer:
                         "The current revision of auth store.",
                         lambda: self.auth.revision,
                     ),
+                    "etcd_debugging_mvcc_keys_total": (
+                        "Total number of keys.",
+                        lambda: self.store.key_count,
+                    ),
+                    "etcd_debugging_mvcc_watch_stream_total": (
+                        "Total number of watch streams.",
+                        lambda: self.store.stream_count,
+                    ),
+                    "etcd_debugging_mvcc_watcher_total": (
+                        "Total number of watchers.",
+                        lambda: self.store.watcher_count,
+                    ),
+                    "etcd_debugging_mvcc_slow_watcher_total": (
+                        "Total number of unsynced slow watchers.",
+                        lambda: self.store.slow_watcher_count,
+                    ),
+                    # A gauge in etcd, despite its name.
+                    "etcd_disk_wal_write_bytes_total": (
+                        "Total number of bytes written in WAL.",
+                        lambda: self.wal.bytes_written,
+                    ),
                 }
             )
         )
+        lessor = self.lessor
+        m.add_collector(
+            FuncCounters(
+                {
+                    "etcd_debugging_lease_granted_total": (
+                        "The total number of granted leases.",
+                        lambda: lessor.granted,
+                    ),
+                    "etcd_debugging_lease_revoked_total": (
+                        "The total number of revoked leases.",
+                        lambda: lessor.revoked,
+                    ),
+                    "etcd_debugging_lease_renewed_total": (
+                        "The number of renewed leases seen by the leader.",
+                        lambda: lessor.renewed,
+                    ),
+                }
+            )
+        )
+        m.add_collector(
+            LabelGauge(
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster "
+                "version",
+                "cluster_version",
+                self._cluster_version,
+            )
+        )
+        m.add_collector(PeerCollector(self.transport.metrics, self.member_id))
+
+    def _cluster_version(self) -> str | None:
+        """The cluster version as etcd's label shows it (major.minor), once decided."""
+        raw = self.backend.get(contract.CLUSTER, storage.CLUSTER_VERSION)
+        if not raw:
+            return None
+        return ".".join(raw.decode().split(".")[:2])
 
     def _update_role_metrics(self) -> None:
         m = self.metrics

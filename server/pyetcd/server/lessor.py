@@ -158,6 +158,10 @@ class Lessor:
         self._seq = 0
         self.heap_operations = 0
         """Pushes + pops so far: lets tests check the cost of expiry tracking without timing."""
+        # etcd's etcd_debugging_lease_{granted,revoked,renewed}_total; a restore counts none.
+        self.granted = 0
+        self.revoked = 0
+        self.renewed = 0
 
     # ------------------------------------------------------------------ leases
 
@@ -183,6 +187,7 @@ class Lessor:
         self._leases[lease_id] = lease
         if self.primary:
             self._refresh(lease, now, 0.0)
+        self.granted += 1
         return lease
 
     def revoke(self, lease_id: int) -> list[bytes]:
@@ -196,6 +201,7 @@ class Lessor:
             if self._key_to_lease.get(key) == lease_id:
                 del self._key_to_lease[key]
         # Its heap entry, if any, is now stale and is dropped when it reaches the top.
+        self.revoked += 1
         return keys
 
     def renew(self, lease_id: int, now: float) -> int:
@@ -213,6 +219,7 @@ class Lessor:
         # through a checkpoint proposal; the server proposes that when remaining_ttl was > 0).
         lease.remaining_ttl = 0
         self._refresh(lease, now, 0.0)
+        self.renewed += 1
         return lease.ttl
 
     def checkpoint(self, lease_id: int, remaining_ttl: int, now: float) -> None:

@@ -21,6 +21,14 @@ Kinds of connection:
 - ``members``: the cluster ID and member list, for a member joining with
   ``--initial-cluster-state existing`` (it does not know the cluster ID yet; no ID check).
 
+RTT probes. As etcd's prober does over HTTP, every member sends each peer a ``request`` of
+op ``probe`` every ``PROBE_INTERVAL`` seconds and records the time from the request frame to the
+answer in the peer's RTT histogram. A pyetcd from before the probe answers ``unknown peer
+request``, which is a round trip all the same, without a log line on either side.
+
+Counts (``TransportMetrics``, exported by the server as etcd's ``etcd_network_peer_*``) are
+plain ints bumped once per written batch or received frame.
+
 Everything runs on the member's event loop; disk writes of a received snapshot and reads of a
 sent one run in the default executor.
 """
@@ -42,9 +50,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from google.protobuf.message import DecodeError
+
 from pyetcd.fileutil import fsync_dir
 from pyetcd.panic import panic_on_invariant
 from pyetcd.proto.raftpb import raft_pb2
+from pyetcd.transport.metrics import PeerStats, TransportMetrics
 from pyetcd.transport.tls import ServerTLS, TLSInfo, TLSOptions, client_context
 
 log = logging.getLogger(__name__)
@@ -65,6 +76,9 @@ MAX_QUEUED = 8192
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 MISMATCH_LOG_EVERY = 30.0
+# etcd probes each peer every 4 s (ConnReadTimeout - 1 s) and records the RTT every 5-30 s.
+PROBE_INTERVAL = 5.0
+OP_PROBE = "probe"
 
 ERR_CLUSTER_ID_MISMATCH = "cluster ID mismatch"
 ERR_REMOVED = "the member has been permanently removed from the cluster"
@@ -82,6 +96,20 @@ class PeerRequestError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+# What a probe may meet on the network (a peer down, refusing us, closing mid-answer): a failed
+# probe, counted, logged at debug only; the stream to the same peer already says when it is
+# unreachable. RuntimeError: uvloop refusing a write on a transport that just closed.
+_PROBE_FAULTS = (
+    OSError,
+    TimeoutError,
+    asyncio.IncompleteReadError,
+    ValueError,
+    RuntimeError,
+    TransportError,
+    PeerRequestError,
+)
 
 
 class TransportHandler(Protocol):
@@ -145,9 +173,11 @@ class _Peer:
 
     id: int
     urls: tuple[str, ...]
+    stats: PeerStats
     queue: list[bytes] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    prober: asyncio.Task[None] | None = None
     # When the current outgoing stream was established (None: not connected).
     active_since: float | None = None
     last_mismatch_log: float = 0.0
@@ -163,9 +193,14 @@ class Transport:
         handler: TransportHandler,
         snap_dir: str,
         tls: PeerTLS | None = None,
+        *,
+        metrics: TransportMetrics | None = None,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self.member_id = member_id
         self.tls = tls or PeerTLS()
+        self.metrics = metrics or TransportMetrics()
+        self.probe_interval = probe_interval  # 0: no probes
         self.cluster_id = cluster_id
         self.handler = handler
         self.snap_dir = snap_dir
@@ -200,13 +235,14 @@ class Transport:
         for server in self._servers:
             server.close()
         for peer in self._peers.values():
-            if peer.task is not None:
-                peer.task.cancel()
+            for task in (peer.task, peer.prober):
+                if task is not None:
+                    task.cancel()
         for task in list(self._tasks):
             task.cancel()
         for writer in list(self._conns):
             writer.close()
-        pending = [p.task for p in self._peers.values() if p.task is not None]
+        pending = [t for p in self._peers.values() for t in (p.task, p.prober) if t is not None]
         await asyncio.gather(*pending, *self._tasks, return_exceptions=True)
         for server in self._servers:
             with contextlib.suppress(Exception):
@@ -231,14 +267,19 @@ class Transport:
     def add_peer(self, peer_id: int, urls: Sequence[str]) -> None:
         if peer_id in self._peers or peer_id == self.member_id or self._stopped:
             return
-        peer = _Peer(peer_id, tuple(urls))
+        peer = _Peer(peer_id, tuple(urls), self.metrics.peer(peer_id))
         self._peers[peer_id] = peer
-        peer.task = asyncio.get_running_loop().create_task(self._stream_writer(peer))
+        loop = asyncio.get_running_loop()
+        peer.task = loop.create_task(self._stream_writer(peer))
+        if self.probe_interval > 0:
+            peer.prober = loop.create_task(self._probe_loop(peer))
 
     def remove_peer(self, peer_id: int) -> None:
         peer = self._peers.pop(peer_id, None)
-        if peer is not None and peer.task is not None:
-            peer.task.cancel()
+        if peer is not None:
+            for task in (peer.task, peer.prober):
+                if task is not None:
+                    task.cancel()
         # Its incoming streams too: a removed member that dials again is told it was removed.
         for writer in self._inbound.pop(peer_id, set()):
             writer.close()
@@ -269,6 +310,7 @@ class Transport:
                 # fall back to probing that peer.
                 dropped.append(m)
                 if peer is not None:
+                    peer.stats.sent_failures += 1
                     self.handler.report_unreachable(m.to)
                 continue
             peer.queue.append(encode_frame(m.SerializeToString()))
@@ -391,6 +433,8 @@ class Transport:
     ) -> None:
         """Write ``peer``'s queue to one established stream until it breaks."""
         peer.active_since = time.monotonic()
+        stats = peer.stats
+        stats.active = True
         log.info("peer %x: stream established", peer.id)
         self._conns.add(writer)
         # The listener never writes after the handshake: EOF means it closed the stream
@@ -411,7 +455,8 @@ class Transport:
                     raise ConnectionError("connection closed")
                 batch, peer.queue = peer.queue, []
                 unsure = True
-                writer.write(b"".join(batch))
+                data = b"".join(batch)
+                writer.write(data)
                 # A peer that stopped reading (paused, or its host gone) must not hold this
                 # stream forever: etcd gives a stream write 5 s too.
                 try:
@@ -419,12 +464,21 @@ class Transport:
                 except TimeoutError:
                     raise ConnectionError(f"write blocked for {WRITE_TIMEOUT:g}s") from None
                 unsure = False
+                # etcd counts message bytes (m.Size()) once flushed: the frames' lengths aside.
+                stats.sent_bytes += len(data) - _LEN.size * len(batch)
         finally:
             if closed.done() and not closed.cancelled():
                 closed.exception()  # retrieved: the reset that ended the stream is no news
             closed.cancel()
             self._conns.discard(writer)
             peer.active_since = None
+            stats.active = False
+            if not self._stopped and peer_id_is_current(self._peers, peer):
+                # Lost rather than closed by us: etcd's stream writer counts the failed write
+                # (an idle one finds out with its next link heartbeat), and the messages still
+                # queued are dropped unsent here.
+                stats.disconnects += 1
+                stats.sent_failures += 1 + len(peer.queue)
             writer.close()
             if peer.queue or unsure:
                 peer.queue = []
@@ -474,6 +528,9 @@ class Transport:
                     remaining -= len(chunk)
                 answer = await asyncio.wait_for(_read_json(reader), 60.0)
                 ok = bool(answer.get("ok"))
+                if ok:
+                    # etcd adds the merged snapshot's TotalSize: the message and the db.
+                    peer.stats.sent_bytes += msg.ByteSize() + size
                 if not ok:
                     log.warning("peer %x refused the snapshot: %s", peer.id, answer.get("error"))
             finally:
@@ -487,12 +544,15 @@ class Transport:
             log.warning("failed to send snapshot to peer %x: %s", msg.to, exc)
         finally:
             close()
+            if peer is not None and not ok:
+                peer.stats.sent_failures += 1  # etcd's snapshotSender counts a failed send
             self.handler.report_snapshot(msg.to, ok)
 
     async def _receive_snapshot(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        msg = raft_pb2.Message.FromString(await _read_frame(reader, MAX_MESSAGE_FRAME))
+        frame = await _read_frame(reader, MAX_MESSAGE_FRAME)
+        msg = raft_pb2.Message.FromString(frame)
         (size,) = _LEN.unpack(await reader.readexactly(_LEN.size))
         index = msg.snapshot.metadata.index
         path = os.path.join(self.snap_dir, f"{index:016x}.snap.db")
@@ -515,6 +575,7 @@ class Transport:
             os.close(fd)
         await loop.run_in_executor(None, fsync_dir, self.snap_dir)
         log.info("received snapshot at index %d; handing it to Raft", index)
+        self.metrics.peer(sender).received_bytes += len(frame) + size
         self.handler.process(msg)
         writer.write(_json_frame({"ok": True}))
         await writer.drain()
@@ -537,6 +598,41 @@ class Transport:
             return await asyncio.wait_for(_read_frame(reader, MAX_CONTROL_FRAME), REQUEST_TIMEOUT)
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise TransportError(f"request {op} to peer {peer_id:x} failed: {exc}") from None
+        finally:
+            writer.close()
+
+    # ----- RTT probes ----------------------------------------------------------------------------
+
+    async def _probe_loop(self, peer: _Peer) -> None:
+        """Probe ``peer`` every ``probe_interval`` seconds for as long as it is a peer.
+
+        A probe the network fails is counted and the next one tries again; anything else is a
+        bug: a broken invariant stops the member, the rest is logged with its traceback."""
+        stats = peer.stats
+        while not self._stopped:
+            await asyncio.sleep(self.probe_interval)
+            try:
+                rtt = await self._probe(peer)
+            except _PROBE_FAULTS as exc:
+                stats.probe_failures += 1
+                log.debug("peer %x: probe failed: %r", peer.id, exc)
+                continue
+            except Exception as exc:
+                panic_on_invariant(exc, f"probing peer {peer.id:x}")
+                log.exception("peer %x: probe failed", peer.id)
+                continue
+            stats.rtt.observe(rtt)
+
+    async def _probe(self, peer: _Peer) -> float:
+        """One probe: seconds from the request frame to the peer's answer (the handshake, like
+        the TCP connect before it, is left out: etcd's prober reuses its connection)."""
+        reader, writer = await self._dial(peer, self._hello("request", peer.id, op=OP_PROBE))
+        try:
+            start = time.monotonic()
+            writer.write(encode_frame(b""))
+            # Any answer closes the round trip, "unknown peer request" from an older pyetcd too.
+            await asyncio.wait_for(_read_json(reader), REQUEST_TIMEOUT)
+            return time.monotonic() - start
         finally:
             writer.close()
 
@@ -585,8 +681,14 @@ class Transport:
             if kind == "stream":
                 sender = int(hello.get("from", 0))
                 self._inbound.setdefault(sender, set()).add(writer)
+                stats = self.metrics.peer(sender)
                 try:
-                    await self._read_stream(reader)
+                    await self._read_stream(reader, stats)
+                except (TransportError, DecodeError):
+                    # A frame over the limit, or one that is no Raft message: etcd's
+                    # recvFailures, and the stream is closed.
+                    stats.received_failures += 1
+                    raise
                 finally:
                     self._inbound.get(sender, set()).discard(writer)
             elif kind == "snapshot":
@@ -633,17 +735,23 @@ class Transport:
             return ERR_REMOVED
         return None
 
-    async def _read_stream(self, reader: asyncio.StreamReader) -> None:
+    async def _read_stream(self, reader: asyncio.StreamReader, stats: PeerStats) -> None:
         from_string = raft_pb2.Message.FromString
         process = self.handler.process
         while True:
             data = await _read_frame(reader, MAX_MESSAGE_FRAME)
+            stats.received_bytes += len(data)
             process(from_string(data))
 
     async def _serve_request(
         self, op: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         body = await _read_frame(reader, MAX_CONTROL_FRAME)
+        if op == OP_PROBE:
+            # Answered here, not by the handler: the round trip is the transport's own.
+            writer.write(_json_frame({"ok": True}) + encode_frame(b""))
+            await writer.drain()
+            return
         try:
             answer = await self.handler.handle_request(op, body)
         except PeerRequestError as exc:

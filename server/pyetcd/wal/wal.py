@@ -104,6 +104,7 @@ class WAL:
         self._offset = 0  # append offset in the tail
         self._failed: BaseException | None = None
         self._segment_size = segment_size
+        self.bytes_written = 0  # records appended by this WAL object (etcd's walWriteBytes)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -405,6 +406,7 @@ class WAL:
             raise
         self._crc = crc
         self._offset += size
+        self.bytes_written += size
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -451,6 +453,7 @@ class WAL:
         self._fd = fd
         self._offset = size
         self._crc = crc
+        self.bytes_written += size
 
     # ---- retention ------------------------------------------------------------------------
 

@@ -20,9 +20,13 @@ from pyetcd.api.h2.connection import PREFACE, FrameType, frame
 from pyetcd.api.h2.server import (
     H2Server,
     ServerOptions,
+    method_table,
     parse_timeout,
     status_trailers,
 )
+from pyetcd.api.rpc import Services
+from pyetcd.proto.etcdserverpb import rpc_pb2
+from pyetcd.server.metrics import ServerMetrics
 
 END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
 
@@ -281,5 +285,26 @@ def test_pings_between_answers_are_no_strike() -> None:
             h.protocol.data_received(frame(FrameType.PING, 0, 0, b"%08d" % i))
         kinds = [k for k, _, _, _ in frames(bytes(h.transport.written))]
         assert FrameType.GOAWAY not in kinds
+
+    asyncio.run(scenario())
+
+
+def test_client_message_bytes_are_counted_by_the_services_codec() -> None:
+    async def put(request: rpc_pb2.PutRequest, context: Any) -> rpc_pb2.PutResponse:
+        return rpc_pb2.PutResponse(header=rpc_pb2.ResponseHeader(revision=request.lease))
+
+    async def scenario() -> None:
+        metrics = ServerMetrics()
+        services = Services(metrics)
+        services.unary("etcdserverpb.KV", "Put", rpc_pb2.PutRequest, put)
+        h = Harness(method_table(services.methods()))
+        body = rpc_pb2.PutRequest(key=b"k", value=b"v" * 100, lease=7).SerializeToString()
+        h.call(1, b"/etcdserverpb.KV/Put", message(body))
+        trailers = await h.until("trailers", lambda: h.trailers(1))
+        assert trailers[b"grpc-status"] == b"0"
+        answer = rpc_pb2.PutResponse(header=rpc_pb2.ResponseHeader(revision=7))
+        # Message bytes, as etcd's codec counts them: without gRPC's 5-byte prefixes.
+        traffic = metrics.client_traffic
+        assert (traffic.received, traffic.sent) == (len(body), answer.ByteSize())
 
     asyncio.run(scenario())

@@ -459,3 +459,15 @@ def test_encode_matches_protobuf_serialization(backend: Backend) -> None:
     assert delete.type == kv_pb2.Event.DELETE
     assert delete.kv == kv_pb2.KeyValue(key=b"k", mod_revision=4)
     assert delete.prev_kv.value == b"2" * 300
+
+
+def test_open_streams_and_their_watchers_are_counted(backend: Backend) -> None:
+    ws = WatchableStore(backend)
+    a, b = ws.new_stream(), ws.new_stream()
+    a.watch(b"k")
+    a.watch(b"x", b"y")
+    b.watch(b"k")
+    assert (ws.stream_count, ws.watcher_count) == (2, 3)
+    a.close()
+    a.close()  # a second close is no second stream gone
+    assert (ws.stream_count, ws.watcher_count) == (1, 1)

@@ -260,3 +260,20 @@ def test_renew_forgets_a_checkpointed_remainder() -> None:
     assert lessor.renew(1, 4.0) == 60
     lease = lessor.lookup(1)
     assert lease is not None and lease.remaining_ttl == 0 and lease.expiry == 64.0
+
+
+def test_grants_renewals_and_revocations_are_counted_as_etcds_lease_metrics() -> None:
+    lessor = primary()
+    lessor.grant(1, 10, 0.0)
+    lessor.grant(2, 10, 0.0)
+    with pytest.raises(LeaseExistsError):
+        lessor.grant(1, 10, 0.0)
+    lessor.renew(1, 1.0)
+    lessor.revoke(2)
+    with pytest.raises(LeaseNotFoundError):
+        lessor.revoke(2)
+    assert (lessor.granted, lessor.renewed, lessor.revoked) == (2, 1, 1)
+    # Leases loaded from the backend at start were granted before, not by this member now.
+    restored = Lessor(2)
+    restored.restore([lease_pb2.Lease(ID=5, TTL=10)])
+    assert (restored.granted, restored.renewed, restored.revoked) == (0, 0, 0)

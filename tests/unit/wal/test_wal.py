@@ -315,3 +315,16 @@ def test_group_commit_batch_is_one_write(waldir: Path) -> None:
     frames = parse_frames(raw)
     assert frames[-1].end == before + written
     assert [raft_pb2.Entry.FromString(f.record.data) for f in frames[3:-1]] == batch
+
+
+def test_bytes_written_counts_every_record_appended_across_cuts(waldir: Path) -> None:
+    with WAL.create(str(waldir), b"meta", segment_size=SMALL_SEGMENT) as wal:
+        created = wal.tail_offset  # the records of create(), before this count starts
+        index = 0
+        while len(wal.locked_paths) < 3:
+            wal.save(hs(1, 1, index), ents(index + 1, index + 10, 1, size=100))
+            index += 10
+        written = wal.bytes_written
+    segments = sorted(os.listdir(waldir))
+    on_disk = sum(parse_frames((waldir / name).read_bytes())[-1].end for name in segments)
+    assert written == on_disk - created

@@ -305,6 +305,26 @@ def test_the_backup_gauges_come_from_the_status_so_they_survive_a_restart() -> N
     assert metrics.REGISTRY.get_sample_value("etcd_operator_cluster_backup_ready", labels) is None
 
 
+def test_without_spec_backup_there_are_no_backup_gauges_to_alert_on() -> None:
+    """A one-off EtcdBackup of a cluster without spec.backup sets the last-success time; the
+    next status (no BackupReady) removes it, or EtcdBackupTooOld would fire a day later."""
+    from etcd_operator.api.v1alpha1 import EtcdCluster
+    from etcd_operator.runtime.reconciler import record_metrics
+
+    cluster = EtcdCluster.model_validate(cluster_body())
+    labels = {"namespace": "ns", "cluster": "demo"}
+    record_metrics(cluster, {"conditions": [{"type": "BackupReady", "status": "False"}]})
+    metrics.record_backup("ns", "demo", 1.0, 5)
+    assert metrics.REGISTRY.get_sample_value("etcd_operator_cluster_backup_ready", labels) == 0
+    record_metrics(cluster, {"conditions": [{"type": "Available", "status": "True"}]})
+    for gauge in (
+        "etcd_operator_cluster_backup_ready",
+        "etcd_operator_backup_last_success_timestamp_seconds",
+    ):
+        assert metrics.REGISTRY.get_sample_value(gauge, labels) is None, gauge
+    metrics.forget_cluster("ns", "demo")
+
+
 class Checks:
     """Stands in for ``verify_backup``: records the keys it is asked to check."""
 

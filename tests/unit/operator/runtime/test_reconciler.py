@@ -347,6 +347,71 @@ def test_a_failed_pass_is_retried_with_backoff_counted_and_reported() -> None:
     assert reconciler.retry_delay(1) == 5.0  # the streak ended
 
 
+def conditions_gauge(namespace: str, cluster: str) -> set[tuple[str, str, str]]:
+    """The (condition, status, reason) series of ``etcd_operator_cluster_condition`` a cluster
+    has, each checked to be 1."""
+    found = set()
+    for family in metrics.REGISTRY.collect():
+        for s in family.samples:
+            labels = s.labels
+            if s.name != "etcd_operator_cluster_condition":
+                continue
+            if (labels["namespace"], labels["cluster"]) != (namespace, cluster):
+                continue
+            assert s.value == 1
+            found.add((labels["condition"], labels["status"], labels["reason"]))
+    return found
+
+
+def status_conditions(status: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(c["type"], c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_failed_passes_in_a_row_and_the_conditions_are_gauges_until_the_cluster_goes() -> None:
+    """The alerts' inputs: failures in a row (an invalid spec too) until a pass completes, and
+    each condition's current status and reason, following the status through a failure and
+    back, with no series left of a reason the status no longer has."""
+    metrics.forget_cluster("ns", "demo")  # the registry is the process's: start from nothing
+    kube, events = FakeKube(), Events()
+    kube.fail_apply_of = "StatefulSet"
+    reconciler = Reconciler(SETTINGS, kube, events, clock=lambda: T0)
+    failures = "etcd_operator_cluster_reconcile_failures"
+    for _ in range(2):
+        with pytest.raises(PassFailedError):
+            asyncio.run(reconciler.reconcile(kopf.Body(cast(kopf.RawBody, kube.live(body())))))
+    assert sample(failures, namespace="ns", cluster="demo") == 2
+    assert conditions_gauge("ns", "demo") == {("Degraded", "True", "ReconcileFailed")}
+
+    bad = kube.live(body())
+    bad["spec"]["replicas"] = -1
+    kube.put(bad)
+    with pytest.raises(InvalidSpecError):
+        asyncio.run(reconciler.refresh(REF))
+    assert sample(failures, namespace="ns", cluster="demo") == 3
+
+    kube.fail_apply_of = None
+    fixed = kube.live(body())
+    fixed["spec"]["replicas"] = 3
+    status = run_pass(reconciler, kube, fixed)
+    assert sample(failures, namespace="ns", cluster="demo") == 0
+    now = conditions_gauge("ns", "demo")
+    assert now == status_conditions(status)
+    assert ("Progressing", "True", "Creating") in now
+    assert not any(reason == "ReconcileFailed" for _, _, reason in now)
+
+    # Another cluster's series are its own; a deleted cluster's go.
+    other = body()
+    other["metadata"] = {**other["metadata"], "name": "other", "uid": "uid-2"}
+    run_pass(reconciler, kube, other)
+    metrics.forget_cluster("ns", "demo")
+    assert conditions_gauge("ns", "demo") == set()
+    assert (
+        metrics.REGISTRY.get_sample_value(failures, {"namespace": "ns", "cluster": "demo"}) is None
+    )
+    assert conditions_gauge("ns", "other")
+    metrics.forget_cluster("ns", "other")
+
+
 # -- the periodic refresh's pass -------------------------------------------------------------
 
 REF = ClusterRef("ns", "demo", "uid-1")
