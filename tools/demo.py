@@ -147,6 +147,17 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             "# the API server refuses a typo, with a message (every file there says which)",
             "kubectl apply -f examples/invalid/resources-cpu-words.yaml",
             *demo_backups.hints(namespace, name, backup),
+            "# what fills the keyspace: the operator analyses the latest backup (spec.analysis, "
+            "docs/backup.md)",
+            f"kubectl patch etcdcluster {name}{ns} --type=merge "
+            """-p '{"spec":{"analysis":{"schedule":"0 3 * * *"}}}'""",
+            f"kubectl annotate etcdcluster {name}{ns} etcd.pyetcd.io/analyze=now --overwrite "
+            f"&& kubectl etcd keyspace {name}{ns}",
+            "# ... or offline, on any etcd or pyetcd snapshot file: pyetcdutl analyze FILE",
+            "# monitoring (docs/monitoring.md): a PodMonitor for the members, etcd's alerts and "
+            "the operator's with runbooks, three Grafana dashboards",
+            "helm template charts/etcd-operator --set memberMonitor.enabled=true,"
+            "prometheusRule.enabled=true,grafanaDashboards.enabled=true | less",
             "Stop everything: make demo-down",
         ]
     )
