@@ -15,7 +15,6 @@ the chart grants exactly that (plus its short list of permissions no request sho
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,11 +28,10 @@ from etcd_operator.api.settings import ENV_PREFIX, OperatorSettings
 from etcd_operator.main import parse_args
 
 from e2e.rbac import Permission, granted, role_permissions, service_account_user
-from tools.tools import INSTALL_HINT, ToolError, Tools, ensure_tools
+from tests.unit.chart_copy import CHART
+from tools.tools import Tools
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "etcd-operator"
-CRD_FILE = Path("crds") / "etcd.pyetcd.io_etcdclusters.yaml"
 K8S_VERSION = "1.33"
 RELEASE = "eo"
 NAMESPACE = "etcd-system"
@@ -42,29 +40,6 @@ FULLNAME = f"{RELEASE}-etcd-operator"
 # Variables the entry point (etcd_operator.main) reads besides the settings model's.
 ENTRY_POINT_ENV = {f"{ENV_PREFIX}METRICS_PORT"}
 
-PLACEHOLDER_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "etcdclusters.etcd.pyetcd.io"},
-    "spec": {
-        "group": "etcd.pyetcd.io",
-        "names": {"kind": "EtcdCluster", "plural": "etcdclusters", "singular": "etcdcluster"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
 
 Doc = dict[str, Any]
 
@@ -152,25 +127,6 @@ VALUE_SETS: dict[str, Doc] = {
     "custom": CUSTOM_VALUES,
     "no-rbac": NO_RBAC_VALUES,
 }
-
-
-@pytest.fixture(scope="session")
-def tools() -> Tools:
-    try:
-        return ensure_tools()
-    except ToolError as err:
-        pytest.fail(f"helm is not available: {err}\nInstall it: {INSTALL_HINT}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the chart; with a placeholder CRD when the generated one is not there yet."""
-    copy = tmp_path_factory.mktemp("chart") / "etcd-operator"
-    shutil.copytree(CHART, copy)
-    if not (copy / CRD_FILE).exists():
-        (copy / CRD_FILE).parent.mkdir(parents=True, exist_ok=True)
-        (copy / CRD_FILE).write_text(yaml.safe_dump(PLACEHOLDER_CRD, sort_keys=False))
-    return copy
 
 
 def helm(tools: Tools, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,10 +26,9 @@ from etcd_operator.components import naming
 from etcd_operator.components.statefulset import statefulset
 
 from tests.monitored import TARGET_LABELS
-from tests.unit import test_chart
+from tests.unit.chart_copy import CHART
 from tests.unit.operator.components.clusters import POD_TEMPLATE_EXTRAS, make_cluster
 from tests.unit.test_chart import (
-    CHART,
     K8S_VERSION,
     NAMESPACE,
     RELEASE,
@@ -42,7 +40,7 @@ from tests.unit.test_chart import (
     values_file,
 )
 from tests.unit.test_dashboards import promtool
-from tools.tools import INSTALL_HINT, ToolError, Tools, ensure_tools
+from tools.tools import Tools
 
 ROOT = CHART.parents[1]
 DOCS = ROOT / "docs" / "monitoring.md"
@@ -51,26 +49,6 @@ DASHBOARDS = CHART / "dashboards"
 MEMBER_MONITOR = {"memberMonitor": {"enabled": True}}
 # Member labels this chart relies on: what the PodMonitor adds to every series.
 MEMBER_TARGET_LABELS = {"etcd_cluster", "namespace", "pod"}
-
-
-@pytest.fixture(scope="session")
-def tools() -> Tools:
-    try:
-        return ensure_tools()
-    except ToolError as err:
-        pytest.fail(f"helm is not available: {err}\nInstall it: {INSTALL_HINT}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the chart, as test_chart.py renders it (with a placeholder CRD if needed)."""
-    copy = tmp_path_factory.mktemp("chart") / "etcd-operator"
-    shutil.copytree(CHART, copy)
-    crd = copy / test_chart.CRD_FILE
-    if not crd.exists():
-        crd.parent.mkdir(parents=True, exist_ok=True)
-        crd.write_text(yaml.safe_dump(test_chart.PLACEHOLDER_CRD, sort_keys=False))
-    return copy
 
 
 # --- what the operator makes ------------------------------------------------------------------

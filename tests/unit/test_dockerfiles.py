@@ -18,7 +18,7 @@ import yaml
 from etcd_operator.components.naming import CLIENT_PORT, METRICS_PORT, PEER_PORT
 from etcd_operator.components.statefulset import RUN_AS
 
-from tools.tools import INSTALL_HINT, ToolError, Tools, ensure_tools
+from tools.tools import Tools
 
 ROOT = Path(__file__).resolve().parents[2]
 PYETCD = ROOT / "images" / "pyetcd" / "Dockerfile"
@@ -77,14 +77,6 @@ def parse(path: Path) -> list[Stage]:
 
 def final(path: Path) -> Stage:
     return parse(path)[-1]
-
-
-@pytest.fixture(scope="session")
-def tools() -> Tools:
-    try:
-        return ensure_tools()
-    except ToolError as err:
-        pytest.fail(f"hadolint is not available: {err}\nInstall it: {INSTALL_HINT}", pytrace=False)
 
 
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
