@@ -275,6 +275,10 @@ class H2Connection:
         self._recv_window = DEFAULT_WINDOW
         self.closed = False
         self.going_away = False
+        # HEADERS and DATA frames put on the wire so far: grpc-go's server forgives a client's
+        # ping that follows any of them (its resetPingStrikes, set per frame written), and
+        # DATA released by a WINDOW_UPDATE leaves here, not through a call's write.
+        self.stream_frames_sent = 0
 
     # ----- the start and the end -----
 
@@ -679,6 +683,7 @@ class H2Connection:
                     pending.popleft()
                 n = len(chunk)
                 out.append(frame(FrameType.DATA, 0, stream_id, chunk))
+                self.stream_frames_sent += 1
                 stream.pending_bytes -= n
                 stream.send_window -= n
                 self._send_window -= n
@@ -692,6 +697,7 @@ class H2Connection:
             self._sending.pop(stream_id, None)
 
     def _header_frames(self, stream_id: int, block: bytes, end_stream: bool) -> bytes:
+        self.stream_frames_sent += 1
         limit = self._peer_max_frame
         flags = END_STREAM if end_stream else 0
         if len(block) <= limit:

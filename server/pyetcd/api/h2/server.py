@@ -471,7 +471,7 @@ class GrpcProtocol(asyncio.Protocol):
         self._last_activity = time.monotonic()
         self._last_client_ping = -_PING_WITHOUT_CALLS
         self._ping_strikes = 0
-        self.sent_since_ping = False
+        self._frames_at_ping = 0  # conn.stream_frames_sent when the client last pinged
         self._keepalive: asyncio.TimerHandle | None = None
         self._ping_outstanding: asyncio.TimerHandle | None = None
 
@@ -615,7 +615,6 @@ class GrpcProtocol(asyncio.Protocol):
     # ----- writing -----
 
     def schedule_flush(self) -> None:
-        self.sent_since_ping = True  # a call sent headers or data (grpc-go's resetPingStrikes)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
@@ -674,8 +673,8 @@ class GrpcProtocol(asyncio.Protocol):
         # data since; past two strikes the client gets GOAWAY ENHANCE_YOUR_CALM.
         now = time.monotonic()
         previous, self._last_client_ping = self._last_client_ping, now
-        if self.sent_since_ping:
-            self.sent_since_ping = False
+        sent, self._frames_at_ping = self._frames_at_ping, self.conn.stream_frames_sent
+        if sent != self._frames_at_ping:
             self._ping_strikes = 0
             return
         least = self.options.min_ping_interval if self.calls else _PING_WITHOUT_CALLS
