@@ -333,8 +333,10 @@ def defragment_on_nospace(kubectl: Kubectl, pod_exec: PodExec, namespace: str, n
         timeout=60,
     )
     assert put
+    # An event for each defragmentation the run recorded (a member the fill's threshold run
+    # took, and which stayed under the threshold, is not taken again: two or three).
     reasons = [e.get("reason") for e in events_of(kubectl, namespace, name)]
-    assert reasons.count("Defragmented") >= 3 and "AlarmDisarmed" in reasons, reasons
+    assert reasons.count("Defragmented") >= len(done) and "AlarmDisarmed" in reasons, reasons
 
 
 def hibernate_and_wake(
