@@ -91,8 +91,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "one_storage: runs on the first selected plane only (what it tests does not touch the "
-        "API server's storage, and it is slow)",
+        "one_storage(storage=None): runs on one plane only, the one named if it is selected, "
+        "else the first selected (what it tests does not touch the API server's storage, and it "
+        "is slow); naming pyetcd for some spreads the slow scenarios over both planes",
     )
     path = given_kubeconfig(config)
     if path is not None and not path.is_file():
@@ -120,8 +121,10 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "control_plane" in metafunc.fixturenames and given_kubeconfig(metafunc.config) is None:
         storages = _storages(metafunc.config)
-        if metafunc.definition.get_closest_marker("one_storage"):
-            storages = storages[:1]
+        one = metafunc.definition.get_closest_marker("one_storage")
+        if one is not None:
+            named = one.args[0] if one.args else None
+            storages = [named] if named in storages else storages[:1]
         metafunc.parametrize(
             "control_plane", storages, ids=storages, indirect=True, scope="session"
         )

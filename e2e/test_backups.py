@@ -424,6 +424,8 @@ def value_of(pod_exec: PodExec, namespace: str, cluster: str, key: str) -> str |
     return base64.b64decode(found["kvs"][0]["value"]).decode()
 
 
+# One plane: the restore is the operator's; the etcd plane reads an EtcdBackup in the rebuild.
+@pytest.mark.one_storage("pyetcd")
 def test_new_clusters_start_from_backups_across_engines_and_refuse_a_tampered_one(
     kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str, s3: S3
 ) -> None:

@@ -797,6 +797,8 @@ def scale_to(kubectl: Kubectl, pod_exec: PodExec, namespace: str, name: str, rep
     assert pods == want
 
 
+# One plane: scaling is the operator's; the etcd plane deletes claims in the replacements.
+@pytest.mark.one_storage("pyetcd")
 def test_pyetcd_cluster_scales_out_and_in(
     kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str
 ) -> None:
