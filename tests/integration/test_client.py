@@ -148,6 +148,32 @@ def test_membership_changes(member: Member) -> None:
     run(member, scenario)
 
 
+def test_a_change_right_after_another_is_not_refused_under_writes(member: Member) -> None:
+    # The answer to a change can leave while the entries committed with it are still being
+    # written; a change proposed in that window must not be taken as racing the first (Raft
+    # takes one change at a time). A writer keeps the log busy so that the window is there.
+    async def scenario(client: EtcdClient) -> None:
+        stop = asyncio.Event()
+
+        async def writer() -> None:
+            n = 0
+            while not stop.is_set():
+                await client.put(f"busy/{n % 64}", "x" * 512)
+                n += 1
+
+        writers = [asyncio.create_task(writer()) for _ in range(8)]
+        try:
+            for _ in range(15):
+                added = await client.member_add([f"http://127.0.0.1:{free_port()}"], learner=True)
+                await client.member_remove(added.id)
+        finally:
+            stop.set()
+            await asyncio.gather(*writers)
+        assert [m.name for m in (await client.member_list()).members] == [member.name]
+
+    run(member, scenario)
+
+
 # -- etcd_operator.members on top of the client ----------------------------------------------
 
 

@@ -473,6 +473,7 @@ class EtcdServer:
                 await self._transfer_leadership_on_stop()
         self._stopped = True
         self.node.stopped = True
+        self.node.release_advanced()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -1273,6 +1274,15 @@ class EtcdServer:
         if self._stopped:
             raise errors.ErrStopped
         cc.id = self.idgen.next()
+        try:
+            # The previous change answered at apply; Raft must count it applied too.
+            await asyncio.wait_for(
+                self.node.wait_raft_applied(self.applied_index), errors.REQUEST_TIMEOUT
+            )
+        except TimeoutError:
+            raise errors.ErrTimeout from None
+        if self._stopped:
+            raise errors.ErrStopped
         result = await self._propose_data(cc.id, lambda: self.raw.propose_conf_change(cc))
         if isinstance(result, errors.EtcdError):
             raise result

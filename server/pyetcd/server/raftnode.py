@@ -129,6 +129,7 @@ class RaftNode:
         self._leader_wake: asyncio.Event | None = None
         self._unsent_proposals: list[tuple[float, raft_pb2.Message]] = []
         self._read_states: dict[bytes, asyncio.Future[int]] = {}
+        self._advanced: list[asyncio.Future[None]] = []  # wait_raft_applied's waiters
 
     # ----- roles -----
 
@@ -203,6 +204,27 @@ class RaftNode:
             self._leader_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._leader_wake.wait(), remaining)
+
+    async def wait_raft_applied(self, index: int) -> None:
+        """Until Raft itself counts ``index`` applied (``advance``).
+
+        The server applies a Ready's committed entries while that Ready's own entries are
+        still being written, so a client can hear that a conf change is done before Raft
+        counts it applied; a next change proposed then would be turned into a no-op as racing
+        the first (one change at a time), and its proposer would time out.
+        """
+        loop = asyncio.get_running_loop()
+        while self.raw.raft.raft_log.applied < index and not self.stopped:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._advanced.append(fut)
+            await fut
+
+    def release_advanced(self) -> None:
+        """Wake every ``wait_raft_applied`` to look again (after an advance, and at stop)."""
+        waiters, self._advanced = self._advanced, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     # ----- before the loop starts -----
 
@@ -293,6 +315,8 @@ class RaftNode:
         if rd.messages and not sent:
             self._send(rd.messages)
         self.raw.advance(rd)
+        if self._advanced:
+            self.release_advanced()
 
     def _persist(self, rd: Ready) -> None:
         """Write a Ready's snapshot, entries and hard state to disk (runs in the WAL thread)."""

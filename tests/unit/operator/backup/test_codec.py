@@ -315,7 +315,7 @@ def test_parse_key_accepts_raw_and_base64() -> None:
     assert parse_key(base64.urlsafe_b64encode(key).rstrip(b"=")) == key
 
 
-@pytest.mark.parametrize("value", [b"", b"short", os.urandom(31), base64.b64encode(bytes(16))])
+@pytest.mark.parametrize("value", [b"", b"short", bytes(range(31)), base64.b64encode(bytes(16))])
 def test_parse_key_refuses_other_lengths_without_showing_the_value(value: bytes) -> None:
     with pytest.raises(InvalidEncryptionKeyError, match="must be 32 bytes") as info:
         parse_key(value)
