@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-PYTEST_ARGS ?=
+# Two workers (the machine's two cores), each test file on one worker: a file's servers are
+# started once per module and its tests share them.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: setup system-deps test lint unit integration e2e demo demo-local demo-down bench proto crds clean etcdutl versitygw etcd35
 

@@ -557,6 +557,7 @@ def test_servicemonitor_shape(tools: Tools, chart: Path, tmp_path: Path) -> None
             "interval": "15s",
             "scrapeTimeout": "5s",
             "honorLabels": True,
+            "relabelings": [{"targetLabel": "job", "replacement": "etcd-operator"}],
         }
     ]
     assert service["spec"]["ports"][0]["name"] == "metrics"

@@ -428,12 +428,14 @@ def test_docs_scrape_config_keeps_the_operators_cluster_labels(
     tools: Tools, chart: Path, tmp_path: Path
 ) -> None:
     """The operator job honours the scraped labels, as the chart's ServiceMonitor does: the
-    per-cluster gauges' namespace is the cluster's."""
+    per-cluster gauges' namespace is the cluster's. Both name the job etcd-operator, the job
+    EtcdOperatorDown looks for (its expression: test_prometheus_rules.py)."""
     (job,) = [j for j in docs_scrape_config()["scrape_configs"] if j["job_name"] == "etcd-operator"]
     assert job["honor_labels"] is True
     docs = render(tools, chart, tmp_path, {"serviceMonitor": {"enabled": True}})
     (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["honorLabels"] is True
+    assert {"targetLabel": "job", "replacement": "etcd-operator"} in endpoint["relabelings"]
     service = one(docs, "Service")
     meta = {
         f"__meta_kubernetes_service_label_{sanitize(k)}": v

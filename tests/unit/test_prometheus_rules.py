@@ -36,6 +36,7 @@ PROMTOOL_MISSING = (
     "promtool is not installed: `make system-deps` installs it (Debian's prometheus package)"
 )
 MEMBERS_GROUP, OPERATOR_GROUP = "etcd-members", "etcd-operator"
+OPERATOR_UP_GROUP = "etcd-operator-up"
 # The labels an annotation may print: which cluster, member, method, peer or reason. None of
 # them can carry a credential.
 PRINTABLE_LABELS = {
@@ -263,6 +264,17 @@ def test_member_alerts_read_only_our_members_and_group_by_their_labels(spec: Doc
     for r in rules_of(spec, OPERATOR_GROUP):
         for clause in grouping_clauses(r["expr"]):
             assert {"namespace", "cluster"} <= clause <= {"namespace", "cluster", "reason"}
+
+
+def test_the_operator_down_alert_reads_the_job_of_this_releases_namespace(spec: Doc) -> None:
+    """Not about a cluster: its own group, the up series of the job the chart's ServiceMonitor
+    and the documented scrape config name (test_chart_monitoring.py), in the release's
+    namespace, which it also carries as a label (absent() makes none of its own)."""
+    (rule,) = rules_of(spec, OPERATOR_UP_GROUP)
+    assert rule["alert"] == "EtcdOperatorDown"
+    assert rule["expr"].strip() == 'absent(up{job="etcd-operator", namespace="etcd-system"} == 1)'
+    assert rule["labels"] == {"severity": "critical", "namespace": "etcd-system"}
+    assert "etcd-system" in rule["annotations"]["summary"]
 
 
 # --- what the alerts say ------------------------------------------------------------------------
