@@ -6,11 +6,16 @@ S3 server of ``test_backups`` (moto), runs pyetcdutl analyze on it, records ``st
 and stores the report next to the backup, where the harness reads it. The same annotation value
 asks for nothing more; deleting the backup (its policy is Delete: the operator made it) takes
 the report out of the bucket along with the backup.
+
+With ``spec.analysis.writes`` the operator watches the live cluster for a window: a writer in
+the client pod puts keys under a hot prefix four times as often as under a cold one, and
+``status.keyspace.writes`` must name the hot prefix first and the cold one after it.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -165,3 +170,68 @@ def test_an_analysis_on_request_records_the_keyspace_and_stores_the_report_besid
     kubectl.run("delete", "etcdbackup", name, f"--namespace={namespace}", "--wait=true")
     listed = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents") or []]
     assert backup_key not in listed and report_key not in listed, listed
+
+
+HOT_PREFIX = "/hot/writes/"
+COLD_PREFIX = "/cold/writes/"
+
+
+def write_for(pod_exec: PodExec, namespace: str, cluster: str, seconds: int) -> threading.Thread:
+    """A writer in the client pod for ``seconds``: four puts under HOT_PREFIX (three keys) for
+    one under COLD_PREFIX, over and over."""
+    put = f"etcdctl {client_endpoint(cluster, namespace)} put"
+    loop = (
+        f"end=$(( $(date +%s) + {seconds} )); n=0; "
+        "while [ $(date +%s) -lt $end ]; do "
+        f"for i in 0 1 2 3; do {put} {HOT_PREFIX}k$(( (n + i) % 3 )) v >/dev/null; done; "
+        f"{put} {COLD_PREFIX}k v >/dev/null; n=$((n + 1)); done"
+    )
+    thread = threading.Thread(
+        target=pod_exec.exec,
+        args=(namespace, CLIENT_POD, ["sh", "-c", loop]),
+        kwargs={"timeout": seconds + 60},
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+@pytest.mark.one_storage
+@pytest.mark.timeout(420)
+def test_writes_on_the_live_cluster_are_sampled_by_prefix(
+    kubectl: Kubectl, pod_exec: PodExec, operator: OperatorRelease, namespace: str, s3: S3
+) -> None:
+    cluster, _ = analysed_cluster(kubectl, namespace, s3)
+    start_client(kubectl, namespace)
+    # Sampling turned on while the writer runs: its first window is due at once.
+    writer = write_for(pod_exec, namespace, cluster, 150)
+    kubectl.run(
+        "patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=merge",
+        "-p", json.dumps({"spec": {"analysis": {"writes": {"windowSeconds": 15,
+                                                           "intervalSeconds": 60}}}}),
+    )  # fmt: skip
+
+    def sampled() -> Json | None:
+        writes: Json = keyspace(kubectl, namespace, cluster).get("writes") or {}
+        prefixes = [p["prefix"] for p in writes.get("prefixes") or []]
+        return writes if prefixes[:2] == [HOT_PREFIX, COLD_PREFIX] else None
+
+    writes = eventually("a window with the hot prefix first", sampled, timeout=180, interval=3)
+    writer.join(timeout=200)
+    hot, cold = writes["prefixes"][0]["writes"], writes["prefixes"][1]["writes"]
+    assert hot >= 2 * cold > 0, writes
+    assert writes["writes"] >= hot + cold
+    assert writes["toRevision"] - writes["fromRevision"] >= hot + cold - 1, writes
+    assert writes["windowSeconds"] >= 15
+    assert writes["hottestKey"]["key"].startswith(HOT_PREFIX)
+    # Turned off: the last window goes with it.
+    kubectl.run(
+        "patch", "etcdcluster", cluster, f"--namespace={namespace}", "--type=json",
+        "-p", json.dumps([{"op": "remove", "path": "/spec/analysis/writes"}]),
+    )  # fmt: skip
+    eventually(
+        "status.keyspace.writes cleared",
+        lambda: "writes" not in keyspace(kubectl, namespace, cluster),
+        timeout=60,
+        interval=2,
+    )

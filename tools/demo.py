@@ -150,7 +150,9 @@ def explore_hints(kubeconfig: Path, namespace: str, name: str, backup: str) -> s
             "# what fills the keyspace: the operator analyses the latest backup (spec.analysis, "
             "docs/backup.md)",
             f"kubectl patch etcdcluster {name}{ns} --type=merge "
-            """-p '{"spec":{"analysis":{"schedule":"0 3 * * *"}}}'""",
+            """-p '{"spec":{"analysis":{"schedule":"0 3 * * *","writes":{}}}}'""",
+            "# writes: a 30 s watch every 10 min counts the live cluster's writes by prefix "
+            "(status.keyspace.writes, shown by kubectl etcd keyspace)",
             f"kubectl annotate etcdcluster {name}{ns} etcd.pyetcd.io/analyze=now --overwrite "
             f"&& kubectl etcd keyspace {name}{ns}",
             "# ... or offline, on any etcd or pyetcd snapshot file: pyetcdutl analyze FILE",

@@ -19,7 +19,7 @@ its series, so the label values stay a small set that changes slowly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -157,6 +157,15 @@ KEYSPACE_ANALYSIS_TIME = Gauge(
     _CLUSTER_LABELS,
     registry=REGISTRY,
 )
+KEYSPACE_WRITE_RATE = Gauge(
+    "etcd_operator_keyspace_write_rate",
+    "Writes (puts and deletes) per second under a prefix in the last window of the live "
+    "cluster's sampled watch (spec.analysis.writes), for its top prefixes (five at most).",
+    [*_CLUSTER_LABELS, "prefix"],
+    registry=REGISTRY,
+)
+# The prefixes each cluster has write-rate series for.
+_write_rates: dict[tuple[str, str], frozenset[str]] = {}
 # Ten prefix series per cluster at most, whatever spec.analysis.top asks of the report.
 KEYSPACE_PREFIX_SERIES = 10
 # The prefixes each cluster has series for, and the analysis they came from (prometheus_client
@@ -270,6 +279,20 @@ def record_keyspace(namespace: str, cluster: str, analysis: KeyspaceGauges | Non
             KEYSPACE_PREFIX_BYTES.remove(namespace, cluster, gone)
 
 
+def record_write_rates(namespace: str, cluster: str, rates: Mapping[str, float]) -> None:
+    """The cluster's write-rate series: one per prefix of ``rates`` (those of prefixes no
+    longer in it are removed; empty: none at all)."""
+    key = (namespace, cluster)
+    before = _write_rates.pop(key, frozenset())
+    for prefix, rate in rates.items():
+        KEYSPACE_WRITE_RATE.labels(namespace, cluster, prefix).set(rate)
+    if rates:
+        _write_rates[key] = frozenset(rates)
+    for gone in before - frozenset(rates):
+        with contextlib.suppress(KeyError):
+            KEYSPACE_WRITE_RATE.remove(namespace, cluster, gone)
+
+
 def keyspace_recorded_at(namespace: str, cluster: str) -> float | None:
     """When the analysis the cluster's keyspace gauges show was made; ``None``: no gauges."""
     found = _keyspace.get((namespace, cluster))
@@ -284,6 +307,7 @@ def forget_cluster(namespace: str, cluster: str) -> None:
     record_conditions(namespace, cluster, ())
     _conditions.pop((namespace, cluster), None)
     record_keyspace(namespace, cluster, None)
+    record_write_rates(namespace, cluster, {})
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

@@ -174,6 +174,32 @@ def test_a_change_right_after_another_is_not_refused_under_writes(member: Member
     run(member, scenario)
 
 
+def test_watch_writes_sees_every_put_and_delete_of_its_window_in_order(member: Member) -> None:
+    async def scenario(client: EtcdClient) -> None:
+        seen: list[bytes] = []
+        window = asyncio.create_task(client.watch_writes(1.5, seen.append))
+        written: list[tuple[int, bytes]] = []
+        for i in range(40):
+            key = f"/app/{i % 4}/k{i}"
+            written.append((await client.put(key, "v"), key.encode()))
+            if i % 10 == 9:
+                assert await client.delete(key) == 1
+                written.append((await _revision(client), key.encode()))
+        result = await window
+        # Writes made before the watch was created are not its own: it starts at from_revision.
+        expected = [key for rev, key in written if rev > result.from_revision]
+        assert expected, "the window began after every write"
+        assert seen == expected
+        assert result.events == len(expected)
+        assert result.to_revision == written[-1][0]
+
+    run(member, scenario)
+
+
+async def _revision(client: EtcdClient) -> int:
+    return (await client.status(client.endpoints[0])).revision
+
+
 # -- etcd_operator.members on top of the client ----------------------------------------------
 
 

@@ -42,6 +42,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", use_enum_values=True)
 
 
+class WritesSpec(_Model):
+    """A watch on the whole key space for a window, every interval: writes by prefix."""
+
+    windowSeconds: int = Field(default=30, ge=5, le=300, description="How long each watch runs.")
+    intervalSeconds: int = Field(
+        default=600, ge=60, le=86400, description="From one window's start to the next."
+    )
+
+
 class AnalysisSpec(_Model):
     """When and how the newest backup is analysed."""
 
@@ -67,6 +76,11 @@ class AnalysisSpec(_Model):
         ge=1,
         le=MAX_TOP,
         description="Entries in each list of the report.",
+    )
+
+    writes: WritesSpec | None = Field(
+        default=None,
+        description="Also sample the live cluster's writes by prefix (status.keyspace.writes).",
     )
 
     @model_validator(mode="after")
@@ -122,6 +136,31 @@ class HottestKey(_Model):
     revisions: int = Field(description="Stored revisions (history not compacted yet).")
 
 
+class PrefixWrites(_Model):
+    prefix: str
+    writes: int
+
+
+class KeyWrites(_Model):
+    key: str
+    writes: int
+
+
+class WritesStatus(_Model):
+    sampledAt: str = Field(description="When the window began (RFC 3339).")
+    windowSeconds: int
+    fromRevision: int
+    toRevision: int
+    writes: int = Field(description="Puts and deletes seen.")
+    prefixes: list[PrefixWrites] | None = Field(
+        default=None,
+        max_length=STATUS_PREFIXES,
+        description=f"The top {STATUS_PREFIXES} by writes (lower bounds).",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    hottestKey: KeyWrites | None = None
+
+
 class KeyspaceStatus(_Model):
     """The last successful analysis, the last run, and what the triggers acted on."""
 
@@ -146,3 +185,4 @@ class KeyspaceStatus(_Model):
     lastScheduledTime: str | None = Field(default=None, description="The last slot acted on.")
     nextScheduledTime: str | None = Field(default=None, description="The next slot.")
     lastRequest: str | None = Field(default=None, description="The annotation acted on.")
+    writes: WritesStatus | None = Field(default=None, description="The last write sample.")

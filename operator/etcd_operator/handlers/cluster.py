@@ -69,6 +69,7 @@ def register(
         await refresher.stop()
         # Analyses cut short end as interrupted on the next start, and are retried.
         await reconciler.analyses.stop()
+        await reconciler.write_samples.stop()
 
     @kopf.on.event(*resource, id="forget-deleted", registry=registry)
     async def deleted(event: kopf.RawEvent, **_: Any) -> None:

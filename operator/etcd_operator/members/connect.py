@@ -7,10 +7,10 @@ from an in-memory etcd with the same calls).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
-from pyetcd.client import ClientTLS, Credentials, EtcdClient
+from pyetcd.client import ClientTLS, Credentials, EtcdClient, WatchWindow
 
 from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.tls import ClientCredentials
@@ -28,11 +28,25 @@ class SnapshotClient(Protocol):
     ) -> AsyncIterator[bytes]: ...
 
 
+class WatchClient(Protocol):
+    """The call a write sample makes: a watch on the whole key space for a window."""
+
+    async def watch_writes(
+        self, seconds: float, on_write: Callable[[bytes], None]
+    ) -> WatchWindow: ...
+
+
 class EtcdConnection(
-    ClusterClient, ObservingClient, SnapshotClient, MaintenanceClient, AuthClient, Protocol
+    ClusterClient,
+    ObservingClient,
+    SnapshotClient,
+    MaintenanceClient,
+    AuthClient,
+    WatchClient,
+    Protocol,
 ):
     """A client for observing etcd, changing its membership, maintaining its members,
-    streaming snapshots and turning auth on; closed after use."""
+    streaming snapshots, sampling writes and turning auth on; closed after use."""
 
     async def close(self) -> None: ...
 

@@ -205,7 +205,7 @@ def keyspace(session: Session, name: str) -> int:
     cluster = session.kube.get(CLUSTERS, name)
     view = keyspace_view(cluster)
     ask = f"kubectl annotate etcdcluster {name} {ANALYZE_ANNOTATION}=now --overwrite"
-    if view.analyzed is None:
+    if view.analyzed is None and view.writes is None:
         if not view.configured:
             raise NotAvailableError(
                 f"EtcdCluster {name} has no keyspace analysis: set spec.analysis (it reads the "

@@ -25,6 +25,7 @@ from etcd_operator.plugin.views import (
     ClusterView,
     ConditionView,
     KeyspaceView,
+    WritesView,
 )
 
 NONE = "-"
@@ -331,4 +332,29 @@ def keyspace_text(view: KeyspaceView, now: datetime) -> str:
         out.append(table(headers, rows).rstrip("\n"))
     else:
         out.append("  none")
+    out += _writes(view.writes, now)
     return "\n".join(out) + "\n"
+
+
+def _writes(view: WritesView | None, now: datetime) -> list[str]:
+    """The live cluster's last write window (spec.analysis.writes), when there is one."""
+    if view is None:
+        return []
+    window = f"{text(view.window_seconds)}s from {moment(view.sampled, now)}"
+    revisions = f"{text(view.from_revision)} to {text(view.to_revision)}"
+    hottest = NONE
+    if view.hottest_key is not None:
+        hottest = f"{view.hottest_key} ({text(view.hottest_writes)} writes)"
+    out = ["", "Writes on the live cluster (last window of its sampled watch):"]
+    out += _fields(
+        [
+            ("Window", f"{window}, revisions {revisions}"),
+            ("Writes", text(view.writes)),
+            ("Hottest key", hottest),
+        ]
+    )
+    if view.prefixes:
+        seconds = max(1, view.window_seconds or 1)
+        rows = [[prefix, text(n), f"{(n or 0) / seconds:.1f}"] for prefix, n in view.prefixes]
+        out.append(table(["PREFIX", "WRITES", "PER SECOND"], rows).rstrip("\n"))
+    return out

@@ -138,6 +138,20 @@ class PrefixView:
 
 
 @dataclass(frozen=True)
+class WritesView:
+    """``status.keyspace.writes``: the last window of the live cluster's sampled watch."""
+
+    sampled: str | None
+    window_seconds: int | None
+    from_revision: int | None
+    to_revision: int | None
+    writes: int | None
+    prefixes: tuple[tuple[str, int | None], ...]  # (prefix, writes), the most first
+    hottest_key: str | None
+    hottest_writes: int | None
+
+
+@dataclass(frozen=True)
 class AnalysisRunView:
     phase: str | None
     trigger: str | None
@@ -171,6 +185,7 @@ class KeyspaceView:
     report: str | None
     last_run: AnalysisRunView | None
     next_scheduled: str | None
+    writes: WritesView | None = None
 
 
 def condition_view(item: Json) -> ConditionView:
@@ -332,4 +347,24 @@ def keyspace_view(obj: Json) -> KeyspaceView:
         report=_str(found.get("report")),
         last_run=_run_view(found.get("lastRun")),
         next_scheduled=_str(found.get("nextScheduledTime")),
+        writes=_writes_view(found.get("writes")),
+    )
+
+
+def _writes_view(raw: object) -> WritesView | None:
+    found = _dict(raw)
+    if not found:
+        return None
+    hottest = _dict(found.get("hottestKey"))
+    return WritesView(
+        sampled=_str(found.get("sampledAt")),
+        window_seconds=_int(found.get("windowSeconds")),
+        from_revision=_int(found.get("fromRevision")),
+        to_revision=_int(found.get("toRevision")),
+        writes=_int(found.get("writes")),
+        prefixes=tuple(
+            (str(p.get("prefix", "")), _int(p.get("writes"))) for p in _list(found.get("prefixes"))
+        ),
+        hottest_key=_str(hottest.get("key")),
+        hottest_writes=_int(hottest.get("writes")),
     )

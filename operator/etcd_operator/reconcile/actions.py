@@ -159,6 +159,17 @@ class AnalyzeKeyspace:
 
 
 @dataclass(frozen=True)
+class SampleWrites:
+    """Have the runtime watch the cluster's key space for a window and record the writes by
+    prefix (``status.keyspace.writes``), outside the pass; it leaves the request alone while
+    it samples the cluster already."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
 class PatchOperationStatus:
     """Merge ``status`` into the status of the operation object ``kind``/``name``."""
 
@@ -257,6 +268,7 @@ Action = (
     | CreateBackup
     | DeleteOperation
     | AnalyzeKeyspace
+    | SampleWrites
     | PatchOperationStatus
     | IssueCertificate
     | CreateRootSecret

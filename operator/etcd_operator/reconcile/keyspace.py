@@ -6,6 +6,9 @@ shows one running (the runtime ends it as interrupted when it runs none: the ope
 restarted). The runtime runs it outside the pass, so an analysis never holds up reconciling or
 backups, and writes the run's record itself (``keyspace_record``), under the cluster's lock.
 
+With ``spec.analysis.writes``, a pass also asks for a write sample (``SampleWrites``) when a
+window is due (``write_sample.due``); the runtime records ``status.keyspace.writes`` itself.
+
 The pass writes ``status.keyspace`` as it read it (under the same lock, so nothing the runtime
 wrote meanwhile is lost), with the schedule's next slot; without ``spec.analysis`` it clears it,
 and with it the keyspace metrics go.
@@ -20,7 +23,8 @@ from etcd_operator.api.analysis import ANALYZE_ANNOTATION, KeyspaceStatus
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import parse_rfc3339, rfc3339
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.reconcile.actions import Action, AnalyzeKeyspace
+from etcd_operator.reconcile import write_sample
+from etcd_operator.reconcile.actions import Action, AnalyzeKeyspace, SampleWrites
 from etcd_operator.reconcile.keyspace_record import running
 from etcd_operator.reconcile.keyspace_requests import AnalysisRequest, due, upcoming
 from etcd_operator.reconcile.observed import Observed
@@ -57,9 +61,13 @@ def step(
         return StepResult()
     previous = previous_status(desired)
     actions: tuple[Action, ...] = ()
+    uid = str(desired.metadata.get("uid") or desired.name)
     if requested(desired, now) is not None or running(previous):
-        uid = str(desired.metadata.get("uid") or desired.name)
         actions = (AnalyzeKeyspace(desired.namespace, desired.name, uid),)
+    if spec.writes is not None and write_sample.due(
+        spec.writes, previous.writes if previous is not None else None, now
+    ):
+        actions = (*actions, SampleWrites(desired.namespace, desired.name, uid))
     decided = dataclasses.replace(
         decided, notes=(*decided.notes, (NEXT, upcoming(spec, previous, now)))
     )
@@ -72,11 +80,14 @@ def keyspace_status(desired: EtcdCluster, decided: Decided) -> KeyspaceStatus | 
     if desired.spec.analysis is None:
         return None
     upcoming_slot = decided.note(NEXT)
-    status = (previous_status(desired) or KeyspaceStatus()).model_copy(
+    previous = previous_status(desired) or KeyspaceStatus()
+    status = previous.model_copy(
         update={
             "nextScheduledTime": (
                 rfc3339(upcoming_slot) if isinstance(upcoming_slot, datetime) else None
-            )
+            ),
+            # Sampling turned off: its last window goes with it.
+            "writes": previous.writes if desired.spec.analysis.writes is not None else None,
         }
     )
     return status if status.model_dump(exclude_none=True) else None

@@ -42,6 +42,7 @@ from etcd_operator.reconcile.actions import (
     PatchStatus,
     PromoteMember,
     RemoveMember,
+    SampleWrites,
     SetBootstrapState,
 )
 from etcd_operator.runtime.kube import KubeApi, already_exists
@@ -54,6 +55,8 @@ WriteStatus = Callable[[dict[str, Any]], Awaitable[None] | None]
 """Writes the status merge patch (the handlers patch the status subresource directly)."""
 StartAnalysis = Callable[[AnalyzeKeyspace], object]
 """Hands a keyspace analysis to the runtime's runner (``KeyspaceAnalyses.start``)."""
+StartSample = Callable[[SampleWrites], object]
+"""Hands a write sample to the runtime's runner (``WriteSamples.start``)."""
 
 
 async def execute(
@@ -64,10 +67,11 @@ async def execute(
     etcd: EtcdConnection | None = None,
     *,
     analyze: StartAnalysis | None = None,
+    sample: StartSample | None = None,
 ) -> None:
     """Run ``actions`` in order; ``etcd`` is required when they change the membership or
-    maintain members, ``analyze`` when they hand over a keyspace analysis (it only starts it:
-    the analysis runs after the pass)."""
+    maintain members, ``analyze`` when they hand over a keyspace analysis and ``sample`` a
+    write sample (each only starts it: it runs after the pass)."""
     for action in actions:
         match action:
             case AddMember() | PromoteMember() | MoveLeader() | RemoveMember():
@@ -122,6 +126,11 @@ async def execute(
                     log.info("%s/%s: no keyspace analyses here", action.namespace, action.name)
                 else:
                     analyze(action)
+            case SampleWrites():
+                if sample is None:
+                    log.info("%s/%s: no write samples here", action.namespace, action.name)
+                else:
+                    sample(action)
             case IssueCertificate():
                 await issue_certificate(kube, action)
             case Event(type=type_, reason=reason, message=message):

@@ -34,10 +34,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from etcd_operator import metrics
+from etcd_operator.api.analysis import WritesStatus
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import parse_rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, KIND, EtcdCluster
 from etcd_operator.members import MembershipNotSupportedError
+from etcd_operator.reconcile import write_sample
 from etcd_operator.reconcile.actions import (
     Action,
     AddMember,
@@ -72,6 +74,7 @@ from etcd_operator.runtime.kube import KubeApi, KubernetesApi
 from etcd_operator.runtime.observe import Connect, connect_etcd, membership_endpoints, observe
 from etcd_operator.runtime.refresh import ClusterRef
 from etcd_operator.runtime.rollouts import RolloutGate
+from etcd_operator.runtime.write_samples import WriteSamples
 
 __all__ = [
     "EventPoster",
@@ -151,6 +154,7 @@ def record_keyspace_metrics(desired: EtcdCluster, keyspace: Any) -> None:
     ran and recorded is left as its runner set it (up to ten prefixes)."""
     namespace, name = desired.namespace, desired.name
     found = keyspace if isinstance(keyspace, Mapping) else {}
+    metrics.record_write_rates(namespace, name, write_rates(found.get("writes")))
     analyzed = parse_rfc3339(found.get("analyzedAt"))
     if analyzed is None:
         metrics.record_keyspace(namespace, name, None)
@@ -170,6 +174,18 @@ def record_keyspace_metrics(desired: EtcdCluster, keyspace: Any) -> None:
     )
 
 
+def write_rates(writes: Any) -> dict[str, float]:
+    """The write-rate series of a recorded ``status.keyspace.writes`` (none if it does not
+    parse: the next window writes it again)."""
+    if not isinstance(writes, Mapping):
+        return {}
+    try:
+        status = WritesStatus.model_validate(writes)
+    except ValueError:
+        return {}
+    return write_sample.rates(status)
+
+
 class Reconciler:
     """Runs reconcile passes for all clusters with one Kubernetes API and one settings object."""
 
@@ -183,6 +199,7 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rollouts: RolloutGate | None = None,
         analyses: KeyspaceAnalyses | None = None,
+        write_samples: WriteSamples | None = None,
     ) -> None:
         self.settings = settings
         self._kube = kube
@@ -199,6 +216,10 @@ class Reconciler:
         # status before them would otherwise write it back.
         self.analyses = analyses or KeyspaceAnalyses(
             settings, lambda: self.kube, lock=self.lock, clock=clock
+        )
+        # The same for the write samples' status.keyspace.writes.
+        self.write_samples = write_samples or WriteSamples(
+            settings, lambda: self.kube, lock=self.lock, clock=clock, connect=connect
         )
 
     @property
@@ -407,9 +428,11 @@ class Reconciler:
         write_status: WriteStatus,
     ) -> None:
         """Execute ``actions``, with an etcd client (closed afterwards) if they need one."""
-        analyze = self.analyses.start
+        analyze, sample = self.analyses.start, self.write_samples.start
         if not changes_membership(actions):
-            await execute(actions, self.kube, post_event, write_status, analyze=analyze)
+            await execute(
+                actions, self.kube, post_event, write_status, analyze=analyze, sample=sample
+            )
             return
         endpoints = membership_endpoints(desired, self.settings, observed)
         etcd = self._connect(
@@ -419,7 +442,9 @@ class Reconciler:
             observed.root_credentials,
         )
         try:
-            await execute(actions, self.kube, post_event, write_status, etcd, analyze=analyze)
+            await execute(
+                actions, self.kube, post_event, write_status, etcd, analyze=analyze, sample=sample
+            )
         finally:
             await etcd.close()
 

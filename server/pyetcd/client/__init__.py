@@ -17,6 +17,7 @@ from pyetcd.client.models import (
     EndpointStatus,
     Member,
     MemberList,
+    WatchWindow,
 )
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "EtcdClientError",
     "Member",
     "MemberList",
+    "WatchWindow",
     "normalize_endpoint",
 ]

@@ -20,6 +20,10 @@ from grpc import aio
 
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
+# As etcd's own client (MaxCallRecvMsgSize math.MaxInt32): a watch response carries whole
+# values, a range as many as asked for; grpc's default 4 MiB would refuse some.
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 2**31 - 1),)
+
 AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
 AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
 # The answers after which clientv3 authenticates again (client/v3/retry_interceptor.go).
@@ -146,8 +150,10 @@ def authenticated_channel(
     source = TokenSource(credentials, timeout)
     interceptors = [TokenUnary(source), TokenUnaryStream(source)]
     if channel_credentials is not None:
-        channel = aio.secure_channel(target, channel_credentials, interceptors=interceptors)
+        channel = aio.secure_channel(
+            target, channel_credentials, options=CHANNEL_OPTIONS, interceptors=interceptors
+        )
     else:
-        channel = aio.insecure_channel(target, interceptors=interceptors)
+        channel = aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
     source.channel = channel
     return channel

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import grpc
 from grpc import aio
 
-from pyetcd.client.auth import Credentials, authenticated_channel
+from pyetcd.client.auth import CHANNEL_OPTIONS, Credentials, authenticated_channel
 from pyetcd.client.errors import EtcdClientError
 from pyetcd.client.models import (
     AlarmMember,
@@ -35,6 +35,7 @@ from pyetcd.client.models import (
     EndpointStatus,
     Member,
     MemberList,
+    WatchWindow,
 )
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
@@ -85,6 +86,7 @@ class _Stubs:
         self.cluster = rpc_pb2_grpc.ClusterStub(channel)
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
         self.auth = rpc_pb2_grpc.AuthStub(channel)
+        self.watch = rpc_pb2_grpc.WatchStub(channel)
 
 
 def _secure(endpoint: str) -> bool | None:
@@ -193,9 +195,9 @@ class EtcdClient:
                     target, self.credentials, self.timeout, channel_credentials
                 )
             elif channel_credentials is not None:
-                channel = aio.secure_channel(target, channel_credentials)
+                channel = aio.secure_channel(target, channel_credentials, CHANNEL_OPTIONS)
             else:
-                channel = aio.insecure_channel(target)
+                channel = aio.insecure_channel(target, CHANNEL_OPTIONS)
             stubs = _Stubs(channel)
             self._stubs[target] = stubs
         return target, stubs
@@ -410,6 +412,86 @@ class EtcdClient:
         finally:
             # A consumer that stops early (or fails) must not leave the member streaming.
             call.cancel()
+
+    # -- watch ----------------------------------------------------------------------------
+
+    async def watch_writes(self, seconds: float, on_write: Callable[[bytes], None]) -> WatchWindow:
+        """Watch the whole key space from the current revision for ``seconds``: ``on_write``
+        gets the key of every put and delete in order. The first endpoint that answers serves
+        it. Values come with the events (etcd has no keys-only watch), so this costs the
+        member what one more watcher of everything costs, for the window only."""
+        last: EtcdClientError | None = None
+        for endpoint in self.endpoints:
+            try:
+                return await self._watch_writes_on(endpoint, seconds, on_write)
+            except EtcdClientError as err:
+                if not err.unreachable:
+                    raise
+                last = err
+        assert last is not None
+        raise last
+
+    async def _watch_writes_on(
+        self, endpoint: str, seconds: float, on_write: Callable[[bytes], None]
+    ) -> WatchWindow:
+        target, stubs = self._on(endpoint)
+        # key "\0" to range_end "\0": every key (etcdctl watch --prefix "").
+        create = rpc_pb2.WatchRequest(
+            create_request=rpc_pb2.WatchCreateRequest(key=b"\0", range_end=b"\0")
+        )
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        async def requests() -> AsyncIterator[rpc_pb2.WatchRequest]:
+            yield create
+            # The sending side stays open until the window ends: a client that half-closes
+            # its watch stream is one that is going away.
+            await done
+
+        call = stubs.watch.Watch(requests())
+        first = last = 0
+        events = 0
+        try:
+            try:
+                created = await asyncio.wait_for(call.read(), self.timeout)
+            except TimeoutError:
+                raise EtcdClientError(
+                    "watch not created in time", grpc.StatusCode.DEADLINE_EXCEEDED, target
+                ) from None
+            if not isinstance(created, rpc_pb2.WatchResponse):
+                raise EtcdClientError("watch ended unanswered", grpc.StatusCode.UNAVAILABLE, target)
+            if not created.created or created.canceled:
+                raise EtcdClientError(
+                    f"watch refused: {created.cancel_reason or 'not created'}",
+                    grpc.StatusCode.UNKNOWN,
+                    target,
+                )
+            first = last = int(created.header.revision)
+            end = loop.time() + seconds
+            while (remaining := end - loop.time()) > 0:
+                try:
+                    resp = await asyncio.wait_for(call.read(), remaining)
+                except TimeoutError:
+                    break
+                if not isinstance(resp, rpc_pb2.WatchResponse):
+                    raise EtcdClientError(
+                        "watch ended by the member", grpc.StatusCode.UNAVAILABLE, target
+                    )
+                if resp.canceled:
+                    raise EtcdClientError(
+                        f"watch canceled: {resp.cancel_reason}", grpc.StatusCode.UNKNOWN, target
+                    )
+                for ev in resp.events:
+                    on_write(ev.kv.key)
+                    events += 1
+                if resp.header.revision:
+                    last = max(last, int(resp.header.revision))
+        except aio.AioRpcError as err:
+            raise EtcdClientError.from_rpc(err, target) from None
+        finally:
+            done.cancel()
+            call.cancel()
+        return WatchWindow(first, last, events)
 
     # -- auth -----------------------------------------------------------------------------
     # What the operator needs to turn etcd's auth on for its clusters (``etcdctl user add``,

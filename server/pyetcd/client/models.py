@@ -77,3 +77,13 @@ class AuthStatus:
 
     enabled: bool
     revision: int
+
+
+@dataclass(frozen=True)
+class WatchWindow:
+    """What a window of ``watch_writes`` saw: the revision it started from, the last revision
+    a response named, and the events (puts and deletes)."""
+
+    from_revision: int
+    to_revision: int
+    events: int

@@ -19,6 +19,9 @@ from etcd_operator.api.analysis import (
     KeyspaceAnalysisRun,
     KeyspacePrefix,
     KeyspaceStatus,
+    KeyWrites,
+    PrefixWrites,
+    WritesStatus,
 )
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.plugin import commands
@@ -419,6 +422,37 @@ def test_keyspace_prints_the_last_analysis() -> None:
     head = lines.index("PREFIX              LIVE KEYS   LIVE BYTES   STORED BYTES")
     assert lines[head + 1].split() == ["/registry/events/", "900", "2.0MiB", "9.0MiB"]
     assert lines[head + 2].split() == ["/registry/pods/", "300", "1.0MiB", "3.0MiB"]
+
+
+WRITES = WritesStatus(
+    sampledAt="2026-12-06T12:04:00Z",
+    windowSeconds=30,
+    fromRevision=48300,
+    toRevision=48900,
+    writes=600,
+    prefixes=[
+        PrefixWrites(prefix="/registry/leases/", writes=450),
+        PrefixWrites(prefix="/registry/events/", writes=150),
+    ],
+    hottestKey=KeyWrites(key="/registry/leases/kube-node-lease/node-1", writes=150),
+)
+
+
+def test_keyspace_shows_the_live_clusters_last_write_window() -> None:
+    page = session(world(analysed(KEYSPACE.model_copy(update={"writes": WRITES}))))
+    assert commands.keyspace(page.session, "main") == 0
+    text = page.out.getvalue()
+    assert "Writes on the live cluster (last window of its sampled watch):" in text
+    assert "Window:      30s from 2026-12-06T12:04:00Z (90s ago), revisions 48300 to 48900" in text
+    assert "Hottest key: /registry/leases/kube-node-lease/node-1 (150 writes)" in text
+    lines = text.splitlines()
+    head = lines.index("PREFIX              WRITES   PER SECOND")
+    assert lines[head + 1].split() == ["/registry/leases/", "450", "15.0"]
+    assert lines[head + 2].split() == ["/registry/events/", "150", "5.0"]
+    # Sampling alone (no backup analysed yet) is shown too, not refused.
+    alone = session(world(analysed(KeyspaceStatus(writes=WRITES))))
+    assert commands.keyspace(alone.session, "main") == 0
+    assert "Writes:      600" in alone.out.getvalue()
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])

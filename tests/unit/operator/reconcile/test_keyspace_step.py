@@ -11,7 +11,7 @@ from typing import Any
 from etcd_operator.api.analysis import ANALYZE_ANNOTATION
 from etcd_operator.api.times import rfc3339
 from etcd_operator.api.v1alpha1 import EtcdCluster
-from etcd_operator.reconcile.actions import AnalyzeKeyspace
+from etcd_operator.reconcile.actions import AnalyzeKeyspace, SampleWrites
 from etcd_operator.reconcile.plan import plan, plan_steps
 
 from tests.unit.operator.reconcile.builders import SETTINGS, T0, at, formed, status_of
@@ -83,6 +83,7 @@ def test_a_new_annotation_value_hands_one_analysis_to_the_runtime() -> None:
         **{k: None for k in ("leasesWithoutKeys", "biggestKey", "hottestKey")},
         "nextScheduledTime": None,
         "lastRequest": None,
+        "writes": None,
     }
 
 
@@ -123,3 +124,43 @@ def test_nothing_known_yet_writes_no_keyspace() -> None:
     actions = plan(desired, dataclasses.replace(observed, now=at(60)), SETTINGS, at(60))
     assert analyses(actions) == []
     assert status_of(actions)["keyspace"] is None
+
+
+WRITES = {
+    "sampledAt": rfc3339(T0),
+    "windowSeconds": 30,
+    "fromRevision": 10,
+    "toRevision": 70,
+    "writes": 60,
+    "prefixes": [{"prefix": "/registry/leases/", "writes": 60}],
+    "hottestKey": {"key": "/registry/leases/n1", "writes": 60},
+}
+
+
+def samples(actions: list[Any]) -> list[SampleWrites]:
+    return [a for a in actions if isinstance(a, SampleWrites)]
+
+
+def test_write_sampling_asks_for_a_window_first_and_then_every_interval() -> None:
+    desired, observed = formed()
+    sampled = {"writes": {"intervalSeconds": 600}}
+    first = with_(desired, analysis=sampled)
+    actions = plan(first, dataclasses.replace(observed, now=at(5)), SETTINGS, at(5))
+    assert samples(actions) == [SampleWrites("ns", "demo", "uid-1")]
+    assert analyses(actions) == []  # no schedule, no annotation: no offline analysis
+    # A window taken at T0: nothing until 600 s later; the status keeps it as read.
+    later = with_(desired, analysis=sampled, keyspace={"writes": WRITES})
+    for now, asked in ((599, []), (600, [SampleWrites("ns", "demo", "uid-1")])):
+        actions = plan(later, dataclasses.replace(observed, now=at(now)), SETTINGS, at(now))
+        assert samples(actions) == asked, now
+        assert status_of(actions)["keyspace"]["writes"] == WRITES
+
+
+def test_sampling_turned_off_asks_nothing_and_its_last_window_goes() -> None:
+    desired, observed = formed()
+    desired = with_(desired, analysis={}, keyspace={**KEYSPACE, "writes": WRITES})
+    actions = plan(desired, dataclasses.replace(observed, now=at(900)), SETTINGS, at(900))
+    assert samples(actions) == []
+    keyspace = status_of(actions)["keyspace"]
+    # null in the status merge patch: the field is removed.
+    assert keyspace["writes"] is None and keyspace["liveKeys"] == KEYSPACE["liveKeys"]

@@ -12,7 +12,7 @@ test's connect function was given. ``auth_status_supported`` False is etcd 3.4 (
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 from etcd_operator.components.auth import RootCredentials
@@ -33,6 +33,7 @@ from pyetcd.client import (
     EtcdClientError,
     Member,
     MemberList,
+    WatchWindow,
 )
 
 CLUSTER_ID = 0xCAFE
@@ -77,6 +78,11 @@ class FakeEtcd:
         self.connected_as: RootCredentials | None = None
         # An auth call that fails once with this message (a pass interrupted there).
         self.fail_auth_call: tuple[str, str] | None = None
+        # What a write sample's watch sees: (revision the window starts at, keys in order);
+        # watch_refused makes the watch fail as etcd refuses one.
+        self.window: tuple[int, list[bytes]] = (1, [])
+        self.watched: list[tuple[str, float]] = []
+        self.watch_refused: str | None = None
 
     def _authorized(self) -> None:
         """etcd's answer to a call while auth is on: a user is needed, with its password."""
@@ -235,6 +241,15 @@ class FakeEtcd:
         self.snapshots_from.append(endpoint)
         for chunk in self.snapshot_chunks:
             yield chunk
+
+    async def watch_writes(self, seconds: float, on_write: Callable[[bytes], None]) -> WatchWindow:
+        self.watched.append((self.endpoints[0], seconds))
+        if self.watch_refused is not None:
+            raise EtcdClientError(self.watch_refused, grpc.StatusCode.UNAVAILABLE)
+        start, keys = self.window
+        for key in keys:
+            on_write(key)
+        return WatchWindow(start, start + len(keys), len(keys))
 
     async def close(self) -> None:
         self.closed = True
