@@ -209,6 +209,17 @@ TABLE: tuple[Image | TaggedImage, ...] = (
         commands={**_PYTHON_TOOLS, **_SHELL_TOOLS, "etcdctl": DEBIAN_ETCDCTL},
     ),
     Image(
+        # Debian's Prometheus (the Makefile's system-deps install it), and its promtool to
+        # query it from inside the pod's network.
+        ("e2e.pyetcd.io/prometheus",),
+        ("/usr/bin/prometheus",),
+        commands={
+            "prometheus": "/usr/bin/prometheus",
+            "promtool": "/usr/bin/promtool",
+            **_SHELL_TOOLS,
+        },
+    ),
+    Image(
         # Not the pause image: the control plane's own tests use it for pods that never run.
         ("busybox", "*/busybox"),
         ("/bin/sleep", "infinity"),
