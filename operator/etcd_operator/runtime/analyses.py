@@ -72,6 +72,7 @@ from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_clu
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import backup_record, without_kopf
 from etcd_operator.runtime.pyetcdutl import AnalyzerError
+from etcd_operator.runtime.tasks import KeyedTasks
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class KeyspaceAnalyses:
         self._free_space = free_space
         self._store_report = store_report
         self._drop_reports = drop_reports
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = KeyedTasks()
         self._slots: asyncio.Semaphore | None = None
 
     @property
@@ -180,26 +181,19 @@ class KeyspaceAnalyses:
 
     def start(self, request: AnalyzeKeyspace) -> asyncio.Task[None]:
         """The cluster's analysis task: the one that runs, else a new one."""
-        running = self._tasks.get(request.uid)
-        if running is not None and not running.done():
+        running = self._tasks.running(request.uid)
+        if running is not None:
             return running
-        task = asyncio.create_task(self._guarded(request), name=f"keyspace {request.name}")
-        self._tasks[request.uid] = task
-        task.add_done_callback(lambda _: self._tasks.pop(request.uid, None))
-        return task
+        return self._tasks.start(request.uid, self._guarded(request), f"keyspace {request.name}")
 
     async def wait(self) -> None:
         """Wait for every run in flight (tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await self._tasks.wait()
 
     async def stop(self) -> None:
         """Cancel the runs in flight (the operator stops): the next operator ends their records
         as interrupted and retries them."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.stop()
 
     # -- one run ---------------------------------------------------------------------------
     async def _guarded(self, request: AnalyzeKeyspace) -> None:

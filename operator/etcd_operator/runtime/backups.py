@@ -62,6 +62,7 @@ from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_clu
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import Connect, connect_etcd, observe
 from etcd_operator.runtime.stores import SecretError, resolved
+from etcd_operator.runtime.tasks import KeyedTasks
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class BackupRunner:
         self._clock = clock
         self._upload = upload
         self._check = check
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = KeyedTasks()
         self._cluster_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._slots: asyncio.Semaphore | None = None
 
@@ -130,16 +131,13 @@ class BackupRunner:
         returns its task (tests wait on it)."""
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or meta.get("name"))
-        running = self._tasks.get(uid)
-        if running is not None and not running.done():
+        running = self._tasks.running(uid)
+        if running is not None:
             return running
         phase = OperationPhase((body.get("status") or {}).get("phase") or OperationPhase.PENDING)
         if phase.terminal:
             return None
-        task = asyncio.create_task(self._guarded(dict(body), resumed=phase == "Running"))
-        self._tasks[uid] = task
-        task.add_done_callback(lambda _: self._tasks.pop(uid, None))
-        return task
+        return self._tasks.start(uid, self._guarded(dict(body), resumed=phase == "Running"))
 
     def expire_later(self, body: Mapping[str, Any]) -> None:
         """Delete the object ``ttlSecondsAfterFinished`` after its run ended (at once when that
@@ -152,9 +150,7 @@ class BackupRunner:
         if uid in self._tasks:
             return
         delay = max(0.0, seconds_until_expiry(backup.spec, status, self._clock()))
-        task = asyncio.create_task(self._expire(backup, delay))
-        self._tasks[uid] = task
-        task.add_done_callback(lambda _: self._tasks.pop(uid, None))
+        self._tasks.start(uid, self._expire(backup, delay))
 
     async def _expire(self, backup: EtcdBackup, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -170,15 +166,11 @@ class BackupRunner:
 
     async def wait(self) -> None:
         """Wait for every run in flight (tests, and the operator's cleanup)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await self._tasks.wait()
 
     async def stop(self) -> None:
         """Cancel the runs in flight (the operator stops): their uploads are aborted."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.stop()
 
     async def delete_stored(self, body: Mapping[str, Any]) -> str | None:
         """Delete the stored object of a backup whose policy is Delete, and its keyspace report;

@@ -38,6 +38,7 @@ from etcd_operator.reconcile.observed import EtcdView
 from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_cluster
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import Connect, connect_etcd, observe
+from etcd_operator.runtime.tasks import KeyedTasks
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class WriteSamples:
         self._clock = clock
         self._connect = connect
         self._monotonic = monotonic
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = KeyedTasks()
         self._failed_at: dict[str, float] = {}
 
     @property
@@ -91,28 +92,21 @@ class WriteSamples:
     def start(self, request: SampleWrites) -> asyncio.Task[None] | None:
         """The cluster's sampling task: the one that runs, else a new one (none within
         ``RETRY_SECONDS`` of a failed window)."""
-        running = self._tasks.get(request.uid)
-        if running is not None and not running.done():
+        running = self._tasks.running(request.uid)
+        if running is not None:
             return running
         failed = self._failed_at.get(request.uid)
         if failed is not None and self._monotonic() - failed < RETRY_SECONDS:
             return None
-        task = asyncio.create_task(self._guarded(request), name=f"writes {request.name}")
-        self._tasks[request.uid] = task
-        task.add_done_callback(lambda _: self._tasks.pop(request.uid, None))
-        return task
+        return self._tasks.start(request.uid, self._guarded(request), f"writes {request.name}")
 
     async def wait(self) -> None:
         """Wait for every window in flight (tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await self._tasks.wait()
 
     async def stop(self) -> None:
         """Cancel the windows in flight (the operator stops); the next operator takes new ones."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.stop()
 
     # -- one window ------------------------------------------------------------------------
     async def _guarded(self, request: SampleWrites) -> None:
