@@ -211,10 +211,14 @@ class EtcdClient:
 
     async def _any(self, fn: Callable[[_Stubs], Awaitable[T]]) -> T:
         """Run ``fn`` on the first endpoint that answers; only unreachability moves on."""
+        return await self._first_answering(lambda endpoint: self._call(endpoint, fn))
+
+    async def _first_answering(self, fn: Callable[[str], Awaitable[T]]) -> T:
+        """``fn(endpoint)`` on each endpoint in turn until one is reached."""
         last: EtcdClientError | None = None
         for endpoint in self.endpoints:
             try:
-                return await self._call(endpoint, fn)
+                return await fn(endpoint)
             except EtcdClientError as err:
                 if not err.unreachable:
                     raise
@@ -420,16 +424,9 @@ class EtcdClient:
         gets the key of every put and delete in order. The first endpoint that answers serves
         it. Values come with the events (etcd has no keys-only watch), so this costs the
         member what one more watcher of everything costs, for the window only."""
-        last: EtcdClientError | None = None
-        for endpoint in self.endpoints:
-            try:
-                return await self._watch_writes_on(endpoint, seconds, on_write)
-            except EtcdClientError as err:
-                if not err.unreachable:
-                    raise
-                last = err
-        assert last is not None
-        raise last
+        return await self._first_answering(
+            lambda endpoint: self._watch_writes_on(endpoint, seconds, on_write)
+        )
 
     async def _watch_writes_on(
         self, endpoint: str, seconds: float, on_write: Callable[[bytes], None]

@@ -8,11 +8,15 @@ import asyncio
 from etcd_operator.runtime.tasks import KeyedTasks
 
 
+async def until(event: asyncio.Event) -> None:
+    await event.wait()
+
+
 def test_a_task_is_found_while_it_runs_and_forgotten_when_done() -> None:
     async def scenario() -> None:
         tasks = KeyedTasks()
         gate = asyncio.Event()
-        first = tasks.start("uid-1", gate.wait(), "first")
+        first = tasks.start("uid-1", until(gate), "first")
         assert tasks.running("uid-1") is first and "uid-1" in tasks
         gate.set()
         await first
@@ -36,7 +40,7 @@ def test_a_successor_started_before_the_first_is_forgotten_stays() -> None:
         while not first.done():  # polled: no callback of ours runs before the task's own
             await asyncio.sleep(0)
         gate = asyncio.Event()
-        second = tasks.start("uid-1", gate.wait())
+        second = tasks.start("uid-1", until(gate))
         await asyncio.sleep(0)  # the first task's done-callbacks run here
         assert tasks.running("uid-1") is second
         gate.set()
@@ -48,7 +52,7 @@ def test_a_successor_started_before_the_first_is_forgotten_stays() -> None:
 def test_stop_cancels_every_task() -> None:
     async def scenario() -> None:
         tasks = KeyedTasks()
-        started = [tasks.start(f"uid-{i}", asyncio.Event().wait()) for i in range(3)]
+        started = [tasks.start(f"uid-{i}", until(asyncio.Event())) for i in range(3)]
         await tasks.stop()
         assert all(t.cancelled() for t in started)
         await tasks.wait()
