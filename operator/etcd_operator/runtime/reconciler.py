@@ -233,6 +233,7 @@ class Reconciler:
         self._locks.pop(uid, None)
         self._failures.pop(uid, None)
         self.rollouts.forget(uid)
+        self.write_samples.forget(uid)
 
     def lock(self, uid: str) -> asyncio.Lock:
         """The cluster's lock: a pass holds it from reading the cluster to writing its status."""

@@ -100,6 +100,10 @@ class WriteSamples:
             return None
         return self._tasks.start(request.uid, self._guarded(request), f"writes {request.name}")
 
+    def forget(self, uid: str) -> None:
+        """The cluster is gone: its failed window's time goes too."""
+        self._failed_at.pop(uid, None)
+
     async def wait(self) -> None:
         """Wait for every window in flight (tests)."""
         await self._tasks.wait()
