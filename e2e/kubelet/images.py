@@ -217,6 +217,7 @@ TABLE: tuple[Image | TaggedImage, ...] = (
             "prometheus": "/usr/bin/prometheus",
             "promtool": "/usr/bin/promtool",
             **_SHELL_TOOLS,
+            **_PYTHON_TOOLS,
         },
     ),
     Image(

@@ -118,6 +118,9 @@ def drive_and_observe(flavour: Flavour, workdir: Path) -> Observed:
             assert put.returncode == 0, put.stderr
         grant = watched.etcdctl("lease", "grant", "600")
         assert grant.returncode == 0, grant.stderr
+        # A call that fails (NotFound): counted under grpc-go's name of its code.
+        revoke = watched.etcdctl("lease", "revoke", "1")
+        assert revoke.returncode != 0 and "lease not found" in revoke.stderr, revoke.stderr
         watches.append(watched.etcdctl_popen("watch", "w"))
 
         def ready_to_stop() -> bool | None:
@@ -244,3 +247,30 @@ def test_the_counts_follow_the_traffic_on_both_engines(engines: dict[Flavour, Ob
             assert observed.stopped in peers, f"{where}: RTT measured to {sorted(peers)}"
             assert len(peers) == 2, f"{where}: RTT measured to {sorted(peers)}"
             assert all(p == p.lower() and int(p, 16) for p in peers), peers
+
+
+def handled_codes(scrape: Scrape, method: str) -> dict[str, float]:
+    family = scrape.family("grpc_server_handled_total")
+    assert family is not None
+    return {
+        s.labels["grpc_code"]: float(s.value)
+        for s in family.samples
+        if s.name == "grpc_server_handled_total" and s.labels.get("grpc_method") == method
+    }
+
+
+def test_rpcs_are_counted_by_grpc_gos_code_names_every_one_from_the_start(
+    engines: dict[Flavour, Observed],
+) -> None:
+    """go-grpc-prometheus registers all 17 codes of every method up front (a failure rate is 0,
+    not "no data", before the first failure) and names them as grpc-go does (FailedPrecondition,
+    not FAILED_PRECONDITION): the alerts and dashboards select them by those names."""
+    codes: dict[Flavour, set[str]] = {}
+    for flavour, observed in engines.items():
+        watched = observed.scrapes[observed.watched.name]
+        revoked = handled_codes(watched, "LeaseRevoke")
+        assert revoked.get("NotFound", 0) >= 1, (flavour, revoked)
+        ranges = handled_codes(watched, "Range")
+        assert len(ranges) == 17, (flavour, sorted(ranges))
+        codes[flavour] = set(ranges)
+    assert codes["pyetcd"] == codes["etcd"]

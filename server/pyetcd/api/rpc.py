@@ -105,7 +105,7 @@ async def _abort(
     """End an RPC with etcd's status for ``exc``; anything unexpected is Unknown, and logged."""
     if isinstance(exc, errors.EtcdError):
         code = status_code(exc)
-        done(code.name).inc()
+        done(GO_CODE_NAMES[code]).inc()
         await context.abort(code, exc.message)
     # A request that broke an invariant (Raft refusing a local step, apply out of order) stops
     # the member; it is not the client's error to be told about.
@@ -113,6 +113,30 @@ async def _abort(
     log.exception("%s/%s failed", service, method)
     done("Unknown").inc()
     await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+
+
+# grpc-go's names of the status codes (codes.Code's String): the grpc_code label etcd's
+# go-grpc-prometheus exports, every one of them registered for each method up front, so that a
+# rate of failures is 0 rather than no data before the first failure.
+GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.OK: "OK",
+    grpc.StatusCode.CANCELLED: "Canceled",
+    grpc.StatusCode.UNKNOWN: "Unknown",
+    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
+    grpc.StatusCode.NOT_FOUND: "NotFound",
+    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
+    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
+    grpc.StatusCode.ABORTED: "Aborted",
+    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
+    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
+    grpc.StatusCode.INTERNAL: "Internal",
+    grpc.StatusCode.UNAVAILABLE: "Unavailable",
+    grpc.StatusCode.DATA_LOSS: "DataLoss",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+}
 
 
 class Services:
@@ -144,6 +168,8 @@ class Services:
         def done(code: str) -> Any:
             return handled.labels(kind, service, method, code)
 
+        for name in GO_CODE_NAMES.values():
+            done(name)
         return started, done
 
     def unary(self, service: str, method: str, req_type: type[Message], fn: Handler) -> None:
