@@ -246,15 +246,25 @@ def test_tokens_and_auth_changes_reach_every_member(tmp_path: Path) -> None:
             assert range_error(member, token, b"/app/x") is None
         ok(m1, *ROOT, "user", "revoke-role", "alice", "app")
         # A simple token stands for its user as the auth store is now: refused everywhere.
+        # A read that races the revoke's apply is told the auth store moved under it, as
+        # etcd's doSerialize tells it (clients retry that); that is not the answer yet.
         for member in (m0, m1, m2):
             assert wait_for(
                 f"{member.name} to apply the revoke",
-                lambda member=member: range_error(member, token, b"/app/x"),  # type: ignore[misc]
+                lambda member=member: settled_error(member, token, b"/app/x"),  # type: ignore[misc]
                 10,
             ) == (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")
         assert "permission denied" in refused(m2, *ALICE, "get", "/app/x")
     finally:
         cluster.stop()
+
+
+def settled_error(member: Member, token: str, key: bytes) -> tuple[grpc.StatusCode, str] | None:
+    """``range_error``, but None for the transient stale-revision answer of a racing read."""
+    error = range_error(member, token, key)
+    if error == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: revision of auth store is old"):
+        return None
+    return error
 
 
 def without_user(member: Member) -> Member:
