@@ -63,6 +63,7 @@ from pyetcd.backend.contract import Backend, BackendError
 from pyetcd.backend.scan import BoltScan
 from pyetcd.fileutil import fsync_dir
 from pyetcd.mvcc.compaction import SCHEDULED_COMPACT_KEY
+from pyetcd.mvcc.replay import ReplayError, ReplayResult, read_records, replay
 from pyetcd.mvcc.revision import bytes_to_rev, rev_to_bytes
 from pyetcd.proto.etcdserverpb import etcdserver_pb2
 from pyetcd.proto.raftpb import raft_pb2
@@ -340,6 +341,7 @@ class RestoreOptions:
     # --bump-revision / --mark-compacted: both set or both unset (restore_options checks).
     revision_bump: int = 0
     mark_compacted: bool = False
+    replay: str | None = None  # an event log (``pyetcd.mvcc.replay``) to write after the db
 
     @property
     def db_path(self) -> str:
@@ -390,6 +392,7 @@ def restore_options(ns: argparse.Namespace) -> RestoreOptions:
         skip_hash_check=ns.skip_hash_check,
         revision_bump=ns.bump_revision,
         mark_compacted=ns.mark_compacted,
+        replay=ns.replay or None,
     )
 
 
@@ -402,10 +405,14 @@ def _dir_not_empty(path: str) -> bool:
         return True  # etcd: "not empty or could not be read"
 
 
-def snapshot_restore(opts: RestoreOptions) -> tuple[int, int] | None:
+def snapshot_restore(
+    opts: RestoreOptions,
+) -> tuple[tuple[int, int] | None, ReplayResult | None]:
     """etcdutl's restore flow (reference §3.9), in order; nothing is written before all checks.
 
-    Returns (latest revision, bumped revision) when the revision was bumped, else None.
+    Returns (latest revision, bumped revision) when the revision was bumped, else None; and
+    what ``--replay`` wrote (between steps 3 and 4, so that the bump counts from the replayed
+    revisions), else None.
 
     1. refuse a non-empty data dir (and WAL dir); 2. verify the snapshot's SHA-256;
     3. copy the db to `member/snap/db`; 4. rewrite membership and the consistent index in it
@@ -422,6 +429,8 @@ def snapshot_restore(opts: RestoreOptions) -> tuple[int, int] | None:
             raise UtlError(f'data-dir "{d}" not empty or could not be read')
     if not os.path.isfile(opts.snapshot):
         raise UtlError(f"snapshot file {opts.snapshot} does not exist")
+    if opts.replay is not None and not os.path.isfile(opts.replay):
+        raise UtlError(f"event log {opts.replay} does not exist")
     cluster = opts.cluster()
     me = cluster.member_by_name(opts.name)
     if me is None:  # restore_options already checked --name against --initial-cluster
@@ -447,6 +456,7 @@ def snapshot_restore(opts: RestoreOptions) -> tuple[int, int] | None:
         # Read every page once (what `snapshot status` does), so that a damaged db fails here
         # with a clear message rather than in the server that would start from it.
         _status_of_db(str(db_path), db_size, opts.snapshot)
+        replayed = _replay(str(db_path), opts.replay) if opts.replay is not None else None
         bump = opts.revision_bump if opts.mark_compacted else 0
         try:
             bumped = restore_backend(
@@ -463,7 +473,24 @@ def snapshot_restore(opts: RestoreOptions) -> tuple[int, int] | None:
             raise UtlError(f"cannot restore snapshot {opts.snapshot}: {reason}") from None
         write_wal_and_snap(cluster, me.id, wal_dir=str(wal_tmp), snap_dir=str(snap_dir))
         staging.commit()
-    return bumped
+    return bumped, replayed
+
+
+def _replay(db_path: str, log_path: str) -> ReplayResult:
+    """Write the event log ``log_path`` into the copied db (``pyetcd.mvcc.replay``)."""
+    from pyetcd.backend.bbolt import BoltBackend
+
+    backend = BoltBackend(db_path)
+    try:
+        with open(log_path, "rb") as log:
+            result = replay(backend, read_records(log, log_path))
+    except ReplayError as err:
+        raise UtlError(f"cannot replay {log_path}: {err}") from None
+    except OSError as err:
+        raise UtlError(f"cannot read event log {log_path}: {err.strerror or err}") from None
+    finally:
+        backend.close()
+    return result
 
 
 def _reason(err: BaseException) -> str:
@@ -870,6 +897,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Mark the latest revision after restore as the point of scheduled compaction "
         "(required if --bump-revision > 0, disallowed otherwise)",
     )
+    restore.add_argument(
+        "--replay",
+        default="",
+        metavar="FILE",
+        help="After copying the db, write the revisions of this event log (a continuous "
+        "backup's events, see pyetcd.mvcc.replay) that follow the snapshot's revision; a gap "
+        "is refused (not in etcdutl)",
+    )
 
     defrag_cmd = sub.add_parser(
         "defrag",
@@ -960,7 +995,15 @@ def _run(ns: argparse.Namespace) -> None:
         sys.stdout.write(format_status(snapshot_status(ns.file), write_out))
     elif ns.snapshot_command == "restore":
         opts = restore_options(ns)
-        bumped = snapshot_restore(opts)
+        bumped, replayed = snapshot_restore(opts)
+        if replayed is not None:
+            sys.stdout.write(
+                f"replayed {replayed.events} events (revisions {replayed.first}..{replayed.last}) "
+                f"onto revision {replayed.base}; {replayed.skipped} were in the snapshot already\n"
+                if replayed.events
+                else f"replayed no events: the snapshot is at revision {replayed.base} and "
+                f"holds the {replayed.skipped} events of the log\n"
+            )
         if bumped is not None:
             # etcdutl logs both steps ("bumping latest revision", "marking revision compacted").
             latest, revision = bumped
