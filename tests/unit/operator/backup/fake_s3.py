@@ -110,6 +110,21 @@ class FakeS3:
         self.objects.pop(kw["Key"], None)
         return {}
 
+    def list_objects_v2(self, **kw: Any) -> dict[str, Any]:
+        """One page of keys under ``Prefix`` in key order (S3's), ``MaxKeys`` per page."""
+        self._enter("ListObjectsV2", kw)
+        keys = sorted(k for k in self.objects if k.startswith(kw.get("Prefix", "")))
+        start = int(kw.get("ContinuationToken") or 0)
+        page = keys[start : start + kw.get("MaxKeys", 1000)]
+        more = start + len(page) < len(keys)
+        out: dict[str, Any] = {
+            "Contents": [{"Key": k, "Size": len(self.objects[k][0])} for k in page],
+            "IsTruncated": more,
+        }
+        if more:
+            out["NextContinuationToken"] = str(start + len(page))
+        return out
+
     def copy_object(self, **kw: Any) -> dict[str, Any]:
         self._enter("CopyObject", kw)
         source = kw["CopySource"]["Key"]
