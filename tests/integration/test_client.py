@@ -13,7 +13,8 @@ from typing import TypeVar
 import grpc
 import pytest
 from etcd_operator.members import add_member, observe, promote_member, remove_member
-from pyetcd.client import EtcdClient, EtcdClientError, normalize_endpoint
+from pyetcd.client import EtcdClient, EtcdClientError, WatchCompactedError, normalize_endpoint
+from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd.server.v3api import CLUSTER_VERSION
 
 from tests.integration.cluster import Member
@@ -192,6 +193,51 @@ def test_watch_writes_sees_every_put_and_delete_of_its_window_in_order(member: M
         assert seen == expected
         assert result.events == len(expected)
         assert result.to_revision == written[-1][0]
+
+    run(member, scenario)
+
+
+def test_watch_history_replays_from_a_revision_and_says_when_it_is_compacted(
+    member: Member,
+) -> None:
+    async def scenario(client: EtcdClient) -> None:
+        start = await client.put("/hist/a", "1")
+        await client.put("/hist/b", "2")
+        await client.delete("/hist/a")
+        last = await client.put("/hist/c", "3")
+        got: list[tuple[int, int, bytes]] = []
+        history = client.watch_history(start)
+        async for batch in history:
+            assert batch.revision >= last
+            got.extend((e.kv.mod_revision, e.type, e.kv.key) for e in batch.events)
+            if got and got[-1][0] >= last:
+                break
+        await history.aclose()
+        assert got == [
+            (start, 0, b"/hist/a"),
+            (start + 1, 0, b"/hist/b"),
+            (start + 2, 1, b"/hist/a"),
+            (last, 0, b"/hist/c"),
+        ]
+        async with grpc.aio.insecure_channel(member.host_port) as channel:
+            kv = rpc_pb2_grpc.KVStub(channel)
+            await kv.Compact(rpc_pb2.CompactionRequest(revision=last), timeout=10)
+        with pytest.raises(WatchCompactedError) as compacted:
+            async for _ in client.watch_history(start):
+                pass
+        assert compacted.value.compact_revision == last
+
+    run(member, scenario)
+
+
+def test_lease_granted_ttl_is_none_once_the_lease_is_gone(member: Member) -> None:
+    async def scenario(client: EtcdClient) -> None:
+        async with grpc.aio.insecure_channel(member.host_port) as channel:
+            leases = rpc_pb2_grpc.LeaseStub(channel)
+            lease = await leases.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=321), timeout=10)
+            assert await client.lease_granted_ttl(lease.ID) == 321
+            await leases.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=lease.ID), timeout=10)
+        assert await client.lease_granted_ttl(lease.ID) is None
 
     run(member, scenario)
 

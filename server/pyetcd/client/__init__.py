@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyetcd.client.auth import Credentials
 from pyetcd.client.client import ClientTLS, EtcdClient, normalize_endpoint
-from pyetcd.client.errors import EtcdClientError
+from pyetcd.client.errors import EtcdClientError, WatchCompactedError
 from pyetcd.client.models import (
     AlarmMember,
     AuthStatus,
@@ -17,6 +17,7 @@ from pyetcd.client.models import (
     EndpointStatus,
     Member,
     MemberList,
+    WatchBatch,
     WatchWindow,
 )
 
@@ -31,6 +32,8 @@ __all__ = [
     "EtcdClientError",
     "Member",
     "MemberList",
+    "WatchBatch",
+    "WatchCompactedError",
     "WatchWindow",
     "normalize_endpoint",
 ]

@@ -27,7 +27,7 @@ import grpc
 from grpc import aio
 
 from pyetcd.client.auth import CHANNEL_OPTIONS, Credentials, authenticated_channel
-from pyetcd.client.errors import EtcdClientError
+from pyetcd.client.errors import EtcdClientError, WatchCompactedError
 from pyetcd.client.models import (
     AlarmMember,
     AuthStatus,
@@ -35,6 +35,7 @@ from pyetcd.client.models import (
     EndpointStatus,
     Member,
     MemberList,
+    WatchBatch,
     WatchWindow,
 )
 from pyetcd.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
@@ -87,6 +88,7 @@ class _Stubs:
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
         self.auth = rpc_pb2_grpc.AuthStub(channel)
         self.watch = rpc_pb2_grpc.WatchStub(channel)
+        self.lease = rpc_pb2_grpc.LeaseStub(channel)
 
 
 def _secure(endpoint: str) -> bool | None:
@@ -489,6 +491,62 @@ class EtcdClient:
             done.cancel()
             call.cancel()
         return WatchWindow(first, last, events)
+
+    async def watch_history(self, start_revision: int) -> AsyncIterator[WatchBatch]:
+        """Watch the whole key space from ``start_revision`` on the first endpoint, history
+        included, until the caller stops: every response with its events (a revision never
+        split, revisions in order) and, while nothing is written, etcd's progress
+        notifications (no events, the member's revision). Raises ``WatchCompactedError`` when
+        compaction removed ``start_revision``, ``EtcdClientError`` when the stream fails.
+        Closing the iterator cancels the watch."""
+        target, stubs = self._on(self.endpoints[0])
+        create = rpc_pb2.WatchRequest(
+            create_request=rpc_pb2.WatchCreateRequest(
+                key=b"\0", range_end=b"\0", start_revision=start_revision, progress_notify=True
+            )
+        )
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        async def requests() -> AsyncIterator[rpc_pb2.WatchRequest]:
+            yield create
+            await done  # keep the sending side open: a half-closed watch is one going away
+
+        call = stubs.watch.Watch(requests())
+        try:
+            try:
+                pending = [await asyncio.wait_for(call.read(), self.timeout)]
+            except TimeoutError:
+                raise EtcdClientError(
+                    "watch not created in time", grpc.StatusCode.DEADLINE_EXCEEDED, target
+                ) from None
+            while True:
+                resp = pending.pop() if pending else await call.read()
+                if not isinstance(resp, rpc_pb2.WatchResponse):
+                    raise EtcdClientError(
+                        "watch ended by the member", grpc.StatusCode.UNAVAILABLE, target
+                    )
+                if resp.compact_revision:
+                    raise WatchCompactedError(int(resp.compact_revision), target)
+                if resp.canceled:
+                    raise EtcdClientError(
+                        f"watch canceled: {resp.cancel_reason or 'by the member'}",
+                        grpc.StatusCode.UNKNOWN,
+                        target,
+                    )
+                if resp.events or not resp.created:
+                    yield WatchBatch(tuple(resp.events), int(resp.header.revision))
+        except aio.AioRpcError as err:
+            raise EtcdClientError.from_rpc(err, target) from None
+        finally:
+            done.cancel()
+            call.cancel()
+
+    async def lease_granted_ttl(self, lease_id: int) -> int | None:
+        """The TTL ``lease_id`` was granted with; None when the lease is gone."""
+        req = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id)
+        resp = await self._any(lambda s: s.lease.LeaseTimeToLive(req, timeout=self.timeout))
+        return int(resp.grantedTTL) if resp.TTL >= 0 and resp.grantedTTL > 0 else None
 
     # -- auth -----------------------------------------------------------------------------
     # What the operator needs to turn etcd's auth on for its clusters (``etcdctl user add``,

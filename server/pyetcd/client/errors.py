@@ -28,3 +28,17 @@ class EtcdClientError(Exception):
     @classmethod
     def from_rpc(cls, err: grpc.aio.AioRpcError, endpoint: str | None) -> EtcdClientError:
         return cls(err.details() or "", err.code(), endpoint)
+
+
+class WatchCompactedError(EtcdClientError):
+    """A watch asked for history that compaction removed: it starts at ``compact_revision``
+    at the earliest."""
+
+    def __init__(self, compact_revision: int, endpoint: str | None = None) -> None:
+        super().__init__(
+            f"mvcc: required revision has been compacted (revisions before "
+            f"{compact_revision} are gone)",
+            grpc.StatusCode.OUT_OF_RANGE,
+            endpoint,
+        )
+        self.compact_revision = compact_revision

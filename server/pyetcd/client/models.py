@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyetcd.proto.mvccpb import kv_pb2
+
 
 @dataclass(frozen=True)
 class Member:
@@ -87,3 +89,12 @@ class WatchWindow:
     from_revision: int
     to_revision: int
     events: int
+
+
+@dataclass(frozen=True)
+class WatchBatch:
+    """One response of ``watch_history``: its events (whole revisions, in order; none for a
+    progress notification) and the member's revision when it sent them."""
+
+    events: tuple[kv_pb2.Event, ...]
+    revision: int
