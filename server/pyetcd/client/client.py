@@ -18,7 +18,7 @@ import ssl
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -492,7 +492,7 @@ class EtcdClient:
             call.cancel()
         return WatchWindow(first, last, events)
 
-    async def watch_history(self, start_revision: int) -> AsyncIterator[WatchBatch]:
+    async def watch_history(self, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
         """Watch the whole key space from ``start_revision`` on the first endpoint, history
         included, until the caller stops: every response with its events (a revision never
         split, revisions in order) and, while nothing is written, etcd's progress
