@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import hmac
 import io
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ class Coverage:
         only when watching resumed, so its time is not known closely enough to restore to."""
         return tuple(
             (a.end_ms, b.start_ms)
-            for a, b in zip(self.segments, self.segments[1:], strict=False)
+            for a, b in itertools.pairwise(self.segments)
             if b.start_ms > a.end_ms
         )
 

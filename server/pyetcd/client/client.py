@@ -492,13 +492,17 @@ class EtcdClient:
             call.cancel()
         return WatchWindow(first, last, events)
 
-    async def watch_history(self, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
+    async def watch_history(
+        self, start_revision: int, progress_every: float | None = None
+    ) -> AsyncGenerator[WatchBatch, None]:
         """Watch the whole key space from ``start_revision`` on the first endpoint, history
         included, until the caller stops: every response with its events (a revision never
         split, revisions in order) and, while nothing is written, etcd's progress
         notifications (no events, the member's revision). Raises ``WatchCompactedError`` when
         compaction removed ``start_revision``, ``EtcdClientError`` when the stream fails.
-        Closing the iterator cancels the watch."""
+        With ``progress_every``, it also asks for a progress report that often (etcd 3.4+):
+        the member answers once the watch has sent everything up to its revision. Closing the
+        iterator cancels the watch."""
         target, stubs = self._on(self.endpoints[0])
         create = rpc_pb2.WatchRequest(
             create_request=rpc_pb2.WatchCreateRequest(
@@ -510,7 +514,13 @@ class EtcdClient:
 
         async def requests() -> AsyncIterator[rpc_pb2.WatchRequest]:
             yield create
-            await done  # keep the sending side open: a half-closed watch is one going away
+            # The sending side stays open: a half-closed watch is one going away.
+            while progress_every is not None:
+                await asyncio.wait([done], timeout=progress_every)
+                if done.done():
+                    return
+                yield rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
+            await done
 
         call = stubs.watch.Watch(requests())
         try:
