@@ -8,7 +8,7 @@ recorder extends it while a writer runs. Checked:
   replayed by ``pyetcdutl snapshot restore --replay``, serve exactly the key space the member
   served at the chain's last revision (every key, value, revision, version and lease);
 - the recovery point: every acknowledged write is in S3 within the segment interval plus one
-  upload (measured, and printed);
+  upload (measured, and printed with -s);
 - an idle cluster gets an empty segment that proves nothing was written;
 - a recorder restarted later resumes at the chain's end (a blind spell, no hole); one started
   after etcd compacted what it had not recorded says the chain is broken.
@@ -129,7 +129,7 @@ def test_a_recorded_chain_restores_what_was_served_and_keeps_its_recovery_point(
                 idle_proof=1.5,
                 on_segment=on_segment,
             )
-            work = asyncio.ensure_future(writer(member, 300, acked))
+            work = asyncio.ensure_future(writer(member, 600, acked))
             with grpc.insecure_channel(member.host_port) as channel:
                 lease = rpc_pb2_grpc.LeaseStub(channel).LeaseGrant(
                     rpc_pb2.LeaseGrantRequest(TTL=900), timeout=10
@@ -153,7 +153,9 @@ def test_a_recorded_chain_restores_what_was_served_and_keeps_its_recovery_point(
         lags.append(carried - when)
     worst = max(lags)
     print(f"recovery point over {len(lags)} writes: worst {worst:.2f} s, interval {INTERVAL} s")
-    assert worst <= INTERVAL + 2.0, f"a write reached S3 {worst:.2f} s after its ack"
+    # Loose for a loaded machine, and still far below the ~6 s the writes take: a recorder
+    # that cut only by size, or at the end, fails it.
+    assert worst <= INTERVAL + 4.0, f"a write reached S3 {worst:.2f} s after its ack"
     # The snapshot plus the chain restores what the member served.
     log_file = tmp_path / "chain.log"
     log_file.write_bytes(asyncio.run(chain_log(s3, store_bucket, base)))
