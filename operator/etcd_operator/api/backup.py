@@ -12,6 +12,8 @@ backup object is etcd's snapshot as ``Maintenance.Snapshot`` streamed it, option
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -131,6 +133,17 @@ def time_zone_field() -> Any:
 
 # A Go-style duration of whole units, as maxAge takes it: "168h", "30m", "7d" is not Go's.
 AGE_PATTERN = r"^([0-9]+(h|m|s))+$"
+_AGE = re.compile(AGE_PATTERN)
+_AGE_PART = re.compile(r"([0-9]+)(h|m|s)")
+_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+
+
+def parse_age(value: str) -> timedelta:
+    """A duration of ``AGE_PATTERN`` ("168h", "1h30m", "90s") as a timedelta."""
+    if not _AGE.match(value):
+        raise ValueError(f"invalid age {value!r}: use whole hours, minutes, seconds (168h, 90m)")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _AGE_PART.findall(value))
+    return timedelta(seconds=seconds)
 
 
 class Retention(_Model):
@@ -158,6 +171,36 @@ class BackupVerification(_Model):
     )
 
 
+# What segmentInterval may be: a recovery point of a second to ten minutes.
+MIN_SEGMENT_SECONDS = 1
+MAX_SEGMENT_SECONDS = 600
+
+
+class ContinuousBackup(_Model):
+    """Record every write after the newest full backup, for restores to a revision or a time."""
+
+    segmentInterval: str = Field(
+        default="10s",
+        pattern=AGE_PATTERN,
+        max_length=16,
+        description="Upload interval (1s-10m): the recovery point.",
+    )
+
+    @model_validator(mode="after")
+    def _interval_in_range(self) -> ContinuousBackup:
+        seconds = self.interval_seconds
+        if not MIN_SEGMENT_SECONDS <= seconds <= MAX_SEGMENT_SECONDS:
+            raise ValueError(
+                f"continuous.segmentInterval must be within {MIN_SEGMENT_SECONDS}s and "
+                f"{MAX_SEGMENT_SECONDS // 60}m, not {self.segmentInterval}"
+            )
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_age(self.segmentInterval).total_seconds()
+
+
 class BackupSpec(_Model):
     """``EtcdCluster.spec.backup``: where, when, how, and for how long."""
 
@@ -172,6 +215,11 @@ class BackupSpec(_Model):
     compression: Compression = Field(default=Compression.ZSTD, description="none, gzip or zstd.")
     encryption: Encryption | None = Field(
         default=None, description="Client-side encryption; the objects are readable without it."
+    )
+    continuous: ContinuousBackup | None = Field(
+        default=None,
+        description="Record every write after the newest successful backup in the store, "
+        "for restores to a revision or time.",
     )
     verify: BackupVerification | None = Field(
         default=None,

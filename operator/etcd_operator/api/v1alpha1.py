@@ -685,6 +685,25 @@ class BackupRef(_Model):
     message: str | None = Field(default=None, description="Why it failed.")
 
 
+class RecoveryPoint(_Model):
+    """A point a new cluster can be restored to: a revision, and when it was written."""
+
+    revision: int = Field(description="The revision.")
+    time: str | None = Field(default=None, description="Its time.")
+
+
+class ContinuousBackupStatus(_Model):
+    """The continuous backup: the chain the operator extends, and how far it reaches."""
+
+    backup: str = Field(description="The EtcdBackup extended.")
+    baseRevision: int = Field(description="Its revision.")
+    revision: int = Field(description="The last revision stored.")
+    time: str | None = Field(default=None, description="Every write until then is stored.")
+    segments: int = Field(default=0, description="Segments stored.")
+    broken: str | None = Field(default=None, description="Why the chain broke.")
+    message: str | None = Field(default=None, description="Why it is not recording.")
+
+
 class ClusterBackupStatus(_Model):
     """The cluster's backups: the last success and failure, what comes next, and what the
     operator acted on (so that the same annotation or schedule slot never makes two)."""
@@ -705,6 +724,15 @@ class ClusterBackupStatus(_Model):
     lastRequest: str | None = Field(
         default=None,
         description="The last value of the etcd.pyetcd.io/backup annotation acted on.",
+    )
+    continuous: ContinuousBackupStatus | None = Field(
+        default=None, description="The continuous backup."
+    )
+    recoverableFrom: RecoveryPoint | None = Field(
+        default=None, description="The earliest point a restore can pick."
+    )
+    recoverableTo: RecoveryPoint | None = Field(
+        default=None, description="The latest point a restore can pick."
     )
 
 

@@ -70,6 +70,7 @@ def register(
         # Analyses cut short end as interrupted on the next start, and are retried.
         await reconciler.analyses.stop()
         await reconciler.write_samples.stop()
+        await reconciler.continuous_backups.stop()
 
     @kopf.on.event(*resource, id="forget-deleted", registry=registry)
     async def deleted(event: kopf.RawEvent, **_: Any) -> None:

@@ -7,10 +7,10 @@ from an in-memory etcd with the same calls).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Protocol
 
-from pyetcd.client import ClientTLS, Credentials, EtcdClient, WatchWindow
+from pyetcd.client import ClientTLS, Credentials, EtcdClient, WatchBatch, WatchWindow
 
 from etcd_operator.components.auth import RootCredentials
 from etcd_operator.components.tls import ClientCredentials
@@ -29,11 +29,18 @@ class SnapshotClient(Protocol):
 
 
 class WatchClient(Protocol):
-    """The call a write sample makes: a watch on the whole key space for a window."""
+    """The watches of a write sample (a window of the whole key space) and of a continuous
+    backup (the whole key space from a revision on, and the TTLs of the leases it sees)."""
 
     async def watch_writes(
         self, seconds: float, on_write: Callable[[bytes], None]
     ) -> WatchWindow: ...
+
+    def watch_history(
+        self, start_revision: int, progress_every: float | None = None
+    ) -> AsyncGenerator[WatchBatch, None]: ...
+
+    async def lease_granted_ttl(self, lease_id: int) -> int | None: ...
 
 
 class EtcdConnection(

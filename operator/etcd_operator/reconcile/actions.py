@@ -170,6 +170,16 @@ class SampleWrites:
 
 
 @dataclass(frozen=True)
+class RecordContinuously:
+    """Have the runtime keep the cluster's continuous-backup recorder running (it leaves one
+    that runs alone); the recorder writes ``status.backup.continuous`` itself."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
 class PatchOperationStatus:
     """Merge ``status`` into the status of the operation object ``kind``/``name``."""
 
@@ -269,6 +279,7 @@ Action = (
     | DeleteOperation
     | AnalyzeKeyspace
     | SampleWrites
+    | RecordContinuously
     | PatchOperationStatus
     | IssueCertificate
     | CreateRootSecret

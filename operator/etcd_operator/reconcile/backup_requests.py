@@ -39,6 +39,8 @@ TRIGGER_LABEL = "etcd.pyetcd.io/backup-trigger"
 SCHEDULED_FOR_ANNOTATION = "etcd.pyetcd.io/scheduled-for"
 TRIGGER_SCHEDULE = "schedule"
 TRIGGER_ANNOTATION = "annotation"
+# A full backup that starts a new continuous-backup chain after the last one broke.
+TRIGGER_CONTINUOUS = "continuous"
 NAME_MAX_LENGTH = 63
 # Hex digits of sha256 in a name: 40 bits, no collision among one cluster's requests in practice.
 HASH_LENGTH = 10

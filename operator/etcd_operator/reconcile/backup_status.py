@@ -21,6 +21,7 @@ from etcd_operator.reconcile.backups import (
 )
 from etcd_operator.reconcile.conditions import backup_ready
 from etcd_operator.reconcile.conditions.common import Verdict
+from etcd_operator.reconcile.continuous import window
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided
 
@@ -53,6 +54,7 @@ def backup_status(
     if failure is not None and success is not None and failure.order < success.order:
         failure = None
     upcoming = decided.note(NEXT)
+    continuous, recoverable_from, recoverable_to = window(desired, observed, previous.continuous)
     return ClusterBackupStatus(
         lastSuccessful=_ref(success),
         lastSuccessfulTime=rfc3339(success.time) if success is not None else None,
@@ -60,6 +62,9 @@ def backup_status(
         nextScheduledTime=rfc3339(upcoming) if upcoming is not None else None,  # type: ignore[arg-type]
         lastScheduledTime=slot,
         lastRequest=request,
+        continuous=continuous,
+        recoverableFrom=recoverable_from,
+        recoverableTo=recoverable_to,
     )
 
 

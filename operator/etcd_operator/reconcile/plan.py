@@ -4,8 +4,8 @@
 backup), bootstrap, hibernation, quorum-loss recovery, replacement, scaling, TLS certificates
 (issued before the children that mount them), children, the
 rollout of a changed pod template, defragmentation, the recovering survivor's restart, volume
-cleanup, backups (the schedule, the annotation, retention), the keyspace analysis of the newest
-backup, each in its own module.
+cleanup, backups (the schedule, the annotation, retention), the continuous backup's recorder,
+the keyspace analysis of the newest backup, each in its own module.
 ``plan_steps`` runs it (the changes to etcd and Kubernetes, in execution order) and ``report``
 turns its decisions into the events of the status transitions and the status itself, always the
 last action. A pass that changed something looks at the world again after its steps and reports on
@@ -26,6 +26,7 @@ from etcd_operator.reconcile import (
     backups,
     bootstrap,
     children,
+    continuous,
     defrag,
     defrag_requests,
     deletion,
@@ -102,6 +103,7 @@ STEPS: tuple[Step, ...] = (
     recovery.restart_step,
     volumes.step,
     backups.step,
+    continuous.step,
     keyspace.step,
 )
 """The pipeline, in order: their actions run in this order too."""

@@ -28,34 +28,21 @@ only those in its own store) is the caller's choice; this module sees only what 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from etcd_operator.api.backup import AGE_PATTERN, Retention
+from etcd_operator.api.backup import Retention, parse_age
 from etcd_operator.reconcile.backup_records import BackupRecord, oldest_first
 
 # How many failed backups newer than the last success stay (the newest of them).
 FAILED_KEPT = 3
-
-_AGE = re.compile(AGE_PATTERN)
-_AGE_PART = re.compile(r"([0-9]+)(h|m|s)")
-_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 
 # The reasons a deletion gives, for events and logs.
 BEYOND_KEEP_LAST = "KeepLast"
 OLDER_THAN_MAX_AGE = "MaxAge"
 FAILURE_SUPERSEDED = "FailureSuperseded"
 TOO_MANY_FAILURES = "TooManyFailures"
-
-
-def parse_age(value: str) -> timedelta:
-    """A ``maxAge`` (``AGE_PATTERN``: "168h", "1h30m", "90s") as a timedelta."""
-    if not _AGE.match(value):
-        raise ValueError(f"invalid age {value!r}: use whole hours, minutes, seconds (168h, 90m)")
-    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _AGE_PART.findall(value))
-    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from etcd_operator.reconcile.actions import (
     PatchOperationStatus,
     PatchStatus,
     PromoteMember,
+    RecordContinuously,
     RemoveMember,
     SampleWrites,
     SetBootstrapState,
@@ -57,6 +58,8 @@ StartAnalysis = Callable[[AnalyzeKeyspace], object]
 """Hands a keyspace analysis to the runtime's runner (``KeyspaceAnalyses.start``)."""
 StartSample = Callable[[SampleWrites], object]
 """Hands a write sample to the runtime's runner (``WriteSamples.start``)."""
+StartRecorder = Callable[[RecordContinuously], object]
+"""Keeps a continuous backup's recorder running (``ContinuousBackups.start``)."""
 
 
 async def execute(
@@ -68,6 +71,7 @@ async def execute(
     *,
     analyze: StartAnalysis | None = None,
     sample: StartSample | None = None,
+    record: StartRecorder | None = None,
 ) -> None:
     """Run ``actions`` in order; ``etcd`` is required when they change the membership or
     maintain members, ``analyze`` when they hand over a keyspace analysis and ``sample`` a
@@ -131,6 +135,11 @@ async def execute(
                     log.info("%s/%s: no write samples here", action.namespace, action.name)
                 else:
                     sample(action)
+            case RecordContinuously():
+                if record is None:
+                    log.info("%s/%s: no continuous backups here", action.namespace, action.name)
+                else:
+                    record(action)
             case IssueCertificate():
                 await issue_certificate(kube, action)
             case Event(type=type_, reason=reason, message=message):

@@ -356,14 +356,7 @@ async def observe(
     observed = assemble(children, pods, etcd, bootstrap_key, pvcs, nodes=nodes)
     backups: tuple[BackupRecord, ...] = ()
     if desired.spec.backup is not None:
-        listed = await kube.list(API_VERSION, BACKUP_KIND, ns, "")
-        backups = tuple(
-            backup_record(b)
-            for b in listed
-            if (b.get("spec") or {}).get("clusterName") == desired.name
-            # One being deleted (its stored copy first) is gone for every decision.
-            and not (b.get("metadata") or {}).get("deletionTimestamp")
-        )
+        backups = await backup_records(kube, desired)
     requests = await defrag_requests(desired, kube)
     restore_backup = await _restore_backup(desired, kube)
     latest = None
@@ -488,6 +481,18 @@ def without_kopf(raw: Json) -> Json:
     status = dict(raw.get("status") or {})
     status.pop("kopf", None)
     return {**raw, "status": status or None}
+
+
+async def backup_records(kube: KubeApi, desired: EtcdCluster) -> tuple[BackupRecord, ...]:
+    """The cluster's EtcdBackups, as the decisions see them."""
+    listed = await kube.list(API_VERSION, BACKUP_KIND, desired.namespace, "")
+    return tuple(
+        backup_record(b)
+        for b in listed
+        if (b.get("spec") or {}).get("clusterName") == desired.name
+        # One being deleted (its stored copy first) is gone for every decision.
+        and not (b.get("metadata") or {}).get("deletionTimestamp")
+    )
 
 
 def backup_record(obj: Json) -> BackupRecord:

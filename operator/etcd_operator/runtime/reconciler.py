@@ -59,6 +59,7 @@ from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.plan import plan_steps, report
 from etcd_operator.reconcile.status import RECONCILE_FAILED, failed_pass
 from etcd_operator.runtime.analyses import KeyspaceAnalyses
+from etcd_operator.runtime.continuous import ContinuousBackups
 from etcd_operator.runtime.events import post_events
 from etcd_operator.runtime.execute import PostEvent, WriteStatus, execute
 from etcd_operator.runtime.failures import (
@@ -200,6 +201,7 @@ class Reconciler:
         rollouts: RolloutGate | None = None,
         analyses: KeyspaceAnalyses | None = None,
         write_samples: WriteSamples | None = None,
+        continuous_backups: ContinuousBackups | None = None,
     ) -> None:
         self.settings = settings
         self._kube = kube
@@ -221,6 +223,10 @@ class Reconciler:
         self.write_samples = write_samples or WriteSamples(
             settings, lambda: self.kube, lock=self.lock, clock=clock, connect=connect
         )
+        # And for the continuous backups' status.backup.continuous.
+        self.continuous_backups = continuous_backups or ContinuousBackups(
+            settings, lambda: self.kube, lock=self.lock, clock=clock, connect=connect
+        )
 
     @property
     def kube(self) -> KubeApi:
@@ -234,6 +240,7 @@ class Reconciler:
         self._failures.pop(uid, None)
         self.rollouts.forget(uid)
         self.write_samples.forget(uid)
+        self.continuous_backups.forget(uid)
 
     def lock(self, uid: str) -> asyncio.Lock:
         """The cluster's lock: a pass holds it from reading the cluster to writing its status."""
@@ -430,9 +437,16 @@ class Reconciler:
     ) -> None:
         """Execute ``actions``, with an etcd client (closed afterwards) if they need one."""
         analyze, sample = self.analyses.start, self.write_samples.start
+        record = self.continuous_backups.start
         if not changes_membership(actions):
             await execute(
-                actions, self.kube, post_event, write_status, analyze=analyze, sample=sample
+                actions,
+                self.kube,
+                post_event,
+                write_status,
+                analyze=analyze,
+                sample=sample,
+                record=record,
             )
             return
         endpoints = membership_endpoints(desired, self.settings, observed)
@@ -444,7 +458,14 @@ class Reconciler:
         )
         try:
             await execute(
-                actions, self.kube, post_event, write_status, etcd, analyze=analyze, sample=sample
+                actions,
+                self.kube,
+                post_event,
+                write_status,
+                etcd,
+                analyze=analyze,
+                sample=sample,
+                record=record,
             )
         finally:
             await etcd.close()

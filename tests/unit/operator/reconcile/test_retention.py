@@ -8,7 +8,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from etcd_operator.api.backup import Retention
+from etcd_operator.api.backup import Retention, parse_age
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.reconcile.backup_records import BackupRecord
 from etcd_operator.reconcile.retention import (
@@ -16,7 +16,6 @@ from etcd_operator.reconcile.retention import (
     FAILURE_SUPERSEDED,
     OLDER_THAN_MAX_AGE,
     TOO_MANY_FAILURES,
-    parse_age,
     to_delete,
 )
 

@@ -11,8 +11,9 @@ test's connect function was given. ``auth_status_supported`` False is etcd 3.4 (
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 import grpc
 from etcd_operator.components.auth import RootCredentials
@@ -33,6 +34,7 @@ from pyetcd.client import (
     EtcdClientError,
     Member,
     MemberList,
+    WatchBatch,
     WatchWindow,
 )
 
@@ -81,6 +83,9 @@ class FakeEtcd:
         # What a write sample's watch sees: (revision the window starts at, keys in order);
         # watch_refused makes the watch fail as etcd refuses one.
         self.window: tuple[int, list[bytes]] = (1, [])
+        # What a continuous backup's watch sees, and the leases' granted TTLs.
+        self.history: list[WatchBatch] = []
+        self.lease_ttls: dict[int, int] = {}
         self.watched: list[tuple[str, float]] = []
         self.watch_refused: str | None = None
 
@@ -250,6 +255,20 @@ class FakeEtcd:
         for key in keys:
             on_write(key)
         return WatchWindow(start, start + len(keys), len(keys))
+
+    async def watch_history(
+        self, start_revision: int, progress_every: float | None = None
+    ) -> AsyncGenerator[WatchBatch, None]:
+        """The batches in ``history`` after ``start_revision``; then it waits for ever."""
+        self.watched.append((self.endpoints[0], float(start_revision)))
+        for batch in self.history:
+            events = tuple(e for e in batch.events if e.kv.mod_revision >= start_revision)
+            if events or not batch.events:
+                yield WatchBatch(events, batch.revision)
+        await asyncio.Event().wait()
+
+    async def lease_granted_ttl(self, lease_id: int) -> int | None:
+        return self.lease_ttls.get(lease_id)
 
     async def close(self) -> None:
         self.closed = True
