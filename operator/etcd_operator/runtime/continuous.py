@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from etcd_operator.api.v1alpha1 import API_VERSION, KIND, ContinuousBackupStatus
 from etcd_operator.backup import BackupError
 from etcd_operator.backup.recorder import Chain, ChainBrokenError, Recorder
 from etcd_operator.backup.segments import Coverage, StoredSegment, client_for
+from etcd_operator.backup.store import S3Client, StoreSettings
 from etcd_operator.members import describe_etcd_error
 from etcd_operator.reconcile import backup_run, continuous
 from etcd_operator.reconcile.actions import RecordContinuously
@@ -71,6 +72,7 @@ class ContinuousBackups:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         connect: Connect = connect_etcd,
         monotonic: Callable[[], float] = time.monotonic,
+        s3_client: Callable[[StoreSettings], Awaitable[S3Client]] = client_for,
     ) -> None:
         self.settings = settings
         self._kube = kube
@@ -79,6 +81,7 @@ class ContinuousBackups:
         self._clock = clock
         self._connect = connect
         self._monotonic = monotonic
+        self._s3_client = s3_client
         self._tasks = KeyedTasks()
         self._failed_at: dict[str, float] = {}
 
@@ -172,7 +175,7 @@ class ContinuousBackups:
 
         async with resolved(self.kube, cluster.namespace, store_api, prefix) as store:
             encryption_key = await stores.encryption_key(self.kube, cluster.namespace, spec)
-            s3 = await client_for(store)
+            s3 = await self._s3_client(store)
             etcd = self._connect(
                 [endpoint],
                 self.settings.etcd_timeout_seconds,

@@ -35,6 +35,7 @@ from pyetcd.client import (
     Member,
     MemberList,
     WatchBatch,
+    WatchCompactedError,
     WatchWindow,
 )
 
@@ -86,6 +87,8 @@ class FakeEtcd:
         # What a continuous backup's watch sees, and the leases' granted TTLs.
         self.history: list[WatchBatch] = []
         self.lease_ttls: dict[int, int] = {}
+        # Revisions below this are compacted: a history watch from one of them is refused.
+        self.compacted_below = 0
         self.watched: list[tuple[str, float]] = []
         self.watch_refused: str | None = None
 
@@ -261,6 +264,8 @@ class FakeEtcd:
     ) -> AsyncGenerator[WatchBatch, None]:
         """The batches in ``history`` after ``start_revision``; then it waits for ever."""
         self.watched.append((self.endpoints[0], float(start_revision)))
+        if start_revision < self.compacted_below:
+            raise WatchCompactedError(self.compacted_below, self.endpoints[0])
         for batch in self.history:
             events = tuple(e for e in batch.events if e.kv.mod_revision >= start_revision)
             if events or not batch.events:
