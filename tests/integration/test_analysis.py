@@ -37,6 +37,8 @@ from etcd_operator.backup import (
     fetch_report,
     upload_snapshot,
 )
+from etcd_operator.backup.eventlog import EventLog
+from etcd_operator.backup.segments import Segment, upload_segment
 from etcd_operator.reconcile.actions import AnalyzeKeyspace
 from etcd_operator.runtime.analyses import KeyspaceAnalyses
 from etcd_operator.runtime.backups import BackupRunner
@@ -311,12 +313,25 @@ def test_the_summary_says_what_was_planted_and_the_report_sits_beside_the_backup
     assert stored == top["storedBytes"]
 
     # Retention deletes the backup's stored object the way deleting an EtcdBackup does: the
-    # report goes with it.
+    # report and the continuous backup's segments go with it.
+    rev = backup.result.metadata.snapshot.revision or 1
+    for seg in [Segment(rev, rev, 1000, 2000), Segment(rev, rev, 2000, 9000)]:
+        log = EventLog()
+        log.mark_time(seg.end_ms)
+        asyncio.run(
+            upload_segment(
+                s3.client(), backup.store, backup.result.key, seg, log.to_bytes(), events=0,
+                base=rev, compression=Compression.ZSTD, encryption_key=None,
+            )
+        )  # fmt: skip
+    assert len(keys_in(s3, bucket)) == 4
+
     async def delete() -> str | None:
         runner = BackupRunner(OperatorSettings(), lambda: kube)
         return await runner.delete_stored(kube.objects[("EtcdBackup", "ns", backup.name)])
 
-    assert asyncio.run(delete()) == f"deleted {backup.result.location}"
+    said = f"deleted {backup.result.location} and the 2 segments of its continuous backup"
+    assert asyncio.run(delete()) == said
     assert keys_in(s3, bucket) == []
 
 

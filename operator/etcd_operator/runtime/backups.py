@@ -49,6 +49,7 @@ from etcd_operator.backup import (
 from etcd_operator.backup.errors import classify_s3_error
 from etcd_operator.backup.metadata import SnapshotInfo
 from etcd_operator.backup.report import delete_reports
+from etcd_operator.backup.segments import client_for, delete_chain
 from etcd_operator.backup.store import make_client
 from etcd_operator.backup.verify import VerificationError, Verified, verify_backup
 from etcd_operator.components.auth import RootCredentials
@@ -173,9 +174,9 @@ class BackupRunner:
         await self._tasks.stop()
 
     async def delete_stored(self, body: Mapping[str, Any]) -> str | None:
-        """Delete the stored object of a backup whose policy is Delete, and its keyspace report;
-        returns what was done (for the handler's log), raises ``BackupError`` or
-        ``SecretError`` to be retried."""
+        """Delete the stored object of a backup whose policy is Delete, its keyspace report and
+        its continuous backup's chain; returns what was done (for the handler's log), raises
+        ``BackupError`` or ``SecretError`` to be retried."""
         backup = EtcdBackup.model_validate(body)
         status = backup.status or EtcdBackupStatus()
         if status.location is None or status.store is None:
@@ -184,8 +185,13 @@ class BackupRunner:
         key = status.location.removeprefix(prefix)
         async with resolved(self.kube, backup.namespace, status.store, "") as store:
             done = await _delete_object(store, key, status.location)
-            # Its keyspace report goes with it (spec.analysis): it describes nothing else.
+            # Its keyspace report and its continuous backup's segments go with it: they
+            # describe or extend nothing else. A retry after a failure here finds the object
+            # gone and finishes the rest.
             await delete_reports(store, key)
+            segments = await delete_chain(await client_for(store), store, key)
+            if segments:
+                done += f" and the {segments} segments of its continuous backup"
             return done
 
     # -- one run ---------------------------------------------------------------------------
