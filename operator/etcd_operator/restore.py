@@ -4,7 +4,10 @@ Before etcd starts, in each founding member: download the backup object, verify 
 its metadata records, and the one the EtcdBackup recorded when given), decrypt and decompress it
 (``backup.download``), then ``pyetcdutl snapshot restore`` it with the member's own name, peer
 URL, the cluster's initial cluster and token, bumping revisions and marking them compacted as
-asked. The member then starts on the restored data dir.
+asked. With ``--to-revision`` or ``--to-time`` (a point-in-time restore), the events of the
+backup's continuous backup up to that point are replayed onto it (``backup.pitr``, ``pyetcdutl
+snapshot restore --replay``): every member replays the same events, so they agree. The member
+then starts on the restored data dir.
 
 Idempotent and safe to repeat: nothing is done for a member that joins an existing cluster
 (``initial-cluster-state existing``: a member added later starts empty and catches up), unless
@@ -26,6 +29,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from etcd_operator.backup import (
@@ -36,6 +40,8 @@ from etcd_operator.backup import (
     parse_key,
 )
 from etcd_operator.backup.download import fsync_dir
+from etcd_operator.backup.pitr import Reached, Target, write_chain_log
+from etcd_operator.backup.segments import client_for
 from etcd_operator.backup.verify import PYETCDUTL
 from etcd_operator.components.flags import ENV_INITIAL_CLUSTER, ENV_INITIAL_CLUSTER_STATE
 from etcd_operator.components.restore import (
@@ -47,6 +53,7 @@ from etcd_operator.components.restore import (
 )
 
 SNAPSHOT_NAME = "restore-snapshot.db"
+EVENTS_NAME = "restore-events.log"
 
 
 class RestoreError(Exception):
@@ -67,6 +74,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ca-bundle")
     parser.add_argument("--bump-revision", type=int, default=0)
     parser.add_argument("--mark-compacted", action="store_true")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--to-revision", type=int, help="replay the continuous backup up to this revision"
+    )
+    target.add_argument("--to-time", help="replay the continuous backup up to this time (RFC 3339)")
+    parser.add_argument(
+        "--base-revision", type=int, help="the backup's revision, when its EtcdBackup recorded it"
+    )
     parser.add_argument("--pyetcdutl", help=argparse.SUPPRESS)  # a path, in tests
     return parser.parse_args(argv)
 
@@ -97,6 +112,24 @@ def encryption_key(env: Mapping[str, str]) -> bytes | None:
         raise RestoreError(f"the backup encryption key is not usable: {err}") from None
 
 
+def point_in_time(opts: argparse.Namespace) -> Target | None:
+    if opts.to_revision is not None:
+        if opts.to_revision < 1:
+            raise RestoreError(f"--to-revision must be a revision, not {opts.to_revision}")
+        return Target(revision=opts.to_revision)
+    if opts.to_time is not None:
+        try:
+            when = datetime.fromisoformat(opts.to_time)
+        except ValueError:
+            raise RestoreError(
+                f"--to-time must be an RFC 3339 time, not {opts.to_time!r}"
+            ) from None
+        if when.tzinfo is None:
+            raise RestoreError(f"--to-time needs a time zone (Z or +hh:mm): {opts.to_time!r}")
+        return Target(unix_ms=int(when.timestamp() * 1000))
+    return None
+
+
 def restore(opts: argparse.Namespace, env: Mapping[str, str]) -> str:
     """Restore the member's data dir; returns what was done, raises ``RestoreError``."""
     state = env.get(ENV_INITIAL_CLUSTER_STATE, "")
@@ -110,6 +143,7 @@ def restore(opts: argparse.Namespace, env: Mapping[str, str]) -> str:
     if not initial_cluster:
         raise RestoreError(f"{ENV_INITIAL_CLUSTER} is not set: the member's bootstrap is missing")
     bucket, key = split_location(opts.location)
+    target = point_in_time(opts)
     store = StoreSettings(
         bucket=bucket,
         endpoint=opts.endpoint,
@@ -121,14 +155,22 @@ def restore(opts: argparse.Namespace, env: Mapping[str, str]) -> str:
     parent = data_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     snapshot = parent / SNAPSHOT_NAME
+    events = parent / EVENTS_NAME
     staging = parent / f".{data_dir.name}.restoring"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        result = asyncio.run(download_snapshot(store, key, snapshot, encryption_key(env)))
+        secret_key = encryption_key(env)
+        result = asyncio.run(download_snapshot(store, key, snapshot, secret_key))
         if opts.sha256 and result.sha256 != opts.sha256:
             raise RestoreError(
                 f"{opts.location} holds a snapshot with sha256 {result.sha256}, but its "
                 f"EtcdBackup recorded {opts.sha256}: the object was replaced or tampered with"
+            )
+        reached = None
+        if target is not None:
+            base = opts.base_revision or result.metadata.snapshot.revision
+            reached = asyncio.run(
+                _chain_log(store, key, target, events, base=base, secret=secret_key)
             )
         utl = [opts.pyetcdutl] if opts.pyetcdutl else list(PYETCDUTL)
         command = [
@@ -143,6 +185,8 @@ def restore(opts: argparse.Namespace, env: Mapping[str, str]) -> str:
             command.append(f"--bump-revision={opts.bump_revision}")
         if opts.mark_compacted:
             command.append("--mark-compacted")
+        if reached is not None:
+            command.append(f"--replay={events}")
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             why = (done.stderr or done.stdout).strip().splitlines()
@@ -155,9 +199,31 @@ def restore(opts: argparse.Namespace, env: Mapping[str, str]) -> str:
         raise RestoreError(str(err)) from None
     finally:
         snapshot.unlink(missing_ok=True)
+        events.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
     revision = f", revisions bumped by {opts.bump_revision}" if opts.bump_revision else ""
-    return f"restored {result.location} (sha256 {result.sha256}) into {data_dir}{revision}"
+    replayed = ""
+    if reached is not None:
+        replayed = (
+            f", then {reached.events} events of its continuous backup to revision "
+            f"{reached.revision} (asked: {target})"
+        )
+    return (
+        f"restored {result.location} (sha256 {result.sha256}){replayed} into {data_dir}{revision}"
+    )
+
+
+async def _chain_log(
+    store: StoreSettings,
+    key: str,
+    target: Target,
+    out: Path,
+    *,
+    base: int | None,
+    secret: bytes | None,
+) -> Reached:
+    s3 = await client_for(store)
+    return await write_chain_log(s3, store, key, target, out, base=base, encryption_key=secret)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:

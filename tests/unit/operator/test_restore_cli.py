@@ -93,3 +93,28 @@ def test_the_operator_reads_the_failed_restore_off_the_pod() -> None:
     running = {"status": {"initContainerStatuses": [{"name": "restore", "state": {"running": {}}}]}}
     assert restore_failure(running) is None
     assert restore_failure({"status": {}}) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("--to-time=yesterday", "--to-time must be an RFC 3339 time, not 'yesterday'"),
+        ("--to-time=2026-12-06T10:00:00", "--to-time needs a time zone"),
+        ("--to-revision=0", "--to-revision must be a revision, not 0"),
+    ],
+)
+def test_a_point_in_time_that_is_no_point_is_refused_before_any_download(
+    tmp_path: Path, target: str, said: str
+) -> None:
+    env = {"ETCD_INITIAL_CLUSTER_STATE": "new", "ETCD_INITIAL_CLUSTER": "m-0=http://m-0:2380"}
+    with pytest.raises(RestoreError, match=said):
+        restore(opts(tmp_path, target), env)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_revision_and_a_time_together_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--data-dir=d", "--name=n", "--initial-advertise-peer-urls=u",
+                    "--initial-cluster-token=t", "--location=s3://b/k",
+                    "--to-revision=5", "--to-time=2026-12-06T10:00:00Z"])  # fmt: skip
+    assert "not allowed with argument" in capsys.readouterr().err
