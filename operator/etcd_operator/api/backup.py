@@ -13,7 +13,7 @@ backup object is etcd's snapshot as ``Maintenance.Snapshot`` streamed it, option
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -243,6 +243,49 @@ DEFAULT_BUMP_REVISION = 1_000_000_000
 
 
 RESTORE_ONE_SOURCE = "bootstrap.backup needs exactly one of name and location"
+POINT_IN_TIME_ONE = "pointInTime needs exactly one of revision and time"
+# RFC 3339 with a zone: a time without one would mean the operator's zone, not the user's.
+TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+class PointInTime(_Model):
+    """A point after the backup to restore to, replayed from its continuous backup."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.revision) != has(self.time)", "message": POINT_IN_TIME_ONE}
+            ]
+        }
+    )
+
+    revision: int | None = Field(
+        default=None, ge=1, le=(1 << 63) - 1, description="A revision of the source."
+    )
+    time: str | None = Field(
+        default=None,
+        max_length=40,
+        pattern=TIME_PATTERN,
+        description="RFC 3339: the revision recorded by then.",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> PointInTime:
+        if (self.revision is None) == (self.time is None):
+            raise ValueError(POINT_IN_TIME_ONE)
+        if self.time is not None:
+            try:
+                datetime.fromisoformat(self.time)
+            except ValueError:
+                raise ValueError(f"pointInTime.time is no RFC 3339 time: {self.time}") from None
+        return self
+
+    def __str__(self) -> str:
+        return f"revision {self.revision}" if self.revision is not None else str(self.time)
+
+
 RESTORE_LOCATION_STORE = "bootstrap.backup.location needs store (where the object is)"
 
 
@@ -280,6 +323,9 @@ class RestoreSource(_Model):
     encryptionKeySecret: SecretKeyRef | None = Field(
         default=None,
         description="The key of an encrypted backup; spec.backup.encryption's key if unset.",
+    )
+    pointInTime: PointInTime | None = Field(
+        default=None, description="Replay its continuous backup up to here."
     )
     bumpRevision: int = Field(
         default=DEFAULT_BUMP_REVISION,

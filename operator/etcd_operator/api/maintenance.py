@@ -80,8 +80,7 @@ class MaintenanceSpec(_Model):
 
     defrag: DefragSpec | None = Field(
         default=None,
-        description="Online defragmentation, one member at a time (followers first, the leader "
-        "last after a leadership transfer), only while every member is healthy or held by the "
-        "NOSPACE alarm alone; the NOSPACE alarm is disarmed once a member's file is back under "
-        "the quota. None when unset.",
+        description="Online defragmentation, one member at a time (the leader last), while "
+        "every member is healthy or held by NOSPACE alone, which is then disarmed. None when "
+        "unset.",
     )

@@ -344,11 +344,9 @@ class PodTemplate(_Model):
     )
     securityContext: PodSecurityContext | None = Field(
         default=None,
-        description="The pod-level security context (as a Pod spec's securityContext), merged "
-        "field by field over the operator's: non-root uid/gid 65532, fsGroup 65532 "
-        "(OnRootMismatch), seccomp RuntimeDefault. A field set here also replaces the etcd "
-        "container's own setting of it (runAsUser, runAsGroup, runAsNonRoot, seccompProfile); "
-        "the container keeps no privilege escalation, no capabilities and a read-only root.",
+        description="The pod's securityContext, merged field by field over the operator's "
+        "(non-root 65532, seccomp RuntimeDefault); a field set here also replaces the etcd "
+        "container's own.",
     )
     labels: dict[str, str] | None = Field(
         default=None,
@@ -472,10 +470,9 @@ class ReplacementSpec(_Model):
 
     policy: ReplacementPolicy = Field(
         default=ReplacementPolicy.AUTOMATIC,
-        description="Automatic: a member that lost its data is removed from etcd and added back "
-        "under a new member ID on an empty volume, one at a time and only while the other "
-        "members keep a quorum. Manual: the operator reports it (Degraded, MemberDataLost) and "
-        f"waits for the annotation {REPLACE_MEMBER_ANNOTATION}=<member name>.",
+        description="Automatic: a member that lost its data is re-added under a new ID, one at "
+        "a time, while the others keep a quorum. Manual: reported (MemberDataLost) until the "
+        f"annotation {REPLACE_MEMBER_ANNOTATION}=<member name>.",
         json_schema_extra={"maxLength": 16},
     )
     nodeLostAfterSeconds: int = Field(
@@ -501,12 +498,10 @@ class RecoverySpec(_Model):
 
     quorumLoss: QuorumLossPolicy = Field(
         default=QuorumLossPolicy.MANUAL,
-        description="Manual: the operator reports a lost quorum (Available=False, QuorumLost) "
-        f"and rebuilds from the survivor only on the annotation {RECOVER_QUORUM_ANNOTATION}="
-        "<token>. Automatic: it also rebuilds by itself once the quorum has been lost for "
-        "quorumLostAfterSeconds and every member that is gone says that its data is lost (a "
-        "member that is merely unreachable, or on a node that is down, never counts: it may be "
-        "serving on the other side of a partition).",
+        description="Manual: a lost quorum is reported (QuorumLost) and rebuilt from the "
+        f"survivor on the annotation {RECOVER_QUORUM_ANNOTATION}=<token>. Automatic: also by "
+        "itself after quorumLostAfterSeconds, once every member gone says its data is lost "
+        "(docs/api.md).",
         json_schema_extra={"maxLength": 16},
     )
     quorumLostAfterSeconds: int = Field(
@@ -548,10 +543,8 @@ class EtcdClusterSpec(_Model):
         default=3,
         ge=0,
         le=MAX_REPLICAS,
-        description="Number of members: 1, 3 or 5 are the sane choices; 1 to 9 are accepted "
-        "(an even number adds no fault tolerance and the operator says so with an event). 0 "
-        "hibernates the cluster: every member is stopped, keeping its volume and member ID, "
-        "and comes back with the same data when replicas is set again.",
+        description="Number of members: 1, 3 or 5 (1 to 9 accepted). 0 hibernates the cluster: "
+        "the members stop, keeping their volumes, and come back when replicas is set again.",
     )
     engine: Engine = Field(
         default=Engine.PYETCD,
@@ -753,6 +746,9 @@ class RestoredFrom(_Model):
     )
     bumpRevision: int = Field(description="Added to every restored revision.")
     markCompacted: bool = Field(description="The restored revisions are marked compacted.")
+    toRevision: int | None = Field(default=None, description="Replayed up to this revision.")
+    toTime: str | None = Field(default=None, description="Replayed up to this time.")
+    baseRevision: int | None = Field(default=None, description="The backup's revision.")
 
 
 class MemberReplacement(_Model):

@@ -62,6 +62,12 @@ def restore_args(
     ]
     if source.markCompacted:
         args.append("--mark-compacted")
+    if source.toRevision is not None:
+        args.append(f"--to-revision={source.toRevision}")
+    if source.toTime is not None:
+        args.append(f"--to-time={source.toTime}")
+    if (source.toRevision or source.toTime) and source.baseRevision is not None:
+        args.append(f"--base-revision={source.baseRevision}")
     if source.sha256:
         args.append(f"--sha256={source.sha256}")
     if store.endpoint:

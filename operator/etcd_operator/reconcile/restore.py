@@ -40,6 +40,7 @@ def resolve(
 ) -> RestoredFrom | str:
     """The source as the members fetch it, or why it cannot be used yet."""
     key_secret = _key_secret(desired, source)
+    point = source.pointInTime
     if source.location is not None:
         assert source.store is not None  # the model requires it
         bucket = source.location.removeprefix("s3://").split("/", 1)[0]
@@ -54,6 +55,8 @@ def resolve(
             encryptionKeySecret=key_secret,
             bumpRevision=source.bumpRevision,
             markCompacted=source.markCompacted,
+            toRevision=point.revision if point is not None else None,
+            toTime=point.time if point is not None else None,
         )
     name = source.name
     ns = desired.namespace
@@ -73,6 +76,12 @@ def resolve(
             f"EtcdBackup {name} is encrypted: set bootstrap.backup.encryptionKeySecret "
             "(or spec.backup.encryption) to the key it was written with"
         )
+    target = point.revision if point is not None else None
+    if target is not None and status.revision is not None and target < status.revision:
+        return (
+            f"bootstrap.backup.pointInTime.revision {target} is before EtcdBackup {name} "
+            f"(revision {status.revision}): name an older backup"
+        )
     return RestoredFrom(
         backup=name,
         location=status.location,
@@ -82,6 +91,9 @@ def resolve(
         encryptionKeySecret=key_secret,
         bumpRevision=source.bumpRevision,
         markCompacted=source.markCompacted,
+        toRevision=target,
+        toTime=point.time if point is not None else None,
+        baseRevision=status.revision,
     )
 
 

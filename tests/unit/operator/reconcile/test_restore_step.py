@@ -141,3 +141,48 @@ def test_the_init_container_gets_secret_references_and_the_members_identity() ->
     assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
     plain = statefulset(cluster, SETTINGS)["spec"]["template"]["spec"]
     assert [c["name"] for c in plain["initContainers"]] == ["member-init"]
+
+
+def init_args(cluster: EtcdCluster, backup: EtcdBackup) -> list[str]:
+    assert cluster.spec.bootstrap is not None
+    source = resolve(cluster, cluster.spec.bootstrap.backup, backup)
+    assert isinstance(source, RestoredFrom), source
+    pod = statefulset(cluster, SETTINGS, restore=source)["spec"]["template"]["spec"]
+    args: list[str] = pod["initContainers"][1]["args"]
+    return args
+
+
+def test_a_point_in_time_reaches_the_init_container_with_the_backups_revision() -> None:
+    backup = etcd_backup(
+        "Succeeded", location="s3://backups/ns/old/b.db.zst", store=STORE, revision=500
+    )
+    args = init_args(desired({"name": "b", "pointInTime": {"revision": 650}}), backup)
+    assert "--to-revision=650" in args and "--base-revision=500" in args
+    when = "2026-12-06T10:00:00.250+01:00"
+    args = init_args(desired({"name": "b", "pointInTime": {"time": when}}), backup)
+    assert f"--to-time={when}" in args and not any(a.startswith("--to-rev") for a in args)
+    plain = init_args(desired({"name": "b"}), backup)
+    assert not any(a.startswith(("--to-", "--base-revision")) for a in plain)
+
+
+def test_a_revision_before_the_named_backup_is_refused_saying_which() -> None:
+    backup = etcd_backup(
+        "Succeeded", location="s3://backups/ns/old/b.db.zst", store=STORE, revision=500
+    )
+    cluster = desired({"name": "b", "pointInTime": {"revision": 499}})
+    assert cluster.spec.bootstrap is not None
+    said = resolve(cluster, cluster.spec.bootstrap.backup, backup)
+    assert said == (
+        "bootstrap.backup.pointInTime.revision 499 is before EtcdBackup b (revision 500): "
+        "name an older backup"
+    )
+
+
+@pytest.mark.parametrize(
+    "point",
+    [{}, {"revision": 5, "time": "2026-12-06T10:00:00Z"}, {"time": "2026-12-06T10:00:00"},
+     {"time": "2026-13-06T10:00:00Z"}, {"revision": 0}],
+)  # fmt: skip
+def test_a_point_in_time_is_a_revision_or_a_time_with_a_zone(point: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"pointInTime|time|revision"):
+        desired({"name": "b", "pointInTime": point})
