@@ -131,4 +131,17 @@ def hints(namespace: str, cluster: str, backup: str) -> list[str]:
         "source's spec",
         f"kubectl etcd backup {cluster}{ns} --wait && kubectl etcd backups {cluster}{ns}",
         f"kubectl etcd restore {cluster}{ns} --from {backup} --into restored-copy --dry-run",
+        "# continuous backup: every write in S3 within 10 s, and the window a restore can pick",
+        f"kubectl patch etcdcluster {cluster}{ns} --type merge "
+        """-p '{"spec":{"backup":{"continuous":{"segmentInterval":"10s"}}}}'""",
+        f"kubectl get etcdcluster {cluster}{ns} -o jsonpath="
+        "'{.status.backup.recoverableFrom} .. {.status.backup.recoverableTo}{\"\\n\"}'",
+        "# then a new cluster at a revision (or a time: pointInTime: {time: ...}) in that window:",
+        f"kubectl apply{ns} -f - <<EOF",
+        "apiVersion: etcd.pyetcd.io/v1alpha1",
+        "kind: EtcdCluster",
+        "metadata: {name: restored-at}",
+        f"spec: {{version: 3.5.17, replicas: 3, bootstrap: {{backup: {{name: {backup}, "
+        "pointInTime: {revision: REVISION}}}}",
+        "EOF",
     ]
