@@ -20,6 +20,7 @@ from tests.integration.cluster import (
     MemberError,
     Timing,
 )
+from tools.s3server import S3Server, S3ServerError, versitygw_server
 
 
 class MemberRegistry:
@@ -95,3 +96,14 @@ def member(request: pytest.FixtureRequest, members: MemberRegistry) -> Member:
     """A fresh, ready single member of each flavour in turn."""
     flavour: Flavour = request.param
     return members.new(flavour)
+
+
+@pytest.fixture(scope="module")
+def versitygw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A versitygw S3 server for one module (it refuses keys below an object's key, as some
+    S3 servers do)."""
+    try:
+        with versitygw_server(tmp_path_factory.mktemp("versitygw")) as server:
+            yield server
+    except S3ServerError as err:
+        pytest.fail(str(err), pytrace=False)

@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -42,7 +42,7 @@ from tests.integration.test_snapshot_interop import (
     run_ok,
     served,
 )
-from tools.s3server import S3Server, S3ServerError, versitygw_server
+from tools.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +51,8 @@ INTERVAL = 1.0
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    try:
-        with versitygw_server(tmp_path_factory.mktemp("versitygw")) as server:
-            yield server
-    except S3ServerError as err:
-        pytest.fail(str(err), pytrace=False)
+def s3(versitygw: S3Server) -> S3Server:
+    return versitygw
 
 
 def bucket(s3: S3Server) -> str:

@@ -16,7 +16,6 @@ import asyncio
 import base64
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from tests.integration.conftest import start_or_fail
 from tests.integration.test_analysis import ENCRYPTION_KEY, back_up
 from tests.integration.test_restore_bump import served_at
 from tests.integration.test_snapshot_interop import START_TIMEOUT, require_binaries, served
-from tools.s3server import S3Server, S3ServerError, versitygw_server
+from tools.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +41,8 @@ PAUSE = 2.0
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    try:
-        with versitygw_server(tmp_path_factory.mktemp("versitygw")) as server:
-            yield server
-    except S3ServerError as err:
-        pytest.fail(str(err), pytrace=False)
+def s3(versitygw: S3Server) -> S3Server:
+    return versitygw
 
 
 async def write_history(member: Member) -> tuple[int, float]:

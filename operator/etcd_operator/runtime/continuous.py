@@ -44,7 +44,7 @@ from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_clu
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import Connect, backup_records, connect_etcd, observe
 from etcd_operator.runtime.stores import SecretError, resolved
-from etcd_operator.runtime.tasks import KeyedTasks
+from etcd_operator.runtime.tasks import RetryingTasks
 from etcd_operator.runtime.write_samples import watched_member
 
 log = logging.getLogger(__name__)
@@ -80,26 +80,20 @@ class ContinuousBackups:
         self._lock = lock or (lambda uid: self._own_locks.setdefault(uid, asyncio.Lock()))
         self._clock = clock
         self._connect = connect
-        self._monotonic = monotonic
         self._s3_client = s3_client
-        self._tasks = KeyedTasks()
-        self._failed_at: dict[str, float] = {}
+        self._tasks = RetryingTasks(RETRY_SECONDS, monotonic)
 
     @property
     def kube(self) -> KubeApi:
         return self._kube()
 
     def start(self, request: RecordContinuously) -> asyncio.Task[None] | None:
-        running = self._tasks.running(request.uid)
-        if running is not None:
-            return running
-        failed = self._failed_at.get(request.uid)
-        if failed is not None and self._monotonic() - failed < RETRY_SECONDS:
-            return None
-        return self._tasks.start(request.uid, self._guarded(request), f"record {request.name}")
+        return self._tasks.start_unless_failed(
+            request.uid, lambda: self._guarded(request), f"record {request.name}"
+        )
 
     def forget(self, uid: str) -> None:
-        self._failed_at.pop(uid, None)
+        self._tasks.forget(uid)
 
     async def wait(self) -> None:
         await self._tasks.wait()
@@ -117,15 +111,15 @@ class ContinuousBackups:
         except asyncio.CancelledError:
             raise
         except ChainBrokenError as err:
-            self._failed_at[request.uid] = self._monotonic()
+            self._tasks.failed(request.uid)
             log.warning("continuous backup of %s broke: %s", where, err)
             await self._record(request, broken=str(err))
         except (NotRecordingError, BackupError, SecretError) as err:
-            self._failed_at[request.uid] = self._monotonic()
+            self._tasks.failed(request.uid)
             log.warning("continuous backup of %s is not recording: %s", where, err)
             await self._record(request, message=str(err))
         except Exception as err:
-            self._failed_at[request.uid] = self._monotonic()
+            self._tasks.failed(request.uid)
             said = describe_etcd_error(err) or describe(err)
             log.warning("continuous backup of %s failed: %s", where, said)
             await self._record(request, message=said)
@@ -206,7 +200,7 @@ class ContinuousBackups:
                     newer = continuous.chain_base(await backup_records(self.kube, now))
                     if newer is not None and newer.name != name:
                         log.info("continuous backup of %s moves to %s", request.name, newer.name)
-                        self._failed_at.pop(request.uid, None)
+                        self._tasks.forget(request.uid)
                         return  # the next pass starts the recorder on the newer chain
             finally:
                 task.cancel()

@@ -1,12 +1,13 @@
 """Background tasks of the operator, at most one per key (an object's uid): what the backup,
 keyspace-analysis and write-sample runners share. ``running`` finds the one under way, ``start``
 makes one that forgets itself when done, ``wait`` waits for all (tests, the operator's cleanup),
-``stop`` cancels all (the operator stops)."""
+``stop`` cancels all (the operator stops). ``RetryingTasks`` also holds a key back for a while
+after its task failed (the write-sample and continuous-backup runners)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
@@ -46,3 +47,32 @@ class KeyedTasks:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class RetryingTasks(KeyedTasks):
+    """KeyedTasks that start nothing for a key within ``retry_seconds`` of its last failure."""
+
+    def __init__(self, retry_seconds: float, monotonic: Callable[[], float]) -> None:
+        super().__init__()
+        self.retry_seconds = retry_seconds
+        self._monotonic = monotonic
+        self._failed_at: dict[str, float] = {}
+
+    def start_unless_failed(
+        self, key: str, work: Callable[[], Coroutine[Any, Any, None]], name: str
+    ) -> asyncio.Task[None] | None:
+        """The key's running task, else a new one from ``work()``, else None (failed lately)."""
+        running = self.running(key)
+        if running is not None:
+            return running
+        failed = self._failed_at.get(key)
+        if failed is not None and self._monotonic() - failed < self.retry_seconds:
+            return None
+        return self.start(key, work(), name)
+
+    def failed(self, key: str) -> None:
+        self._failed_at[key] = self._monotonic()
+
+    def forget(self, key: str) -> None:
+        """The key may start again at once (it succeeded, or its object is gone)."""
+        self._failed_at.pop(key, None)

@@ -38,7 +38,7 @@ from etcd_operator.reconcile.observed import EtcdView
 from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_cluster
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import Connect, connect_etcd, observe
-from etcd_operator.runtime.tasks import KeyedTasks
+from etcd_operator.runtime.tasks import RetryingTasks
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,7 @@ class WriteSamples:
         self._clock = clock
         self._connect = connect
         self._monotonic = monotonic
-        self._tasks = KeyedTasks()
-        self._failed_at: dict[str, float] = {}
+        self._tasks = RetryingTasks(RETRY_SECONDS, monotonic)
 
     @property
     def kube(self) -> KubeApi:
@@ -92,17 +91,13 @@ class WriteSamples:
     def start(self, request: SampleWrites) -> asyncio.Task[None] | None:
         """The cluster's sampling task: the one that runs, else a new one (none within
         ``RETRY_SECONDS`` of a failed window)."""
-        running = self._tasks.running(request.uid)
-        if running is not None:
-            return running
-        failed = self._failed_at.get(request.uid)
-        if failed is not None and self._monotonic() - failed < RETRY_SECONDS:
-            return None
-        return self._tasks.start(request.uid, self._guarded(request), f"writes {request.name}")
+        return self._tasks.start_unless_failed(
+            request.uid, lambda: self._guarded(request), f"writes {request.name}"
+        )
 
     def forget(self, uid: str) -> None:
         """The cluster is gone: its failed window's time goes too."""
-        self._failed_at.pop(uid, None)
+        self._tasks.forget(uid)
 
     async def wait(self) -> None:
         """Wait for every window in flight (tests)."""
@@ -120,13 +115,13 @@ class WriteSamples:
         except asyncio.CancelledError:
             raise
         except SampleFailedError as err:
-            self._failed_at[request.uid] = self._monotonic()
+            self._tasks.failed(request.uid)
             log.warning("write sample of %s not taken: %s", where, err)
         except Exception as err:
-            self._failed_at[request.uid] = self._monotonic()
+            self._tasks.failed(request.uid)
             log.warning("write sample of %s failed unexpectedly: %s", where, describe(err))
         else:
-            self._failed_at.pop(request.uid, None)
+            self._tasks.forget(request.uid)
 
     async def _cluster(self, request: SampleWrites) -> EtcdCluster | None:
         raw = await self.kube.get(API_VERSION, KIND, request.namespace, request.name)
