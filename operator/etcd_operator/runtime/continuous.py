@@ -95,6 +95,11 @@ class ContinuousBackups:
     def forget(self, uid: str) -> None:
         self._tasks.forget(uid)
 
+    def cancel(self, uid: str) -> None:
+        """Stop the cluster's recorder (continuous backup was turned off). Not awaited: the
+        caller may hold the cluster's lock, which the recorder's last status write takes."""
+        self._tasks.cancel(uid)
+
     async def wait(self) -> None:
         await self._tasks.wait()
 

@@ -347,6 +347,10 @@ class Reconciler:
                 metrics.record_conditions(namespace, name, condition_labels(patch))
 
     async def _pass(self, desired: EtcdCluster, uid: str, post_event: PostEvent) -> None:
+        backup = desired.spec.backup
+        if backup is None or backup.continuous is None:
+            # Turned off: its recorder stops now, not at its next look at the spec.
+            self.continuous_backups.cancel(uid)
         observed = await observe(
             desired, self.kube, self.settings, self._connect, now=self._clock()
         )

@@ -35,6 +35,12 @@ class KeyedTasks:
         task.add_done_callback(forget)
         return task
 
+    def cancel(self, key: str) -> None:
+        """Cancel the key's task, if one runs; its entry goes when it has ended."""
+        task = self.running(key)
+        if task is not None:
+            task.cancel()
+
     def __contains__(self, key: str) -> bool:
         return key in self._tasks
 

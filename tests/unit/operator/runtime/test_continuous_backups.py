@@ -149,3 +149,29 @@ def test_a_compacted_chain_is_written_as_broken() -> None:
 async def _start_and_wait(runner: ContinuousBackups) -> None:
     assert runner.start(REQUEST) is not None
     await asyncio.wait_for(runner.wait(), 20)
+
+
+def test_turned_off_the_recorder_stops_at_once_and_writes_no_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its own look at the spec comes only after a minute: the cancel is what stops it.
+    monkeypatch.setattr(runner_module, "STATUS_SECONDS", 60.0)
+    world = World()
+
+    async def scenario() -> None:
+        task = world.runner.start(REQUEST)
+        assert task is not None
+        deadline = time.monotonic() + 20
+        while not world.s3.objects:
+            assert time.monotonic() < deadline, "no segment uploaded"
+            await asyncio.sleep(0.05)
+        world.cluster()["status"] = {"backup": {"continuous": {"backup": "x"}}}
+        # The pass that sees continuous backup turned off clears the status and cancels.
+        del world.cluster()["spec"]["backup"]["continuous"]
+        del world.cluster()["status"]["backup"]["continuous"]
+        world.runner.cancel(REQUEST.uid)
+        await asyncio.wait_for(world.runner.wait(), 5)
+        assert task.cancelled()
+
+    asyncio.run(scenario())
+    assert world.continuous() == {}
