@@ -136,12 +136,7 @@ def hints(namespace: str, cluster: str, backup: str) -> list[str]:
         """-p '{"spec":{"backup":{"continuous":{"segmentInterval":"10s"}}}}'""",
         f"kubectl get etcdcluster {cluster}{ns} -o jsonpath="
         "'{.status.backup.recoverableFrom} .. {.status.backup.recoverableTo}{\"\\n\"}'",
-        "# then a new cluster at a revision (or a time: pointInTime: {time: ...}) in that window:",
-        f"kubectl apply{ns} -f - <<EOF",
-        "apiVersion: etcd.pyetcd.io/v1alpha1",
-        "kind: EtcdCluster",
-        "metadata: {name: restored-at}",
-        f"spec: {{version: 3.5.17, replicas: 3, bootstrap: {{backup: {{name: {backup}, "
-        "pointInTime: {revision: REVISION}}}}",
-        "EOF",
+        "# then a new cluster at a revision (or --to-time) in that window, from the newest "
+        "backup before it:",
+        f"kubectl etcd restore {cluster}{ns} --to-revision REVISION --into restored-at --dry-run",
     ]

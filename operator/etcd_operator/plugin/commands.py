@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from etcd_operator.api.analysis import ANALYZE_ANNOTATION
+from etcd_operator.api.backup import PointInTime
 from etcd_operator.plugin import render
 from etcd_operator.plugin.errors import AlreadyExistsError, NotAvailableError, PluginError
 from etcd_operator.plugin.kubectl import BACKUPS, CLUSTERS, Kube
-from etcd_operator.plugin.restore import restore_manifest
+from etcd_operator.plugin.restore import newest_before, restore_manifest
 from etcd_operator.plugin.views import BackupView, backups_of, cluster_view, keyspace_view
 from etcd_operator.plugin.waiting import Ended, Gone, Outcome, TimedOut, Waiting, decide
 from etcd_operator.reconcile.backup_requests import BACKUP_ANNOTATION, on_demand_backup_name
@@ -170,12 +171,25 @@ def backups(session: Session, name: str) -> int:
     return 0
 
 
-def restore(session: Session, name: str, source_backup: str, new: str, dry_run: bool) -> int:
-    """A new cluster ``new`` from ``source_backup``, with ``name``'s spec; ``name`` untouched."""
+def restore(
+    session: Session,
+    name: str,
+    source_backup: str | None,
+    new: str,
+    dry_run: bool,
+    *,
+    point: PointInTime | None = None,
+) -> int:
+    """A new cluster ``new`` from ``source_backup`` (with a point and none given: the newest
+    backup before it), replayed up to ``point``, with ``name``'s spec; ``name`` untouched."""
     kube = session.kube
     source = kube.get(CLUSTERS, name)
+    if source_backup is None:
+        assert point is not None  # the parser requires one of them
+        source_backup = newest_before(backups_of(kube.items(BACKUPS), name), point).name
+        session.note(f"restoring from EtcdBackup {source_backup}, the newest before {point}")
     found = kube.get(BACKUPS, source_backup)
-    plan = restore_manifest(source, found, new)
+    plan = restore_manifest(source, found, new, point)
     for note in plan.notes:
         session.note(f"note: {note}")
     if dry_run:

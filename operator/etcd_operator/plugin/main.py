@@ -13,6 +13,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from pydantic import ValidationError
+
+from etcd_operator.api.backup import PointInTime
 from etcd_operator.plugin import commands
 from etcd_operator.plugin.commands import DEFAULT_TIMEOUT, Session
 from etcd_operator.plugin.errors import EXIT_FAILURE, PluginError
@@ -31,6 +34,8 @@ Day-2 commands for etcd-operator's EtcdClusters.
   kubectl etcd backups NAME                          the cluster's EtcdBackups, newest first
   kubectl etcd restore NAME --from BACKUP --into NEW [--dry-run]
                                                      a new cluster from a backup, NAME's spec
+  kubectl etcd restore NAME --to-revision N | --to-time T --into NEW [--from BACKUP]
+                                                     ... at a point of its continuous backup
   kubectl etcd keyspace NAME                         what fills the key space (status.keyspace)
 """
 
@@ -98,8 +103,20 @@ def parser() -> argparse.ArgumentParser:
 
     restore = sub.add_parser("restore", parents=common, help="a new cluster from a backup")
     restore.add_argument("name", metavar="NAME", help="the cluster whose spec is copied")
-    restore.add_argument("--from", dest="source_backup", required=True, metavar="BACKUP")
+    restore.add_argument(
+        "--from",
+        dest="source_backup",
+        metavar="BACKUP",
+        help="the EtcdBackup; with a point, the newest one before it when not given",
+    )
     restore.add_argument("--into", dest="new", required=True, metavar="NEW")
+    point = restore.add_mutually_exclusive_group()
+    point.add_argument(
+        "--to-revision", type=int, metavar="N", help="replay its continuous backup up to N"
+    )
+    point.add_argument(
+        "--to-time", metavar="T", help="... up to the time T (RFC 3339, with a zone)"
+    )
     restore.add_argument(
         "--dry-run", action="store_true", help="print the new cluster's manifest, create nothing"
     )
@@ -116,7 +133,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = found.parse_args(argv)
     if args.command == "status" and args.name and args.all_namespaces:
         found.error("status: -A lists every cluster; give it without NAME")
+    if args.command == "restore":
+        if args.source_backup is None and args.to_revision is None and args.to_time is None:
+            found.error("restore: --from BACKUP, or a point (--to-revision, --to-time)")
+        try:
+            args.point = point_in_time(args.to_revision, args.to_time)
+        except ValueError as err:
+            found.error(f"restore: {err}")
     return args
+
+
+def point_in_time(revision: int | None, when: str | None) -> PointInTime | None:
+    if revision is None and when is None:
+        return None
+    try:
+        return PointInTime(revision=revision, time=when)
+    except ValidationError as err:
+        raise ValueError(
+            "--to-revision is a revision (1 or more) and --to-time an RFC 3339 time with a "
+            f"zone, e.g. 2026-12-06T14:03:00Z ({err.errors()[0]['msg']})"
+        ) from None
 
 
 def session_for(args: argparse.Namespace) -> Session:
@@ -133,7 +169,9 @@ def execute(session: Session, args: argparse.Namespace) -> int:
     if args.command == "backups":
         return commands.backups(session, args.name)
     if args.command == "restore":
-        return commands.restore(session, args.name, args.source_backup, args.new, args.dry_run)
+        return commands.restore(
+            session, args.name, args.source_backup, args.new, args.dry_run, point=args.point
+        )
     if args.command == "keyspace":
         return commands.keyspace(session, args.name)
     raise AssertionError(f"unknown command {args.command}")  # argparse allows no other

@@ -27,11 +27,12 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from etcd_operator.api.backup import BootstrapSpec, RestoreSource
+from etcd_operator.api.backup import BootstrapSpec, PointInTime, RestoreSource
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.v1alpha1 import (
     API_VERSION,
@@ -43,7 +44,7 @@ from etcd_operator.api.v1alpha1 import (
 from etcd_operator.components.auth import GENERATED_SUFFIX
 from etcd_operator.components.naming import LABEL_CLUSTER, LABEL_INSTANCE
 from etcd_operator.plugin.errors import PluginError
-from etcd_operator.plugin.views import backup_view
+from etcd_operator.plugin.views import BackupView, backup_view
 
 Json = dict[str, Any]
 
@@ -175,9 +176,37 @@ def _encryption_key(spec: Json, backup: Json) -> None:
         )
 
 
-def restore_manifest(source: Json, backup: Json, new: str) -> RestorePlan:
+def newest_before(views: list[BackupView], point: PointInTime) -> BackupView:
+    """The backup a point-in-time restore starts from: the newest Succeeded one taken at or
+    before ``point`` (its revision, or its completion time); its continuous backup reaches on
+    from there. Refused, saying what there is, when none is."""
+    done = [v for v in views if v.succeeded and v.revision is not None]
+    if point.revision is not None:
+        rev = point.revision
+        before = [v for v in done if (v.revision or 0) <= rev]
+        found = max(before, key=lambda v: (v.revision or 0, v.completed or ""), default=None)
+    else:
+        assert point.time is not None
+        at = datetime.fromisoformat(point.time)
+        before = [v for v in done if v.completed and datetime.fromisoformat(v.completed) <= at]
+        found = max(before, key=lambda v: datetime.fromisoformat(v.completed or ""), default=None)
+    if found is None:
+        oldest = min(done, key=lambda v: v.revision or 0, default=None)
+        since = (
+            f"the oldest Succeeded backup is {oldest.name} (revision {oldest.revision}, "
+            f"{oldest.completed})"
+            if oldest is not None
+            else "there is no Succeeded backup"
+        )
+        raise RestoreRefusedError(f"no backup was taken before {point}: {since}")
+    return found
+
+
+def restore_manifest(
+    source: Json, backup: Json, new: str, point: PointInTime | None = None
+) -> RestorePlan:
     """A new cluster ``new`` with ``source``'s spec, bootstrapping from ``backup`` (the
-    EtcdCluster and EtcdBackup objects as kubectl returns them)."""
+    EtcdCluster and EtcdBackup objects as kubectl returns them), replayed up to ``point``."""
     metadata = _dict(source.get("metadata"))
     name = str(metadata.get("name", ""))
     namespace = str(metadata.get("namespace") or "default")
@@ -204,7 +233,7 @@ def restore_manifest(source: Json, backup: Json, new: str) -> RestorePlan:
     if spec.get("replicas") == 0:
         notes.append(f"{name} is hibernated (replicas 0): {new} starts no member until you set it")
     backup_name = str(_dict(backup.get("metadata")).get("name", ""))
-    bootstrap = BootstrapSpec(backup=RestoreSource(name=backup_name))
+    bootstrap = BootstrapSpec(backup=RestoreSource(name=backup_name, pointInTime=point))
     spec["bootstrap"] = bootstrap.model_dump(mode="json", exclude_defaults=True)
     manifest: Json = {
         "apiVersion": API_VERSION,

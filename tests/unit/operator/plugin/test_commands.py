@@ -23,6 +23,7 @@ from etcd_operator.api.analysis import (
     PrefixWrites,
     WritesStatus,
 )
+from etcd_operator.api.backup import PointInTime
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.plugin import commands
 from etcd_operator.plugin.commands import POLL_INTERVAL
@@ -544,3 +545,56 @@ def test_keyspace_before_the_first_success_says_what_happened(
         "; ask for one with kubectl annotate etcdcluster main etcd.pyetcd.io/analyze=now "
         "--overwrite"
     )
+
+
+def pitr_world() -> FakeKubectl:
+    return world(
+        cluster(status=running_status()),
+        backups=(
+            etcd_backup("main-0600", created="2026-12-06T06:00:00Z", revision=100),
+            etcd_backup("main-1200", created="2026-12-06T12:00:00Z", revision=200),
+            etcd_backup("main-1800", created="2026-12-06T18:00:00Z", revision=300),
+            etcd_backup("main-1900", created="2026-12-06T19:00:00Z", phase=OperationPhase.FAILED),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("point", "picked"),
+    [
+        (PointInTime(revision=250), "main-1200"),
+        (PointInTime(revision=300), "main-1800"),
+        (PointInTime(time="2026-12-06T12:30:00Z"), "main-1200"),
+        (PointInTime(time="2026-12-06T13:30:00+01:00"), "main-1200"),
+        (PointInTime(time="2026-12-06T20:00:00Z"), "main-1800"),
+    ],
+)
+def test_a_point_in_time_restore_starts_from_the_newest_backup_before_it(
+    point: PointInTime, picked: str
+) -> None:
+    run = session(pitr_world())
+    assert commands.restore(run.session, "main", None, "copy", True, point=point) == 0
+    manifest = yaml.safe_load(run.out.getvalue())
+    want = point.model_dump(mode="json", exclude_none=True)
+    assert manifest["spec"]["bootstrap"] == {"backup": {"name": picked, "pointInTime": want}}
+    assert f"restoring from EtcdBackup {picked}, the newest before {point}" in run.err.getvalue()
+
+
+def test_a_point_before_every_backup_is_refused_saying_what_there_is() -> None:
+    with pytest.raises(RestoreRefusedError) as refused:
+        commands.restore(
+            session(pitr_world()).session, "main", None, "copy", True,
+            point=PointInTime(revision=50),
+        )  # fmt: skip
+    assert str(refused.value) == (
+        "no backup was taken before revision 50: the oldest Succeeded backup is main-0600 "
+        "(revision 100, 2026-12-06T06:00:04Z)"
+    )
+
+
+def test_a_named_backup_with_a_point_is_used_as_named() -> None:
+    run = session(pitr_world())
+    point = PointInTime(revision=350)
+    assert commands.restore(run.session, "main", "main-1200", "copy", True, point=point) == 0
+    bootstrap = yaml.safe_load(run.out.getvalue())["spec"]["bootstrap"]["backup"]
+    assert bootstrap == {"name": "main-1200", "pointInTime": {"revision": 350}}

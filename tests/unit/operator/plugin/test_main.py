@@ -49,6 +49,9 @@ def test_subcommand_arguments() -> None:
         "main", "b-1", "copy", True,
     )  # fmt: skip
     assert parse_args(["status", "-A"]).all_namespaces is True
+    at = parse_args(["restore", "main", "--into", "copy", "--to-time", "2026-12-06T12:00:00Z"])
+    assert (at.source_backup, str(at.point)) == (None, "2026-12-06T12:00:00Z")
+    assert parse_args(["restore", "main", "--into", "c", "--to-revision", "7"]).point.revision == 7
 
 
 @pytest.mark.parametrize(
@@ -59,6 +62,10 @@ def test_subcommand_arguments() -> None:
         ["backup"],
         ["backup", "main", "--timeout", "soon"],
         ["restore", "main", "--into", "copy"],
+        ["restore", "main", "--into", "copy", "--to-time", "yesterday"],
+        ["restore", "main", "--into", "copy", "--to-time", "2026-12-06T12:00:00"],
+        ["restore", "main", "--into", "copy", "--to-revision", "0"],
+        ["restore", "main", "--into", "copy", "--to-revision", "5", "--to-time", "x"],
         ["status", "-o", "wide"],
         ["frobnicate"],
     ],
