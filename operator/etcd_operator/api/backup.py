@@ -262,7 +262,7 @@ class PointInTime(_Model):
     )
 
     revision: int | None = Field(
-        default=None, ge=1, le=(1 << 63) - 1, description="A revision of the source."
+        default=None, ge=1, le=1 << 62, description="A revision of the source."
     )
     time: str | None = Field(
         default=None,

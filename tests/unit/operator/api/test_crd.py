@@ -291,3 +291,24 @@ def test_pod_template_lists_merge_as_in_a_pod_spec() -> None:
     for field in ("tolerations", "imagePullSecrets", "topologySpreadConstraints"):
         for marker in ("x-kubernetes-list-type", "x-kubernetes-list-map-keys"):
             assert template["properties"][field].get(marker) == pod_spec[field].get(marker), field
+
+
+def test_every_integer_bound_survives_the_api_servers_float_parsing() -> None:
+    # The API server reads a schema's numbers as float64: 2**63 - 1 becomes 2**63, which wraps
+    # to -2**63 as an int64 bound and refuses every value (pointInTime.revision once did).
+    bounds: list[tuple[str, float]] = []
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            for key in ("maximum", "minimum"):
+                if isinstance(node.get(key), int):
+                    bounds.append((f"{path}.{key}", node[key]))
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+
+    walk(examples.openapi_schema(), "")
+    assert bounds
+    assert [(p, v) for p, v in bounds if not -(2**63) <= float(v) < 2**63] == []
