@@ -56,6 +56,15 @@ STATUS_SECONDS = 30.0
 BACKUP_KIND = "EtcdBackup"
 
 
+class BrokenChainError(Exception):
+    """The chain of ``backup`` (taken at revision ``base``) cannot go on: a new full backup
+    must start a new one (``continuous.rechain_backup``, which needs the name)."""
+
+    def __init__(self, why: str, backup: str, base: int) -> None:
+        super().__init__(why)
+        self.backup, self.base = backup, base
+
+
 class NotRecordingError(Exception):
     """The recorder cannot run now; the message says why (written to the status)."""
 
@@ -115,10 +124,10 @@ class ContinuousBackups:
             await self._run(request)
         except asyncio.CancelledError:
             raise
-        except ChainBrokenError as err:
+        except BrokenChainError as err:
             self._tasks.failed(request.uid)
             log.warning("continuous backup of %s broke: %s", where, err)
-            await self._record(request, broken=str(err))
+            await self._record(request, broken=err)
         except (NotRecordingError, BackupError, SecretError) as err:
             self._tasks.failed(request.uid)
             log.warning("continuous backup of %s is not recording: %s", where, err)
@@ -196,7 +205,10 @@ class ContinuousBackups:
                 while True:
                     done, _ = await asyncio.wait([task], timeout=STATUS_SECONDS)
                     if done:
-                        task.result()  # raises what ended it
+                        try:
+                            task.result()  # raises what ended it
+                        except ChainBrokenError as err:
+                            raise BrokenChainError(str(err), name, backup.revision) from None
                         return
                     await self._record(request, chain_of=(name, recorder.coverage))
                     now = await self._cluster(request)
@@ -219,7 +231,7 @@ class ContinuousBackups:
         request: RecordContinuously,
         *,
         chain_of: tuple[str, Coverage] | None = None,
-        broken: str | None = None,
+        broken: BrokenChainError | None = None,
         message: str | None = None,
     ) -> None:
         """Write ``status.backup.continuous`` under the cluster's lock."""
@@ -239,11 +251,18 @@ class ContinuousBackups:
                     time=None if end is None else rfc3339(datetime.fromtimestamp(end / 1000, UTC)),
                     segments=len(cov.segments),
                 )
+            elif broken is not None:
+                # The chain it names, even when no status of it was kept (turned off and on).
+                if previous is None or previous.backup != broken.backup:
+                    previous = ContinuousBackupStatus(
+                        backup=broken.backup, baseRevision=broken.base, revision=broken.base
+                    )
+                status = previous.model_copy(update={"broken": str(broken), "message": None})
             elif previous is not None:
-                status = previous.model_copy(update={"broken": broken, "message": message})
+                status = previous.model_copy(update={"broken": None, "message": message})
             else:
                 status = ContinuousBackupStatus(
-                    backup="", baseRevision=0, revision=0, broken=broken, message=message
+                    backup="", baseRevision=0, revision=0, message=message
                 )
             patch = {"backup": {"continuous": status.model_dump(mode="json")}}
             await self.kube.patch_status(API_VERSION, KIND, cluster.namespace, cluster.name, patch)

@@ -143,6 +143,8 @@ def test_a_compacted_chain_is_written_as_broken() -> None:
     asyncio.run(_start_and_wait(world.runner))
     status = world.continuous()
     assert "compacted revision 33" in status["broken"], status
+    # It names the chain even with no status of it kept: the rechain step needs the name.
+    assert (status["backup"], status["baseRevision"]) == ("demo-20261206-0900", 32)
     assert not world.s3.objects
 
 
