@@ -242,7 +242,7 @@ LOCATION_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
 DEFAULT_BUMP_REVISION = 1_000_000_000
 
 
-RESTORE_ONE_SOURCE = "bootstrap.backup needs exactly one of name and location"
+RESTORE_ONE_SOURCE = "bootstrap.backup needs name, location, or pointInTime alone"
 POINT_IN_TIME_ONE = "pointInTime needs exactly one of revision and time"
 # RFC 3339 with a zone: a time without one would mean the operator's zone, not the user's.
 TIME_PATTERN = (
@@ -290,12 +290,17 @@ RESTORE_LOCATION_STORE = "bootstrap.backup.location needs store (where the objec
 
 
 class RestoreSource(_Model):
-    """The backup a new cluster starts from: an EtcdBackup by name, or an object by location."""
+    """The backup a new cluster starts from: an EtcdBackup by name, an object by location, or
+    with pointInTime alone the newest Succeeded backup of this cluster's name before it."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "has(self.name) != has(self.location)", "message": RESTORE_ONE_SOURCE},
+                {
+                    "rule": "has(self.name) ? !has(self.location) : "
+                    "has(self.location) || has(self.pointInTime)",
+                    "message": RESTORE_ONE_SOURCE,
+                },
                 {
                     "rule": "!has(self.location) || has(self.store)",
                     "message": RESTORE_LOCATION_STORE,
@@ -343,7 +348,8 @@ class RestoreSource(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> RestoreSource:
-        if (self.name is None) == (self.location is None):
+        named = self.name is not None
+        if named == (self.location is not None) and (named or self.pointInTime is None):
             raise ValueError(RESTORE_ONE_SOURCE)
         if self.location is not None and self.store is None:
             raise ValueError(RESTORE_LOCATION_STORE)

@@ -326,10 +326,8 @@ class PodTemplate(_Model):
     )
     topologySpreadConstraints: TopologySpreadConstraints | None = Field(
         default=None,
-        description="Topology spread constraints of the member pods, as in a Pod spec, used as "
-        "given: the operator adds none (its own spreading is the one-member-per-node "
-        "anti-affinity). Select the members with labelSelector.matchLabels "
-        "etcd.pyetcd.io/cluster: <cluster name>.",
+        description="The member pods' topology spread constraints, used as given. Select the "
+        "members with labelSelector.matchLabels etcd.pyetcd.io/cluster: <cluster name>.",
     )
     priorityClassName: str | None = Field(
         default=None,

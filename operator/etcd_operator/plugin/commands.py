@@ -186,7 +186,7 @@ def restore(
     source = kube.get(CLUSTERS, name)
     if source_backup is None:
         assert point is not None  # the parser requires one of them
-        source_backup = newest_before(backups_of(kube.items(BACKUPS), name), point).name
+        source_backup = newest_before(kube.items(BACKUPS), name, point)
         session.note(f"restoring from EtcdBackup {source_backup}, the newest before {point}")
     found = kube.get(BACKUPS, source_backup)
     plan = restore_manifest(source, found, new, point)

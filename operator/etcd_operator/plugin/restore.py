@@ -27,13 +27,13 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from etcd_operator.api.backup import BootstrapSpec, PointInTime, RestoreSource
 from etcd_operator.api.operation import OperationPhase
+from etcd_operator.api.times import rfc3339
 from etcd_operator.api.v1alpha1 import (
     API_VERSION,
     CLUSTER_NAME_MAX_LENGTH,
@@ -44,7 +44,9 @@ from etcd_operator.api.v1alpha1 import (
 from etcd_operator.components.auth import GENERATED_SUFFIX
 from etcd_operator.components.naming import LABEL_CLUSTER, LABEL_INSTANCE
 from etcd_operator.plugin.errors import PluginError
-from etcd_operator.plugin.views import BackupView, backup_view
+from etcd_operator.plugin.views import backup_view
+from etcd_operator.reconcile import restore
+from etcd_operator.reconcile.backup_records import backup_record
 
 Json = dict[str, Any]
 
@@ -176,30 +178,27 @@ def _encryption_key(spec: Json, backup: Json) -> None:
         )
 
 
-def newest_before(views: list[BackupView], point: PointInTime) -> BackupView:
-    """The backup a point-in-time restore starts from: the newest Succeeded one taken at or
-    before ``point`` (its revision, or its completion time); its continuous backup reaches on
-    from there. Refused, saying what there is, when none is."""
-    done = [v for v in views if v.succeeded and v.revision is not None]
-    if point.revision is not None:
-        rev = point.revision
-        before = [v for v in done if (v.revision or 0) <= rev]
-        found = max(before, key=lambda v: (v.revision or 0, v.completed or ""), default=None)
-    else:
-        assert point.time is not None
-        at = datetime.fromisoformat(point.time)
-        before = [v for v in done if v.completed and datetime.fromisoformat(v.completed) <= at]
-        found = max(before, key=lambda v: datetime.fromisoformat(v.completed or ""), default=None)
-    if found is None:
-        oldest = min(done, key=lambda v: v.revision or 0, default=None)
-        since = (
-            f"the oldest Succeeded backup is {oldest.name} (revision {oldest.revision}, "
-            f"{oldest.completed})"
-            if oldest is not None
-            else "there is no Succeeded backup"
-        )
-        raise RestoreRefusedError(f"no backup was taken before {point}: {since}")
-    return found
+def newest_before(items: list[Json], cluster: str, point: PointInTime) -> str:
+    """The EtcdBackup a point-in-time restore of ``cluster`` starts from, as the operator picks
+    it for a point alone (``reconcile.restore.newest_before``); refused, saying what there is,
+    when no backup was taken before the point."""
+    records = [
+        backup_record(item)
+        for item in items
+        if _dict(item.get("spec")).get("clusterName") == cluster
+    ]
+    found = restore.newest_before(records, point)
+    if found is not None:
+        return found.name
+    done = [r for r in records if r.succeeded and r.revision is not None]
+    oldest = min(done, key=lambda r: r.revision or 0, default=None)
+    since = (
+        f"the oldest Succeeded backup is {oldest.name} (revision {oldest.revision}, "
+        f"{rfc3339(oldest.time)})"
+        if oldest is not None
+        else "there is no Succeeded backup"
+    )
+    raise RestoreRefusedError(f"no backup of {cluster} was taken before {point}: {since}")
 
 
 def restore_manifest(

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from etcd_operator.api.operation import TERMINAL, OperationPhase
+from etcd_operator.api.times import parse_rfc3339
+from etcd_operator.reconcile.backup_requests import SCHEDULED_FOR_ANNOTATION, TRIGGER_LABEL
 
 # Phases that ended without a backup: Failed, and Rejected (refused before it started).
 UNSUCCESSFUL = frozenset({OperationPhase.FAILED, OperationPhase.REJECTED})
@@ -74,3 +77,27 @@ def oldest_first(records: Iterable[BackupRecord]) -> list[BackupRecord]:
 def newest(records: Iterable[BackupRecord]) -> BackupRecord | None:
     """The last one in ``order``, or ``None`` when there is none."""
     return max(records, key=lambda r: r.order, default=None)
+
+
+def backup_record(obj: dict[str, Any]) -> BackupRecord:
+    """What the backup decisions know of one EtcdBackup object as the API returned it."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    try:
+        phase = OperationPhase(status.get("phase") or OperationPhase.PENDING)
+    except ValueError:
+        phase = OperationPhase.PENDING
+    created = parse_rfc3339(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    revision = status.get("revision")
+    return BackupRecord(
+        name=str(meta.get("name")),
+        phase=phase,
+        created_at=created,
+        completed_at=parse_rfc3339(status.get("completedAt")),
+        scheduled_for=parse_rfc3339(annotations.get(SCHEDULED_FOR_ANNOTATION)),
+        message=status.get("message"),
+        trigger=labels.get(TRIGGER_LABEL),
+        revision=revision if isinstance(revision, int) else None,
+    )

@@ -15,12 +15,15 @@ children: no member may start empty when it was meant to start from a backup. Th
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
+from datetime import datetime
 
-from etcd_operator.api.backup import RestoreSource, SecretKeyRef
+from etcd_operator.api.backup import PointInTime, RestoreSource, SecretKeyRef
 from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
+from etcd_operator.reconcile.backup_records import BackupRecord
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided, Progress, StepResult, with_progress
 
@@ -35,10 +38,29 @@ def _key_secret(desired: EtcdCluster, source: RestoreSource) -> SecretKeyRef | N
     return backup.encryption.keySecret if backup and backup.encryption else None
 
 
+def newest_before(backups: Iterable[BackupRecord], point: PointInTime) -> BackupRecord | None:
+    """The backup a point-in-time restore starts from when none is named: the newest Succeeded
+    one taken at or before ``point`` (by its revision, or by when it completed, since its
+    snapshot was taken before that). Its continuous backup reaches on from there: a recorder
+    moves to a newer backup only after that one succeeded."""
+    done = [b for b in backups if b.succeeded and b.revision is not None]
+    if point.revision is not None:
+        rev = point.revision
+        return max(
+            (b for b in done if (b.revision or 0) <= rev),
+            key=lambda b: (b.revision or 0, b.time),
+            default=None,
+        )
+    assert point.time is not None
+    at = datetime.fromisoformat(point.time)
+    return max((b for b in done if b.time <= at), key=lambda b: b.time, default=None)
+
+
 def resolve(
     desired: EtcdCluster, source: RestoreSource, backup: EtcdBackup | None
 ) -> RestoredFrom | str:
-    """The source as the members fetch it, or why it cannot be used yet."""
+    """The source as the members fetch it, or why it cannot be used yet (``backup``: the
+    named one, or for a point alone the one ``newest_before`` picked)."""
     key_secret = _key_secret(desired, source)
     point = source.pointInTime
     if source.location is not None:
@@ -58,8 +80,13 @@ def resolve(
             toRevision=point.revision if point is not None else None,
             toTime=point.time if point is not None else None,
         )
-    name = source.name
     ns = desired.namespace
+    if source.name is None and backup is None:
+        return (
+            f"no Succeeded EtcdBackup of {desired.name} in namespace {ns} was taken before "
+            f"{point}: name one with bootstrap.backup.name"
+        )
+    name = source.name or str((backup.metadata if backup else {}).get("name"))
     if backup is None:
         return f"EtcdBackup {name} does not exist in namespace {ns}: waiting for it"
     status = backup.status

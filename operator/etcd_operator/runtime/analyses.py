@@ -58,7 +58,7 @@ from etcd_operator.backup import (
 )
 from etcd_operator.reconcile import keyspace, keyspace_record
 from etcd_operator.reconcile.actions import AnalyzeKeyspace
-from etcd_operator.reconcile.backup_records import newest
+from etcd_operator.reconcile.backup_records import backup_record, newest
 from etcd_operator.reconcile.keyspace_report import (
     ReportError,
     Summary,
@@ -70,7 +70,7 @@ from etcd_operator.runtime import pyetcdutl, stores
 from etcd_operator.runtime.events import post_events
 from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_cluster
 from etcd_operator.runtime.kube import KubeApi
-from etcd_operator.runtime.observe import backup_record, without_kopf
+from etcd_operator.runtime.observe import without_kopf
 from etcd_operator.runtime.pyetcdutl import AnalyzerError
 from etcd_operator.runtime.tasks import KeyedTasks
 

@@ -18,14 +18,13 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from etcd_operator.api.etcdbackup import KIND as BACKUP_KIND
 from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.api.etcddefrag import KIND as DEFRAG_KIND
 from etcd_operator.api.etcddefrag import EtcdDefrag
-from etcd_operator.api.operation import OperationPhase
 from etcd_operator.api.settings import OperatorSettings
 from etcd_operator.api.times import parse_rfc3339
 from etcd_operator.api.v1alpha1 import API_VERSION, EtcdCluster
@@ -43,8 +42,7 @@ from etcd_operator.components.restore import CONTAINER_NAME as RESTORE_CONTAINER
 from etcd_operator.components.statefulset import CONTAINER_NAME as MEMBER_CONTAINER
 from etcd_operator.members import EtcdConnection, connect_etcd, observe_auth
 from etcd_operator.members import observe as observe_etcd
-from etcd_operator.reconcile.backup_records import BackupRecord, newest
-from etcd_operator.reconcile.backup_requests import SCHEDULED_FOR_ANNOTATION, TRIGGER_LABEL
+from etcd_operator.reconcile.backup_records import BackupRecord, backup_record, newest
 from etcd_operator.reconcile.children import desired_children
 from etcd_operator.reconcile.observed import (
     AuthView,
@@ -55,6 +53,7 @@ from etcd_operator.reconcile.observed import (
     RootSecretFacts,
     StatefulSetState,
 )
+from etcd_operator.reconcile.restore import newest_before
 from etcd_operator.reconcile.status import selector
 from etcd_operator.runtime.kube import KubeApi
 
@@ -458,12 +457,18 @@ async def _latest_backup(
 
 
 async def _restore_backup(desired: EtcdCluster, kube: KubeApi) -> EtcdBackup | None:
-    """The EtcdBackup a cluster is to be created from, while that is not resolved yet."""
+    """The EtcdBackup a cluster is to be created from, while that is not resolved yet: the
+    named one, or with a point in time alone the newest of the cluster's name before it."""
     bootstrap = desired.spec.bootstrap
     recorded = desired.status.restoredFrom if desired.status is not None else None
-    if bootstrap is None or bootstrap.backup.name is None or recorded is not None:
+    if bootstrap is None or recorded is not None:
         return None
-    return await _backup_object(kube, desired.namespace, bootstrap.backup.name)
+    source = bootstrap.backup
+    name = source.name
+    if name is None and source.location is None and source.pointInTime is not None:
+        picked = newest_before(await backup_records(kube, desired), source.pointInTime)
+        name = picked.name if picked is not None else None
+    return None if name is None else await _backup_object(kube, desired.namespace, name)
 
 
 async def _backup_object(kube: KubeApi, namespace: str, name: str) -> EtcdBackup | None:
@@ -492,28 +497,4 @@ async def backup_records(kube: KubeApi, desired: EtcdCluster) -> tuple[BackupRec
         if (b.get("spec") or {}).get("clusterName") == desired.name
         # One being deleted (its stored copy first) is gone for every decision.
         and not (b.get("metadata") or {}).get("deletionTimestamp")
-    )
-
-
-def backup_record(obj: Json) -> BackupRecord:
-    """What the backup decisions know of one EtcdBackup object as the API returned it."""
-    meta = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
-    try:
-        phase = OperationPhase(status.get("phase") or OperationPhase.PENDING)
-    except ValueError:
-        phase = OperationPhase.PENDING
-    created = parse_rfc3339(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
-    revision = status.get("revision")
-    return BackupRecord(
-        name=str(meta.get("name")),
-        phase=phase,
-        created_at=created,
-        completed_at=parse_rfc3339(status.get("completedAt")),
-        scheduled_for=parse_rfc3339(annotations.get(SCHEDULED_FOR_ANNOTATION)),
-        message=status.get("message"),
-        trigger=labels.get(TRIGGER_LABEL),
-        revision=revision if isinstance(revision, int) else None,
     )

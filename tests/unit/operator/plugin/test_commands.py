@@ -587,8 +587,8 @@ def test_a_point_before_every_backup_is_refused_saying_what_there_is() -> None:
             point=PointInTime(revision=50),
         )  # fmt: skip
     assert str(refused.value) == (
-        "no backup was taken before revision 50: the oldest Succeeded backup is main-0600 "
-        "(revision 100, 2026-12-06T06:00:04Z)"
+        "no backup of main was taken before revision 50: the oldest Succeeded backup is "
+        "main-0600 (revision 100, 2026-12-06T06:00:04Z)"
     )
 
 

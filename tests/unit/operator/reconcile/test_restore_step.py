@@ -8,12 +8,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from etcd_operator.api.backup import PointInTime
 from etcd_operator.api.etcdbackup import EtcdBackup
 from etcd_operator.api.v1alpha1 import EtcdCluster, RestoredFrom
 from etcd_operator.components.statefulset import statefulset
+from etcd_operator.reconcile.backup_records import BackupRecord, backup_record
 from etcd_operator.reconcile.observed import Observed
 from etcd_operator.reconcile.pipeline import Decided
-from etcd_operator.reconcile.restore import RESTORE, WAITING_FOR_BACKUP, resolve, step
+from etcd_operator.reconcile.restore import (
+    RESTORE,
+    WAITING_FOR_BACKUP,
+    newest_before,
+    resolve,
+    step,
+)
 
 from tests.unit.operator.reconcile.builders import SETTINGS
 
@@ -186,3 +194,56 @@ def test_a_revision_before_the_named_backup_is_refused_saying_which() -> None:
 def test_a_point_in_time_is_a_revision_or_a_time_with_a_zone(point: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"pointInTime|time|revision"):
         desired({"name": "b", "pointInTime": point})
+
+
+def record(name: str, revision: int, completed: str, phase: str = "Succeeded") -> BackupRecord:
+    return backup_record(
+        {
+            "metadata": {"name": name, "creationTimestamp": completed},
+            "status": {"phase": phase, "revision": revision, "completedAt": completed},
+        }
+    )
+
+
+RECORDS = [
+    record("demo-0600", 100, "2026-12-06T06:00:04Z"),
+    record("demo-1200", 200, "2026-12-06T12:00:04Z"),
+    record("demo-1800", 300, "2026-12-06T18:00:04Z"),
+    record("demo-1900", 400, "2026-12-06T19:00:04Z", phase="Failed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("point", "picked"),
+    [
+        ({"revision": 99}, None),
+        ({"revision": 100}, "demo-0600"),
+        ({"revision": 299}, "demo-1200"),
+        ({"revision": 10_000}, "demo-1800"),
+        ({"time": "2026-12-06T12:00:03Z"}, "demo-0600"),
+        ({"time": "2026-12-06T13:00:04+01:00"}, "demo-1200"),
+        ({"time": "2026-12-07T00:00:00Z"}, "demo-1800"),
+    ],
+)
+def test_a_point_alone_starts_from_the_newest_succeeded_backup_before_it(
+    point: dict[str, Any], picked: str | None
+) -> None:
+    found = newest_before(RECORDS, PointInTime.model_validate(point))
+    assert (found.name if found is not None else None) == picked
+
+
+def test_a_point_alone_resolves_the_picked_backup_or_says_none_was_taken_before() -> None:
+    cluster = desired({"pointInTime": {"revision": 250}})
+    assert cluster.spec.bootstrap is not None
+    source = cluster.spec.bootstrap.backup
+    said = resolve(cluster, source, None)
+    assert said == (
+        "no Succeeded EtcdBackup of demo in namespace ns was taken before revision 250: name "
+        "one with bootstrap.backup.name"
+    )
+    picked = etcd_backup(
+        "Succeeded", location="s3://backups/ns/demo/b.db.zst", store=STORE, revision=200
+    )
+    resolved = resolve(cluster, source, picked)
+    assert isinstance(resolved, RestoredFrom)
+    assert (resolved.backup, resolved.toRevision, resolved.baseRevision) == ("b", 250, 200)

@@ -1,7 +1,8 @@
 """The continuous backup runner over an in-memory Kubernetes, etcd and S3: the chain it extends
 (the newest successful backup's), the member it watches, the segments it stores and the
 ``status.backup.continuous`` it writes; no full backup yet, a compacted chain, and continuous
-backup turned off. The recorder against real servers: tests/integration/test_continuous.py."""
+backup turned off; and the backup a point-in-time restore alone starts from. The recorder
+against real servers: tests/integration/test_continuous.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from etcd_operator.backup.store import S3Client, StoreSettings
 from etcd_operator.reconcile.actions import RecordContinuously
 from etcd_operator.runtime import continuous as runner_module
 from etcd_operator.runtime.continuous import ContinuousBackups
+from etcd_operator.runtime.failures import parse_cluster
+from etcd_operator.runtime.observe import _restore_backup
 from pyetcd.client import WatchBatch
 from pyetcd.proto.mvccpb import kv_pb2
 
@@ -177,3 +180,15 @@ def test_turned_off_the_recorder_stops_at_once_and_writes_no_status(
 
     asyncio.run(scenario())
     assert world.continuous() == {}
+
+
+def test_a_point_alone_fetches_the_newest_backup_of_the_clusters_name_before_it() -> None:
+    kube = FakeKube()
+    kube.put(backup_body("demo-20261206-0600", "2026-12-06T06:00:30Z"))
+    kube.put(backup_body("demo-20261206-0900", "2026-12-06T09:00:30Z"))
+    body = cluster_body(annotation=None)
+    body["spec"]["bootstrap"] = {"backup": {"pointInTime": {"time": "2026-12-06T08:00:00Z"}}}
+    found = asyncio.run(_restore_backup(parse_cluster(body), kube))
+    assert found is not None and found.metadata["name"] == "demo-20261206-0600"
+    body["spec"]["bootstrap"] = {"backup": {"pointInTime": {"time": "2026-12-06T05:00:00Z"}}}
+    assert asyncio.run(_restore_backup(parse_cluster(body), kube)) is None
