@@ -60,9 +60,9 @@ class BrokenChainError(Exception):
     """The chain of ``backup`` (taken at revision ``base``) cannot go on: a new full backup
     must start a new one (``continuous.rechain_backup``, which needs the name)."""
 
-    def __init__(self, why: str, backup: str, base: int) -> None:
+    def __init__(self, why: str, backup: str, coverage: Coverage) -> None:
         super().__init__(why)
-        self.backup, self.base = backup, base
+        self.backup, self.coverage = backup, coverage
 
 
 class NotRecordingError(Exception):
@@ -208,7 +208,7 @@ class ContinuousBackups:
                         try:
                             task.result()  # raises what ended it
                         except ChainBrokenError as err:
-                            raise BrokenChainError(str(err), name, backup.revision) from None
+                            raise BrokenChainError(str(err), name, recorder.coverage) from None
                         return
                     await self._record(request, chain_of=(name, recorder.coverage))
                     now = await self._cluster(request)
@@ -242,22 +242,13 @@ class ContinuousBackups:
             backup_status = cluster.status.backup if cluster.status is not None else None
             previous = backup_status.continuous if backup_status is not None else None
             if chain_of is not None:
-                name, cov = chain_of
-                end = cov.end_ms
-                status = ContinuousBackupStatus(
-                    backup=name,
-                    baseRevision=cov.base,
-                    revision=cov.upto,
-                    time=None if end is None else rfc3339(datetime.fromtimestamp(end / 1000, UTC)),
-                    segments=len(cov.segments),
-                )
+                status = _chain_status(*chain_of)
             elif broken is not None:
-                # The chain it names, even when no status of it was kept (turned off and on).
-                if previous is None or previous.backup != broken.backup:
-                    previous = ContinuousBackupStatus(
-                        backup=broken.backup, baseRevision=broken.base, revision=broken.base
-                    )
-                status = previous.model_copy(update={"broken": str(broken), "message": None})
+                # How far the broken chain reaches, as the store says (also when no status of it
+                # was kept: continuous backup turned off and on), and why it cannot go on.
+                status = _chain_status(broken.backup, broken.coverage).model_copy(
+                    update={"broken": str(broken)}
+                )
             elif previous is not None:
                 status = previous.model_copy(update={"broken": None, "message": message})
             else:
@@ -266,3 +257,14 @@ class ContinuousBackups:
                 )
             patch = {"backup": {"continuous": status.model_dump(mode="json")}}
             await self.kube.patch_status(API_VERSION, KIND, cluster.namespace, cluster.name, patch)
+
+
+def _chain_status(backup: str, cov: Coverage) -> ContinuousBackupStatus:
+    end = cov.end_ms
+    return ContinuousBackupStatus(
+        backup=backup,
+        baseRevision=cov.base,
+        revision=cov.upto,
+        time=None if end is None else rfc3339(datetime.fromtimestamp(end / 1000, UTC)),
+        segments=len(cov.segments),
+    )

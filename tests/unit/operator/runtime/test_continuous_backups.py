@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from etcd_operator.backup.segments import list_chain
+from etcd_operator.backup.eventlog import EventLog
+from etcd_operator.backup.segments import Segment, list_chain, upload_segment
 from etcd_operator.backup.store import S3Client, StoreSettings
 from etcd_operator.reconcile.actions import RecordContinuously
 from etcd_operator.runtime import continuous as runner_module
@@ -142,13 +143,27 @@ def test_without_a_successful_backup_it_says_what_it_waits_for() -> None:
 
 def test_a_compacted_chain_is_written_as_broken() -> None:
     world = World()
-    world.etcd.compacted_below = 36
+    # The chain reached 35 before its recorder stopped; etcd compacted up to 40 since.
+    recorded = EventLog()
+    for rev in range(33, 36):
+        recorded.add_event(put(rev))
+    store = StoreSettings(bucket="backups")
+    asyncio.run(
+        upload_segment(
+            world.s3, store, CHAIN_KEY, Segment(32, 35, 1_000, 2_000), recorded.to_bytes(),
+            events=3, base=32, compression="zstd", encryption_key=None,
+        )
+    )  # fmt: skip
+    world.etcd.compacted_below = 40
     asyncio.run(_start_and_wait(world.runner))
     status = world.continuous()
-    assert "compacted revision 33" in status["broken"], status
-    # It names the chain even with no status of it kept: the rechain step needs the name.
-    assert (status["backup"], status["baseRevision"]) == ("demo-20261206-0900", 32)
-    assert not world.s3.objects
+    assert "compacted revision 36" in status["broken"], status
+    # It names the chain and how far it reaches even with no status of it kept (turned off and
+    # on): the rechain step needs the name, the recoverable window the reach.
+    assert (status["backup"], status["baseRevision"], status["revision"]) == (
+        "demo-20261206-0900", 32, 35,
+    )  # fmt: skip
+    assert len(world.s3.objects) == 1
 
 
 async def _start_and_wait(runner: ContinuousBackups) -> None:
