@@ -72,7 +72,7 @@ from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_clu
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import without_kopf
 from etcd_operator.runtime.pyetcdutl import AnalyzerError
-from etcd_operator.runtime.tasks import KeyedTasks
+from etcd_operator.runtime.tasks import ClusterRunner, KeyedTasks
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,9 @@ def free_bytes(directory: str) -> int:
     return shutil.disk_usage(directory).free
 
 
-class KeyspaceAnalyses:
-    """Runs the clusters' keyspace analyses; ``start`` for each ``AnalyzeKeyspace``."""
+class KeyspaceAnalyses(ClusterRunner[KeyedTasks]):
+    """Runs the clusters' keyspace analyses; ``start`` for each ``AnalyzeKeyspace``. Runs
+    cancelled by ``stop`` are ended as interrupted by the next operator, and retried."""
 
     def __init__(
         self,
@@ -162,22 +163,13 @@ class KeyspaceAnalyses:
         store_report: StoreReport = upload_report,
         drop_reports: DropReports = delete_reports,
     ) -> None:
-        self.settings = settings
-        self._kube = kube
-        self._own_locks: dict[str, asyncio.Lock] = {}
-        self._lock = lock or (lambda uid: self._own_locks.setdefault(uid, asyncio.Lock()))
-        self._clock = clock
+        super().__init__(settings, kube, KeyedTasks(), lock=lock, clock=clock)
         self._download = download
         self._run_tool = run_tool
         self._free_space = free_space
         self._store_report = store_report
         self._drop_reports = drop_reports
-        self._tasks = KeyedTasks()
         self._slots: asyncio.Semaphore | None = None
-
-    @property
-    def kube(self) -> KubeApi:
-        return self._kube()
 
     def start(self, request: AnalyzeKeyspace) -> asyncio.Task[None]:
         """The cluster's analysis task: the one that runs, else a new one."""
@@ -185,15 +177,6 @@ class KeyspaceAnalyses:
         if running is not None:
             return running
         return self._tasks.start(request.uid, self._guarded(request), f"keyspace {request.name}")
-
-    async def wait(self) -> None:
-        """Wait for every run in flight (tests)."""
-        await self._tasks.wait()
-
-    async def stop(self) -> None:
-        """Cancel the runs in flight (the operator stops): the next operator ends their records
-        as interrupted and retries them."""
-        await self._tasks.stop()
 
     # -- one run ---------------------------------------------------------------------------
     async def _guarded(self, request: AnalyzeKeyspace) -> None:

@@ -44,7 +44,7 @@ from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_clu
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import Connect, backup_records, connect_etcd, observe
 from etcd_operator.runtime.stores import SecretError, resolved
-from etcd_operator.runtime.tasks import RetryingTasks
+from etcd_operator.runtime.tasks import ClusterRunner, RetryingTasks
 from etcd_operator.runtime.write_samples import watched_member
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,9 @@ class NotRecordingError(Exception):
     """The recorder cannot run now; the message says why (written to the status)."""
 
 
-class ContinuousBackups:
-    """Keeps the clusters' recorders running; ``start`` for each ``RecordContinuously``."""
+class ContinuousBackups(ClusterRunner[RetryingTasks]):
+    """Keeps the clusters' recorders running; ``start`` for each ``RecordContinuously``. After
+    ``stop``, the next operator resumes each chain at its end in the store."""
 
     def __init__(
         self,
@@ -83,18 +84,11 @@ class ContinuousBackups:
         monotonic: Callable[[], float] = time.monotonic,
         s3_client: Callable[[StoreSettings], Awaitable[S3Client]] = client_for,
     ) -> None:
-        self.settings = settings
-        self._kube = kube
-        self._own_locks: dict[str, asyncio.Lock] = {}
-        self._lock = lock or (lambda uid: self._own_locks.setdefault(uid, asyncio.Lock()))
-        self._clock = clock
+        super().__init__(
+            settings, kube, RetryingTasks(RETRY_SECONDS, monotonic), lock=lock, clock=clock
+        )
         self._connect = connect
         self._s3_client = s3_client
-        self._tasks = RetryingTasks(RETRY_SECONDS, monotonic)
-
-    @property
-    def kube(self) -> KubeApi:
-        return self._kube()
 
     def start(self, request: RecordContinuously) -> asyncio.Task[None] | None:
         return self._tasks.start_unless_failed(
@@ -108,14 +102,6 @@ class ContinuousBackups:
         """Stop the cluster's recorder (continuous backup was turned off). Not awaited: the
         caller may hold the cluster's lock, which the recorder's last status write takes."""
         self._tasks.cancel(uid)
-
-    async def wait(self) -> None:
-        await self._tasks.wait()
-
-    async def stop(self) -> None:
-        """Cancel every recorder (the operator stops); the next operator resumes each chain at
-        its end in the store."""
-        await self._tasks.stop()
 
     # -- one run ---------------------------------------------------------------------------
     async def _guarded(self, request: RecordContinuously) -> None:

@@ -2,13 +2,18 @@
 keyspace-analysis and write-sample runners share. ``running`` finds the one under way, ``start``
 makes one that forgets itself when done, ``wait`` waits for all (tests, the operator's cleanup),
 ``stop`` cancels all (the operator stops). ``RetryingTasks`` also holds a key back for a while
-after its task failed (the write-sample and continuous-backup runners)."""
+after its task failed (the write-sample and continuous-backup runners). ``ClusterRunner`` is
+what the per-cluster runners (keyspace analyses, write samples, continuous backups) share."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from etcd_operator.api.settings import OperatorSettings
+from etcd_operator.runtime.kube import KubeApi
 
 
 class KeyedTasks:
@@ -82,3 +87,40 @@ class RetryingTasks(KeyedTasks):
     def forget(self, key: str) -> None:
         """The key may start again at once (it succeeded, or its object is gone)."""
         self._failed_at.pop(key, None)
+
+
+TasksT = TypeVar("TasksT", bound=KeyedTasks)
+
+
+class ClusterRunner(Generic[TasksT]):
+    """A runner of one task per cluster: the operator's settings, the Kubernetes API (made on
+    first use, inside the operator), each cluster's lock (the reconciler's, so that a status
+    write never interleaves with a pass; or its own), a clock, and the tasks."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: Callable[[], KubeApi],
+        tasks: TasksT,
+        *,
+        lock: Callable[[str], asyncio.Lock] | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self._kube = kube
+        self._own_locks: dict[str, asyncio.Lock] = {}
+        self._lock = lock or (lambda uid: self._own_locks.setdefault(uid, asyncio.Lock()))
+        self._clock = clock
+        self._tasks = tasks
+
+    @property
+    def kube(self) -> KubeApi:
+        return self._kube()
+
+    async def wait(self) -> None:
+        """Wait for every task in flight (tests, the operator's cleanup)."""
+        await self._tasks.wait()
+
+    async def stop(self) -> None:
+        """Cancel the tasks in flight (the operator stops); the next operator starts again."""
+        await self._tasks.stop()

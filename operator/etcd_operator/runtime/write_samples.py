@@ -38,7 +38,7 @@ from etcd_operator.reconcile.observed import EtcdView
 from etcd_operator.runtime.failures import InvalidSpecError, describe, parse_cluster
 from etcd_operator.runtime.kube import KubeApi
 from etcd_operator.runtime.observe import Connect, connect_etcd, observe
-from etcd_operator.runtime.tasks import RetryingTasks
+from etcd_operator.runtime.tasks import ClusterRunner, RetryingTasks
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def watched_member(view: EtcdView | None) -> str | None:
     return chosen[0].client_urls[0] if chosen else None
 
 
-class WriteSamples:
+class WriteSamples(ClusterRunner[RetryingTasks]):
     """Takes the clusters' write samples; ``start`` for each ``SampleWrites``."""
 
     def __init__(
@@ -75,18 +75,11 @@ class WriteSamples:
         connect: Connect = connect_etcd,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings
-        self._kube = kube
-        self._own_locks: dict[str, asyncio.Lock] = {}
-        self._lock = lock or (lambda uid: self._own_locks.setdefault(uid, asyncio.Lock()))
-        self._clock = clock
+        super().__init__(
+            settings, kube, RetryingTasks(RETRY_SECONDS, monotonic), lock=lock, clock=clock
+        )
         self._connect = connect
         self._monotonic = monotonic
-        self._tasks = RetryingTasks(RETRY_SECONDS, monotonic)
-
-    @property
-    def kube(self) -> KubeApi:
-        return self._kube()
 
     def start(self, request: SampleWrites) -> asyncio.Task[None] | None:
         """The cluster's sampling task: the one that runs, else a new one (none within
@@ -98,14 +91,6 @@ class WriteSamples:
     def forget(self, uid: str) -> None:
         """The cluster is gone: its failed window's time goes too."""
         self._tasks.forget(uid)
-
-    async def wait(self) -> None:
-        """Wait for every window in flight (tests)."""
-        await self._tasks.wait()
-
-    async def stop(self) -> None:
-        """Cancel the windows in flight (the operator stops); the next operator takes new ones."""
-        await self._tasks.stop()
 
     # -- one window ------------------------------------------------------------------------
     async def _guarded(self, request: SampleWrites) -> None:
