@@ -123,14 +123,14 @@ class Recorder:
         interval_ms = int(self.interval * 1000)
         start_ms = self.clock_ms()  # the time the next segment starts at
         upto = self.coverage.upto
-        queue: asyncio.Queue[WatchBatch | BaseException] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, WatchBatch] | BaseException] = asyncio.Queue()
         watcher = asyncio.create_task(self._watch(upto + 1, queue))
         events = EventLog()
         seen_ms = start_ms  # when the last response arrived
         proven = -1  # the member's revision the last response named
         last_upload_ms = self.coverage.end_ms or start_ms
         next_cut = start_ms + interval_ms
-        getter: asyncio.Future[WatchBatch | BaseException] | None = None
+        getter: asyncio.Future[tuple[int, WatchBatch] | BaseException] | None = None
         try:
             while True:
                 timeout = max(0.0, (next_cut - self.clock_ms()) / 1000)
@@ -144,11 +144,11 @@ class Recorder:
                     getter = None
                     if isinstance(item, BaseException):
                         raise item
-                    seen_ms = self.clock_ms()
-                    proven = item.revision
-                    if item.events:
+                    seen_ms, batch = item
+                    proven = batch.revision
+                    if batch.events:
                         events.mark_time(seen_ms)
-                        for event in item.events:
+                        for event in batch.events:
                             await self._announce(events, event)
                             events.add_event(event)
                     if events.size < MAX_SEGMENT_BYTES and self.clock_ms() < next_cut:
@@ -198,11 +198,15 @@ class Recorder:
         log_.add_lease(lease, ttl if ttl is not None else FALLBACK_LEASE_TTL)
         self._announced.add(lease)
 
-    async def _watch(self, start: int, queue: asyncio.Queue[WatchBatch | BaseException]) -> None:
+    async def _watch(
+        self, start: int, queue: asyncio.Queue[tuple[int, WatchBatch] | BaseException]
+    ) -> None:
+        # Stamped here, on arrival: the loop that uploads may be busy with an upload, and a time
+        # target must not see a write later than it arrived.
         history = self.etcd.watch_history(start, progress_every=self.interval)
         try:
             async for batch in history:
-                queue.put_nowait(batch)
+                queue.put_nowait((self.clock_ms(), batch))
             queue.put_nowait(ChainBrokenError("the watch ended"))
         except WatchCompactedError as err:
             queue.put_nowait(

@@ -24,12 +24,11 @@ from etcd_operator.api.backup import Compression
 from etcd_operator.backup.cipher import ENCRYPTION_AES_GCM, ENCRYPTION_NONE
 from etcd_operator.backup.codec import DECODE_PIECE, Encoder, open_reader
 from etcd_operator.backup.errors import (
-    BackupError,
     EncryptionKeyRequiredError,
     NoSuchKeyError,
     NotABackupError,
-    classify_s3_error,
 )
+from etcd_operator.backup.objects import put_small_object, store_error
 from etcd_operator.backup.store import S3Client, StoreSettings, make_client
 
 REPORT_SUFFIX = ".keyspace.json"
@@ -66,13 +65,7 @@ async def _client(store: StoreSettings, key: str, operation: str) -> S3Client:
     try:
         return await asyncio.to_thread(make_client, store)
     except Exception as err:
-        raise _error(err, store, key, operation) from None
-
-
-def _error(err: Exception, store: StoreSettings, key: str, operation: str) -> BackupError:
-    return classify_s3_error(
-        err, endpoint=store.display_endpoint, bucket=store.bucket, key=key, operation=operation
-    )
+        raise store_error(err, store, key, operation) from None
 
 
 async def upload_report(
@@ -100,20 +93,10 @@ async def upload_report(
     if revision is not None:
         metadata[REVISION] = str(revision)
     s3 = client or await _client(store, key, operation)
-    try:
-        await asyncio.to_thread(
-            s3.put_object,
-            Bucket=store.bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/json"
-            if encryption_key is None
-            else "application/octet-stream",
-            Metadata=metadata,
-            **store.sse_args(),
-        )
-    except Exception as err:
-        raise _error(err, store, key, operation) from None
+    content_type = "application/json" if encryption_key is None else "application/octet-stream"
+    await put_small_object(
+        s3, store, key, body, content_type=content_type, metadata=metadata, operation=operation
+    )
     return StoredReport(store.location(key), key, len(body), encryption_key is not None)
 
 
@@ -137,7 +120,7 @@ async def fetch_report(
         finally:
             body.close()
     except Exception as err:
-        raise _error(err, store, key, operation) from None
+        raise store_error(err, store, key, operation) from None
     meta = {k.lower(): v for k, v in (resp.get("Metadata") or {}).items()}
     if meta.get(FORMAT) != FORMAT_VERSION or len(data) > MAX_REPORT_SIZE:
         raise NotABackupError(f"{location} is not a keyspace report of this operator")
@@ -172,6 +155,6 @@ async def delete_reports(
         try:
             await asyncio.to_thread(s3.delete_object, Bucket=store.bucket, Key=key)
         except Exception as err:
-            error = _error(err, store, key, operation)
+            error = store_error(err, store, key, operation)
             if not isinstance(error, NoSuchKeyError):
                 raise error from None

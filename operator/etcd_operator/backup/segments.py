@@ -37,14 +37,13 @@ from typing import Any
 from etcd_operator.api.backup import Compression
 from etcd_operator.backup.codec import Encoder, decode
 from etcd_operator.backup.errors import (
-    BackupError,
     CorruptObjectError,
     EncryptionKeyRequiredError,
     NoSuchKeyError,
     NotABackupError,
-    classify_s3_error,
 )
 from etcd_operator.backup.metadata import COMPRESSION, ENCRYPTION, RAW_SIZE, SHA256, STORED_SIZE
+from etcd_operator.backup.objects import put_small_object, store_error
 from etcd_operator.backup.store import S3Client, StoreSettings, make_client
 
 CHAIN_SUFFIX = ".continuous/"
@@ -163,18 +162,12 @@ class StoredSegment:
     events: int
 
 
-def _error(err: Exception, store: StoreSettings, key: str | None, op: str) -> BackupError:
-    return classify_s3_error(
-        err, endpoint=store.display_endpoint, bucket=store.bucket, key=key, operation=op
-    )
-
-
 async def client_for(store: StoreSettings) -> S3Client:
     """A boto3 client for ``store`` (loading botocore's models in a worker thread)."""
     try:
         return await asyncio.to_thread(make_client, store)
     except Exception as err:
-        raise _error(err, store, None, "connect") from None
+        raise store_error(err, store, None, "connect") from None
 
 
 def _encode(raw: bytes, compression: Compression, key: bytes | None) -> tuple[bytes, str, str]:
@@ -210,18 +203,10 @@ async def upload_segment(
         EVENTS: str(events),
         BASE_REVISION: str(base),
     }
-    try:
-        await asyncio.to_thread(
-            s3.put_object,
-            Bucket=store.bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/octet-stream",
-            Metadata=metadata,
-            **store.sse_args(),
-        )
-    except Exception as err:
-        raise _error(err, store, key, "segment upload") from None
+    await put_small_object(
+        s3, store, key, body, content_type="application/octet-stream", metadata=metadata,
+        operation="segment upload",
+    )  # fmt: skip
     return StoredSegment(store.location(key), key, segment, len(body), len(log), events)
 
 
@@ -237,7 +222,7 @@ async def list_chain(s3: S3Client, store: StoreSettings, backup_key: str) -> lis
         try:
             page = await asyncio.to_thread(s3.list_objects_v2, **args)
         except Exception as err:
-            raise _error(err, store, prefix, "segment listing") from None
+            raise store_error(err, store, prefix, "segment listing") from None
         for obj in page.get("Contents") or ():
             seg = Segment.parse(str(obj["Key"])[len(prefix) :])
             if seg is not None:
@@ -266,7 +251,7 @@ async def fetch_segment(
         finally:
             body.close()
     except Exception as err:
-        raise _error(err, store, key, "segment download") from None
+        raise store_error(err, store, key, "segment download") from None
     meta = {k.lower(): v for k, v in (resp.get("Metadata") or {}).items()}
     if meta.get(FORMAT) != FORMAT_VERSION:
         raise NotABackupError(f"{location} is not a continuous-backup segment of this operator")
@@ -329,7 +314,7 @@ async def delete_chain(s3: S3Client, store: StoreSettings, backup_key: str) -> i
         try:
             await asyncio.to_thread(s3.delete_object, Bucket=store.bucket, Key=key)
         except Exception as err:
-            error = _error(err, store, key, "segment deletion")
+            error = store_error(err, store, key, "segment deletion")
             if not isinstance(error, NoSuchKeyError):
                 raise error from None
     return len(segments)
