@@ -136,7 +136,9 @@ def test_a_restore_to_a_revision_or_a_time_serves_exactly_that_point(
     expected_middle = served_at(member, middle)
     expected_before = served_at(member, before)
     chain = coverage(base, asyncio.run(list_chain(make_client(store), store, key)))
-    assert chain.gap is None and chain.upto == last and len(chain.segments) >= 3
+    # Several segments (how many depends on how fast the store takes uploads): the cut at a
+    # target is made inside a chain, not at its only segment.
+    assert chain.gap is None and chain.upto == last and len(chain.segments) >= 2, chain
 
     # To a revision in the middle of the history.
     restored = Member("pyetcd", tmp_path / "by-revision", name="restored", cluster_token="pitr")
