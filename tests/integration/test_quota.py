@@ -91,8 +91,11 @@ EXPECTED_UPSTREAM: dict[str, str] = {
 def fill(member: Member) -> tuple[int, tuple[grpc.StatusCode, str]]:
     """Put new versions of BIG_KEY until one fails; return (puts acknowledged, the error).
 
-    Also checks that the failed Put wrote nothing: same store revision, same value.
+    Also checks that the failed Put wrote nothing: same store revision, same value. A put that
+    timed out (a loaded machine: etcd's "request timed out", or the RPC deadline) may still
+    apply, so it is not the refusal: the fill goes on, and the checks allow for it.
     """
+    unsure = 0
     with grpc.insecure_channel(member.host_port) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         deadline = time.monotonic() + FILL_DEADLINE
@@ -103,14 +106,20 @@ def fill(member: Member) -> tuple[int, tuple[grpc.StatusCode, str]]:
             except grpc.RpcError as exc:
                 assert isinstance(exc, grpc.Call)
                 error = (exc.code(), exc.details() or "")
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or "timed out" in error[1]:
+                    unsure += 1
+                    continue
                 break
             assert time.monotonic() < deadline, f"{member}: {acked} puts and no NOSPACE yet"
         else:
             pytest.fail(f"{member}: {MAX_PUTS} puts of {len(VALUE)} bytes never hit the quota")
         got = kv.Range(rpc_pb2.RangeRequest(key=BIG_KEY), timeout=RPC_TIMEOUT)
-        assert [kv.version for kv in got.kvs] == [acked], f"{member}: a refused put was written"
-        assert [kv.value[:6] for kv in got.kvs] == [b"%06d" % (acked - 1)]
-        assert got.header.revision == got.kvs[0].mod_revision, f"{member}: revision moved"
+        (stored,) = got.kvs
+        assert acked - unsure <= stored.version <= acked, f"{member}: a refused put was written"
+        if unsure == 0:
+            assert stored.value[:6] == b"%06d" % (acked - 1)
+        assert stored.value[:6] != b"%06d" % acked, f"{member}: the refused put's value is stored"
+        assert got.header.revision == stored.mod_revision, f"{member}: revision moved"
     return acked, error
 
 

@@ -401,7 +401,8 @@ class EtcdClient:
         try:
             while True:
                 try:
-                    resp = await asyncio.wait_for(call.read(), idle)
+                    async with asyncio.timeout(idle):  # not wait_for: it can lose a cancel
+                        resp = await call.read()
                 except TimeoutError:
                     raise EtcdClientError(
                         f"snapshot stream stalled: nothing received for {idle:g}s",
@@ -469,7 +470,10 @@ class EtcdClient:
             end = loop.time() + seconds
             while (remaining := end - loop.time()) > 0:
                 try:
-                    resp = await asyncio.wait_for(call.read(), remaining)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can lose a
+                    # cancellation that arrives as a response does.
+                    async with asyncio.timeout(remaining):
+                        resp = await call.read()
                 except TimeoutError:
                     break
                 if not isinstance(resp, rpc_pb2.WatchResponse):

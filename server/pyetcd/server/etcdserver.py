@@ -797,8 +797,11 @@ class EtcdServer:
         assert self._backend_wake is not None
         interval = self.cfg.backend_batch_interval
         while True:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can lose the cancellation that
+            # stops this loop, and the member would never finish stopping.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._backend_wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._backend_wake.wait()
             self._backend_wake.clear()
             await self.commit_backend()
 
@@ -1085,7 +1088,8 @@ class EtcdServer:
             ctx = self.idgen.next().to_bytes(8, "big")
             fut = self.node.read_index(ctx)
             try:
-                return await asyncio.wait_for(fut, READ_INDEX_RETRY)
+                async with asyncio.timeout(READ_INDEX_RETRY):
+                    return await fut
             except TimeoutError:
                 # Lost (leader change, dropped message): ask again, as etcd does.
                 self.node.forget_read(ctx)

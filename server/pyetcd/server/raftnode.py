@@ -202,8 +202,10 @@ class RaftNode:
             if remaining <= 0 or self.stopped:
                 raise errors.ErrNoLeader
             self._leader_wake.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._leader_wake.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._leader_wake.wait()
 
     async def wait_raft_applied(self, index: int) -> None:
         """Until Raft itself counts ``index`` applied (``advance``).

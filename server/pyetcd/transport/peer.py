@@ -459,8 +459,11 @@ class Transport:
                 writer.write(data)
                 # A peer that stopped reading (paused, or its host gone) must not hold this
                 # stream forever: etcd gives a stream write 5 s too.
+                # asyncio.timeout, not wait_for: 3.11's wait_for can lose the cancellation
+                # that stops this writer (a stop that then never ends).
                 try:
-                    await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+                    async with asyncio.timeout(WRITE_TIMEOUT):
+                        await writer.drain()
                 except TimeoutError:
                     raise ConnectionError(f"write blocked for {WRITE_TIMEOUT:g}s") from None
                 unsure = False
