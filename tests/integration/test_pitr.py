@@ -4,7 +4,8 @@ container) into a member that then serves exactly the key space of that point.
 
 Per source flavour (etcd 3.4, pyetcd), versitygw as the store, zstd + AES like an encrypted
 cluster's backups. The writer puts, overwrites and deletes keys, attaches some to a lease, and
-pauses once, so that a time inside the pause has one right answer: the last revision before it.
+pauses until the recorder has every write so far, so that a time inside the pause has one
+right answer: the last revision before it.
 Checked: a restore to a revision in the middle of the history serves what the source served at
 that revision (read before any compaction); a restore to a time serves the revision before the
 pause; a target past the chain's end is refused with one line that says how far it reaches.
@@ -16,6 +17,7 @@ import asyncio
 import base64
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,17 +39,16 @@ from tools.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 
-PAUSE = 2.0
-
 
 @pytest.fixture(scope="module")
 def s3(versitygw: S3Server) -> S3Server:
     return versitygw
 
 
-async def write_history(member: Member) -> tuple[int, float]:
-    """Two bursts of writes around a pause; returns the last revision before the pause and
-    the middle of the pause (unix seconds)."""
+async def write_history(member: Member, recorded: Callable[[], int]) -> tuple[int, float]:
+    """Two bursts of writes around a pause that lasts until the recorder has the first burst
+    (``recorded``: how far it reached); returns the last revision before the pause and a
+    moment inside it (unix seconds)."""
     with grpc.insecure_channel(member.host_port) as channel:
         lease = rpc_pb2_grpc.LeaseStub(channel).LeaseGrant(
             rpc_pb2.LeaseGrantRequest(TTL=600), timeout=10
@@ -64,12 +65,15 @@ async def write_history(member: Member) -> tuple[int, float]:
             else:
                 await client.put(f"/pitr/{i % 40}", f"a{i}")
         before = (await client.status(member.host_port)).revision
-        pause_at = time.time()
-        # The pause is a stretch of time with no writes: nothing to wait for.
-        await asyncio.sleep(PAUSE)
+        deadline = time.monotonic() + 30
+        while recorded() < before:
+            assert time.monotonic() < deadline, f"revision {before} never reached S3"
+            await asyncio.sleep(0.05)
+        # Every write so far arrived before this moment, and every later one after it.
+        inside = time.time()
         for i in range(120):
             await client.put(f"/pitr/{i % 40}", f"b{i}")
-        return before, pause_at + PAUSE / 2
+        return before, inside
 
 
 def restore_into(s3: S3Server, location: str, into: Member, base: int, *target: str) -> str:
@@ -118,7 +122,7 @@ def test_a_restore_to_a_revision_or_a_time_serves_exactly_that_point(
             )  # fmt: skip
             task = asyncio.create_task(recorder.run())
             try:
-                before, pause = await write_history(member)
+                before, pause = await write_history(member, lambda: recorder.coverage.upto)
                 last = served(member).revision
                 deadline = time.monotonic() + 30
                 while recorder.coverage.upto < last:
